@@ -1,0 +1,53 @@
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Quantization.Attention;
+
+/// <summary>
+/// Plain scaled dot-product attention in float32 over full-precision keys and values, with grouped-query
+/// attention: the reference every faster path is checked against.
+/// </summary>
+public static class ReferenceAttention
+{
+    /// <summary>
+    /// Attends queries [B, Hq, Tq, D] over keys [B, Hkv, N, D] and values [B, Hkv, N, Dv]; Hq must be a multiple of Hkv.
+    /// With <paramref name="causal"/>, the queries are the last Tq positions of the N cached ones and each sees
+    /// only positions up to its own.
+    /// </summary>
+    /// <returns>float32 [B, Hq, Tq, Dv].</returns>
+    public static Tensor Attend(Tensor query, Tensor keys, Tensor values, bool causal = false, double? scale = null)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(values);
+        if (query.dim() != 4 || keys.dim() != 4 || values.dim() != 4)
+        {
+            throw new ArgumentException("Query, keys and values must be 4-dimensional [B, H, T, D].");
+        }
+
+        long hq = query.shape[1], hkv = keys.shape[1], n = keys.shape[2], tq = query.shape[2];
+        if (hkv == 0 || hq % hkv != 0 || query.shape[3] != keys.shape[3] || keys.shape[2] != values.shape[2] || query.shape[0] != keys.shape[0])
+        {
+            throw new ArgumentException($"Incompatible shapes: query [{string.Join(", ", query.shape)}], keys [{string.Join(", ", keys.shape)}], values [{string.Join(", ", values.shape)}].");
+        }
+
+        using var scope = NewDisposeScope();
+        long groups = hq / hkv;
+        var k = keys.to(ScalarType.Float32);
+        var v = values.to(ScalarType.Float32);
+        if (groups > 1)
+        {
+            k = k.repeat_interleave(groups, 1);
+            v = v.repeat_interleave(groups, 1);
+        }
+
+        var scores = matmul(query.to(ScalarType.Float32), k.transpose(2, 3)) * (scale ?? (1.0 / Math.Sqrt(query.shape[3])));
+        if (causal && tq > 1)
+        {
+            // Query i sits at position n - tq + i and may see positions 0..n - tq + i.
+            var mask = ones(tq, n, ScalarType.Bool, query.device).triu(n - tq + 1);
+            scores = scores.masked_fill(mask, double.NegativeInfinity);
+        }
+
+        return matmul(scores.softmax(-1), v).MoveToOuterDisposeScope();
+    }
+}

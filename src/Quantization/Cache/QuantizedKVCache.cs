@@ -1,0 +1,342 @@
+using VidKV.AI.Quantization.Attention;
+using VidKV.AI.Quantization.Quantizers;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Quantization.Cache;
+
+/// <summary>
+/// The key-value cache of one attention layer, compressed with VidKV: keys and values [B, H_kv, N, D] (H_kv are the
+/// key-value heads, before grouped-query repetition) are quantized in whole groups of G tokens; the rest stays in a
+/// full-precision residual until it reaches R tokens, then is flushed by the configured policy.
+/// </summary>
+/// <remarks>
+/// <para>Prefill attention should use the unquantized keys and values; afterwards the first N - (N mod G) tokens are
+/// quantized. A cache is not thread-safe: use one per request (and per layer) on one thread.</para>
+/// <para>Tensors returned by <see cref="GetKeysValues"/> and <see cref="Attend"/> belong to the caller. The cache owns
+/// copies of everything it holds (never views of the caller's tensors), so <see cref="Memory"/> is what it really holds.</para>
+/// </remarks>
+public sealed class QuantizedKVCache : IDisposable
+{
+    private readonly MixedPrecisionKeyQuantizer? _keyQuantizer;
+    private readonly ValueQuantizer? _valueQuantizer;
+    private readonly List<QuantizedBlock> _blocks = new();
+    private Tensor? _residualKeys;
+    private Tensor? _residualValues;
+    private Tensor? _scores;
+    private long _batch, _heads, _keyDim, _valueDim;
+    private ScalarType _dtype;
+    private bool _disposed;
+
+    /// <summary>Creates an empty cache.</summary>
+    /// <exception cref="ArgumentException">An option is invalid; the message names it and what is allowed.</exception>
+    public QuantizedKVCache(KVCacheOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        if (!options.IsQuantized)
+        {
+            return;
+        }
+
+        int g = options.GroupSize;
+        var sign = new SignQuantizer(QuantizationAxis.PerChannel, g, options.SignReconstruction, options.MetadataType, storeZeroPoint: options.ReferenceMetadata);
+        _keyQuantizer = new MixedPrecisionKeyQuantizer(
+            options.KeyBits,
+            new AsymmetricQuantizer(options.OutlierBits, QuantizationAxis.PerChannel, g, options.MetadataType),
+            new OneBitKeyQuantizer(options.OneBitKeys, sign),
+            new KeyChannelSelector(options.ChannelStatistic, options.OutlierThreshold));
+
+        TensorQuantizer asym = new AsymmetricQuantizer(options.ValueBits, options.ValueAxis, g, options.MetadataType);
+        TensorQuantizer Ternary() => new TernaryQuantizer(options.ValueAxis, g, options.TernaryGamma, options.ScaledTernary,
+            options.TernaryPacking, options.MetadataType, referenceMetadata: options.ReferenceMetadata && !options.ScaledTernary);
+        _valueQuantizer = options.Values switch
+        {
+            ValueQuantization.Asymmetric => new ValueQuantizer(asym),
+            ValueQuantization.Ternary => new ValueQuantizer(Ternary()),
+            _ => new ValueQuantizer(Ternary(), asym, new SemanticTokenProtection(options.ProtectedFraction, g)),
+        };
+    }
+
+    /// <summary>The validated options.</summary>
+    public KVCacheOptions Options { get; }
+
+    /// <summary>Cached tokens.</summary>
+    public long Length => QuantizedLength + ResidualLength;
+
+    /// <summary>Tokens held in quantized form.</summary>
+    public long QuantizedLength => _blocks.Sum(b => b.Tokens);
+
+    /// <summary>Tokens held in the full-precision residual.</summary>
+    public long ResidualLength => _residualKeys?.shape[2] ?? 0;
+
+    /// <summary>How many times the residual was flushed into the quantized part.</summary>
+    public int FlushCount { get; private set; }
+
+    /// <summary>The quantized blocks, oldest first.</summary>
+    public IReadOnlyList<QuantizedBlock> Blocks => _blocks;
+
+    /// <summary>Residual keys [B, H, R', D] (not a copy; do not dispose), or <see langword="null"/>.</summary>
+    public Tensor? ResidualKeys => _residualKeys;
+
+    /// <summary>Residual values [B, H, R', Dv] (not a copy; do not dispose), or <see langword="null"/>.</summary>
+    public Tensor? ResidualValues => _residualValues;
+
+    /// <summary>The type keys and values arrived in, and are returned in.</summary>
+    public ScalarType DType => _dtype;
+
+    /// <summary>Bytes actually held, by kind.</summary>
+    public CacheMemory Memory
+    {
+        get
+        {
+            long perToken = _batch * _heads * (_keyDim + _valueDim);
+            long codes = 0, meta = 0, index = QuantizedTensor.Bytes(_scores);
+            foreach (var b in _blocks)
+            {
+                codes += b.Keys.CodeBytes + b.Values.CodeBytes;
+                meta += b.Keys.MetadataBytes + b.Values.MetadataBytes;
+                index += b.Keys.IndexBytes + b.Values.IndexBytes;
+            }
+
+            long residual = QuantizedTensor.Bytes(_residualKeys) + QuantizedTensor.Bytes(_residualValues);
+            return new CacheMemory(codes, meta, index, residual, QuantizedLength * perToken, ResidualLength * perToken);
+        }
+    }
+
+    /// <summary>
+    /// Fills an empty cache with a prompt's keys and values [B, H, N, D] and quantizes the whole groups.
+    /// </summary>
+    /// <param name="keys">Post-RoPE keys [B, H_kv, N, D].</param>
+    /// <param name="values">Values [B, H_kv, N, Dv].</param>
+    /// <param name="importance">
+    /// One score per token ([N] or [B, N]) for semantic token protection; NaN or infinite for tokens that may not be
+    /// protected (text). Ignored unless values use protection.
+    /// </param>
+    /// <exception cref="InvalidOperationException">The cache is not empty.</exception>
+    /// <exception cref="ArgumentException">A tensor has the wrong rank, type or shape.</exception>
+    public void Prefill(Tensor keys, Tensor values, Tensor? importance = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Length > 0)
+        {
+            throw new InvalidOperationException($"Prefill needs an empty cache; this one holds {Length} tokens. Use Append to add tokens.");
+        }
+
+        CheckKeysValues(keys, values, first: true);
+        long n = keys.shape[2];
+        using var scope = NewDisposeScope();
+        Tensor? scores = importance is null ? null : CheckScores(importance, n);
+        if (!Options.IsQuantized)
+        {
+            SetResidual(keys, values);
+            return;
+        }
+
+        long quantized = n - (n % Options.GroupSize);
+        if (quantized > 0)
+        {
+            _blocks.Add(QuantizeBlock(0, keys.narrow(2, 0, quantized), values.narrow(2, 0, quantized), scores?.narrow(1, 0, quantized)));
+        }
+
+        SetResidual(keys.narrow(2, quantized, n - quantized), values.narrow(2, quantized, n - quantized));
+        if (scores is not null && Options.Flush == FlushPolicy.RequantizeAll && _valueQuantizer!.Protection is not null)
+        {
+            // Re-quantizing everything later needs the prompt's scores again.
+            _scores = scores.clone().DetachFromDisposeScope();
+        }
+    }
+
+    /// <summary>
+    /// Appends keys and values [B, H, T, D] (a decode step, or a chunk) to the residual and flushes when it reaches R.
+    /// On an empty cache this is <see cref="Prefill"/> without importance scores.
+    /// </summary>
+    /// <exception cref="ArgumentException">A tensor has the wrong rank, type or a shape that does not match the cache.</exception>
+    public void Append(Tensor keys, Tensor values)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Length == 0)
+        {
+            Prefill(keys, values);
+            return;
+        }
+
+        CheckKeysValues(keys, values, first: false);
+        using var scope = NewDisposeScope();
+        SetResidual(cat(new[] { _residualKeys!, keys.to(_residualKeys!.dtype) }, 2), cat(new[] { _residualValues!, values.to(_residualValues!.dtype) }, 2));
+        if (!Options.IsQuantized)
+        {
+            return;
+        }
+
+        if (Options.Flush == FlushPolicy.Streaming)
+        {
+            while (ResidualLength >= Options.ResidualLength)
+            {
+                long r = Options.ResidualLength, rest = ResidualLength - r;
+                _blocks.Add(QuantizeBlock(QuantizedLength, _residualKeys!.narrow(2, 0, r), _residualValues!.narrow(2, 0, r), null));
+                SetResidual(_residualKeys!.narrow(2, r, rest), _residualValues!.narrow(2, r, rest));
+                FlushCount++;
+            }
+        }
+        else if (ResidualLength >= Options.ResidualLength)
+        {
+            var (allKeys, allValues) = Materialize(ScalarType.Float32);
+            long total = allKeys.shape[2], quantized = total - (total % Options.GroupSize);
+            Tensor? scores = null;
+            if (_scores is not null)
+            {
+                long known = Math.Min(_scores.shape[1], quantized);
+                scores = cat(new[] { _scores.narrow(1, 0, known), full(_batch, quantized - known, double.NaN, ScalarType.Float32, _scores.device) }, 1);
+            }
+
+            var block = QuantizeBlock(0, allKeys.narrow(2, 0, quantized), allValues.narrow(2, 0, quantized), scores);
+            ClearBlocks();
+            _blocks.Add(block);
+            SetResidual(allKeys.narrow(2, quantized, total - quantized), allValues.narrow(2, quantized, total - quantized));
+            FlushCount++;
+        }
+    }
+
+    /// <summary>All cached keys and values [B, H, N, D], dequantized, in <see cref="DType"/>. The caller owns them.</summary>
+    /// <exception cref="InvalidOperationException">The cache is empty.</exception>
+    public (Tensor Keys, Tensor Values) GetKeysValues()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Length == 0)
+        {
+            throw new InvalidOperationException("The cache is empty.");
+        }
+
+        using var scope = NewDisposeScope();
+        var (k, v) = Materialize(_dtype);
+        return (k.MoveToOuterDisposeScope(), v.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Reference decode attention: dequantizes the whole cache, then attends (float32). Queries [B, Hq, Tq, D] with
+    /// Hq a multiple of H_kv; with <paramref name="causal"/> they are the last Tq cached positions.
+    /// </summary>
+    public Tensor Attend(Tensor query, bool causal = false)
+    {
+        using var scope = NewDisposeScope();
+        var (k, v) = GetKeysValues();
+        return ReferenceAttention.Attend(query, k, v, causal).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
+    public void Clear()
+    {
+        ClearBlocks();
+        _residualKeys?.Dispose();
+        _residualValues?.Dispose();
+        _scores?.Dispose();
+        _residualKeys = _residualValues = _scores = null;
+        FlushCount = 0;
+        _batch = _heads = _keyDim = _valueDim = 0;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            Clear();
+            _disposed = true;
+        }
+    }
+
+    private QuantizedBlock QuantizeBlock(long start, Tensor keys, Tensor values, Tensor? scores)
+        => new(start, _keyQuantizer!.Quantize(keys), _valueQuantizer!.Quantize(values, scores));
+
+    private (Tensor Keys, Tensor Values) Materialize(ScalarType type)
+    {
+        var ks = new List<Tensor>();
+        var vs = new List<Tensor>();
+        foreach (var b in _blocks)
+        {
+            ks.Add(_keyQuantizer!.Dequantize(b.Keys).to(type));
+            vs.Add(_valueQuantizer!.Dequantize(b.Values).to(type));
+        }
+
+        if (ResidualLength > 0)
+        {
+            ks.Add(_residualKeys!.to(type));
+            vs.Add(_residualValues!.to(type));
+        }
+
+        return (ks.Count == 1 ? ks[0] : cat(ks, 2), vs.Count == 1 ? vs[0] : cat(vs, 2));
+    }
+
+    private void SetResidual(Tensor keys, Tensor values)
+    {
+        var type = Options.ResidualType ?? _dtype;
+
+        // Own a compact copy: never a view that keeps a caller's (or an old residual's) storage alive.
+        var k = keys.to(type).clone().DetachFromDisposeScope();
+        var v = values.to(type).clone().DetachFromDisposeScope();
+        _residualKeys?.Dispose();
+        _residualValues?.Dispose();
+        _residualKeys = k;
+        _residualValues = v;
+    }
+
+    private void ClearBlocks()
+    {
+        foreach (var b in _blocks)
+        {
+            b.Dispose();
+        }
+
+        _blocks.Clear();
+    }
+
+    private void CheckKeysValues(Tensor keys, Tensor values, bool first)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(values);
+        if (keys.dim() != 4 || values.dim() != 4)
+        {
+            throw new ArgumentException($"Keys and values must be [B, H, N, D]; got ranks {keys.dim()} and {values.dim()}.", nameof(keys));
+        }
+
+        if (!keys.is_floating_point() || !values.is_floating_point())
+        {
+            throw new ArgumentException($"Keys and values must be floating point; got {keys.dtype} and {values.dtype}.", nameof(keys));
+        }
+
+        if (keys.shape[0] != values.shape[0] || keys.shape[1] != values.shape[1] || keys.shape[2] != values.shape[2])
+        {
+            throw new ArgumentException($"Keys [{string.Join(", ", keys.shape)}] and values [{string.Join(", ", values.shape)}] must agree on B, H and N.", nameof(values));
+        }
+
+        if (first)
+        {
+            if (keys.shape[0] < 1 || keys.shape[1] < 1 || keys.shape[3] < 1 || values.shape[3] < 1)
+            {
+                throw new ArgumentException($"Keys [{string.Join(", ", keys.shape)}] must have at least one batch item, head and channel.", nameof(keys));
+            }
+
+            (_batch, _heads, _keyDim, _valueDim, _dtype) = (keys.shape[0], keys.shape[1], keys.shape[3], values.shape[3], keys.dtype);
+            return;
+        }
+
+        if (keys.shape[0] != _batch || keys.shape[1] != _heads || keys.shape[3] != _keyDim || values.shape[3] != _valueDim)
+        {
+            throw new ArgumentException(
+                $"Appended keys [{string.Join(", ", keys.shape)}] / values [{string.Join(", ", values.shape)}] do not match the cache's [B={_batch}, H={_heads}, D={_keyDim}, Dv={_valueDim}].",
+                nameof(keys));
+        }
+    }
+
+    private Tensor CheckScores(Tensor importance, long n)
+    {
+        var s = importance.dim() == 1 ? importance.unsqueeze(0).expand(_batch, -1) : importance;
+        if (s.dim() != 2 || s.shape[0] != _batch || s.shape[1] != n)
+        {
+            throw new ArgumentException($"Importance scores must be [N] or [B, N] = [{_batch}, {n}]; got [{string.Join(", ", importance.shape)}].", nameof(importance));
+        }
+
+        return s.to(ScalarType.Float32);
+    }
+}

@@ -1,0 +1,60 @@
+using VidKV.AI.Quantization.Packing;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Quantization.Quantizers;
+
+/// <summary>
+/// Packed codes of a tensor of logical shape <see cref="Shape"/> (last two dimensions: tokens, channels),
+/// with the per-group scale and zero point its quantizer stored. Owns its tensors.
+/// </summary>
+public sealed class QuantizedTensor : IDisposable
+{
+    internal QuantizedTensor(Tensor codes, CodeFormat format, long[] shape, Tensor? scale, Tensor? zero)
+    {
+        Codes = codes.DetachFromDisposeScope();
+        Format = format;
+        Shape = shape;
+        Scale = scale?.DetachFromDisposeScope();
+        Zero = zero?.DetachFromDisposeScope();
+    }
+
+    /// <summary>Codes packed along the last dimension (uint8).</summary>
+    public Tensor Codes { get; }
+
+    /// <summary>How the codes are packed.</summary>
+    public CodeFormat Format { get; }
+
+    /// <summary>The logical (unpacked) shape.</summary>
+    public long[] Shape { get; }
+
+    /// <summary>Per-group scales, or <see langword="null"/> when the quantizer needs none.</summary>
+    public Tensor? Scale { get; }
+
+    /// <summary>Per-group zero points (minimums), or <see langword="null"/> when the quantizer needs none.</summary>
+    public Tensor? Zero { get; }
+
+    /// <summary>Number of logical elements.</summary>
+    public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
+
+    /// <summary>Bytes held by the packed codes.</summary>
+    public long CodeBytes => Codes.NumberOfElements * Codes.ElementSize;
+
+    /// <summary>Bytes held by scales and zero points.</summary>
+    public long MetadataBytes => Bytes(Scale) + Bytes(Zero);
+
+    /// <summary>Every byte this tensor holds.</summary>
+    public long TotalBytes => CodeBytes + MetadataBytes;
+
+    /// <summary>The codes unpacked to uint8 in the logical shape.</summary>
+    public Tensor UnpackCodes() => CodePacking.Unpack(Codes, Shape[^1], Format).reshape(Shape);
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Codes.Dispose();
+        Scale?.Dispose();
+        Zero?.Dispose();
+    }
+
+    internal static long Bytes(Tensor? t) => t is null ? 0 : t.NumberOfElements * t.ElementSize;
+}
