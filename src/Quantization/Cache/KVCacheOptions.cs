@@ -160,7 +160,7 @@ public sealed record KVCacheOptions
         Check(MetadataType is ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32, $"MetadataType is {MetadataType}; allowed: Float16, BFloat16, Float32.");
         Check(ResidualType is null or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32, $"ResidualType is {ResidualType}; allowed: null (keep the input type), Float16, BFloat16, Float32.");
         Check((KeyBits == 16) == (Values == ValueQuantization.None),
-            $"KeyBits is {N(KeyBits)} and Values is {Values}: keys and values are quantized together or not at all (KeyBits 16 with Values None is the fp16 preset).");
+            $"KeyBits is {N(KeyBits)} and Values is {Values}: keys and values are quantized together or not at all; allowed: KeyBits 16 with Values None (the fp16 preset), or a quantized KeyBits with Asymmetric, Ternary or Protected values.");
         if (errors.Count > 0)
         {
             throw new ArgumentException($"Invalid KV cache options (preset '{Preset}'): " + string.Join(" ", errors));

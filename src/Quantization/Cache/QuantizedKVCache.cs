@@ -82,6 +82,9 @@ public sealed class QuantizedKVCache : IDisposable
     /// <summary>Residual values [B, H, R', Dv] (not a copy; do not dispose), or <see langword="null"/>.</summary>
     public Tensor? ResidualValues => _residualValues;
 
+    /// <summary>Importance scores [B, N] kept from the prompt for re-quantization (not a copy), or <see langword="null"/>.</summary>
+    public Tensor? RetainedScores => _scores;
+
     /// <summary>The type keys and values arrived in, and are returned in.</summary>
     public ScalarType DType => _dtype;
 

@@ -1,0 +1,270 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using TorchSharp;
+using VidKV.AI.Quantization.Attention;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Native;
+using VidKV.AI.Quantization.Quantizers;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Bench;
+
+/// <summary>Settings of the cache benchmark; the defaults are LLaVA-OneVision-7B's cache geometry.</summary>
+internal sealed record CacheBenchmarkSettings
+{
+    public int Tokens { get; init; } = 16384;
+
+    public int Layers { get; init; } = 28;
+
+    public int KvHeads { get; init; } = 4;
+
+    public int QHeads { get; init; } = 28;
+
+    public int HeadDim { get; init; } = 128;
+
+    public int Queries { get; init; } = 8;
+
+    public long Seed { get; init; }
+
+    public string? Out { get; init; }
+}
+
+/// <summary>
+/// Builds a <see cref="QuantizedKVCache"/> per layer for every preset and profile on the same synthetic keys and
+/// values, and reports the bytes held, the reconstruction and attention errors, and the prefill (quantize) throughput.
+/// Layers are processed one at a time, so memory stays at one layer's inputs plus one cache.
+/// </summary>
+internal sealed class CacheBenchmark
+{
+    private const int OutlierChannels = 8;
+    private const double OutlierScale = 10.0;
+    private const double VideoFraction = 0.9;
+    private const int WarmupTokens = 256;
+
+    private readonly CacheBenchmarkSettings _s;
+
+    public CacheBenchmark(CacheBenchmarkSettings settings) => _s = settings;
+
+    /// <summary>One configuration measured: a preset in a profile, possibly changed.</summary>
+    private sealed record Variant(string Profile, string Label, KVCacheOptions Options);
+
+    /// <summary>Sums over layers of one variant.</summary>
+    private sealed class Totals
+    {
+        public CacheMemory Memory;
+        public double ErrK, ErrV, ErrAttention, PrefillSeconds;
+        public long Elements, Tokens;
+        public int Layers;
+    }
+
+    public int Run(string commandLine)
+    {
+        var variants = Variants();
+        var totals = variants.Select(_ => new Totals()).ToArray();
+        var wall = Stopwatch.StartNew();
+
+        Warmup(variants);
+        for (int layer = 0; layer < _s.Layers; layer++)
+        {
+            MeasureLayer(layer, variants, totals);
+            Console.Error.WriteLine($"layer {layer + 1}/{_s.Layers} done, {wall.Elapsed.TotalSeconds:F1} s");
+        }
+
+        wall.Stop();
+        string table = Table(variants, totals);
+        Console.WriteLine(table);
+        Console.Error.WriteLine($"total {wall.Elapsed.TotalSeconds:F1} s, peak working set {Environment.WorkingSet / (1 << 20)} MiB now, {Process.GetCurrentProcess().PeakWorkingSet64 / (1 << 20)} MiB peak");
+        if (_s.Out is not null)
+        {
+            string? dir = Path.GetDirectoryName(Path.GetFullPath(_s.Out));
+            if (dir is not null)
+            {
+                Directory.CreateDirectory(dir);
+            }
+
+            File.WriteAllText(_s.Out, Report(commandLine, table, wall.Elapsed));
+            Console.Error.WriteLine($"wrote {Path.GetFullPath(_s.Out)}");
+        }
+
+        return 0;
+    }
+
+    private static List<Variant> Variants()
+    {
+        var list = new List<Variant>();
+        foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+        {
+            foreach (string preset in KVCacheOptions.PresetNames)
+            {
+                list.Add(new Variant(profile.ToString(), preset, KVCacheOptions.FromPreset(preset, profile)));
+            }
+        }
+
+        var compact = KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact);
+        list.Add(new Variant(nameof(CacheProfile.Compact), "vidkv-1.5/1.58 per-token values", compact with { ValueAxis = QuantizationAxis.PerToken }));
+        list.Add(new Variant(nameof(CacheProfile.Compact), "vidkv-1.5/1.58 scaled ternary", compact with { ScaledTernary = true }));
+        return list;
+    }
+
+    /// <summary>Runs every code path once on a small input, so the first timed layer does not pay for it.</summary>
+    private void Warmup(IReadOnlyList<Variant> variants)
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(_s.Seed);
+        var data = MakeLayer(WarmupTokens);
+        foreach (var v in variants)
+        {
+            using var inner = NewDisposeScope();
+            using var cache = new QuantizedKVCache(v.Options);
+            cache.Prefill(data.Keys, data.Values, data.Importance);
+            cache.Append(data.DecodeKeys, data.DecodeValues);
+            _ = cache.GetKeysValues();
+            _ = cache.Attend(data.Queries);
+        }
+    }
+
+    private void MeasureLayer(int layer, IReadOnlyList<Variant> variants, Totals[] totals)
+    {
+        using var scope = NewDisposeScope();
+
+        // Reseeded per layer: a layer's data does not depend on --layers or on what ran before.
+        random.manual_seed(unchecked((_s.Seed * 10_007) + layer));
+        var data = MakeLayer(_s.Tokens);
+        var allKeys = cat(new[] { data.Keys, data.DecodeKeys }, 2);
+        var allValues = cat(new[] { data.Values, data.DecodeValues }, 2);
+        var reference = ReferenceAttention.Attend(data.Queries, allKeys, allValues);
+        long elements = data.Keys.numel() + data.Values.numel();
+
+        for (int i = 0; i < variants.Count; i++)
+        {
+            using var inner = NewDisposeScope();
+            using var cache = new QuantizedKVCache(variants[i].Options);
+            var watch = Stopwatch.StartNew();
+            cache.Prefill(data.Keys, data.Values, data.Importance);
+            watch.Stop();
+            cache.Append(data.DecodeKeys, data.DecodeValues);
+
+            var t = totals[i];
+            t.Memory += cache.Memory;
+            t.PrefillSeconds += watch.Elapsed.TotalSeconds;
+            t.Elements += elements;
+            t.Tokens = cache.Length;
+            t.Layers++;
+
+            var (k, v) = cache.GetKeysValues();
+            t.ErrK += RelativeError(k, allKeys);
+            t.ErrV += RelativeError(v, allValues);
+            t.ErrAttention += RelativeError(cache.Attend(data.Queries), reference);
+        }
+    }
+
+    /// <summary>
+    /// One layer's synthetic inputs, from the current global seed. Keys: unit normal times a per-channel scale, plus a
+    /// per-channel offset; <see cref="OutlierChannels"/> random channels have <see cref="OutlierScale"/>x the scale and
+    /// offset (like the outlier channels of real post-RoPE keys). Values: unit normal. All fp16.
+    /// </summary>
+    private (Tensor Keys, Tensor Values, Tensor DecodeKeys, Tensor DecodeValues, Tensor Importance, Tensor Queries) MakeLayer(long tokens)
+    {
+        long h = _s.KvHeads, d = _s.HeadDim;
+        var scale = ones(d);
+        scale.index_fill_(0, randperm(d).narrow(0, 0, Math.Min(OutlierChannels, d)), OutlierScale);
+        var offset = randn(d) * scale;
+
+        Tensor Keys(long n) => ((randn(1, h, n, d) * scale) + offset).to(ScalarType.Float16);
+        Tensor Values(long n) => randn(1, h, n, d).to(ScalarType.Float16);
+
+        var keys = Keys(tokens);
+        var values = Values(tokens);
+        var decodeKeys = Keys(1);
+        var decodeValues = Values(1);
+
+        // Importance scores for the "video" tokens; NaN marks the text after it, which is never protected.
+        long video = (long)(tokens * VideoFraction);
+        var importance = cat(new[] { randn(video), full(tokens - video, double.NaN, ScalarType.Float32) }, 0);
+        var queries = randn(1, _s.QHeads, _s.Queries, d);
+        return (keys, values, decodeKeys, decodeValues, importance, queries);
+    }
+
+    /// <summary>||actual - expected||_F / ||expected||_F; differences in float32, sums in float64.</summary>
+    private static double RelativeError(Tensor actual, Tensor expected)
+    {
+        using var scope = NewDisposeScope();
+        var e = expected.to(ScalarType.Float32);
+        var diff = actual.to(ScalarType.Float32) - e;
+        double num = diff.to(ScalarType.Float64).square().sum().item<double>();
+        double den = e.to(ScalarType.Float64).square().sum().item<double>();
+        return Math.Sqrt(num / den);
+    }
+
+    private static string Table(IReadOnlyList<Variant> variants, Totals[] totals)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| profile | preset | quantized bits/elem | total bits/elem | MiB per 1k tokens | ratio to FP16 | rel err K | rel err V | rel err attention | quantize Melem/s |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (int i = 0; i < variants.Count; i++)
+        {
+            var t = totals[i];
+            var m = t.Memory;
+            double mibPer1k = m.TotalBytes / (t.Tokens / 1000.0) / (1 << 20);
+            sb.Append(CultureInfo.InvariantCulture,
+                $"| {variants[i].Profile} | {variants[i].Label} | {(m.QuantizedElements == 0 ? "-" : F(m.QuantizedBitsPerElement, 3))} | {F(m.BitsPerElement, 3)} | {F(mibPer1k, 3)} | {F(m.RatioToFp16, 4)} | ")
+              .Append(CultureInfo.InvariantCulture,
+                $"{F(t.ErrK / t.Layers, 4)} | {F(t.ErrV / t.Layers, 4)} | {F(t.ErrAttention / t.Layers, 4)} | {F(t.Elements / t.PrefillSeconds / 1e6, 1)} |")
+              .AppendLine();
+        }
+
+        return sb.ToString().TrimEnd();
+    }
+
+    private static string F(double x, int decimals) => x.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+
+    private string Report(string commandLine, string table, TimeSpan elapsed)
+    {
+        var s = _s;
+        var sb = new StringBuilder();
+        sb.AppendLine("# KV cache benchmark").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {CpuModel()}, {Environment.ProcessorCount} logical processors, {RuntimeInformation.ProcessArchitecture}, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- TorchSharp native layer: {TorchRuntime.Description}; {torch.get_num_threads()} intra-op threads");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Geometry: {s.Layers} layers, batch 1, {s.KvHeads} KV heads, {s.QHeads} query heads, head dim {s.HeadDim}, {s.Tokens} prefilled tokens + 1 decode token per layer (the residual), seed {s.Seed}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Wall time: {elapsed.TotalSeconds:F1} s (warm-up, data generation, {s.Layers} x {Variants().Count} caches, errors and attention)");
+        sb.AppendLine();
+        sb.AppendLine("Inputs (synthetic, fp16, fresh per layer, identical for every row): keys = N(0, 1) x per-channel scale + per-channel offset,");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"where {OutlierChannels} random channels per layer have {OutlierScale:0}x the scale and offset (outlier channels of post-RoPE keys) and the offset is N(0, 1) x scale;");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"values = N(0, 1). Prefill importance scores: N(0, 1) for the first {VideoFraction:P0} of tokens (video), NaN for the rest (text).");
+        sb.AppendLine();
+        sb.AppendLine("Columns: bits per element and bytes are measured from the tensors the caches hold (cache.Memory summed over layers);");
+        sb.AppendLine("\"quantized\" excludes the full-precision residual, \"total\" includes it. MiB per 1k tokens covers all layers, K and V.");
+        sb.AppendLine("Relative errors are Frobenius norms against the fp16 inputs, averaged over layers; attention is");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"cache.Attend(q) vs ReferenceAttention.Attend(q, K, V) for {s.Queries} N(0, 1) decode queries per layer.");
+        sb.AppendLine("Quantize throughput is K+V elements over the time of cache.Prefill (all layers), after a warm-up.");
+        sb.AppendLine();
+        sb.AppendLine(table);
+        return sb.ToString();
+    }
+
+    private static string CpuModel()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/cpuinfo"))
+            {
+                if (line.StartsWith("model name", StringComparison.Ordinal) && line.IndexOf(':', StringComparison.Ordinal) is int colon and >= 0)
+                {
+                    return line[(colon + 1)..].Trim();
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+
+        return "unknown CPU";
+    }
+}

@@ -1,0 +1,129 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using VidKV.AI.Quantization.Native;
+
+namespace VidKV.AI.Bench;
+
+internal static class Program
+{
+    private const string Usage = """
+        Usage: dotnet run -c Release --project bench/VidKV.AI.Bench -- <command> [options]
+
+        Commands:
+          cache    Compression, reconstruction error and quantize throughput of every KV cache preset,
+                   at LLaVA-OneVision-7B's cache geometry, on synthetic keys and values.
+
+        Options of 'cache' (defaults in brackets):
+          --tokens N      cached tokens per layer [16384]
+          --layers N      decoder layers [28]
+          --kv-heads N    key-value heads [4]
+          --q-heads N     query heads, a multiple of --kv-heads [28]
+          --head-dim N    head dimension [128]
+          --queries N     random decode queries per layer for the attention error [8]
+          --seed N        random seed [0]
+          --out PATH      also write the report (markdown) to PATH
+        """;
+
+    public static int Main(string[] args)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            Console.WriteLine(Usage);
+            return args.Length == 0 ? 2 : 0;
+        }
+
+        try
+        {
+            switch (args[0])
+            {
+                case "cache":
+                    if (args.Skip(1).Any(a => a is "-h" or "--help"))
+                    {
+                        Console.WriteLine(Usage);
+                        return 0;
+                    }
+
+                    var settings = ParseCacheArgs(args.AsSpan(1));
+                    return new CacheBenchmark(settings).Run(CommandLine(args));
+                default:
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache.");
+            }
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine($"error: {ex.Message}");
+            Console.Error.WriteLine();
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+    }
+
+    /// <summary>Options as "--name value" or "--name=value".</summary>
+    private static CacheBenchmarkSettings ParseCacheArgs(ReadOnlySpan<string> args)
+    {
+        var s = new CacheBenchmarkSettings();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"Unexpected argument '{arg}'; options start with '--'.");
+            }
+
+            string name = arg, value;
+            int eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (eq >= 0)
+            {
+                name = arg[..eq];
+                value = arg[(eq + 1)..];
+            }
+            else if (i + 1 < args.Length)
+            {
+                value = args[++i];
+            }
+            else
+            {
+                throw new ArgumentException($"Option '{name}' needs a value.");
+            }
+
+            s = name switch
+            {
+                "--tokens" => s with { Tokens = Positive(name, value) },
+                "--layers" => s with { Layers = Positive(name, value) },
+                "--kv-heads" => s with { KvHeads = Positive(name, value) },
+                "--q-heads" => s with { QHeads = Positive(name, value) },
+                "--head-dim" => s with { HeadDim = Positive(name, value) },
+                "--queries" => s with { Queries = Positive(name, value) },
+                "--seed" => s with { Seed = long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long seed) ? seed : throw new ArgumentException($"{name} must be an integer; got '{value}'.") },
+                "--out" => s with { Out = value.Length > 0 ? value : throw new ArgumentException("--out needs a path.") },
+                _ => throw new ArgumentException($"Unknown option '{name}'."),
+            };
+        }
+
+        if (s.QHeads % s.KvHeads != 0)
+        {
+            throw new ArgumentException($"--q-heads ({s.QHeads}) must be a multiple of --kv-heads ({s.KvHeads}).");
+        }
+
+        return s;
+    }
+
+    private static int Positive(string name, string value)
+        => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) && n > 0
+            ? n
+            : throw new ArgumentException($"{name} must be a positive integer; got '{value}'.");
+
+    /// <summary>The command as it would be typed from the repository root.</summary>
+    private static string CommandLine(string[] args)
+        => "dotnet run -c Release --project bench/VidKV.AI.Bench -- " + string.Join(" ", args.Select(Quote));
+
+    private static string Quote(string arg)
+        => arg.Length > 0 && arg.All(c => char.IsLetterOrDigit(c) || "-_./=:+,".Contains(c)) ? arg : "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+}
+
+internal static class NativeLoad
+{
+    // The benchmark touches TorchSharp before any library type: resolve the native layer first.
+    [ModuleInitializer]
+    internal static void Initialize() => TorchRuntime.EnsureLoaded();
+}
