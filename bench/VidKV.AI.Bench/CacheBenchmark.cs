@@ -75,7 +75,7 @@ internal sealed class CacheBenchmark
         wall.Stop();
         string table = Table(variants, totals);
         Console.WriteLine(table);
-        Console.Error.WriteLine($"total {wall.Elapsed.TotalSeconds:F1} s, peak working set {Environment.WorkingSet / (1 << 20)} MiB now, {Process.GetCurrentProcess().PeakWorkingSet64 / (1 << 20)} MiB peak");
+        Console.Error.WriteLine($"total {wall.Elapsed.TotalSeconds:F1} s, peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / (1 << 20)} MiB");
         if (_s.Out is not null)
         {
             string? dir = Path.GetDirectoryName(Path.GetFullPath(_s.Out));

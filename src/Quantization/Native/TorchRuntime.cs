@@ -183,7 +183,7 @@ public static class TorchRuntime
         RegisterResolver();
     }
 
-    private static string? ResolveLibTorchDirectory(string? requested, List<string> trace)
+    internal static string? ResolveLibTorchDirectory(string? requested, List<string> trace)
     {
         if (string.IsNullOrWhiteSpace(requested))
         {
@@ -236,7 +236,7 @@ public static class TorchRuntime
         }
     }
 
-    private static string FindLibTorchSharp(List<string> trace)
+    internal static string FindLibTorchSharp(List<string> trace)
     {
         var dirs = new List<string>();
         if (AppContext.GetData("NATIVE_DLL_SEARCH_DIRECTORIES") is string searchDirs)
@@ -392,9 +392,8 @@ public static class TorchRuntime
 
     private static string FirstLine(string text)
     {
-        string trimmed = text.Trim();
-        int nl = trimmed.IndexOf('\n', StringComparison.Ordinal);
-        return nl < 0 ? trimmed : trimmed[..nl];
+        // dlerror's text follows the runtime's generic advice on later lines: keep all of it, on one line.
+        return string.Join(" ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
 }
 

@@ -91,19 +91,29 @@ public static class CodePacking
     internal static Tensor PackUnchecked(Tensor codes, CodeFormat format)
     {
         int per = CodesPerByte(format);
+        int b = Base(format);
         using var scope = NewDisposeScope();
-        var wide = codes.to(ScalarType.Int32);
+
+        // Every partial sum stays below 256, so the whole computation runs on bytes.
+        var bytes = codes.to(ScalarType.Byte);
         long length = codes.shape[^1];
         long packed = PackedLength(length, format);
         long pad = (packed * per) - length;
         if (pad > 0)
         {
-            wide = nn.functional.pad(wide, new[] { 0L, pad });
+            bytes = nn.functional.pad(bytes, new[] { 0L, pad });
         }
 
-        var shape = codes.shape[..^1].Append(packed).Append(per).ToArray();
-        var weights = Weights(format, codes.device);
-        return (wide.reshape(shape) * weights).sum(-1).to(ScalarType.Byte).MoveToOuterDisposeScope();
+        var digits = bytes.reshape(codes.shape[..^1].Append(packed).Append(per).ToArray());
+        var result = digits.select(-1, 0).clone();
+        int weight = 1;
+        for (int i = 1; i < per; i++)
+        {
+            weight *= b;
+            result.add_(digits.select(-1, i) * weight);
+        }
+
+        return result.MoveToOuterDisposeScope();
     }
 
     /// <summary>Unpacks the first <paramref name="length"/> codes of each row as uint8.</summary>
@@ -123,10 +133,15 @@ public static class CodePacking
 
         int per = CodesPerByte(format);
         using var scope = NewDisposeScope();
-        var weights = Weights(format, packed.device);
-        var digits = packed.to(ScalarType.Int32).unsqueeze(-1).floor_divide(weights).remainder(Base(format));
+        if (per == 1)
+        {
+            return packed.narrow(-1, 0, length).clone().MoveToOuterDisposeScope();
+        }
+
+        var divisors = Weights(format, packed.device);
+        var digits = packed.unsqueeze(-1).floor_divide(divisors).remainder(Base(format));
         var shape = packed.shape[..^1].Append(packed.shape[^1] * per).ToArray();
-        return digits.reshape(shape).narrow(-1, 0, length).to(ScalarType.Byte).MoveToOuterDisposeScope();
+        return digits.reshape(shape).narrow(-1, 0, length).MoveToOuterDisposeScope();
     }
 
     private static Tensor Weights(CodeFormat format, Device device)
@@ -135,12 +150,13 @@ public static class CodePacking
         int b = Base(format);
         var w = new int[per];
         int v = 1;
+        // Digit i of a byte is (byte / base^i) mod base.
         for (int i = 0; i < per; i++)
         {
             w[i] = v;
             v *= b;
         }
 
-        return tensor(w, ScalarType.Int32, device);
+        return tensor(w.Select(v => (byte)v).ToArray(), ScalarType.Byte, device);
     }
 }
