@@ -54,7 +54,7 @@ internal sealed class CacheBenchmark
     private sealed class Totals
     {
         public CacheMemory Memory;
-        public double ErrK, ErrV, ErrAttention, PrefillSeconds;
+        public double ErrK, ErrV, ErrAttention, ErrPeaked, PrefillSeconds;
         public long Elements, Tokens;
         public int Layers;
     }
@@ -105,6 +105,8 @@ internal sealed class CacheBenchmark
         var compact = KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact);
         list.Add(new Variant(nameof(CacheProfile.Compact), "vidkv-1.5/1.58 per-token values", compact with { ValueAxis = QuantizationAxis.PerToken }));
         list.Add(new Variant(nameof(CacheProfile.Compact), "vidkv-1.5/1.58 scaled ternary", compact with { ScaledTernary = true }));
+        list.Add(new Variant(nameof(CacheProfile.Compact), "vidkv-1.5/1.58 ±s signs", compact with { SignReconstruction = SignReconstruction.PlusMinusScale }));
+        list.Add(new Variant(nameof(CacheProfile.Compact), "vidkv-1.5/1.58 ±s signs, scaled ternary", compact with { SignReconstruction = SignReconstruction.PlusMinusScale, ScaledTernary = true }));
         return list;
     }
 
@@ -135,6 +137,7 @@ internal sealed class CacheBenchmark
         var allKeys = cat(new[] { data.Keys, data.DecodeKeys }, 2);
         var allValues = cat(new[] { data.Values, data.DecodeValues }, 2);
         var reference = ReferenceAttention.Attend(data.Queries, allKeys, allValues);
+        var peakedReference = ReferenceAttention.Attend(data.PeakedQueries, allKeys, allValues);
         long elements = data.Keys.numel() + data.Values.numel();
 
         for (int i = 0; i < variants.Count; i++)
@@ -157,23 +160,30 @@ internal sealed class CacheBenchmark
             t.ErrK += RelativeError(k, allKeys);
             t.ErrV += RelativeError(v, allValues);
             t.ErrAttention += RelativeError(cache.Attend(data.Queries), reference);
+            t.ErrPeaked += RelativeError(cache.Attend(data.PeakedQueries), peakedReference);
         }
     }
 
     /// <summary>
-    /// One layer's synthetic inputs, from the current global seed. Keys: unit normal times a per-channel scale, plus a
-    /// per-channel offset; <see cref="OutlierChannels"/> random channels have <see cref="OutlierScale"/>x the scale and
-    /// offset (like the outlier channels of real post-RoPE keys). Values: unit normal. All fp16.
+    /// One layer's synthetic inputs, from the current global seed, shaped like real ones. Keys: a per-channel offset plus
+    /// N(0, 1) times a log-normal per-channel scale; <see cref="OutlierChannels"/> random channels have an offset
+    /// <see cref="OutlierScale"/>x larger (post-RoPE keys' outlier channels are mostly a large, steady magnitude).
+    /// Values: a per-channel mean plus N(0, 1) times a log-normal per-channel scale. All fp16. Two query sets:
+    /// random N(0, 1) queries (broad attention) and "peaked" queries, each a copy of a random cached key plus noise
+    /// (attention concentrated on a few tokens, as for a question about one moment of a video).
     /// </summary>
-    private (Tensor Keys, Tensor Values, Tensor DecodeKeys, Tensor DecodeValues, Tensor Importance, Tensor Queries) MakeLayer(long tokens)
+    private (Tensor Keys, Tensor Values, Tensor DecodeKeys, Tensor DecodeValues, Tensor Importance, Tensor Queries, Tensor PeakedQueries) MakeLayer(long tokens)
     {
         long h = _s.KvHeads, d = _s.HeadDim;
-        var scale = ones(d);
-        scale.index_fill_(0, randperm(d).narrow(0, 0, Math.Min(OutlierChannels, d)), OutlierScale);
-        var offset = randn(d) * scale;
+        var keyScale = (randn(d) * 0.5).exp();
+        var keyOffset = randn(d) * 0.5;
+        var outliers = randperm(d).narrow(0, 0, Math.Min(OutlierChannels, d));
+        keyOffset.index_copy_(0, outliers, randn(outliers.shape[0]) * OutlierScale);
+        var valueScale = (randn(d) * 0.3).exp();
+        var valueMean = randn(d) * 0.5;
 
-        Tensor Keys(long n) => ((randn(1, h, n, d) * scale) + offset).to(ScalarType.Float16);
-        Tensor Values(long n) => randn(1, h, n, d).to(ScalarType.Float16);
+        Tensor Keys(long n) => ((randn(1, h, n, d) * keyScale) + keyOffset).to(ScalarType.Float16);
+        Tensor Values(long n) => ((randn(1, h, n, d) * valueScale) + valueMean).to(ScalarType.Float16);
 
         var keys = Keys(tokens);
         var values = Values(tokens);
@@ -184,7 +194,10 @@ internal sealed class CacheBenchmark
         long video = (long)(tokens * VideoFraction);
         var importance = cat(new[] { randn(video), full(tokens - video, double.NaN, ScalarType.Float32) }, 0);
         var queries = randn(1, _s.QHeads, _s.Queries, d);
-        return (keys, values, decodeKeys, decodeValues, importance, queries);
+        var picked = keys.to(ScalarType.Float32).index_select(2, randint(0, tokens, new long[] { _s.Queries }))
+            .repeat_interleave(_s.QHeads / h, 1);
+        var peaked = picked + (randn(1, _s.QHeads, _s.Queries, d) * 0.5);
+        return (keys, values, decodeKeys, decodeValues, importance, queries, peaked);
     }
 
     /// <summary>||actual - expected||_F / ||expected||_F; differences in float32, sums in float64.</summary>
@@ -201,8 +214,8 @@ internal sealed class CacheBenchmark
     private static string Table(IReadOnlyList<Variant> variants, Totals[] totals)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| profile | preset | quantized bits/elem | total bits/elem | MiB per 1k tokens | ratio to FP16 | rel err K | rel err V | rel err attention | quantize Melem/s |");
-        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| profile | preset | quantized bits/elem | total bits/elem | MiB per 1k tokens | ratio to FP16 | rel err K | rel err V | rel err attention (random q) | rel err attention (peaked q) | quantize Melem/s |");
+        sb.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (int i = 0; i < variants.Count; i++)
         {
             var t = totals[i];
@@ -211,7 +224,7 @@ internal sealed class CacheBenchmark
             sb.Append(CultureInfo.InvariantCulture,
                 $"| {variants[i].Profile} | {variants[i].Label} | {(m.QuantizedElements == 0 ? "-" : F(m.QuantizedBitsPerElement, 3))} | {F(m.BitsPerElement, 3)} | {F(mibPer1k, 3)} | {F(m.RatioToFp16, 4)} | ")
               .Append(CultureInfo.InvariantCulture,
-                $"{F(t.ErrK / t.Layers, 4)} | {F(t.ErrV / t.Layers, 4)} | {F(t.ErrAttention / t.Layers, 4)} | {F(t.Elements / t.PrefillSeconds / 1e6, 1)} |")
+                $"{F(t.ErrK / t.Layers, 4)} | {F(t.ErrV / t.Layers, 4)} | {F(t.ErrAttention / t.Layers, 4)} | {F(t.ErrPeaked / t.Layers, 4)} | {F(t.Elements / t.PrefillSeconds / 1e6, 1)} |")
               .AppendLine();
         }
 
@@ -232,9 +245,10 @@ internal sealed class CacheBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Geometry: {s.Layers} layers, batch 1, {s.KvHeads} KV heads, {s.QHeads} query heads, head dim {s.HeadDim}, {s.Tokens} prefilled tokens + 1 decode token per layer (the residual), seed {s.Seed}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Wall time: {elapsed.TotalSeconds:F1} s (warm-up, data generation, {s.Layers} x {Variants().Count} caches, errors and attention)");
         sb.AppendLine();
-        sb.AppendLine("Inputs (synthetic, fp16, fresh per layer, identical for every row): keys = N(0, 1) x per-channel scale + per-channel offset,");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"where {OutlierChannels} random channels per layer have {OutlierScale:0}x the scale and offset (outlier channels of post-RoPE keys) and the offset is N(0, 1) x scale;");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"values = N(0, 1). Prefill importance scores: N(0, 1) for the first {VideoFraction:P0} of tokens (video), NaN for the rest (text).");
+        sb.AppendLine("Inputs (synthetic, fp16, fresh per layer, identical for every row): keys = per-channel offset + N(0, 1) x log-normal per-channel scale,");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"where {OutlierChannels} random channels per layer have a {OutlierScale:0}x larger offset (the steady outlier channels of post-RoPE keys);");
+        sb.AppendLine("values = per-channel mean + N(0, 1) x log-normal per-channel scale. Random queries are N(0, 1); peaked queries are copies of random cached keys plus N(0, 0.5) noise.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Prefill importance scores: N(0, 1) for the first {VideoFraction:P0} of tokens (video), NaN for the rest (text).");
         sb.AppendLine();
         sb.AppendLine("Columns: bits per element and bytes are measured from the tensors the caches hold (cache.Memory summed over layers);");
         sb.AppendLine("\"quantized\" excludes the full-precision residual, \"total\" includes it. MiB per 1k tokens covers all layers, K and V.");

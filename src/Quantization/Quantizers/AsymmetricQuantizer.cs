@@ -29,9 +29,8 @@ public sealed class AsymmetricQuantizer : TensorQuantizer
     public int Bits { get; }
 
     /// <inheritdoc />
-    public override QuantizedTensor Quantize(Tensor x)
+    protected override QuantizedTensor QuantizeCore(Tensor x)
     {
-        CheckInput(x);
         using var scope = NewDisposeScope();
         var (g, dim) = GroupLayout.Group(x.to(ScalarType.Float32), Axis, GroupSize);
         int levels = (1 << Bits) - 1;
@@ -45,9 +44,8 @@ public sealed class AsymmetricQuantizer : TensorQuantizer
     }
 
     /// <inheritdoc />
-    public override Tensor Dequantize(QuantizedTensor q)
+    protected override Tensor DequantizeCore(QuantizedTensor q)
     {
-        ArgumentNullException.ThrowIfNull(q);
         using var scope = NewDisposeScope();
         var (g, _) = GroupLayout.Group(q.UnpackCodes().to(ScalarType.Float32), Axis, GroupSize);
         var x = (g * q.Scale!.to(ScalarType.Float32)) + q.Zero!.to(ScalarType.Float32);

@@ -45,6 +45,8 @@ public sealed class OneBitKeyQuantizer
         _sign = sign;
     }
 
+    private long ChunkLength => Math.Max(1, TensorQuantizer.ChunkTokens / _sign.GroupSize) * _sign.GroupSize;
+
     /// <summary>Transform applied before the sign quantizer.</summary>
     public OneBitKeyMode Mode { get; }
 
@@ -55,16 +57,22 @@ public sealed class OneBitKeyQuantizer
     public QuantizedTensor Quantize(Tensor easy)
     {
         ArgumentNullException.ThrowIfNull(easy);
-        using var scope = NewDisposeScope();
-        return _sign.Quantize(ToComponents(easy.to(ScalarType.Float32), Mode));
+        return TokenChunks.Quantize(easy, ChunkLength, chunk =>
+        {
+            using var scope = NewDisposeScope();
+            return _sign.Quantize(ToComponents(chunk.to(ScalarType.Float32), Mode));
+        }, 1.0 / _sign.GroupSize);
     }
 
     /// <summary>Reconstructs the easy channels (float32, [..., tokens, De]).</summary>
     public Tensor Dequantize(QuantizedTensor q, long channels)
     {
         ArgumentNullException.ThrowIfNull(q);
-        using var scope = NewDisposeScope();
-        return FromComponents(_sign.Dequantize(q), Mode, channels).MoveToOuterDisposeScope();
+        return TokenChunks.Dequantize(q, ChunkLength, chunk =>
+        {
+            using var scope = NewDisposeScope();
+            return FromComponents(_sign.Dequantize(chunk), Mode, channels).MoveToOuterDisposeScope();
+        }, 1.0 / _sign.GroupSize);
     }
 
     /// <summary>Maps channel values to the real components that are quantized.</summary>

@@ -9,13 +9,21 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// </summary>
 public sealed class QuantizedTensor : IDisposable
 {
+    private readonly bool _owned;
+
     internal QuantizedTensor(Tensor codes, CodeFormat format, long[] shape, Tensor? scale, Tensor? zero)
+        : this(codes.DetachFromDisposeScope(), format, shape, scale?.DetachFromDisposeScope(), zero?.DetachFromDisposeScope(), owned: true)
     {
-        Codes = codes.DetachFromDisposeScope();
+    }
+
+    private QuantizedTensor(Tensor codes, CodeFormat format, long[] shape, Tensor? scale, Tensor? zero, bool owned)
+    {
+        Codes = codes;
         Format = format;
         Shape = shape;
-        Scale = scale?.DetachFromDisposeScope();
-        Zero = zero?.DetachFromDisposeScope();
+        Scale = scale;
+        Zero = zero;
+        _owned = owned;
     }
 
     /// <summary>Codes packed along the last dimension (uint8).</summary>
@@ -51,10 +59,19 @@ public sealed class QuantizedTensor : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
+        if (!_owned)
+        {
+            return;
+        }
+
         Codes.Dispose();
         Scale?.Dispose();
         Zero?.Dispose();
     }
+
+    /// <summary>A non-owning view over slices of another quantized tensor (its tensors stay in the caller's dispose scope).</summary>
+    internal static QuantizedTensor View(Tensor codes, CodeFormat format, long[] shape, Tensor? scale, Tensor? zero)
+        => new(codes, format, shape, scale, zero, owned: false);
 
     internal static long Bytes(Tensor? t) => t is null ? 0 : t.NumberOfElements * t.ElementSize;
 }

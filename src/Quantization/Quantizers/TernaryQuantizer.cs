@@ -56,9 +56,8 @@ public sealed class TernaryQuantizer : TensorQuantizer
     public bool ReferenceMetadata { get; }
 
     /// <inheritdoc />
-    public override QuantizedTensor Quantize(Tensor x)
+    protected override QuantizedTensor QuantizeCore(Tensor x)
     {
-        CheckInput(x);
         using var scope = NewDisposeScope();
         var (g, dim) = GroupLayout.Group(x.to(ScalarType.Float32), Axis, GroupSize);
         var abs = g.abs();
@@ -82,9 +81,8 @@ public sealed class TernaryQuantizer : TensorQuantizer
     }
 
     /// <inheritdoc />
-    public override Tensor Dequantize(QuantizedTensor q)
+    protected override Tensor DequantizeCore(QuantizedTensor q)
     {
-        ArgumentNullException.ThrowIfNull(q);
         using var scope = NewDisposeScope();
         var levels = q.UnpackCodes().to(ScalarType.Float32) - 1;
         if (Scaled)
