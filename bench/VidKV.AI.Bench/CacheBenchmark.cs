@@ -29,6 +29,9 @@ internal sealed record CacheBenchmarkSettings
     public long Seed { get; init; }
 
     public string? Out { get; init; }
+
+    /// <summary>"cpu" or "cuda" (CUDA through the libtorch of a PyTorch install: set VIDKV_LIBTORCH).</summary>
+    public string Device { get; init; } = "cpu";
 }
 
 /// <summary>
@@ -61,6 +64,11 @@ internal sealed class CacheBenchmark
 
     public int Run(string commandLine)
     {
+        if (_s.Device == "cuda" && !TorchRuntime.TryInitializeCuda())
+        {
+            throw new InvalidOperationException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable} to a CUDA build of PyTorch's torch/lib (or 'python').");
+        }
+
         var variants = Variants();
         var totals = variants.Select(_ => new Totals()).ToArray();
         var wall = Stopwatch.StartNew();
@@ -146,6 +154,7 @@ internal sealed class CacheBenchmark
             using var cache = new QuantizedKVCache(variants[i].Options);
             var watch = Stopwatch.StartNew();
             cache.Prefill(data.Keys, data.Values, data.Importance);
+            Synchronize();
             watch.Stop();
             cache.Append(data.DecodeKeys, data.DecodeValues);
 
@@ -197,7 +206,34 @@ internal sealed class CacheBenchmark
         var picked = keys.to(ScalarType.Float32).index_select(2, randint(0, tokens, new long[] { _s.Queries }))
             .repeat_interleave(_s.QHeads / h, 1);
         var peaked = picked + (randn(1, _s.QHeads, _s.Queries, d) * 0.5);
-        return (keys, values, decodeKeys, decodeValues, importance, queries, peaked);
+        // Made on the CPU from the seed, so every device sees the same numbers.
+        var device = torch.device(_s.Device);
+        return (keys.to(device), values.to(device), decodeKeys.to(device), decodeValues.to(device), importance.to(device), queries.to(device), peaked.to(device));
+    }
+
+    private static string GpuName()
+    {
+        try
+        {
+            var psi = new ProcessStartInfo("nvidia-smi", "--query-gpu=name --format=csv,noheader") { RedirectStandardOutput = true, UseShellExecute = false };
+            using var p = Process.Start(psi);
+            string name = p?.StandardOutput.ReadToEnd().Trim() ?? string.Empty;
+            p?.WaitForExit();
+            return name.Length > 0 ? name : "CUDA device";
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "CUDA device";
+        }
+    }
+
+    /// <summary>Waits for queued GPU work, so that a clock read after it measures the work.</summary>
+    private void Synchronize()
+    {
+        if (_s.Device == "cuda")
+        {
+            cuda.synchronize();
+        }
     }
 
     /// <summary>||actual - expected||_F / ||expected||_F; differences in float32, sums in float64.</summary>
@@ -241,7 +277,7 @@ internal sealed class CacheBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {CpuModel()}, {Environment.ProcessorCount} logical processors, {RuntimeInformation.ProcessArchitecture}, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- TorchSharp native layer: {TorchRuntime.Description}; {torch.get_num_threads()} intra-op threads");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- TorchSharp native layer: {TorchRuntime.Description}; {torch.get_num_threads()} intra-op threads; device {_s.Device}{(_s.Device == "cuda" ? $" ({GpuName()})" : string.Empty)}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Geometry: {s.Layers} layers, batch 1, {s.KvHeads} KV heads, {s.QHeads} query heads, head dim {s.HeadDim}, {s.Tokens} prefilled tokens + 1 decode token per layer (the residual), seed {s.Seed}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Wall time: {elapsed.TotalSeconds:F1} s (warm-up, data generation, {s.Layers} x {Variants().Count} caches, errors and attention)");
         sb.AppendLine();
@@ -253,8 +289,8 @@ internal sealed class CacheBenchmark
         sb.AppendLine("Columns: bits per element and bytes are measured from the tensors the caches hold (cache.Memory summed over layers);");
         sb.AppendLine("\"quantized\" excludes the full-precision residual, \"total\" includes it. MiB per 1k tokens covers all layers, K and V.");
         sb.AppendLine("Relative errors are Frobenius norms against the fp16 inputs, averaged over layers; attention is");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"cache.Attend(q) vs ReferenceAttention.Attend(q, K, V) for {s.Queries} N(0, 1) decode queries per layer.");
-        sb.AppendLine("Quantize throughput is K+V elements over the time of cache.Prefill (all layers), after a warm-up.");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"cache.Attend(q) vs ReferenceAttention.Attend(q, K, V) for {s.Queries} random and {s.Queries} peaked decode queries per layer.");
+        sb.AppendLine("Quantize throughput is K+V elements over the time of cache.Prefill (all layers; the device synchronized before the clock is read), after a warm-up.");
         sb.AppendLine();
         sb.AppendLine(table);
         return sb.ToString();

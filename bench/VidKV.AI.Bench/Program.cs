@@ -21,6 +21,7 @@ internal static class Program
           --head-dim N    head dimension [128]
           --queries N     random decode queries per layer for the attention error [8]
           --seed N        random seed [0]
+          --device D      cpu or cuda [cpu]; cuda needs VIDKV_LIBTORCH (a PyTorch torch/lib folder, or 'python')
           --out PATH      also write the report (markdown) to PATH
         """;
 
@@ -95,6 +96,7 @@ internal static class Program
                 "--head-dim" => s with { HeadDim = Positive(name, value) },
                 "--queries" => s with { Queries = Positive(name, value) },
                 "--seed" => s with { Seed = long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long seed) ? seed : throw new ArgumentException($"{name} must be an integer; got '{value}'.") },
+                "--device" => s with { Device = value is "cpu" or "cuda" ? value : throw new ArgumentException($"--device must be cpu or cuda; got '{value}'.") },
                 "--out" => s with { Out = value.Length > 0 ? value : throw new ArgumentException("--out needs a path.") },
                 _ => throw new ArgumentException($"Unknown option '{name}'."),
             };
