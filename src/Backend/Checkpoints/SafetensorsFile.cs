@@ -1,0 +1,221 @@
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Checkpoints;
+
+/// <summary>One tensor's entry in a safetensors header.</summary>
+/// <param name="Name">Tensor name as stored.</param>
+/// <param name="DType">Storage type.</param>
+/// <param name="Shape">Shape.</param>
+/// <param name="Offset">Byte offset of the data from the start of the data section.</param>
+/// <param name="Length">Byte length of the data.</param>
+public sealed record SafetensorInfo(string Name, ScalarType DType, long[] Shape, long Offset, long Length);
+
+/// <summary>
+/// A memory-mapped safetensors file. Tensors are copied straight from the mapping into their destination, so loading
+/// a checkpoint needs no second copy of it in memory.
+/// </summary>
+/// <remarks>Reading is thread-safe; dispose once done.</remarks>
+public sealed class SafetensorsFile : IDisposable
+{
+    private readonly MemoryMappedFile _file;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly long _dataStart;
+
+    private SafetensorsFile(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, long dataStart, Dictionary<string, SafetensorInfo> tensors)
+    {
+        Path = path;
+        _file = file;
+        _view = view;
+        _dataStart = dataStart;
+        Tensors = tensors;
+    }
+
+    /// <summary>The file's path.</summary>
+    public string Path { get; }
+
+    /// <summary>The tensors the header lists, by name.</summary>
+    public IReadOnlyDictionary<string, SafetensorInfo> Tensors { get; }
+
+    /// <summary>Opens and validates a safetensors file.</summary>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="InvalidDataException">The file is not a valid safetensors file; the message says why.</exception>
+    public static SafetensorsFile Open(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Safetensors file '{path}' does not exist.", path);
+        }
+
+        long size = new FileInfo(path).Length;
+        if (size < 8)
+        {
+            throw new InvalidDataException($"'{path}' is {size} bytes long: too short for a safetensors file (8-byte header length, JSON header, data).");
+        }
+
+        var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        var view = file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        try
+        {
+            long headerLength = view.ReadInt64(0);
+            if (headerLength <= 0 || headerLength > size - 8 || headerLength > 100_000_000)
+            {
+                throw new InvalidDataException($"'{path}' declares a {headerLength}-byte header in a {size}-byte file: not a safetensors file, or truncated.");
+            }
+
+            var header = new byte[headerLength];
+            view.ReadArray(8, header, 0, header.Length);
+            var tensors = ParseHeader(path, header, size - 8 - headerLength);
+            return new SafetensorsFile(path, file, view, 8 + headerLength, tensors);
+        }
+        catch
+        {
+            view.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Reads a tensor into new CPU memory, optionally converting its type.</summary>
+    /// <exception cref="KeyNotFoundException">No tensor has that name.</exception>
+    public Tensor Read(string name, ScalarType? type = null)
+    {
+        var info = Info(name);
+        var result = empty(info.Shape, info.DType);
+        CopyBytes(info, result);
+        if (type is { } t && t != info.DType)
+        {
+            using var original = result;
+            result = original.to(t);
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// Copies a tensor into <paramref name="destination"/>, converting its type. The shapes must be equal (never
+    /// broadcast); a same-type contiguous CPU destination is filled straight from the file.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The shapes differ; the message names the tensor and both shapes.</exception>
+    public void CopyInto(string name, Tensor destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        var info = Info(name);
+        if (!info.Shape.SequenceEqual(destination.shape))
+        {
+            throw new InvalidDataException(
+                $"Tensor '{name}' in '{Path}' has shape [{string.Join(", ", info.Shape)}], but the model expects [{string.Join(", ", destination.shape)}].");
+        }
+
+        using var noGrad = torch.no_grad();
+        if (destination.dtype == info.DType && destination.device_type == DeviceType.CPU && destination.is_contiguous())
+        {
+            CopyBytes(info, destination);
+            return;
+        }
+
+        using var staged = empty(info.Shape, info.DType);
+        CopyBytes(info, staged);
+        destination.copy_(staged);
+    }
+
+    /// <summary>The header entry of a tensor.</summary>
+    /// <exception cref="KeyNotFoundException">No tensor has that name.</exception>
+    public SafetensorInfo Info(string name)
+        => Tensors.TryGetValue(name, out var info) ? info : throw new KeyNotFoundException($"Tensor '{name}' is not in '{Path}'.");
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _view.Dispose();
+        _file.Dispose();
+    }
+
+    private unsafe void CopyBytes(SafetensorInfo info, Tensor destination)
+    {
+        byte* basePtr = null;
+        var handle = _view.SafeMemoryMappedViewHandle;
+        handle.AcquirePointer(ref basePtr);
+        try
+        {
+            basePtr += _view.PointerOffset;
+            var target = destination.bytes;
+            long remaining = info.Length;
+            long offset = 0;
+            while (remaining > 0)
+            {
+                int chunk = (int)Math.Min(remaining, 1 << 30);
+                new ReadOnlySpan<byte>(basePtr + _dataStart + info.Offset + offset, chunk).CopyTo(target.Slice((int)offset, chunk));
+                offset += chunk;
+                remaining -= chunk;
+            }
+        }
+        finally
+        {
+            handle.ReleasePointer();
+        }
+    }
+
+    private static Dictionary<string, SafetensorInfo> ParseHeader(string path, byte[] header, long dataLength)
+    {
+        var result = new Dictionary<string, SafetensorInfo>(StringComparer.Ordinal);
+        try
+        {
+            using var doc = JsonDocument.Parse(header);
+            foreach (var entry in doc.RootElement.EnumerateObject())
+            {
+                if (entry.Name == "__metadata__")
+                {
+                    continue;
+                }
+
+                var e = entry.Value;
+                string dtype = e.GetProperty("dtype").GetString() ?? string.Empty;
+                var shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+                var offsets = e.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+                var type = ParseType(path, entry.Name, dtype);
+                long count = shape.Aggregate(1L, (a, b) => a * b);
+                long expected = count * ElementSize(type);
+                if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength || offsets[1] - offsets[0] != expected)
+                {
+                    throw new InvalidDataException(
+                        $"Tensor '{entry.Name}' in '{path}' has data offsets [{string.Join(", ", offsets)}] that do not hold {count} {dtype} values inside the {dataLength}-byte data section (file truncated or corrupt).");
+                }
+
+                result[entry.Name] = new SafetensorInfo(entry.Name, type, shape, offsets[0], offsets[1] - offsets[0]);
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"'{path}' has a malformed safetensors header: {ex.Message}", ex);
+        }
+
+        return result;
+    }
+
+    private static ScalarType ParseType(string path, string name, string dtype) => dtype switch
+    {
+        "F64" => ScalarType.Float64,
+        "F32" => ScalarType.Float32,
+        "F16" => ScalarType.Float16,
+        "BF16" => ScalarType.BFloat16,
+        "I64" => ScalarType.Int64,
+        "I32" => ScalarType.Int32,
+        "I16" => ScalarType.Int16,
+        "I8" => ScalarType.Int8,
+        "U8" => ScalarType.Byte,
+        "BOOL" => ScalarType.Bool,
+        _ => throw new InvalidDataException($"Tensor '{name}' in '{path}' has type '{dtype}'; supported: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL."),
+    };
+
+    private static int ElementSize(ScalarType type) => type switch
+    {
+        ScalarType.Float64 or ScalarType.Int64 => 8,
+        ScalarType.Float32 or ScalarType.Int32 => 4,
+        ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Int16 => 2,
+        _ => 1,
+    };
+}

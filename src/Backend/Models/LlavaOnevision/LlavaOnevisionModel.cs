@@ -1,0 +1,318 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using VidKV.AI.Backend.Checkpoints;
+using VidKV.AI.Backend.Models.Layers;
+using VidKV.AI.Backend.Models.Qwen2;
+using VidKV.AI.Backend.Models.Siglip;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Models.LlavaOnevision;
+
+/// <summary>Where and in which type a model is loaded.</summary>
+public sealed record ModelLoadOptions
+{
+    /// <summary>Computation type: Float32 (default) or BFloat16 on CPU; Float16 or BFloat16 on CUDA.</summary>
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+
+    /// <summary>Device; <see langword="null"/> for the CPU.</summary>
+    public Device? Device { get; init; }
+}
+
+/// <summary>
+/// LLaVA-OneVision (SigLIP vision tower, 2-layer projector, Qwen2 decoder) in TorchSharp, loaded from a Hugging Face
+/// checkpoint folder. Attention layers keep their keys and values in a <see cref="ModelKVCache"/>.
+/// </summary>
+/// <remarks>
+/// Not thread-safe: TorchSharp dispose scopes belong to one thread, so run one request at a time on one thread.
+/// Results are returned in the caller's dispose scope. Dispose the model to free its weights.
+/// </remarks>
+public sealed class LlavaOnevisionModel : nn.Module
+{
+    // Tensors of checkpoints that this model does not use: SigLIP's pooling head.
+    private static readonly string[] UnusedPrefixes = { "vision_tower.head." };
+
+    private readonly Qwen2Decoder language_model;
+    private readonly SiglipVisionTower vision_tower;
+    private readonly Projector multi_modal_projector;
+    private readonly Parameter image_newline;
+    private readonly LinearLayer? lm_head;
+
+    private LlavaOnevisionModel(LlavaOnevisionConfig config, ScalarType dtype, Device device, bool separateHead)
+        : base(nameof(LlavaOnevisionModel))
+    {
+        Config = config;
+        DType = dtype;
+        Device = device;
+        language_model = new Qwen2Decoder(config.Text, dtype, device);
+        vision_tower = new SiglipVisionTower(config.Vision, dtype, device);
+        multi_modal_projector = new Projector(config.Vision.HiddenSize, config.Text.HiddenSize, config.ProjectorBias, dtype, device);
+        image_newline = new Parameter(empty(new long[] { config.Text.HiddenSize }, dtype, device), requires_grad: false);
+        register_module(nameof(language_model), language_model);
+        register_module(nameof(vision_tower), vision_tower);
+        register_module(nameof(multi_modal_projector), multi_modal_projector);
+        register_parameter(nameof(image_newline), image_newline);
+        if (separateHead)
+        {
+            lm_head = new LinearLayer(config.Text.HiddenSize, config.Text.VocabSize, false, dtype, device);
+            register_module(nameof(lm_head), lm_head);
+        }
+    }
+
+    /// <summary>The checkpoint's configuration.</summary>
+    public LlavaOnevisionConfig Config { get; }
+
+    /// <summary>Computation type.</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>Device holding the weights.</summary>
+    public Device Device { get; }
+
+    /// <summary>Whether the output projection is the input embedding (tied) rather than a separate lm_head.</summary>
+    public bool TiedEmbeddings => lm_head is null;
+
+    /// <summary>
+    /// Loads a checkpoint folder (config.json and model.safetensors or sharded safetensors with an index). Key names may be
+    /// the Hub's (<c>language_model.model.*</c>, <c>vision_tower.vision_model.*</c>), transformers 5's (<c>vision_tower.*</c>)
+    /// or the module names (<c>model.language_model.*</c>). Every tensor's shape is checked; types are converted.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">config.json or the weights are missing.</exception>
+    /// <exception cref="InvalidDataException">A tensor is missing, unexpected or has the wrong shape; the message names it.</exception>
+    public static LlavaOnevisionModel Load(string directory, ModelLoadOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        options ??= new ModelLoadOptions();
+        if (options.DType is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+        {
+            throw new ArgumentException($"DType is {options.DType}; allowed: Float32, BFloat16, Float16.", nameof(options));
+        }
+
+        var config = LlavaOnevisionConfig.Load(directory);
+        using var checkpoint = CheckpointFolder.Open(directory);
+        var names = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var stored in checkpoint.Names)
+        {
+            string canonical = CanonicalName(stored);
+            if (!names.TryAdd(canonical, stored))
+            {
+                throw new InvalidDataException($"Checkpoint '{directory}' holds both '{names[canonical]}' and '{stored}', which name the same weight.");
+            }
+        }
+
+        bool hasHead = names.ContainsKey("lm_head.weight");
+        if (!hasHead && !config.Text.TieWordEmbeddings)
+        {
+            throw new InvalidDataException($"Checkpoint '{directory}' has no lm_head.weight and its config does not tie word embeddings (tie_word_embeddings is false).");
+        }
+
+        var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead: hasHead && !config.Text.TieWordEmbeddings);
+        try
+        {
+            var used = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                if (!names.TryGetValue(name, out var stored))
+                {
+                    throw new InvalidDataException($"Checkpoint '{directory}' has no tensor for '{name}' (looked for it under the Hub's, transformers 5's and the module names).");
+                }
+
+                checkpoint.FileOf(stored).CopyInto(stored, parameter);
+                used.Add(name);
+            }
+
+            var unexpected = names.Keys.Where(n => !used.Contains(n) && n != "lm_head.weight" && !UnusedPrefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToList();
+            if (unexpected.Count > 0)
+            {
+                throw new InvalidDataException(
+                    $"Checkpoint '{directory}' has {unexpected.Count} tensors this model does not use, e.g. {string.Join(", ", unexpected.Take(5).Select(n => $"'{names[n]}'"))}; is it a LLaVA-OneVision checkpoint with this config?");
+            }
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+
+        return model;
+    }
+
+    /// <summary>Maps a stored tensor name to this model's parameter name.</summary>
+    internal static string CanonicalName(string stored)
+    {
+        string n = stored;
+        foreach (var inner in new[] { "language_model.", "vision_tower.", "multi_modal_projector.", "image_newline", "lm_head." })
+        {
+            if (n.StartsWith("model." + inner, StringComparison.Ordinal))
+            {
+                n = n["model.".Length..];
+                break;
+            }
+        }
+
+        if (n.StartsWith("language_model.model.", StringComparison.Ordinal))
+        {
+            return "language_model." + n["language_model.model.".Length..];
+        }
+
+        if (n.StartsWith("language_model.lm_head.", StringComparison.Ordinal))
+        {
+            return "lm_head." + n["language_model.lm_head.".Length..];
+        }
+
+        if (n.StartsWith("vision_tower.vision_model.", StringComparison.Ordinal))
+        {
+            return "vision_tower." + n["vision_tower.vision_model.".Length..];
+        }
+
+        return n;
+    }
+
+    /// <summary>Token embeddings [B, T, D] for ids [B, T].</summary>
+    public Tensor Embed(Tensor ids)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        return language_model.Embeddings.forward(ids.to(Device));
+    }
+
+    /// <summary>
+    /// The vision tower's selected features for pixels [N, C, S, S]: hidden state <c>vision_feature_layer</c>, before the
+    /// post-layernorm, minus the first position with the "default" strategy. [N, P, Dv].
+    /// </summary>
+    public Tensor VisionFeatures(Tensor pixels)
+    {
+        CheckPixels(pixels);
+        using var scope = NewDisposeScope();
+        var h = vision_tower.HiddenState(pixels.to(Device).to(DType), Config.VisionFeatureLayer);
+        if (Config.VisionFeatureSelectStrategy == "default")
+        {
+            h = h.narrow(1, 1, h.shape[1] - 1);
+        }
+
+        return h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Projects vision features [.., Dv] into the decoder's embedding space [.., D].</summary>
+    public Tensor Project(Tensor visionFeatures) => multi_modal_projector.forward(visionFeatures);
+
+    /// <summary>
+    /// A video's features for its frames [F, C, S, S]: vision tower, projector, 2x bilinear pooling to ceil(p/2)² tokens per
+    /// frame, then one newline embedding: [F·ceil(p/2)² + 1, D].
+    /// </summary>
+    public Tensor EncodeVideo(Tensor frames)
+    {
+        using var scope = NewDisposeScope();
+        var pooled = Pool(Project(VisionFeatures(frames)));
+        return cat(new[] { pooled.reshape(-1, pooled.shape[^1]), image_newline.unsqueeze(0) }, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>2x bilinear pooling of projected frame features [F, p², D] to [F, ceil(p/2)², D].</summary>
+    public Tensor Pool(Tensor features)
+    {
+        using var scope = NewDisposeScope();
+        long f = features.shape[0], d = features.shape[2];
+        long side = (long)Math.Round(Math.Sqrt(features.shape[1]));
+        if (side * side != features.shape[1])
+        {
+            throw new ArgumentException($"Frame features have {features.shape[1]} positions, not a square grid.", nameof(features));
+        }
+
+        long scaled = (side + 1) / 2;
+        var grid = features.view(f, side, side, d).permute(0, 3, 1, 2).contiguous();
+        var pooled = nn.functional.interpolate(grid, new[] { scaled, scaled }, null, InterpolationMode.Bilinear, false);
+        return pooled.permute(0, 2, 3, 1).reshape(f, scaled * scaled, d).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Replaces the embeddings of <c>&lt;video&gt;</c> and <c>&lt;image&gt;</c> placeholders in <paramref name="embeds"/> [1, T, D]
+    /// with visual features, in order. The number of placeholders must equal the number of feature rows.
+    /// </summary>
+    /// <exception cref="ArgumentException">Counts differ; the message gives both.</exception>
+    public Tensor MergeVisual(Tensor ids, Tensor embeds, Tensor? videoFeatures, Tensor? imageFeatures)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        ArgumentNullException.ThrowIfNull(embeds);
+        using var scope = NewDisposeScope();
+        var result = embeds.clone();
+        var flatIds = ids.to(Device).reshape(-1);
+        foreach (var (tokenId, features, what) in new[] { (Config.VideoTokenId, videoFeatures, "video"), (Config.ImageTokenId, imageFeatures, "image") })
+        {
+            var positions = flatIds.eq(tokenId).nonzero().reshape(-1);
+            long expected = features?.shape[0] ?? 0;
+            if (positions.shape[0] != expected)
+            {
+                throw new ArgumentException($"The prompt has {positions.shape[0]} <{what}> placeholder tokens but the {what} inputs give {expected} feature rows.");
+            }
+
+            if (expected > 0)
+            {
+                result.index_copy_(1, positions, features!.to(result.dtype).unsqueeze(0));
+            }
+        }
+
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Runs the decoder over embeddings [B, T, D] at positions start..start+T-1, with the given cache (or none), and
+    /// returns the final-normed hidden states [B, T, D]. <paramref name="importance"/> ([T] or [B, T]; NaN for tokens
+    /// that may not be protected) goes to the caches' semantic token protection at prefill.
+    /// </summary>
+    public Tensor Forward(Tensor embeds, long start = 0, ModelKVCache? cache = null, Tensor? importance = null, List<Tensor>? layerOutputs = null)
+    {
+        ArgumentNullException.ThrowIfNull(embeds);
+        if (cache is not null && cache.Layers.Count != Config.Text.NumLayers)
+        {
+            throw new ArgumentException($"The cache has {cache.Layers.Count} layers; this model has {Config.Text.NumLayers}.", nameof(cache));
+        }
+
+        if (cache is not null && cache.Length != start)
+        {
+            throw new ArgumentException($"The cache holds {cache.Length} tokens, so the next position is {cache.Length}, not {start}.", nameof(start));
+        }
+
+        return language_model.Forward(embeds.to(DType), start, cache?.Layers, importance, layerOutputs);
+    }
+
+    /// <summary>Logits [.., V] (float32) for hidden states [.., D].</summary>
+    public Tensor Logits(Tensor hidden)
+    {
+        ArgumentNullException.ThrowIfNull(hidden);
+        using var scope = NewDisposeScope();
+        var logits = lm_head is not null ? lm_head.forward(hidden) : nn.functional.linear(hidden, language_model.Embeddings.Weight);
+        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A new, empty cache for this model.</summary>
+    public ModelKVCache CreateCache(VidKV.AI.Quantization.Cache.KVCacheOptions options) => new(Config.Text.NumLayers, options);
+
+    private void CheckPixels(Tensor pixels)
+    {
+        ArgumentNullException.ThrowIfNull(pixels);
+        int s = Config.Vision.ImageSize;
+        if (pixels.dim() != 4 || pixels.shape[1] != Config.Vision.NumChannels || pixels.shape[2] != s || pixels.shape[3] != s)
+        {
+            throw new ArgumentException($"Pixels must be [N, {Config.Vision.NumChannels}, {s}, {s}] (preprocessed frames); got [{string.Join(", ", pixels.shape)}].", nameof(pixels));
+        }
+    }
+}
+
+/// <summary>linear_2(gelu(linear_1(x))).</summary>
+internal sealed class Projector : nn.Module<Tensor, Tensor>
+{
+    private readonly LinearLayer linear_1;
+    private readonly LinearLayer linear_2;
+
+    public Projector(long visionDim, long textDim, bool bias, ScalarType dtype, Device device)
+        : base(nameof(Projector))
+    {
+        linear_1 = new LinearLayer(visionDim, textDim, bias, dtype, device);
+        linear_2 = new LinearLayer(textDim, textDim, bias, dtype, device);
+        register_module(nameof(linear_1), linear_1);
+        register_module(nameof(linear_2), linear_2);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        return linear_2.forward(nn.functional.gelu(linear_1.forward(x))).MoveToOuterDisposeScope();
+    }
+}
