@@ -47,6 +47,35 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
     }
 
     [Fact]
+    public void ImageAnyRes_MergedEmbeddingsAndLogitsMatchTransformers()
+    {
+        using var scope = NewDisposeScope();
+        var ids = _f.Ref("image.input_ids");
+        var size = _f.Ref("image.image_sizes").data<long>().ToArray();
+
+        var features = _f.Model.EncodeImage(_f.Ref("image.pixel_values")[0], (int)size[0], (int)size[1]);
+        var embeds = _f.Model.MergeVisual(ids, _f.Model.Embed(ids), null, features);
+        var logits = _f.Model.Logits(_f.Model.Forward(embeds));
+
+        Assert.Equal(185, features.shape[0]); // reference.json "image_tokens"
+        AssertClose(_f.Ref("image.inputs_embeds"), embeds, "image merged input embeddings");
+        AssertClose(_f.Ref("image.logits"), logits, "image logits");
+    }
+
+    [Fact]
+    public void MergeVisual_CountMismatch_IsRejected()
+    {
+        using var scope = NewDisposeScope();
+        var ids = _f.Ref("video.input_ids");
+        var features = _f.Model.EncodeVideo(_f.Ref("video.pixel_values")[0]);
+
+        var ex = Assert.Throws<ArgumentException>(() => _f.Model.MergeVisual(ids, _f.Model.Embed(ids), features.narrow(0, 0, 10), null));
+
+        Assert.Contains("37 <video> placeholder tokens", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("10 feature rows", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void FullForward_HiddenStatesAndLogitsMatchTransformers()
     {
         using var scope = NewDisposeScope();

@@ -204,6 +204,46 @@ public sealed class LlavaOnevisionModel : nn.Module
         return cat(new[] { pooled.reshape(-1, pooled.shape[^1]), image_newline.unsqueeze(0) }, 0).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// An image's features for its anyres tiles [P, C, S, S] (the whole image first, then the tiles of the best grid) and
+    /// its original size: the tiles' features are laid out as one map, the padding is cut away, the map is shrunk when it
+    /// exceeds anyres_max_N tiles, a newline feature ends each row, and the whole image's features come first.
+    /// </summary>
+    public Tensor EncodeImage(Tensor tiles, int height, int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(height);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        using var scope = NewDisposeScope();
+        var features = Project(VisionFeatures(tiles)); // [P, p², D]
+        long d = features.shape[2];
+        var baseFeatures = features[0];
+        if (features.shape[0] == 1)
+        {
+            return cat(new[] { baseFeatures, image_newline.unsqueeze(0) }, 0).MoveToOuterDisposeScope();
+        }
+
+        int p = Config.Vision.PatchesPerSide;
+        var (rows, columns) = Vision.AnyResGeometry.GetGridShape(height, width, Config.ImageGridPinpoints, Config.Vision.ImageSize);
+        if (rows * columns != features.shape[0] - 1)
+        {
+            throw new ArgumentException($"A {height}x{width} image is cut into {rows}x{columns} tiles plus the whole image, but {features.shape[0]} tiles were given.", nameof(tiles));
+        }
+
+        // [rows, cols, p, p, D] -> [D, rows·p, cols·p]
+        var map = features.narrow(0, 1, rows * columns).view(rows, columns, p, p, d).permute(4, 0, 2, 1, 3).contiguous().flatten(1, 2).flatten(2, 3);
+        var (top, left, h, w) = Vision.AnyResGeometry.GetUnpadRegion(rows * p, columns * p, height, width);
+        map = map.narrow(1, top, h).narrow(2, left, w);
+        var (nh, nw) = Vision.AnyResGeometry.GetAnyResMaxSize(h, w, p, Vision.AnyResGeometry.ParseMaxNumPatches(Config.VisionAspectRatio));
+        if ((nh, nw) != (h, w))
+        {
+            map = nn.functional.interpolate(map.unsqueeze(0), new long[] { nh, nw }, null, InterpolationMode.Bilinear, false)[0];
+        }
+
+        var withNewlines = cat(new[] { map, image_newline.view(d, 1, 1).expand(d, nh, 1) }, -1);
+        var packed = withNewlines.flatten(1, 2).transpose(0, 1);
+        return cat(new[] { baseFeatures, packed }, 0).MoveToOuterDisposeScope();
+    }
+
     /// <summary>2x bilinear pooling of projected frame features [F, p², D] to [F, ceil(p/2)², D].</summary>
     public Tensor Pool(Tensor features)
     {
