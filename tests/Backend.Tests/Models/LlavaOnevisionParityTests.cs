@@ -63,6 +63,24 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
     }
 
     [Fact]
+    public void BFloat16OnCpu_StaysCloseToFloat32()
+    {
+        using var scope = NewDisposeScope();
+        using var bf16 = LlavaOnevisionModel.Load(Fixtures.Model, new ModelLoadOptions { DType = ScalarType.BFloat16 });
+        var ids = _f.Ref("video.input_ids");
+        var embeds = bf16.MergeVisual(ids, bf16.Embed(ids), bf16.EncodeVideo(_f.Ref("video.pixel_values")[0]), null);
+
+        var logits = bf16.Logits(bf16.Forward(embeds));
+
+        var reference = _f.Ref("video.logits");
+        double relative = ((logits - reference).norm() / reference.norm()).item<float>();
+        _output.WriteLine($"bf16 logits vs fp32 reference: relative L2 {relative:E2}");
+        Assert.Equal(ScalarType.BFloat16, bf16.named_parameters().First().parameter.dtype);
+        Assert.True(relative < 0.05, $"bf16 logits are {relative} away");
+        Assert.Equal(reference.argmax(-1).select(1, -1).item<long>(), logits.argmax(-1).select(1, -1).item<long>());
+    }
+
+    [Fact]
     public void MergeVisual_CountMismatch_IsRejected()
     {
         using var scope = NewDisposeScope();
