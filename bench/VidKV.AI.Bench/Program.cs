@@ -13,6 +13,10 @@ internal static class Program
           cache    Compression, reconstruction error and quantize throughput of every KV cache preset,
                    at LLaVA-OneVision-7B's cache geometry, on synthetic keys and values.
 
+          load [bfloat16|float32]
+                   Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
+                   (once) and measures the resident memory of loading it as the given type.
+
         Options of 'cache' (defaults in brackets):
           --tokens N      cached tokens per layer [16384]
           --layers N      decoder layers [28]
@@ -46,8 +50,10 @@ internal static class Program
 
                     var settings = ParseCacheArgs(args.AsSpan(1));
                     return new CacheBenchmark(settings).Run(CommandLine(args));
+                case "load":
+                    return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, load.");
             }
         }
         catch (ArgumentException ex)

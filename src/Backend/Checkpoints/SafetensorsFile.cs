@@ -1,4 +1,4 @@
-using System.IO.MemoryMappedFiles;
+using Microsoft.Win32.SafeHandles;
 using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -14,21 +14,19 @@ namespace VidKV.AI.Backend.Checkpoints;
 public sealed record SafetensorInfo(string Name, ScalarType DType, long[] Shape, long Offset, long Length);
 
 /// <summary>
-/// A memory-mapped safetensors file. Tensors are copied straight from the mapping into their destination, so loading
-/// a checkpoint needs no second copy of it in memory.
+/// A safetensors file. Tensors are read from the file straight into their destination's memory (no memory mapping,
+/// no staging buffer when the types agree), so loading a checkpoint does not hold a second copy of it.
 /// </summary>
 /// <remarks>Reading is thread-safe; dispose once done.</remarks>
 public sealed class SafetensorsFile : IDisposable
 {
-    private readonly MemoryMappedFile _file;
-    private readonly MemoryMappedViewAccessor _view;
+    private readonly SafeFileHandle _handle;
     private readonly long _dataStart;
 
-    private SafetensorsFile(string path, MemoryMappedFile file, MemoryMappedViewAccessor view, long dataStart, Dictionary<string, SafetensorInfo> tensors)
+    private SafetensorsFile(string path, SafeFileHandle handle, long dataStart, Dictionary<string, SafetensorInfo> tensors)
     {
         Path = path;
-        _file = file;
-        _view = view;
+        _handle = handle;
         _dataStart = dataStart;
         Tensors = tensors;
     }
@@ -56,25 +54,29 @@ public sealed class SafetensorsFile : IDisposable
             throw new InvalidDataException($"'{path}' is {size} bytes long: too short for a safetensors file (8-byte header length, JSON header, data).");
         }
 
-        var file = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-        var view = file.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
         try
         {
-            long headerLength = view.ReadInt64(0);
+            Span<byte> lengthBytes = stackalloc byte[8];
+            RandomAccess.Read(handle, lengthBytes, 0);
+            long headerLength = BitConverter.ToInt64(lengthBytes);
             if (headerLength <= 0 || headerLength > size - 8 || headerLength > 100_000_000)
             {
                 throw new InvalidDataException($"'{path}' declares a {headerLength}-byte header in a {size}-byte file: not a safetensors file, or truncated.");
             }
 
             var header = new byte[headerLength];
-            view.ReadArray(8, header, 0, header.Length);
+            if (RandomAccess.Read(handle, header, 8) != header.Length)
+            {
+                throw new InvalidDataException($"'{path}' ends inside its header (truncated).");
+            }
+
             var tensors = ParseHeader(path, header, size - 8 - headerLength);
-            return new SafetensorsFile(path, file, view, 8 + headerLength, tensors);
+            return new SafetensorsFile(path, handle, 8 + headerLength, tensors);
         }
         catch
         {
-            view.Dispose();
-            file.Dispose();
+            handle.Dispose();
             throw;
         }
     }
@@ -128,34 +130,22 @@ public sealed class SafetensorsFile : IDisposable
         => Tensors.TryGetValue(name, out var info) ? info : throw new KeyNotFoundException($"Tensor '{name}' is not in '{Path}'.");
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        _view.Dispose();
-        _file.Dispose();
-    }
+    public void Dispose() => _handle.Dispose();
 
-    private unsafe void CopyBytes(SafetensorInfo info, Tensor destination)
+    private void CopyBytes(SafetensorInfo info, Tensor destination)
     {
-        byte* basePtr = null;
-        var handle = _view.SafeMemoryMappedViewHandle;
-        handle.AcquirePointer(ref basePtr);
-        try
+        var target = destination.bytes;
+        long done = 0;
+        while (done < info.Length)
         {
-            basePtr += _view.PointerOffset;
-            var target = destination.bytes;
-            long remaining = info.Length;
-            long offset = 0;
-            while (remaining > 0)
+            int chunk = (int)Math.Min(info.Length - done, 1 << 30);
+            int read = RandomAccess.Read(_handle, target.Slice((int)done, chunk), _dataStart + info.Offset + done);
+            if (read <= 0)
             {
-                int chunk = (int)Math.Min(remaining, 1 << 30);
-                new ReadOnlySpan<byte>(basePtr + _dataStart + info.Offset + offset, chunk).CopyTo(target.Slice((int)offset, chunk));
-                offset += chunk;
-                remaining -= chunk;
+                throw new InvalidDataException($"'{Path}' ended while reading tensor '{info.Name}' (truncated).");
             }
-        }
-        finally
-        {
-            handle.ReleasePointer();
+
+            done += read;
         }
     }
 

@@ -135,6 +135,17 @@ public sealed class LlavaOnevisionModel : nn.Module
         return model;
     }
 
+    /// <summary>
+    /// The parameter names and shapes a checkpoint must provide for <paramref name="config"/> (Hub naming rules apart):
+    /// the model is built with unallocated-in-practice empty tensors, so this costs no real memory.
+    /// </summary>
+    public static IReadOnlyList<(string Name, long[] Shape)> ParameterShapes(LlavaOnevisionConfig config, bool tiedEmbeddings)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        using var model = new LlavaOnevisionModel(config, ScalarType.BFloat16, CPU, separateHead: !tiedEmbeddings);
+        return model.named_parameters().Select(p => (p.name, p.parameter.shape)).ToList();
+    }
+
     /// <summary>Maps a stored tensor name to this model's parameter name.</summary>
     internal static string CanonicalName(string stored)
     {
