@@ -10,7 +10,10 @@ namespace VidKV.AI.Backend;
 /// <param name="Turns">The conversation.</param>
 public sealed record ChatRequest(IReadOnlyList<ChatTurn> Turns)
 {
-    /// <summary>Each video's frames, uint8 [F, H, W, 3] RGB.</summary>
+    /// <summary>
+    /// Each video's frames: uint8 [F, H, W, 3] RGB, or frames already preprocessed for the model, float [F, 3, S, S]
+    /// (as <c>VideoFrames.LoadForModel</c> returns them, without holding the decoded frames).
+    /// </summary>
     public IReadOnlyList<Tensor> Videos { get; init; } = Array.Empty<Tensor>();
 
     /// <summary>Each image, uint8 [H, W, 3] RGB.</summary>

@@ -237,7 +237,7 @@ public sealed class VideoLanguageModel : IDisposable
         Tensor? videoFeatures = null, imageFeatures = null;
         if (request.Videos.Count > 0)
         {
-            videoFeatures = cat(request.Videos.Select(v => Model.EncodeVideo(VideoPreprocessor.Preprocess(v))).ToList(), 0);
+            videoFeatures = cat(request.Videos.Select(v => Model.EncodeVideo(IsPreprocessed(v) ? v : VideoPreprocessor.Preprocess(v))).ToList(), 0);
         }
 
         if (request.Images.Count > 0)
@@ -265,9 +265,19 @@ public sealed class VideoLanguageModel : IDisposable
 
     private void CheckFrames(Tensor frames, int index)
     {
-        if (frames.dim() != 4 || frames.shape[3] != 3 || frames.shape[0] < 1)
+        bool raw = frames.dim() == 4 && frames.dtype == ScalarType.Byte && frames.shape[3] == 3;
+        if (frames.dim() != 4 || frames.shape[0] < 1 || !(raw || IsPreprocessed(frames)))
         {
-            throw new ArgumentException($"Video {index} must be uint8 frames [F >= 1, H, W, 3] RGB; got {frames.dtype} [{string.Join(", ", frames.shape)}].");
+            int s = Model.Config.Vision.ImageSize;
+            throw new ArgumentException(
+                $"Video {index} must be uint8 frames [F >= 1, H, W, 3] RGB, or preprocessed float frames [F, 3, {s}, {s}]; got {frames.dtype} [{string.Join(", ", frames.shape)}].");
         }
+    }
+
+    /// <summary>Whether frames are already the model's input: floating point [F, 3, S, S].</summary>
+    private bool IsPreprocessed(Tensor frames)
+    {
+        int s = Model.Config.Vision.ImageSize;
+        return frames.dim() == 4 && frames.is_floating_point() && frames.shape[1] == 3 && frames.shape[2] == s && frames.shape[3] == s;
     }
 }

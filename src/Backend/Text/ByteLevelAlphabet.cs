@@ -9,6 +9,10 @@ namespace VidKV.AI.Backend.Text;
 internal static class ByteLevelAlphabet
 {
     private static readonly Dictionary<char, byte> CharToByte = BuildCharToByte();
+    private static readonly char[] ByteToChar = CharToByte.OrderBy(p => p.Value).Select(p => p.Key).ToArray();
+
+    /// <summary>The character that stands for a byte.</summary>
+    public static char ForByte(byte b) => ByteToChar[b];
 
     /// <summary>
     /// Appends the bytes a token stands for, as Hugging Face's ByteLevel decoder does: the mapped bytes when every

@@ -55,6 +55,20 @@ public sealed class VideoLanguageModelTests : IClassFixture<PipelineFixture>
     }
 
     [Fact]
+    public void PreprocessedFrames_GiveTheSameTokensAsRawFrames()
+    {
+        using var scope = NewDisposeScope();
+        var expected = _f.Ref("video.greedy_tokens").data<long>().Select(i => (int)i).ToArray();
+        var preprocessed = _f.Vlm.VideoPreprocessor.Preprocess(_f.Ref("video.frames"));
+
+        var tokens = _f.Vlm.Generate(VideoQuestion(preprocessed), new GenerationOptions { MaxNewTokens = expected.Length, StopAtEndOfTurn = false }, KVCacheOptions.FromPreset("fp16"))
+            .Select(u => u.TokenId!.Value);
+
+        Assert.Equal(ScalarType.Float32, preprocessed.dtype);
+        Assert.Equal(expected, tokens);
+    }
+
+    [Fact]
     public void StopSequence_AcrossTokenBoundaries_EndsBeforeIt()
     {
         using var scope = NewDisposeScope();
