@@ -175,7 +175,7 @@ public sealed class CheckpointLoadingTests : IDisposable
         using var file = SafetensorsFile.Open(Path.Combine(Fixtures.Model, "model.safetensors"));
         var tensors = file.Tensors.Keys.ToDictionary(n => n, n => file.Read(n));
         change(tensors);
-        SafetensorsTestWriter.Write(Path.Combine(dir, "model.safetensors"), tensors);
+        SafetensorsWriter.Write(Path.Combine(dir, "model.safetensors"), tensors.Select(p => (p.Key, p.Value)).ToList());
         foreach (var t in tensors.Values)
         {
             t.Dispose();

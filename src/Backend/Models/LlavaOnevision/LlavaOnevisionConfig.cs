@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text.Json;
 using static TorchSharp.torch;
 
@@ -114,6 +113,62 @@ public sealed record LlavaOnevisionConfig
 
     /// <summary>Video tokens per frame after 2x pooling: ceil(p/2)^2 for p patches per side (196 for 27).</summary>
     public int VideoTokensPerFrame => (int)Math.Pow(Math.Ceiling(Vision.PatchesPerSide / 2.0), 2);
+
+    /// <summary>
+    /// This configuration as a transformers-style <c>config.json</c> (model_type llava_onevision, nested text_config and
+    /// vision_config), readable by <see cref="Load"/> and by transformers.
+    /// </summary>
+    public string ToJson()
+    {
+        var text = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model_type"] = "qwen2",
+            ["vocab_size"] = Text.VocabSize,
+            ["hidden_size"] = Text.HiddenSize,
+            ["intermediate_size"] = Text.IntermediateSize,
+            ["num_hidden_layers"] = Text.NumLayers,
+            ["num_attention_heads"] = Text.NumHeads,
+            ["num_key_value_heads"] = Text.NumKeyValueHeads,
+            ["head_dim"] = Text.HeadDim,
+            ["rms_norm_eps"] = Text.RmsNormEps,
+            ["rope_theta"] = Text.RopeTheta,
+            ["max_position_embeddings"] = Text.MaxPositionEmbeddings,
+            ["tie_word_embeddings"] = Text.TieWordEmbeddings,
+            ["hidden_act"] = "silu",
+            ["eos_token_id"] = new System.Text.Json.Nodes.JsonArray(Text.EosTokenIds.Select(i => (System.Text.Json.Nodes.JsonNode?)i).ToArray()),
+        };
+        var vision = new System.Text.Json.Nodes.JsonObject
+        {
+            ["model_type"] = "siglip_vision_model",
+            ["hidden_size"] = Vision.HiddenSize,
+            ["intermediate_size"] = Vision.IntermediateSize,
+            ["num_hidden_layers"] = Vision.NumLayers,
+            ["num_attention_heads"] = Vision.NumHeads,
+            ["image_size"] = Vision.ImageSize,
+            ["patch_size"] = Vision.PatchSize,
+            ["num_channels"] = Vision.NumChannels,
+            ["layer_norm_eps"] = Vision.LayerNormEps,
+            ["hidden_act"] = "gelu_pytorch_tanh",
+        };
+        var root = new System.Text.Json.Nodes.JsonObject
+        {
+            ["architectures"] = new System.Text.Json.Nodes.JsonArray("LlavaOnevisionForConditionalGeneration"),
+            ["model_type"] = "llava_onevision",
+            ["text_config"] = text,
+            ["vision_config"] = vision,
+            ["image_token_index"] = ImageTokenId,
+            ["video_token_index"] = VideoTokenId,
+            ["vision_feature_layer"] = VisionFeatureLayer,
+            ["vision_feature_select_strategy"] = VisionFeatureSelectStrategy,
+            ["vision_aspect_ratio"] = VisionAspectRatio,
+            ["image_grid_pinpoints"] = new System.Text.Json.Nodes.JsonArray(ImageGridPinpoints.Select(p => (System.Text.Json.Nodes.JsonNode?)new System.Text.Json.Nodes.JsonArray(p.Height, p.Width)).ToArray()),
+            ["projector_hidden_act"] = "gelu",
+            ["multimodal_projector_bias"] = ProjectorBias,
+            ["tie_word_embeddings"] = Text.TieWordEmbeddings,
+            ["dtype"] = CheckpointDType switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" },
+        };
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
 
     /// <summary>Reads <c>config.json</c> from a checkpoint folder (or the file itself).</summary>
     /// <exception cref="FileNotFoundException">There is no config.json.</exception>

@@ -136,6 +136,60 @@ public sealed class LlavaOnevisionModel : nn.Module
     }
 
     /// <summary>
+    /// A new model with random weights (normal(0, 0.02) matrices and embeddings, unit norm weights, zero biases),
+    /// reproducible from <paramref name="seed"/>, for training.
+    /// </summary>
+    public static LlavaOnevisionModel Create(LlavaOnevisionConfig config, ModelLoadOptions? options, long seed)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        options ??= new ModelLoadOptions();
+        var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead: !config.Text.TieWordEmbeddings);
+        using var noGrad = torch.no_grad();
+        var generator = new Generator((ulong)seed);
+        foreach (var (name, p) in model.named_parameters())
+        {
+            using var scope = NewDisposeScope();
+            bool isNorm = name.Contains("norm", StringComparison.Ordinal);
+            Tensor init = name.EndsWith("bias", StringComparison.Ordinal) ? zeros(p.shape)
+                : isNorm ? ones(p.shape)
+                : name == "image_newline" ? randn(p.shape, generator: generator) / Math.Sqrt(p.shape[0])
+                : randn(p.shape, generator: generator) * 0.02;
+            p.copy_(init);
+        }
+
+        return model;
+    }
+
+    /// <summary>Makes every parameter trainable (or frozen again).</summary>
+    public void SetTrainable(bool trainable)
+    {
+        foreach (var (_, p) in named_parameters())
+        {
+            p.requires_grad = trainable;
+        }
+    }
+
+    /// <summary>
+    /// Writes the weights as <c>model.safetensors</c> (the names transformers' save_pretrained writes) and
+    /// <c>config.json</c> into <paramref name="directory"/>, optionally converted to <paramref name="dtype"/>.
+    /// </summary>
+    public void Save(string directory, ScalarType? dtype = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(directory);
+        System.IO.Directory.CreateDirectory(directory);
+        using var scope = NewDisposeScope();
+        var tensors = named_parameters()
+            .Select(p => (Name: StoredName(p.name), Tensor: dtype is { } t ? p.parameter.detach().to(t) : p.parameter.detach()))
+            .ToList();
+        SafetensorsWriter.Write(Path.Combine(directory, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        File.WriteAllText(Path.Combine(directory, "config.json"), (Config with { CheckpointDType = dtype ?? DType }).ToJson());
+    }
+
+    /// <summary>The name save_pretrained gives a parameter (language_model.model.*, lm_head, vision_tower.*).</summary>
+    internal static string StoredName(string canonical)
+        => canonical.StartsWith("language_model.", StringComparison.Ordinal) ? "language_model.model." + canonical["language_model.".Length..] : canonical;
+
+    /// <summary>
     /// The parameter names and shapes a checkpoint must provide for <paramref name="config"/> (Hub naming rules apart):
     /// the model is built with unallocated-in-practice empty tensors, so this costs no real memory.
     /// </summary>

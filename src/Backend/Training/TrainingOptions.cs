@@ -1,0 +1,55 @@
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Training;
+
+/// <summary>Settings of a training run on the synthetic video QA task.</summary>
+public sealed record TrainingOptions
+{
+    /// <summary>Optimizer steps. Default 3000.</summary>
+    public int Steps { get; init; } = 3000;
+
+    /// <summary>Samples per step (gradients accumulated). Default 16.</summary>
+    public int BatchSize { get; init; } = 16;
+
+    /// <summary>Peak learning rate of AdamW (linear warm-up, cosine decay). Default 1e-3.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+
+    /// <summary>Warm-up steps. Default 100.</summary>
+    public int WarmupSteps { get; init; } = 100;
+
+    /// <summary>Weight decay. Default 0.01.</summary>
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>Seed of initialization and data order.</summary>
+    public int Seed { get; init; }
+
+    /// <summary>Frames per training video at most (uniformly sampled). Default 32.</summary>
+    public int MaxFrames { get; init; } = 32;
+
+    /// <summary>Longest training video in frames. Default 64.</summary>
+    public int MaxVideoFrames { get; init; } = 64;
+
+    /// <summary>Device; <see langword="null"/> for the CPU.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>Validation samples scored every <see cref="EvaluateEvery"/> steps. Default 200.</summary>
+    public int ValidationSamples { get; init; } = 200;
+
+    /// <summary>Steps between validations (0: never). Default 500.</summary>
+    public int EvaluateEvery { get; init; } = 500;
+
+    /// <summary>Checks every value.</summary>
+    /// <exception cref="ArgumentException">A value is not allowed; the message names it.</exception>
+    public void Validate()
+    {
+        if (Steps < 1 || BatchSize < 1 || WarmupSteps < 0 || MaxFrames < 1 || MaxVideoFrames < 8 || ValidationSamples < 1 || EvaluateEvery < 0)
+        {
+            throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize, MaxFrames and ValidationSamples must be positive, MaxVideoFrames at least 8.");
+        }
+
+        if (!(LearningRate > 0) || !(WeightDecay >= 0))
+        {
+            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive and WeightDecay ({WeightDecay}) not negative.");
+        }
+    }
+}

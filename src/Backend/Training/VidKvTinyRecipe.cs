@@ -1,0 +1,106 @@
+using System.Text.Json.Nodes;
+using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Backend.Synthetic;
+using VidKV.AI.Backend.Text;
+
+namespace VidKV.AI.Backend.Training;
+
+/// <summary>
+/// The built-in model's recipe: a small LLaVA-OneVision (64-pixel frames in 8-pixel patches pooled to 16 tokens a frame,
+/// a 3-layer SigLIP tower, a 4-layer Qwen2 decoder with head dimension 64 and grouped-query attention) and its own
+/// byte-level BPE tokenizer trained on the synthetic task's language.
+/// </summary>
+public static class VidKvTinyRecipe
+{
+    /// <summary>Frame side in pixels.</summary>
+    public const int ImageSize = 64;
+
+    /// <summary>The special tokens, in id order after the learned vocabulary.</summary>
+    public static readonly IReadOnlyList<string> SpecialTokens = new[] { "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>" };
+
+    /// <summary>The tokenizer.json text: BPE learned from every question template and answer the generator produces.</summary>
+    public static string TrainTokenizer(int samples = 4000, int vocabSize = 448)
+    {
+        var options = new SceneOptions { MinFrames = 8, MaxFrames = 64, NeedleMinFrames = 48 };
+        var corpus = new List<string>();
+        for (int seed = 0; seed < samples; seed++)
+        {
+            var s = SceneGenerator.Generate(1_000_000 + seed, options);
+            corpus.Add(s.Question);
+            corpus.Add(" " + s.Answer);
+        }
+
+        corpus.AddRange(SceneVocabulary.AllAnswers.Select(a => " " + a));
+        corpus.AddRange(new[] { "user ", "assistant\n", "system ", "You are a helpful assistant." });
+        return BpeTokenizerTrainer.Train(corpus, vocabSize, SpecialTokens);
+    }
+
+    /// <summary>The model configuration for a tokenizer.</summary>
+    public static LlavaOnevisionConfig ModelConfig(Qwen2Tokenizer tokenizer)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        int Id(string token) => tokenizer.TokenToId(token) ?? throw new InvalidOperationException($"The tokenizer has no {token}.");
+        return new LlavaOnevisionConfig
+        {
+            Text = new Qwen2Config
+            {
+                VocabSize = tokenizer.VocabularySize,
+                HiddenSize = 256,
+                IntermediateSize = 704,
+                NumLayers = 4,
+                NumHeads = 4,
+                NumKeyValueHeads = 2,
+                HeadDim = 64,
+                RmsNormEps = 1e-6,
+                RopeTheta = 10000,
+                MaxPositionEmbeddings = 8192,
+                TieWordEmbeddings = true,
+                EosTokenIds = new[] { Id("<|im_end|>") },
+            },
+            Vision = new SiglipVisionConfig
+            {
+                HiddenSize = 128,
+                IntermediateSize = 384,
+                NumLayers = 3,
+                NumHeads = 4,
+                ImageSize = ImageSize,
+                PatchSize = 8,
+                NumChannels = 3,
+                LayerNormEps = 1e-6,
+            },
+            ImageTokenId = Id("<image>"),
+            VideoTokenId = Id("<video>"),
+            VisionFeatureLayer = -1,
+            VisionFeatureSelectStrategy = "full",
+            VisionAspectRatio = "anyres_max_9",
+            ImageGridPinpoints = new[] { (64, 64), (64, 128), (128, 64), (128, 128) },
+            ProjectorBias = true,
+        };
+    }
+
+    /// <summary>preprocessor_config.json: 64-pixel frames, bicubic resize, mean and std 0.5.</summary>
+    public static string PreprocessorConfigJson() => new JsonObject
+    {
+        ["image_processor_type"] = "LlavaOnevisionImageProcessor",
+        ["do_resize"] = true,
+        ["size"] = new JsonObject { ["height"] = ImageSize, ["width"] = ImageSize },
+        ["resample"] = 3,
+        ["do_rescale"] = true,
+        ["rescale_factor"] = 1.0 / 255,
+        ["do_normalize"] = true,
+        ["image_mean"] = new JsonArray(0.5, 0.5, 0.5),
+        ["image_std"] = new JsonArray(0.5, 0.5, 0.5),
+        ["do_convert_rgb"] = true,
+        ["do_pad"] = true,
+        ["image_grid_pinpoints"] = new JsonArray(new JsonArray(64, 64), new JsonArray(64, 128), new JsonArray(128, 64), new JsonArray(128, 128)),
+    }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+
+    /// <summary>tokenizer_config.json naming the end and padding tokens.</summary>
+    public static string TokenizerConfigJson() => new JsonObject
+    {
+        ["eos_token"] = "<|im_end|>",
+        ["pad_token"] = "<|endoftext|>",
+        ["bos_token"] = null,
+        ["model_max_length"] = 8192,
+    }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+}

@@ -1,0 +1,61 @@
+// Trains (and evaluates) the built-in VidKV-Tiny model on the synthetic video QA task.
+//   dotnet run -c Release --project tools/Train -- train --out models/vidkv-tiny [--steps N] [--batch B] [--lr X] [--seed S] [--device cpu|cuda]
+using System.Globalization;
+using TorchSharp;
+using VidKV.AI.Backend.Training;
+using VidKV.AI.Quantization.Native;
+
+try
+{
+    if (args.Length == 0 || args[0] != "train")
+    {
+        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--device cpu|cuda]");
+        return 2;
+    }
+
+    var options = new TrainingOptions();
+    string? output = null;
+    for (int i = 1; i < args.Length; i++)
+    {
+        string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
+        int Int() => int.Parse(Value(), CultureInfo.InvariantCulture);
+        if (args[i] == "--out")
+        {
+            output = Value();
+            continue;
+        }
+
+        options = args[i] switch
+        {
+            "--steps" => options with { Steps = Int() },
+            "--batch" => options with { BatchSize = Int() },
+            "--lr" => options with { LearningRate = double.Parse(Value(), CultureInfo.InvariantCulture) },
+            "--seed" => options with { Seed = Int() },
+            "--max-video-frames" => options with { MaxVideoFrames = Int() },
+            "--eval-every" => options with { EvaluateEvery = Int() },
+            "--validation" => options with { ValidationSamples = Int() },
+            "--device" => options with { Device = torch.device(Value()) },
+            var other => throw new ArgumentException($"Unknown argument '{other}'."),
+        };
+    }
+
+    if (output is null)
+    {
+        throw new ArgumentException("--out DIR is required.");
+    }
+
+    TorchRuntime.EnsureLoaded();
+    if (options.Device?.type == DeviceType.CUDA && !TorchRuntime.TryInitializeCuda())
+    {
+        throw new ArgumentException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable}.");
+    }
+
+    torch.random.manual_seed(options.Seed);
+    new SyntheticTrainer(options, Console.WriteLine).Train(output);
+    return 0;
+}
+catch (ArgumentException ex)
+{
+    Console.Error.WriteLine($"error: {ex.Message}");
+    return 2;
+}
