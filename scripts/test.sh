@@ -2,6 +2,10 @@
 # Runs every test project of the solution and prints one summary line ("N passed, N failed, N skipped").
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# The video tests make clips with ffmpeg and decode them through it: install it if missing, or stop with the fix.
+bash scripts/ensure-ffmpeg.sh || exit 1
+
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
 

@@ -1,4 +1,5 @@
-// Ask a local LLaVA-OneVision checkpoint a question about frames (or an image), with a compressed KV cache.
+// Ask a local LLaVA-OneVision checkpoint a question about a video, frames or an image, with a compressed KV cache.
+//   dotnet run -c Release --project samples/Ask -- --model DIR --video clip.mp4 --question "What happens?"
 //   dotnet run -c Release --project samples/Ask -- --model DIR --frames f1.png f2.png ... --question "What happens?"
 using System.Diagnostics;
 using System.Globalization;
@@ -13,11 +14,17 @@ using VidKV.AI.Quantization.Native;
 using static TorchSharp.torch;
 
 const string Usage = """
-    Usage: vidkv-ask --model DIR (--frames FILE... | --image FILE) --question TEXT [options]
+    Usage: vidkv-ask --model DIR (--video FILE | --frames FILE... | --image FILE) --question TEXT [options]
 
       --model DIR            a Hugging Face LLaVA-OneVision checkpoint folder (config.json, *.safetensors, tokenizer.json, preprocessor config)
+      --video FILE           a video (MP4, WebM, MKV, MOV, AVI, ... through ffmpeg), an animated GIF/WebP, or a folder of frame images
       --frames FILE...       frame images (PNG, JPEG, WebP) of one video, in order
       --image FILE           one image instead of a video
+    Sampling a --video (uniform, as LLaVA-OneVision is evaluated, unless --fps is given):
+      --frames-count N       frames spread uniformly over the video [32]
+      --fps F                frames per second instead, at most --max-frames (spread uniformly when there would be more)
+      --max-frames N         most frames with --fps [64]
+      --start T, --end T     only this part of the video; seconds (90.5) or [hh:]mm:ss(.fff)
       --question TEXT        the question
       --preset NAME          KV cache preset [vidkv-1.5/1.58]; one of: fp16, kivi-2, vidkv-2, vidkv-1.5/2, vidkv-1.5/1.58, vidkv-1.25/1.58, vidkv-1.5/1.66, vidkv-1.75/1.66
       --profile P            reference or compact [compact]
@@ -50,9 +57,25 @@ try
     using var scope = NewDisposeScope();
     ChatPart media = a.Image is null ? new VideoPart() : new ImagePart();
     var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new[] { media, new TextPart(a.Question) }) });
-    request = a.Image is null
-        ? request with { Videos = new[] { ImageFiles.LoadFrames(a.Frames) } }
-        : request with { Images = new[] { ImageFiles.Load(a.Image) } };
+    if (a.Video is not null)
+    {
+        var decode = Stopwatch.StartNew();
+        using var source = FrameSources.Open(a.Video);
+        var info = source.Info;
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{a.Video}: {info.Format}/{info.Codec} {info.Width}x{info.Height}, {info.Duration.TotalSeconds:F2} s, {info.FrameCount} frames at {info.FrameRate:F3} fps"));
+        // Each frame is preprocessed as it is decoded, so the full-size frames are never held together.
+        var video = VideoFrames.LoadForModel(source, a.Sampling, vlm.VideoPreprocessor, CancellationToken.None); // freed with the scope
+        request = request with { Videos = new[] { video.PixelValues } };
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"sampled {video.Timestamps.Count} frames in {decode.Elapsed.TotalSeconds:F2} s at: {string.Join(", ", video.Timestamps.Select(t => t.TotalSeconds.ToString("F2", CultureInfo.InvariantCulture)))} s"));
+    }
+    else
+    {
+        request = a.Image is null
+            ? request with { Videos = new[] { ImageFiles.LoadFrames(a.Frames) } }
+            : request with { Images = new[] { ImageFiles.Load(a.Image) } };
+    }
 
     var cacheOptions = KVCacheOptions.FromPreset(a.Preset, a.Profile);
     var options = new GenerationOptions { MaxNewTokens = a.MaxNewTokens, Temperature = a.Temperature, TopP = a.TopP, TopK = a.TopK, Seed = a.Seed };
@@ -78,7 +101,7 @@ try
         $"KV cache ({a.Preset}, {a.Profile}): {m.TotalBytes / 1024.0:F1} KiB held, {m.BitsPerElement:F2} bits/element; an FP16 cache: {m.Fp16Bytes / 1024.0:F1} KiB ({(double)m.TotalBytes / m.Fp16Bytes:P1})"));
     return 0;
 }
-catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException or TorchRuntimeException)
+catch (Exception ex) when (ex is ArgumentException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException or NotSupportedException or TorchRuntimeException or FfmpegNotFoundException)
 {
     Console.Error.WriteLine($"error: {ex.Message}");
     return 2;
@@ -97,6 +120,10 @@ internal sealed record Args
     public string Model { get; init; } = string.Empty;
 
     public List<string> Frames { get; init; } = new();
+
+    public string? Video { get; init; }
+
+    public FrameSamplingOptions Sampling { get; init; } = new();
 
     public string? Image { get; init; }
 
@@ -133,6 +160,12 @@ internal sealed record Args
                 "--model" => a with { Model = Value() },
                 "--frames" => a with { Frames = TakeFiles(args, ref i) },
                 "--image" => a with { Image = Value() },
+                "--video" => a with { Video = Value() },
+                "--frames-count" => a with { Sampling = a.Sampling with { FrameCount = (int)Number() } },
+                "--fps" => a with { Sampling = a.Sampling with { FramesPerSecond = Number() } },
+                "--max-frames" => a with { Sampling = a.Sampling with { MaxFrames = (int)Number() } },
+                "--start" => a with { Sampling = a.Sampling with { Start = Time(Value(), "--start") } },
+                "--end" => a with { Sampling = a.Sampling with { End = Time(Value(), "--end") } },
                 "--question" => a with { Question = Value() },
                 "--preset" => a with { Preset = Value() },
                 "--profile" => a with { Profile = Value().ToLowerInvariant() switch { "reference" => CacheProfile.Reference, "compact" => CacheProfile.Compact, var p => throw new ArgumentException($"--profile is '{p}'; allowed: reference, compact.") } },
@@ -152,12 +185,31 @@ internal sealed record Args
             return a;
         }
 
-        if (a.Model.Length == 0 || a.Question.Length == 0 || (a.Frames.Count == 0) == (a.Image is null))
+        int inputs = (a.Frames.Count > 0 ? 1 : 0) + (a.Image is null ? 0 : 1) + (a.Video is null ? 0 : 1);
+        if (a.Model.Length == 0 || a.Question.Length == 0 || inputs != 1)
         {
-            throw new ArgumentException("--model, --question and either --frames or --image are required. Run with --help.");
+            throw new ArgumentException("--model, --question and one of --video, --frames or --image are required. Run with --help.");
         }
 
+        a.Sampling.Validate();
         return a;
+    }
+
+    /// <summary>Seconds ("90.5") or [hh:]mm:ss(.fff) ("1:30", "01:02:03.5").</summary>
+    private static TimeSpan Time(string text, string option)
+    {
+        double seconds = 0;
+        foreach (string part in text.Split(':'))
+        {
+            if (!double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out double value) || value < 0)
+            {
+                throw new ArgumentException($"{option} is '{text}'; allowed: seconds (90.5) or [hh:]mm:ss(.fff) (1:30, 01:02:03.5).");
+            }
+
+            seconds = (seconds * 60) + value;
+        }
+
+        return TimeSpan.FromSeconds(seconds);
     }
 
     private static List<string> TakeFiles(string[] args, ref int i)

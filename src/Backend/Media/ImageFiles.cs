@@ -3,7 +3,10 @@ using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Media;
 
-/// <summary>Decodes still images (PNG, JPEG, WebP, BMP, GIF's first frame) into RGB tensors, through SkiaSharp.</summary>
+/// <summary>
+/// Decodes still images (PNG, JPEG, WebP, BMP, GIF's first frame) into RGB tensors, through SkiaSharp. An EXIF
+/// orientation (phone photos) is applied, so the pixels are upright as viewers show them.
+/// </summary>
 public static class ImageFiles
 {
     /// <summary>Decodes an image file to uint8 [H, W, 3] RGB.</summary>
@@ -35,10 +38,7 @@ public static class ImageFiles
             throw new InvalidDataException($"'{name}' could not be decoded: {result}.");
         }
 
-        var rgba = bitmap.GetPixelSpan().ToArray();
-        using var scope = NewDisposeScope();
-        var t = tensor(rgba, ScalarType.Byte).reshape(info.Height, info.Width, 4).narrow(2, 0, 3).contiguous();
-        return t.MoveToOuterDisposeScope();
+        return Orient(ToRgb(bitmap), codec.EncodedOrigin);
     }
 
     /// <summary>Decodes image files as the frames of one video: uint8 [F, H, W, 3]; every frame must have the same size.</summary>
@@ -63,5 +63,43 @@ public static class ImageFiles
         }
 
         return stack(frames, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Copies an RGBA8888 bitmap's colour channels: uint8 [H, W, 3] (alpha dropped, as PIL's convert("RGB") does).</summary>
+    internal static Tensor ToRgb(SKBitmap bitmap)
+    {
+        using var rgba = empty(new long[] { bitmap.Height, bitmap.Width, 4 }, ScalarType.Byte);
+        bitmap.GetPixelSpan().CopyTo(rgba.bytes);
+        using var view = rgba.narrow(2, 0, 3);
+        return view.contiguous();
+    }
+
+    /// <summary>Whether an EXIF origin swaps width and height.</summary>
+    internal static bool SwapsAxes(SKEncodedOrigin origin) => origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+
+    /// <summary>Applies an EXIF orientation to uint8 [H, W, 3] pixels, consuming <paramref name="rgb"/>.</summary>
+    internal static Tensor Orient(Tensor rgb, SKEncodedOrigin origin)
+    {
+        if (origin is SKEncodedOrigin.TopLeft or SKEncodedOrigin.Default)
+        {
+            return rgb;
+        }
+
+        using var scope = NewDisposeScope();
+        var x = rgb;
+        x = origin switch
+        {
+            SKEncodedOrigin.TopRight => x.flip(1),                          // mirrored
+            SKEncodedOrigin.BottomRight => x.flip(0, 1),                    // rotated 180
+            SKEncodedOrigin.BottomLeft => x.flip(0),                        // mirrored vertically
+            SKEncodedOrigin.LeftTop => x.permute(1, 0, 2),                  // transposed
+            SKEncodedOrigin.RightTop => x.permute(1, 0, 2).flip(1),         // needs 90 degrees clockwise
+            SKEncodedOrigin.RightBottom => x.permute(1, 0, 2).flip(0, 1),   // transverse
+            SKEncodedOrigin.LeftBottom => x.permute(1, 0, 2).flip(0),       // needs 90 degrees counter-clockwise
+            _ => x,
+        };
+        var result = x.contiguous().MoveToOuterDisposeScope();
+        rgb.Dispose();
+        return result;
     }
 }
