@@ -9,48 +9,12 @@ namespace VidKV.AI.Backend.Synthetic;
 /// </summary>
 internal static class FfmpegTool
 {
-    public const string DirectoryVariable = "VIDKV_FFMPEG_DIR";
-
-    /// <summary>The full path of <paramref name="tool"/> ("ffmpeg" or "ffprobe").</summary>
-    /// <exception cref="FileNotFoundException">The tool is in neither place; the message says how to install it.</exception>
-    public static string Resolve(string tool) =>
-        Resolve(tool, Environment.GetEnvironmentVariable(DirectoryVariable), Environment.GetEnvironmentVariable("PATH"));
-
-    /// <summary><see cref="Resolve(string)"/> with the two variables' values given (for tests).</summary>
-    internal static string Resolve(string tool, string? folder, string? searchPath)
+    /// <summary>The full path of <paramref name="tool"/> ("ffmpeg" or "ffprobe"), found as the media layer finds it.</summary>
+    /// <exception cref="Media.FfmpegNotFoundException">Not found; the message says how to install it.</exception>
+    public static string Resolve(string tool, Media.FfmpegOptions? options = null)
     {
-        string[] names = OperatingSystem.IsWindows() ? [tool + ".exe", tool] : [tool];
-        if (!string.IsNullOrWhiteSpace(folder))
-        {
-            foreach (string name in names)
-            {
-                string candidate = Path.Combine(folder, name);
-                if (File.Exists(candidate))
-                {
-                    return candidate;
-                }
-            }
-
-            throw new FileNotFoundException(
-                $"{DirectoryVariable} is '{folder}', which holds no '{tool}'. Point it at the folder that holds {tool}, or unset it to use PATH.", tool);
-        }
-
-        foreach (string dir in (searchPath ?? string.Empty).Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-        {
-            foreach (string name in names)
-            {
-                string candidate = Path.Combine(dir, name);
-                if (File.Exists(candidate))
-                {
-                    return candidate;
-                }
-            }
-        }
-
-        throw new FileNotFoundException(
-            $"'{tool}' was not found on PATH and {DirectoryVariable} is not set. Install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; "
-            + $"macOS: brew install ffmpeg; Windows: winget install ffmpeg) or set {DirectoryVariable} to the folder that holds {tool}.",
-            tool);
+        var binaries = Media.FfmpegBinaries.Resolve(options ?? Media.FfmpegOptions.Default, "the synthetic sample writer");
+        return tool == "ffprobe" ? binaries.Ffprobe : binaries.Ffmpeg;
     }
 
     /// <summary>Runs a tool, writing <paramref name="stdin"/> to its standard input; returns its standard output.</summary>

@@ -24,9 +24,6 @@ public static class SampleWriter
     /// <summary>The frame rate used when none is given.</summary>
     public const int DefaultFramesPerSecond = 8;
 
-    /// <summary>The environment variable that names a folder holding <c>ffmpeg</c>, used instead of PATH.</summary>
-    public const string FfmpegDirectoryVariable = FfmpegTool.DirectoryVariable;
-
     /// <summary>Writes a sample's video, at its own size, as an H.264 mp4.</summary>
     /// <param name="sample">The sample.</param>
     /// <param name="path">The output file; its folder must exist; an existing file is replaced.</param>
@@ -34,7 +31,7 @@ public static class SampleWriter
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="framesPerSecond"/> is outside 1 to 120.</exception>
     /// <exception cref="DirectoryNotFoundException">The output folder does not exist.</exception>
-    /// <exception cref="FileNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
+    /// <exception cref="Media.FfmpegNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
     /// <exception cref="IOException">ffmpeg failed; the message holds its error output.</exception>
     public static void WriteMp4(VideoQaSample sample, string path, int framesPerSecond = DefaultFramesPerSecond)
     {
@@ -50,7 +47,7 @@ public static class SampleWriter
     /// <exception cref="ArgumentException"><paramref name="frames"/> is not uint8 <c>[F, H, W, 3]</c> with positive sizes.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="framesPerSecond"/> is outside 1 to 120.</exception>
     /// <exception cref="DirectoryNotFoundException">The output folder does not exist.</exception>
-    /// <exception cref="FileNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
+    /// <exception cref="Media.FfmpegNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
     /// <exception cref="IOException">ffmpeg failed; the message holds its error output.</exception>
     public static void WriteMp4(Tensor frames, string path, int framesPerSecond = DefaultFramesPerSecond)
     {
@@ -65,7 +62,7 @@ public static class SampleWriter
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="framesPerSecond"/> is outside 1 to 120.</exception>
     /// <exception cref="DirectoryNotFoundException">The output folder does not exist.</exception>
-    /// <exception cref="FileNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
+    /// <exception cref="Media.FfmpegNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
     /// <exception cref="IOException">ffmpeg failed; the message holds its error output.</exception>
     public static void WriteGif(VideoQaSample sample, string path, int framesPerSecond = DefaultFramesPerSecond)
     {
@@ -81,7 +78,7 @@ public static class SampleWriter
     /// <exception cref="ArgumentException"><paramref name="frames"/> is not uint8 <c>[F, H, W, 3]</c> with positive sizes.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="framesPerSecond"/> is outside 1 to 120.</exception>
     /// <exception cref="DirectoryNotFoundException">The output folder does not exist.</exception>
-    /// <exception cref="FileNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
+    /// <exception cref="Media.FfmpegNotFoundException">ffmpeg was not found; the message says how to install it.</exception>
     /// <exception cref="IOException">ffmpeg failed; the message holds its error output.</exception>
     public static void WriteGif(Tensor frames, string path, int framesPerSecond = DefaultFramesPerSecond)
     {

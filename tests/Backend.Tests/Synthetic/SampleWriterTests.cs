@@ -74,12 +74,11 @@ public sealed class SampleWriterTests : IDisposable
     [Fact]
     public void Resolve_FolderWithoutFfmpeg_SaysWhatToInstall()
     {
-        var inEmptyFolder = Assert.Throws<FileNotFoundException>(() => FfmpegTool.Resolve("ffmpeg", _dir, null));
-        var notOnPath = Assert.Throws<FileNotFoundException>(() => FfmpegTool.Resolve("ffmpeg", null, _dir));
+        var inEmptyFolder = Assert.Throws<VidKV.AI.Backend.Media.FfmpegNotFoundException>(
+            () => FfmpegTool.Resolve("ffmpeg", new VidKV.AI.Backend.Media.FfmpegOptions { BinaryFolder = _dir }));
 
-        Assert.Contains("VIDKV_FFMPEG_DIR", inEmptyFolder.Message);
         Assert.Contains(_dir, inEmptyFolder.Message);
-        Assert.Contains("apt-get install ffmpeg", notOnPath.Message);
+        Assert.Contains("apt-get install ffmpeg", inEmptyFolder.Message);
     }
 
     private static string Probe(string path, string entries)
