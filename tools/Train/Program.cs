@@ -9,7 +9,7 @@ try
 {
     if (args.Length == 0 || args[0] != "train")
     {
-        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--device cpu|cuda]");
+        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--minutes M] [--device cpu|cuda]");
         return 2;
     }
 
@@ -35,6 +35,7 @@ try
             "--eval-every" => options with { EvaluateEvery = Int() },
             "--validation" => options with { ValidationSamples = Int() },
             "--device" => options with { Device = torch.device(Value()) },
+            "--minutes" => options with { MaxDuration = TimeSpan.FromMinutes(double.Parse(Value(), CultureInfo.InvariantCulture)) },
             var other => throw new ArgumentException($"Unknown argument '{other}'."),
         };
     }

@@ -52,10 +52,11 @@ public sealed class SyntheticTrainer
         int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
         var clock = Stopwatch.StartNew();
         double running = 0;
-        for (int step = 1; step <= _options.Steps; step++)
+        int step = 0;
+        while (Progress(++step - 1, clock.Elapsed) < 1.0)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            SetLearningRate(optimizer, step);
+            SetLearningRate(optimizer, step, Progress(step, clock.Elapsed));
             optimizer.zero_grad();
             double loss = 0;
             for (int i = 0; i < _options.BatchSize; i++)
@@ -81,15 +82,17 @@ public sealed class SyntheticTrainer
             running = step == 1 ? loss : (0.98 * running) + (0.02 * loss);
             if (step % 50 == 0 || step == 1)
             {
-                _log($"step {step}/{_options.Steps}: loss {loss:F4} (smoothed {running:F4}), {clock.Elapsed.TotalSeconds:F0} s");
+                _log($"step {step}: loss {loss:F4} (smoothed {running:F4}), {clock.Elapsed.TotalSeconds:F0} s");
             }
 
-            if (_options.EvaluateEvery > 0 && (step % _options.EvaluateEvery == 0 || step == _options.Steps))
+            bool last = Progress(step, clock.Elapsed) >= 1.0;
+            if (_options.EvaluateEvery > 0 && (step % _options.EvaluateEvery == 0 || last))
             {
                 model.SetTrainable(false);
                 double accuracy = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device);
+                model.Save(outputDirectory);
                 model.SetTrainable(true);
-                _log($"step {step}: validation exact-match accuracy {accuracy:P1} on {_options.ValidationSamples} held-out samples");
+                _log($"step {step}: validation exact-match accuracy {accuracy:P1} on {_options.ValidationSamples} held-out samples (saved)");
             }
         }
 
@@ -162,11 +165,18 @@ public sealed class SyntheticTrainer
         return (double)correct / _options.ValidationSamples;
     }
 
-    private void SetLearningRate(optim.Optimizer optimizer, int step)
+    /// <summary>Fraction of the run done after <paramref name="steps"/> steps: steps or time, whichever is further along.</summary>
+    private double Progress(int steps, TimeSpan elapsed)
+    {
+        double byTime = _options.MaxDuration is { } max ? elapsed / max : 0;
+        return Math.Max((double)steps / _options.Steps, byTime);
+    }
+
+    private void SetLearningRate(optim.Optimizer optimizer, int step, double progress)
     {
         double lr = step <= _options.WarmupSteps
             ? _options.LearningRate * step / Math.Max(1, _options.WarmupSteps)
-            : _options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * (step - _options.WarmupSteps) / Math.Max(1, _options.Steps - _options.WarmupSteps)));
+            : _options.LearningRate * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1.0, progress)));
         foreach (var group in optimizer.ParamGroups)
         {
             group.LearningRate = lr;

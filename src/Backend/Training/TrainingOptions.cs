@@ -38,6 +38,12 @@ public sealed record TrainingOptions
     /// <summary>Steps between validations (0: never). Default 500.</summary>
     public int EvaluateEvery { get; init; } = 500;
 
+    /// <summary>
+    /// Wall-clock budget; <see langword="null"/> for none. With a budget, training ends at whichever comes first, the
+    /// budget or <see cref="Steps"/>, and the learning-rate schedule follows the larger of the two fractions done.
+    /// </summary>
+    public TimeSpan? MaxDuration { get; init; }
+
     /// <summary>Checks every value.</summary>
     /// <exception cref="ArgumentException">A value is not allowed; the message names it.</exception>
     public void Validate()

@@ -6,14 +6,14 @@ using VidKV.AI.Backend.Text;
 namespace VidKV.AI.Backend.Training;
 
 /// <summary>
-/// The built-in model's recipe: a small LLaVA-OneVision (64-pixel frames in 8-pixel patches pooled to 16 tokens a frame,
+/// The built-in model's recipe: a small LLaVA-OneVision (96-pixel frames in 12-pixel patches pooled to 16 tokens a frame,
 /// a 3-layer SigLIP tower, a 4-layer Qwen2 decoder with head dimension 64 and grouped-query attention) and its own
 /// byte-level BPE tokenizer trained on the synthetic task's language.
 /// </summary>
 public static class VidKvTinyRecipe
 {
     /// <summary>Frame side in pixels.</summary>
-    public const int ImageSize = 64;
+    public const int ImageSize = 96;
 
     /// <summary>The special tokens, in id order after the learned vocabulary.</summary>
     public static readonly IReadOnlyList<string> SpecialTokens = new[] { "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>" };
@@ -64,7 +64,7 @@ public static class VidKvTinyRecipe
                 NumLayers = 3,
                 NumHeads = 4,
                 ImageSize = ImageSize,
-                PatchSize = 8,
+                PatchSize = 12,
                 NumChannels = 3,
                 LayerNormEps = 1e-6,
             },
@@ -73,12 +73,12 @@ public static class VidKvTinyRecipe
             VisionFeatureLayer = -1,
             VisionFeatureSelectStrategy = "full",
             VisionAspectRatio = "anyres_max_9",
-            ImageGridPinpoints = new[] { (64, 64), (64, 128), (128, 64), (128, 128) },
+            ImageGridPinpoints = new[] { (96, 96), (96, 192), (192, 96), (192, 192) },
             ProjectorBias = true,
         };
     }
 
-    /// <summary>preprocessor_config.json: 64-pixel frames, bicubic resize, mean and std 0.5.</summary>
+    /// <summary>preprocessor_config.json: 96-pixel frames, bicubic resize, mean and std 0.5.</summary>
     public static string PreprocessorConfigJson() => new JsonObject
     {
         ["image_processor_type"] = "LlavaOnevisionImageProcessor",
@@ -92,7 +92,7 @@ public static class VidKvTinyRecipe
         ["image_std"] = new JsonArray(0.5, 0.5, 0.5),
         ["do_convert_rgb"] = true,
         ["do_pad"] = true,
-        ["image_grid_pinpoints"] = new JsonArray(new JsonArray(64, 64), new JsonArray(64, 128), new JsonArray(128, 64), new JsonArray(128, 128)),
+        ["image_grid_pinpoints"] = new JsonArray(new JsonArray(96, 96), new JsonArray(96, 192), new JsonArray(192, 96), new JsonArray(192, 192)),
     }.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
 
     /// <summary>tokenizer_config.json naming the end and padding tokens.</summary>
