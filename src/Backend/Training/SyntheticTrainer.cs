@@ -58,25 +58,7 @@ public sealed class SyntheticTrainer
             cancellationToken.ThrowIfCancellationRequested();
             SetLearningRate(optimizer, step, Progress(step, clock.Elapsed));
             optimizer.zero_grad();
-            double loss = 0;
-            for (int i = 0; i < _options.BatchSize; i++)
-            {
-                int seed = SyntheticSeed(step, i);
-                var sample = SceneGenerator.Generate(seed, sceneOptions);
-                using var scope = NewDisposeScope();
-                var (ids, answerStart) = Encode(tokenizer, model.Config, sample, endOfTurn);
-                var pixels = Frames(sample, preprocessor, device);
-                var input = tensor(ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
-                var embeds = model.MergeVisual(input, model.Embed(input), model.EncodeVideo(pixels), null);
-                var logits = model.Logits(model.Forward(embeds)).squeeze(0);
-                // Position p predicts token p + 1: learn the answer tokens and the end of turn.
-                var predicted = logits.narrow(0, answerStart - 1, ids.Count - answerStart);
-                var targets = input.squeeze(0).narrow(0, answerStart, ids.Count - answerStart);
-                var sampleLoss = nn.functional.cross_entropy(predicted, targets) / _options.BatchSize;
-                sampleLoss.backward();
-                loss += sampleLoss.item<float>();
-            }
-
+            double loss = BatchLoss(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, step);
             nn.utils.clip_grad_norm_(model.parameters(), 1.0);
             optimizer.step();
             running = step == 1 ? loss : (0.98 * running) + (0.02 * loss);
@@ -99,6 +81,41 @@ public sealed class SyntheticTrainer
         model.SetTrainable(false);
         model.Save(outputDirectory);
         _log($"saved {outputDirectory} after {clock.Elapsed.TotalSeconds:F0} s");
+    }
+
+    /// <summary>
+    /// One step's samples in one batch: the vision tower runs once over every frame, sequences are right-padded (causal
+    /// attention keeps real tokens from seeing the padding), and the loss is the mean over all answer tokens.
+    /// </summary>
+    private double BatchLoss(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device, int step)
+    {
+        using var scope = NewDisposeScope();
+        var samples = Enumerable.Range(0, _options.BatchSize).Select(i => SceneGenerator.Generate(SyntheticSeed(step, i), sceneOptions)).ToList();
+        var encoded = samples.Select(s => Encode(tokenizer, model.Config, s, endOfTurn)).ToList();
+        var features = model.EncodeVideos(samples.Select(s => Frames(s, preprocessor, device)).ToList());
+        int longest = encoded.Max(e => e.Ids.Count);
+        var rows = new List<long>();
+        var targets = new List<long>();
+        var sequences = new List<Tensor>();
+        for (int b = 0; b < samples.Count; b++)
+        {
+            var (ids, answerStart) = encoded[b];
+            var input = tensor(ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
+            var embeds = model.MergeVisual(input, model.Embed(input), features[b], null);
+            sequences.Add(nn.functional.pad(embeds, new long[] { 0, 0, 0, longest - ids.Count }));
+            for (int p = answerStart; p < ids.Count; p++)
+            {
+                // Position p - 1 predicts token p: the answer tokens and the end of turn.
+                rows.Add(((long)b * longest) + p - 1);
+                targets.Add(ids[p]);
+            }
+        }
+
+        var logits = model.Logits(model.Forward(cat(sequences, 0)));
+        var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(rows.ToArray(), device: device));
+        var loss = nn.functional.cross_entropy(predicted, tensor(targets.ToArray(), device: device));
+        loss.backward();
+        return loss.item<float>();
     }
 
     /// <summary>Seeds of training samples: disjoint from the held-out ranges the evaluator uses (below 1,000,000).</summary>

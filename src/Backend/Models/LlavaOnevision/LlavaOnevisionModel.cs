@@ -262,11 +262,27 @@ public sealed class LlavaOnevisionModel : nn.Module
     /// A video's features for its frames [F, C, S, S]: vision tower, projector, 2x bilinear pooling to ceil(p/2)² tokens per
     /// frame, then one newline embedding: [F·ceil(p/2)² + 1, D].
     /// </summary>
-    public Tensor EncodeVideo(Tensor frames)
+    public Tensor EncodeVideo(Tensor frames) => EncodeVideos(new[] { frames })[0];
+
+    /// <summary>
+    /// <see cref="EncodeVideo"/> for several videos, running the vision tower once over all their frames.
+    /// </summary>
+    public IReadOnlyList<Tensor> EncodeVideos(IReadOnlyList<Tensor> videos)
     {
+        ArgumentNullException.ThrowIfNull(videos);
         using var scope = NewDisposeScope();
-        var pooled = Pool(Project(VisionFeatures(frames)));
-        return cat(new[] { pooled.reshape(-1, pooled.shape[^1]), image_newline.unsqueeze(0) }, 0).MoveToOuterDisposeScope();
+        var pooled = Pool(Project(VisionFeatures(videos.Count == 1 ? videos[0] : cat(videos.ToList(), 0))));
+        var result = new List<Tensor>(videos.Count);
+        long start = 0;
+        foreach (var video in videos)
+        {
+            long frames = video.shape[0];
+            var features = pooled.narrow(0, start, frames);
+            result.Add(cat(new[] { features.reshape(-1, features.shape[^1]), image_newline.unsqueeze(0) }, 0).MoveToOuterDisposeScope());
+            start += frames;
+        }
+
+        return result;
     }
 
     /// <summary>
