@@ -71,7 +71,7 @@ internal sealed class LayerNormLayer : nn.Module<Tensor, Tensor>
 internal sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
-    private readonly double _eps;
+    private readonly Scalar _eps;
 
     public RmsNormLayer(long dim, double eps, ScalarType dtype, Device device)
         : base(nameof(RmsNormLayer))
@@ -85,7 +85,7 @@ internal sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = input.to(ScalarType.Float32);
-        var normed = x * (x.pow(2).mean(new[] { -1L }, keepdim: true) + _eps).rsqrt();
+        var normed = x * TensorOps.Add(x.square().mean(new[] { -1L }, keepdim: true), _eps).rsqrt();
         return (weight * normed.to(input.dtype)).MoveToOuterDisposeScope();
     }
 }

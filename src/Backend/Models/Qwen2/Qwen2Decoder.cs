@@ -14,8 +14,8 @@ internal static class Rope
     public static (Tensor Cos, Tensor Sin) Tables(Tensor positions, int headDim, double theta)
     {
         using var scope = NewDisposeScope();
-        var exponents = arange(0, headDim, 2, ScalarType.Float32, positions.device) / headDim;
-        var invFreq = pow(theta, exponents).reciprocal();
+        var inverse = Enumerable.Range(0, headDim / 2).Select(i => (float)(1.0 / Math.Pow(theta, 2.0 * i / headDim))).ToArray();
+        var invFreq = tensor(inverse, device: positions.device);
         var freqs = positions.to(ScalarType.Float32).unsqueeze(1) * invFreq.unsqueeze(0); // [T, hd/2]
         var emb = cat(new[] { freqs, freqs }, -1);                                          // [T, hd]
         return (emb.cos().MoveToOuterDisposeScope(), emb.sin().MoveToOuterDisposeScope());
@@ -28,7 +28,7 @@ internal static class Rope
         var xf = x.to(ScalarType.Float32);
         long half = x.shape[^1] / 2;
         var rotated = cat(new[] { -xf.narrow(-1, half, half), xf.narrow(-1, 0, half) }, -1);
-        return ((xf * cos) + (rotated * sin)).to(x.dtype).MoveToOuterDisposeScope();
+        return TensorOps.Add(xf * cos, rotated * sin).to(x.dtype).MoveToOuterDisposeScope();
     }
 }
 
@@ -136,8 +136,8 @@ internal sealed class Qwen2DecoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance);
-        return (h + mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        var h = TensorOps.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance));
+        return TensorOps.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
 

@@ -26,7 +26,7 @@ internal sealed class SiglipEmbeddings : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var tokens = patch_embedding.forward(pixels).flatten(2).transpose(1, 2);
-        return (tokens + position_embedding.Weight.unsqueeze(0)).MoveToOuterDisposeScope();
+        return TensorOps.Add(tokens, position_embedding.Weight.unsqueeze(0)).MoveToOuterDisposeScope();
     }
 }
 
@@ -130,8 +130,8 @@ internal sealed class SiglipEncoderLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.forward(layer_norm1.forward(x));
-        return (h + mlp.forward(layer_norm2.forward(h))).MoveToOuterDisposeScope();
+        var h = TensorOps.Add(x, self_attn.forward(layer_norm1.forward(x)));
+        return TensorOps.Add(h, mlp.forward(layer_norm2.forward(h))).MoveToOuterDisposeScope();
     }
 }
 
