@@ -12,10 +12,11 @@ Console.WriteLine($"TorchSharp native layer: {TorchRuntime.Description}");
 const int kvHeads = 2, queryHeads = 14, headDim = 64, tokens = 32 * 196 + 64; // 32 frames of 196 tokens + a prompt
 random.manual_seed(0);
 using var scope = NewDisposeScope();
-var channelScale = ones(headDim);
-channelScale.index_fill_(0, randperm(headDim).narrow(0, 0, 4), 8f); // real keys have a few outlier channels
-var keys = (randn(1, kvHeads, tokens, headDim) * channelScale).half();
-var values = randn(1, kvHeads, tokens, headDim).half();
+// Shaped like real caches: keys have per-channel offsets and a few large outlier channels, values per-channel means.
+var keyOffset = randn(headDim) * 0.5;
+keyOffset.index_copy_(0, randperm(headDim).narrow(0, 0, 4), randn(4) * 10);
+var keys = ((randn(1, kvHeads, tokens, headDim) * (randn(headDim) * 0.5).exp()) + keyOffset).half();
+var values = ((randn(1, kvHeads, tokens, headDim) * (randn(headDim) * 0.3).exp()) + (randn(headDim) * 0.5)).half();
 var query = randn(1, queryHeads, 1, headDim);
 var exact = ReferenceAttention.Attend(query, keys, values);
 
