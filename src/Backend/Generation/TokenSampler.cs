@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Generation;
@@ -8,8 +9,11 @@ namespace VidKV.AI.Backend.Generation;
 /// </summary>
 public sealed class TokenSampler : IDisposable
 {
+    private static readonly Scalar NegativeInfinity = double.NegativeInfinity;
     private readonly GenerationOptions _options;
     private readonly Generator? _generator;
+    private readonly Scalar _temperature;
+    private readonly Scalar _topP;
 
     /// <summary>Creates a sampler for validated options.</summary>
     public TokenSampler(GenerationOptions options)
@@ -17,6 +21,8 @@ public sealed class TokenSampler : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
+        _temperature = options.Temperature > 0 ? options.Temperature : 1.0;
+        _topP = options.TopP;
         if (options.Temperature > 0)
         {
             _generator = new Generator(options.Seed is { } seed ? (ulong)seed : (ulong)Random.Shared.NextInt64());
@@ -34,11 +40,12 @@ public sealed class TokenSampler : IDisposable
             return (int)l.argmax().item<long>();
         }
 
-        l = l / _options.Temperature;
+        // Scalars kept in fields: a temporary Scalar can be freed by the GC while TorchSharp's native call uses it.
+        l = l.div(_temperature);
         if (_options.TopK > 0 && _options.TopK < l.shape[0])
         {
             var kth = l.topk(_options.TopK).values[-1];
-            l = l.masked_fill(l.lt(kth), double.NegativeInfinity);
+            l = l.masked_fill(l.lt(kth), NegativeInfinity);
         }
 
         if (_options.TopP < 1.0)
@@ -48,14 +55,19 @@ public sealed class TokenSampler : IDisposable
             var cumulative = probs.cumsum(0);
 
             // Drop a token when the tokens before it already reach TopP (the first token is always kept).
-            var drop = (cumulative - probs).ge(_options.TopP);
+            var drop = cumulative.sub(probs).ge(_topP);
             var dropped = zeros_like(drop).scatter(0, order, drop);
-            l = l.masked_fill(dropped, double.NegativeInfinity);
+            l = l.masked_fill(dropped, NegativeInfinity);
         }
 
         return (int)multinomial(l.softmax(0), 1, false, _generator).item<long>();
     }
 
     /// <inheritdoc />
-    public void Dispose() => _generator?.Dispose();
+    public void Dispose()
+    {
+        _generator?.Dispose();
+        _temperature.Dispose();
+        _topP.Dispose();
+    }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Quantization.Attention;
@@ -40,12 +41,13 @@ public static class ReferenceAttention
             v = v.repeat_interleave(groups, 1);
         }
 
-        var scores = matmul(query.to(ScalarType.Float32), k.transpose(2, 3)) * (scale ?? (1.0 / Math.Sqrt(query.shape[3])));
+        using var factor = (Scalar)(scale ?? (1.0 / Math.Sqrt(query.shape[3])));
+        var scores = matmul(query.to(ScalarType.Float32), k.transpose(2, 3)).mul(factor);
         if (causal && tq > 1)
         {
             // Query i sits at position n - tq + i and may see positions 0..n - tq + i.
             var mask = ones(tq, n, ScalarType.Bool, query.device).triu(n - tq + 1);
-            scores = scores.masked_fill(mask, double.NegativeInfinity);
+            scores = scores.masked_fill(mask, Scalars.NegativeInfinity);
         }
 
         return matmul(scores.softmax(-1), v).MoveToOuterDisposeScope();

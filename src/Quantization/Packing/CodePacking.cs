@@ -139,7 +139,8 @@ public static class CodePacking
         }
 
         var divisors = Weights(format, packed.device);
-        var digits = packed.unsqueeze(-1).floor_divide(divisors).remainder(Base(format));
+        using var radix = (Scalar)Base(format);
+        var digits = packed.unsqueeze(-1).floor_divide(divisors).remainder(radix);
         var shape = packed.shape[..^1].Append(packed.shape[^1] * per).ToArray();
         return digits.reshape(shape).narrow(-1, 0, length).MoveToOuterDisposeScope();
     }

@@ -48,7 +48,7 @@ public sealed class AsymmetricQuantizer : TensorQuantizer
     {
         using var scope = NewDisposeScope();
         var (g, _) = GroupLayout.Group(q.UnpackCodes().to(ScalarType.Float32), Axis, GroupSize);
-        var x = (g * q.Scale!.to(ScalarType.Float32)) + q.Zero!.to(ScalarType.Float32);
+        var x = Scalars.Add(g * q.Scale!.to(ScalarType.Float32), q.Zero!.to(ScalarType.Float32));
         return x.reshape(q.Shape).MoveToOuterDisposeScope();
     }
 }

@@ -60,11 +60,11 @@ public sealed class SignQuantizer : TensorQuantizer
     {
         using var scope = NewDisposeScope();
         var (g, _) = GroupLayout.Group(q.UnpackCodes().to(ScalarType.Float32), Axis, GroupSize);
-        var levels = Reconstruction == SignReconstruction.ZeroOrScale ? g : (g * 2) - 1;
+        var levels = Reconstruction == SignReconstruction.ZeroOrScale ? g : Scalars.MinusOne(g.mul(Scalars.Two));
         var x = levels * q.Scale!.to(ScalarType.Float32);
         if (q.Zero is not null)
         {
-            x = x + q.Zero.to(ScalarType.Float32);
+            x = Scalars.Add(x, q.Zero.to(ScalarType.Float32));
         }
 
         return x.reshape(q.Shape).MoveToOuterDisposeScope();

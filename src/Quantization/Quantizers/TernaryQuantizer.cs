@@ -84,7 +84,7 @@ public sealed class TernaryQuantizer : TensorQuantizer
     protected override Tensor DequantizeCore(QuantizedTensor q)
     {
         using var scope = NewDisposeScope();
-        var levels = q.UnpackCodes().to(ScalarType.Float32) - 1;
+        var levels = Scalars.MinusOne(q.UnpackCodes().to(ScalarType.Float32));
         if (Scaled)
         {
             var (g, _) = GroupLayout.Group(levels, Axis, GroupSize);
