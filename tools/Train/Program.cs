@@ -7,9 +7,15 @@ using VidKV.AI.Quantization.Native;
 
 try
 {
+    if (args.Length > 0 && args[0] == "eval")
+    {
+        return Evaluation.Run(args);
+    }
+
     if (args.Length == 0 || args[0] != "train")
     {
         Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--minutes M] [--device cpu|cuda]");
+        Console.Error.WriteLine("       vidkv-train eval --model DIR [--samples N] [--seed S] [--max-frames N] [--needle-samples N] [--device cpu|cuda]");
         return 2;
     }
 

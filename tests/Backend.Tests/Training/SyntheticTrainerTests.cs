@@ -1,0 +1,49 @@
+using VidKV.AI.Backend.Checkpoints;
+using VidKV.AI.Backend.Training;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Tests.Training;
+
+public sealed class SyntheticTrainerTests : IDisposable
+{
+    private readonly string _temp = Directory.CreateTempSubdirectory("vidkv-train-").FullName;
+
+    public void Dispose() => Directory.Delete(_temp, recursive: true);
+
+    [Fact]
+    public void Training_WritesALoadableCheckpoint_ReproduciblyFromTheSeed()
+    {
+        var options = new TrainingOptions { Steps = 2, BatchSize = 2, WarmupSteps = 1, EvaluateEvery = 0, Seed = 4 };
+        string a = Path.Combine(_temp, "a"), b = Path.Combine(_temp, "b");
+        var log = new List<string>();
+
+        new SyntheticTrainer(options, log.Add).Train(a);
+        new SyntheticTrainer(options).Train(b);
+
+        Assert.Contains(log, l => l.Contains("3,721,856 parameters", StringComparison.Ordinal));
+        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json" })
+        {
+            Assert.True(File.Exists(Path.Combine(a, file)), file);
+        }
+
+        Assert.Equal(File.ReadAllText(Path.Combine(a, "tokenizer.json")), File.ReadAllText(Path.Combine(b, "tokenizer.json")));
+        using var fa = SafetensorsFile.Open(Path.Combine(a, "model.safetensors"));
+        using var fb = SafetensorsFile.Open(Path.Combine(b, "model.safetensors"));
+        using var scope = NewDisposeScope();
+        foreach (var name in fa.Tensors.Keys)
+        {
+            Assert.True(fa.Read(name).eq(fb.Read(name)).all().item<bool>(), $"{name} differs between two runs with seed 4");
+        }
+
+        using var vlm = VideoLanguageModel.Load(a);
+        Assert.Equal(96, vlm.Model.Config.Vision.ImageSize);
+        Assert.Equal(vlm.Tokenizer.VocabularySize, vlm.Model.Config.Text.VocabSize);
+    }
+
+    [Fact]
+    public void InvalidOptions_AreRejected()
+    {
+        Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { Steps = 0 }));
+        Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { LearningRate = 0 }));
+    }
+}
