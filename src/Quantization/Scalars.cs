@@ -4,18 +4,28 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Quantization;
 
 /// <summary>
-/// Scalars that live for the whole process, and operations that use them. TorchSharp turns numbers (and the implicit
-/// alpha of <c>Tensor + Tensor</c>) into temporary <see cref="Scalar"/>s whose native handles are read before the native
-/// call; the garbage collector may free such a temporary while the call runs. The decode path uses these instead.
+/// Scalars that live for the whole process, and hot-path operations that use them. TorchSharp turns numbers (and the
+/// implicit alpha of <c>Tensor + Tensor</c>) into temporary <see cref="Scalar"/>s whose native handles are read before
+/// the native call; the garbage collector may free such a temporary while the call runs (seen as a native
+/// <c>Scalar::toFloat</c> check failure under allocation pressure). Long-lived scalars are never freed mid-call.
 /// </summary>
-internal static class Scalars
+/// <remarks>Thread-safe: the scalars are immutable.</remarks>
+public static class Scalars
 {
+    /// <summary>The scalar 1.</summary>
     public static readonly Scalar One = 1.0;
+
+    /// <summary>The scalar 2.</summary>
     public static readonly Scalar Two = 2.0;
+
+    /// <summary>Negative infinity, for masking.</summary>
     public static readonly Scalar NegativeInfinity = double.NegativeInfinity;
 
     /// <summary>a + b.</summary>
     public static Tensor Add(Tensor a, Tensor b) => a.add(b, One);
+
+    /// <summary>a + s, with <paramref name="s"/> a Scalar the caller keeps alive.</summary>
+    public static Tensor Add(Tensor a, Scalar s) => a.add(s, One);
 
     /// <summary>a - 1.</summary>
     public static Tensor MinusOne(Tensor a) => a.sub(One);

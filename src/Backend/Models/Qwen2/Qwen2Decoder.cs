@@ -3,6 +3,7 @@ using TorchSharp.Modules;
 using VidKV.AI.Backend.Models.Layers;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Models.Qwen2;
@@ -28,7 +29,7 @@ internal static class Rope
         var xf = x.to(ScalarType.Float32);
         long half = x.shape[^1] / 2;
         var rotated = cat(new[] { -xf.narrow(-1, half, half), xf.narrow(-1, 0, half) }, -1);
-        return TensorOps.Add(xf * cos, rotated * sin).to(x.dtype).MoveToOuterDisposeScope();
+        return Scalars.Add(xf * cos, rotated * sin).to(x.dtype).MoveToOuterDisposeScope();
     }
 }
 
@@ -136,8 +137,8 @@ internal sealed class Qwen2DecoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance)
     {
         using var scope = NewDisposeScope();
-        var h = TensorOps.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance));
-        return TensorOps.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        var h = Scalars.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance));
+        return Scalars.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
 

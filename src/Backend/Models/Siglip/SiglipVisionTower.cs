@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using VidKV.AI.Backend.Models.Layers;
 using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Quantization;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Models.Siglip;
@@ -26,7 +27,7 @@ internal sealed class SiglipEmbeddings : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var tokens = patch_embedding.forward(pixels).flatten(2).transpose(1, 2);
-        return TensorOps.Add(tokens, position_embedding.Weight.unsqueeze(0)).MoveToOuterDisposeScope();
+        return Scalars.Add(tokens, position_embedding.Weight.unsqueeze(0)).MoveToOuterDisposeScope();
     }
 }
 
@@ -130,8 +131,8 @@ internal sealed class SiglipEncoderLayer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = TensorOps.Add(x, self_attn.forward(layer_norm1.forward(x)));
-        return TensorOps.Add(h, mlp.forward(layer_norm2.forward(h))).MoveToOuterDisposeScope();
+        var h = Scalars.Add(x, self_attn.forward(layer_norm1.forward(x)));
+        return Scalars.Add(h, mlp.forward(layer_norm2.forward(h))).MoveToOuterDisposeScope();
     }
 }
 
