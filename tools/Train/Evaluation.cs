@@ -48,7 +48,7 @@ internal static class Evaluation
         var families = Enum.GetValues<QuestionFamily>();
         var table = new StringBuilder();
         table.AppendLine($"Command: `dotnet run -c Release --project tools/Train -- {string.Join(' ', args)}`");
-        table.AppendLine($"Model: {modelDir}; {samples} held-out questions (test split, seed base {seed}), videos sampled to at most {maxFrames} frames; greedy, exact match.");
+        table.AppendLine($"Model: {modelDir}; {samples} held-out questions (test split, seed base {seed}), videos sampled to at most {maxFrames} frames except needle videos (every frame); greedy, exact match.");
         table.AppendLine();
         table.AppendLine($"| profile | preset | values | {string.Join(" | ", families)} | overall | KV bits/elem |");
         table.AppendLine($"|---|---|---|{string.Concat(families.Select(_ => "---:|"))}---:|---:|");

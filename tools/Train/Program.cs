@@ -14,7 +14,7 @@ try
 
     if (args.Length == 0 || args[0] != "train")
     {
-        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--minutes M] [--device cpu|cuda]");
+        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--validation N] [--visual-weight W] [--init DIR] [--warmup N] [--minutes M] [--device cpu|cuda]");
         Console.Error.WriteLine("       vidkv-train eval --model DIR [--samples N] [--seed S] [--max-frames N] [--needle-samples N] [--device cpu|cuda]");
         return 2;
     }
@@ -41,6 +41,9 @@ try
             "--eval-every" => options with { EvaluateEvery = Int() },
             "--validation" => options with { ValidationSamples = Int() },
             "--device" => options with { Device = torch.device(Value()) },
+            "--visual-weight" => options with { VisualLossWeight = double.Parse(Value(), CultureInfo.InvariantCulture) },
+            "--init" => options with { InitialModel = Value() },
+            "--warmup" => options with { WarmupSteps = Int() },
             "--minutes" => options with { MaxDuration = TimeSpan.FromMinutes(double.Parse(Value(), CultureInfo.InvariantCulture)) },
             var other => throw new ArgumentException($"Unknown argument '{other}'."),
         };

@@ -24,7 +24,8 @@ public static class SyntheticEvaluator
 
     /// <summary>
     /// Answers every sample with the given cache and counts exact matches per family. Videos longer than
-    /// <paramref name="maxFrames"/> are sampled uniformly to that many frames (as LLaVA-OneVision is evaluated).
+    /// <paramref name="maxFrames"/> are sampled uniformly to that many frames (as LLaVA-OneVision is evaluated), except for
+    /// needle questions, whose videos are given whole: the needle is visible on only a few frames, which sampling would skip.
     /// </summary>
     public static EvaluationResult Evaluate(VideoLanguageModel model, IReadOnlyList<VideoQaSample> samples, KVCacheOptions cache, string label, int maxFrames = 32, CancellationToken cancellationToken = default, Action<VideoQaSample, string>? onReply = null)
     {
@@ -40,7 +41,7 @@ public static class SyntheticEvaluator
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var frames = SceneRenderer.Render(sample, size, size);
-            if (sample.FrameCount > maxFrames)
+            if (sample.Family != QuestionFamily.Needle && sample.FrameCount > maxFrames)
             {
                 frames = frames.index_select(0, tensor(FrameIndexSampler.Linspace(0, sample.FrameCount - 1, maxFrames)));
             }

@@ -23,11 +23,17 @@ public sealed record TrainingOptions
     /// <summary>Seed of initialization and data order.</summary>
     public int Seed { get; init; }
 
-    /// <summary>Frames per training video at most (uniformly sampled). Default 32.</summary>
-    public int MaxFrames { get; init; } = 32;
-
     /// <summary>Longest training video in frames. Default 64.</summary>
     public int MaxVideoFrames { get; init; } = 64;
+
+    /// <summary>
+    /// Weight of the auxiliary visual objective (colour, shape, size and position of the object in each pooled video
+    /// token) against the answer loss; 0 turns it off. Default 1.
+    /// </summary>
+    public double VisualLossWeight { get; init; } = 1.0;
+
+    /// <summary>A checkpoint folder to continue training from (its tokenizer is kept); <see langword="null"/> for a new model.</summary>
+    public string? InitialModel { get; init; }
 
     /// <summary>Device; <see langword="null"/> for the CPU.</summary>
     public Device? Device { get; init; }
@@ -48,14 +54,19 @@ public sealed record TrainingOptions
     /// <exception cref="ArgumentException">A value is not allowed; the message names it.</exception>
     public void Validate()
     {
-        if (Steps < 1 || BatchSize < 1 || WarmupSteps < 0 || MaxFrames < 1 || MaxVideoFrames < 8 || ValidationSamples < 1 || EvaluateEvery < 0)
+        if (Steps < 1 || BatchSize < 1 || WarmupSteps < 0 || MaxVideoFrames < 8 || ValidationSamples < 1 || EvaluateEvery < 0)
         {
-            throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize, MaxFrames and ValidationSamples must be positive, MaxVideoFrames at least 8.");
+            throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize and ValidationSamples must be positive, MaxVideoFrames at least 8.");
         }
 
-        if (!(LearningRate > 0) || !(WeightDecay >= 0))
+        if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0))
         {
-            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive and WeightDecay ({WeightDecay}) not negative.");
+            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}) and VisualLossWeight ({VisualLossWeight}) not negative.");
+        }
+
+        if (InitialModel is not null && !File.Exists(Path.Combine(InitialModel, "config.json")))
+        {
+            throw new ArgumentException($"InitialModel '{InitialModel}' is not a checkpoint folder (no config.json).");
         }
     }
 }

@@ -15,6 +15,22 @@ public static class VidKvTinyRecipe
     /// <summary>Frame side in pixels.</summary>
     public const int ImageSize = 96;
 
+    /// <summary>Frames the model is given for a question other than a needle one (sampled uniformly from longer videos).</summary>
+    public const int MaxFrames = 32;
+
+    /// <summary>Pooled tokens per side of a frame: 96 / 12 = 8 patches a side, pooled 2x.</summary>
+    public const int CellsPerSide = 4;
+
+    /// <summary>
+    /// How many frames of a sample's video the model is given: all of them for a needle question (the needle is visible
+    /// on 2 to 6 frames, which uniform sampling would skip), otherwise at most <see cref="MaxFrames"/>.
+    /// </summary>
+    public static int FramesFor(VideoQaSample sample)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        return sample.Family == QuestionFamily.Needle ? sample.FrameCount : Math.Min(sample.FrameCount, MaxFrames);
+    }
+
     /// <summary>The special tokens, in id order after the learned vocabulary.</summary>
     public static readonly IReadOnlyList<string> SpecialTokens = new[] { "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>" };
 

@@ -46,4 +46,28 @@ public sealed class SyntheticTrainerTests : IDisposable
         Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { Steps = 0 }));
         Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { LearningRate = 0 }));
     }
+
+    [Fact]
+    public void Training_ContinuesFromACheckpoint_KeepingItsTokenizer()
+    {
+        string first = Path.Combine(_temp, "first"), second = Path.Combine(_temp, "second");
+        new SyntheticTrainer(new TrainingOptions { Steps = 1, BatchSize = 2, WarmupSteps = 1, EvaluateEvery = 0, Seed = 2 }).Train(first);
+        var log = new List<string>();
+
+        new SyntheticTrainer(new TrainingOptions { Steps = 1, BatchSize = 2, WarmupSteps = 1, EvaluateEvery = 0, Seed = 3, InitialModel = first }, log.Add).Train(second);
+
+        Assert.Contains(log, l => l.Contains("continued from", StringComparison.Ordinal));
+        Assert.Equal(File.ReadAllText(Path.Combine(first, "tokenizer.json")), File.ReadAllText(Path.Combine(second, "tokenizer.json")));
+        using var fa = SafetensorsFile.Open(Path.Combine(first, "model.safetensors"));
+        using var fb = SafetensorsFile.Open(Path.Combine(second, "model.safetensors"));
+        using var scope = NewDisposeScope();
+        Assert.Contains(fa.Tensors.Keys, name => !fa.Read(name).eq(fb.Read(name)).all().item<bool>());
+    }
+
+    [Fact]
+    public void InitialModel_ThatIsNotACheckpoint_IsRejectedByName()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { InitialModel = _temp }));
+        Assert.Contains(_temp, ex.Message, StringComparison.Ordinal);
+    }
 }

@@ -1,0 +1,109 @@
+using System.Collections.Concurrent;
+using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Backend.Synthetic;
+using VidKV.AI.Backend.Text;
+
+namespace VidKV.AI.Backend.Training;
+
+/// <summary>
+/// One training sample made ready on the CPU without TorchSharp: the prompt and answer ids, the frames the model sees
+/// (rgb24, frame-major) and the auxiliary visual targets of those frames.
+/// </summary>
+internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> Ids, int AnswerStart, byte[] Rgb, int Frames, VisualTargets Targets)
+{
+    /// <summary>Answer tokens (and the end of turn) the loss is taken over.</summary>
+    public int AnswerTokens => Ids.Count - AnswerStart;
+
+    /// <summary>Renders the frames the model sees, encodes the prompt and computes the visual targets.</summary>
+    public static PreparedSample Create(VideoQaSample sample, Func<VideoQaSample, (List<int> Ids, int AnswerStart)> encode, int imageSize, int cellsPerSide)
+    {
+        var indices = FrameIndices(sample);
+        int frameBytes = imageSize * imageSize * 3;
+        byte[] rgb = new byte[indices.Length * frameBytes];
+        for (int i = 0; i < indices.Length; i++)
+        {
+            SceneRenderer.RenderFrameRgb(sample.Scene, (int)indices[i], imageSize, imageSize, rgb.AsSpan(i * frameBytes, frameBytes));
+        }
+
+        var (ids, answerStart) = encode(sample);
+        return new PreparedSample(sample, ids, answerStart, rgb, indices.Length, VisualTargets.Compute(sample.Scene, indices, cellsPerSide));
+    }
+
+    /// <summary>
+    /// The frames the built-in model is given for a sample: every frame of a needle question (the needle is visible on
+    /// only a few), otherwise at most <see cref="VidKvTinyRecipe.MaxFrames"/> frames sampled uniformly.
+    /// </summary>
+    public static long[] FrameIndices(VideoQaSample sample)
+    {
+        int take = VidKvTinyRecipe.FramesFor(sample);
+        return take == sample.FrameCount
+            ? [.. Enumerable.Range(0, take).Select(i => (long)i)]
+            : FrameIndexSampler.Linspace(0, sample.FrameCount - 1, take);
+    }
+}
+
+/// <summary>
+/// Prepares the batches of the coming steps on background threads (one batch's samples in parallel) while the model
+/// trains on the current one; a bounded queue keeps a few batches ahead.
+/// </summary>
+internal sealed class BatchProducer : IDisposable
+{
+    private readonly BlockingCollection<PreparedSample[]> _queue = new(boundedCapacity: 6);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _task;
+
+    public BatchProducer(Func<int, PreparedSample[]> prepare, int firstStep)
+    {
+        _task = Task.Factory.StartNew(
+            () =>
+            {
+                try
+                {
+                    for (int step = firstStep; !_stop.IsCancellationRequested; step++)
+                    {
+                        _queue.Add(prepare(step), _stop.Token);
+                    }
+                }
+                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                {
+                }
+                finally
+                {
+                    _queue.CompleteAdding();
+                }
+            },
+            TaskCreationOptions.LongRunning);
+    }
+
+    /// <summary>The next batch; rethrows what stopped the producer.</summary>
+    public PreparedSample[] Take()
+    {
+        if (_queue.TryTake(out var batch, Timeout.Infinite))
+        {
+            return batch;
+        }
+
+        _task.GetAwaiter().GetResult();
+        throw new InvalidOperationException("The batch producer stopped.");
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        while (_queue.TryTake(out _))
+        {
+        }
+
+        try
+        {
+            _task.Wait();
+        }
+        catch (AggregateException)
+        {
+        }
+
+        _queue.Dispose();
+        _stop.Dispose();
+    }
+}
