@@ -227,6 +227,24 @@ public sealed class QuantizedKVCache : IDisposable
         return ReferenceAttention.Attend(query, k, v, causal).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Decode attention straight from the packed codes (<see cref="FusedAttention"/>): the same result as
+    /// <see cref="Attend"/> up to float32 rounding, without dequantizing the cache. Queries [B, Hq, Tq, D] on the cache's
+    /// device, Hq a multiple of H_kv; with <paramref name="causal"/> they are the last Tq cached positions.
+    /// </summary>
+    /// <param name="query">Queries [B, Hq, Tq, D], any floating type.</param>
+    /// <param name="causal">Mask future positions for multi-token queries.</param>
+    /// <param name="scale">Softmax scale; default 1/sqrt(D).</param>
+    /// <param name="path">CPU kernel path; <see cref="FusedKernelPath.Auto"/> picks the widest this processor accelerates.</param>
+    /// <returns>float32 [B, Hq, Tq, Dv], owned by the caller.</returns>
+    /// <exception cref="ArgumentException">The query does not fit the cache (rank, type, shape or device).</exception>
+    /// <exception cref="InvalidOperationException">The cache is empty.</exception>
+    public Tensor AttendFused(Tensor query, bool causal = false, double? scale = null, FusedKernelPath path = FusedKernelPath.Auto)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return FusedAttention.Attend(this, query, causal, scale, path);
+    }
+
     /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
     public void Clear()
     {

@@ -1,0 +1,589 @@
+using System.Buffers;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Quantizers;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Quantization.Attention;
+
+/// <summary>
+/// Decode attention on the CPU straight from a <see cref="QuantizedKVCache"/>'s packed codes. One work item per
+/// (batch item, KV head) handles all the query heads of its group and all query tokens; items run in parallel.
+/// Per item, tokens are visited in runs of <see cref="ChunkTokens"/> with an online softmax (one softmax over blocks
+/// and residual), so the extra memory is a few rows per thread, whatever the cache length.
+/// </summary>
+/// <remarks>
+/// Keys: per group of G tokens the query is scaled once by the group's scales (2-bit outlier channels and 1-bit
+/// components alike) and the zero points become one constant; a token's score is then the dot product of its code
+/// levels with that scaled query. 1-bit FFT components are scored in the frequency domain against the query's
+/// transform (<see cref="EasyWeights"/>), with no inverse FFT. Values: per-channel groups accumulate
+/// Σ p·level (ternary levels are ±1 or 0) and apply scale and zero point once per group; per-token values are read
+/// back one row at a time.
+/// </remarks>
+internal sealed unsafe class CpuFusedAttention
+{
+    /// <summary>Tokens per softmax chunk (rounded to whole groups).</summary>
+    public const int ChunkTokens = 256;
+
+    private readonly FusedKernelPath _path;
+    private readonly int _batch, _hkv, _hq, _tq, _groups, _nq, _d, _dv, _dPad, _dvPad, _g, _chunk;
+    private readonly long _n, _quantizedLength;
+    private readonly float[] _query;
+    private readonly float[] _result;
+    private readonly long[] _limits;
+    private readonly List<Block> _blocks = new();
+    private readonly void* _residualKeys, _residualValues;
+    private readonly ScalarType _residualKeyType, _residualValueType;
+    private readonly long _residualLength;
+
+    private CpuFusedAttention(QuantizedKVCache cache, Tensor query, bool causal, double scale, FusedKernelPath path)
+    {
+        _path = path;
+        var o = cache.Options;
+        _batch = (int)query.shape[0];
+        _hq = (int)query.shape[1];
+        _tq = (int)query.shape[2];
+        _d = (int)query.shape[3];
+        var (keys, values) = (cache.ResidualKeys, cache.ResidualValues);
+        _n = cache.Length;
+        _quantizedLength = cache.QuantizedLength;
+        var shape = cache.Blocks.Count > 0 ? cache.Blocks[0].Values.Shape : values!.shape;
+        _hkv = (int)shape[1];
+        _dv = (int)shape[3];
+        _groups = _hq / _hkv;
+        _nq = _groups * _tq;
+        _dPad = SimdKernels.Pad(_d);
+        _dvPad = SimdKernels.Pad(_dv);
+        _g = o.GroupSize;
+        _chunk = Math.Max(1, ChunkTokens / _g) * _g;
+
+        using (var q = query.to(ScalarType.Float32).contiguous())
+        {
+            _query = q.data<float>().ToArray();
+        }
+
+        float factor = (float)scale;
+        for (int i = 0; i < _query.Length; i++)
+        {
+            _query[i] *= factor;
+        }
+
+        _limits = new long[_nq];
+        for (int qi = 0; qi < _nq; qi++)
+        {
+            _limits[qi] = causal ? _n - _tq + (qi % _tq) : long.MaxValue;
+        }
+
+        _result = new float[_batch * _hq * _tq * _dv];
+        foreach (var b in cache.Blocks)
+        {
+            _blocks.Add(new Block(b, o));
+        }
+
+        if (keys is not null && values is not null && keys.shape[2] > 0)
+        {
+            _residualLength = keys.shape[2];
+            _residualKeys = PackedSource.Pointer(keys);
+            _residualValues = PackedSource.Pointer(values);
+            _residualKeyType = keys.dtype;
+            _residualValueType = values.dtype;
+        }
+    }
+
+    /// <summary>Attends; query [B, Hq, Tq, D] on the CPU, the cache on the CPU. Returns float32 [B, Hq, Tq, Dv].</summary>
+    public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale, FusedKernelPath path)
+    {
+        var run = new CpuFusedAttention(cache, query, causal, scale, SimdKernels.Resolve(path));
+        int items = run._batch * run._hkv;
+        if (items == 1)
+        {
+            run.RunItem(0);
+        }
+        else
+        {
+            Parallel.For(0, items, run.RunItem);
+        }
+
+        return tensor(run._result, new long[] { run._batch, run._hq, run._tq, run._dv });
+    }
+
+    /// <summary>Floats of scratch one work item uses (the extra memory per thread, besides the output).</summary>
+    private int ScratchFloats(out Layout layout)
+    {
+        int maxRow = _dPad;
+        foreach (var b in _blocks)
+        {
+            maxRow = Math.Max(maxRow, b.RowLength);
+        }
+
+        layout = new Layout(maxRow, _dvPad, _nq, _chunk, _dPad);
+        return layout.Total;
+    }
+
+    private void RunItem(int item)
+    {
+        int b = item / _hkv, h = item % _hkv;
+        long bh = item;
+        int total = ScratchFloats(out var lay);
+        var rented = ArrayPool<float>.Shared.Rent(total);
+        try
+        {
+            Array.Clear(rented, 0, total);
+            fixed (float* mem = rented)
+            {
+                var s = new State(mem, lay, _nq);
+                for (int gi = 0; gi < _groups; gi++)
+                {
+                    for (int ti = 0; ti < _tq; ti++)
+                    {
+                        int qi = (gi * _tq) + ti;
+                        long src = ((((long)b * _hq) + (h * _groups) + gi) * _tq + ti) * _d;
+                        new ReadOnlySpan<float>(_query, (int)src, _d).CopyTo(new Span<float>(s.Q + (qi * _dPad), _d));
+                        s.M[qi] = float.NegativeInfinity;
+                    }
+                }
+
+                foreach (var block in _blocks)
+                {
+                    RunBlock(block, b, bh, s);
+                }
+
+                RunResidual(bh, s);
+                for (int gi = 0; gi < _groups; gi++)
+                {
+                    for (int ti = 0; ti < _tq; ti++)
+                    {
+                        int qi = (gi * _tq) + ti;
+                        long dst = ((((long)b * _hq) + (h * _groups) + gi) * _tq + ti) * _dv;
+                        float inv = 1f / s.L[qi];
+                        float* o = s.Out + (qi * _dvPad);
+                        for (int d = 0; d < _dv; d++)
+                        {
+                            _result[dst + d] = o[d] * inv;
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    private void RunBlock(Block blk, int b, long bh, State s)
+    {
+        int rowLen = blk.RowLength, oStride = blk.OutlierStride;
+        int dOut = blk.OutlierIndex.Length, dEasy = blk.EasyIndex.Length;
+
+        // The query in the block's channel order: outlier channels, then the 1-bit components' weights.
+        new Span<float>(s.Qb, _nq * s.Lay.Row).Clear();
+        new Span<float>(s.S, s.Lay.Row).Clear();
+        new Span<float>(s.Z, s.Lay.Row).Clear();
+        var easy = new double[dEasy];
+        for (int qi = 0; qi < _nq; qi++)
+        {
+            float* q = s.Q + (qi * _dPad), qb = s.Qb + (qi * s.Lay.Row);
+            for (int i = 0; i < dOut; i++)
+            {
+                qb[i] = q[blk.OutlierIndex[i]];
+            }
+
+            if (dEasy > 0)
+            {
+                for (int i = 0; i < dEasy; i++)
+                {
+                    easy[i] = q[blk.EasyIndex[i]];
+                }
+
+                EasyWeights(easy, blk.Mode, qb + oStride);
+            }
+        }
+
+        long* protectedPositions = blk.ProtectedTokens == null ? null : blk.ProtectedTokens + (b * blk.ProtectedCount);
+        long jp = 0, rp = 0;
+        var rest = new GroupAccumulator(s.AccRest, s.PsumRest);
+        var prot = new GroupAccumulator(s.AccProt, s.PsumProt);
+        for (long c0 = 0; c0 < blk.Tokens; c0 += _chunk)
+        {
+            int len = (int)Math.Min(_chunk, blk.Tokens - c0);
+            for (long g0 = c0; g0 < c0 + len; g0 += _g)
+            {
+                long group = g0 / _g;
+                blk.KeyOutliers?.ChannelGroupMeta(bh, group, s.S, s.Z);
+                blk.KeyEasy?.ChannelGroupMeta(bh, group, s.S + oStride, s.Z + oStride);
+                bool zeros = blk.KeyOutliers?.Zero != null || blk.KeyEasy?.Zero != null;
+                for (int qi = 0; qi < _nq; qi++)
+                {
+                    float* qb = s.Qb + (qi * s.Lay.Row);
+                    SimdKernels.MulPadded(s.Qs + (qi * s.Lay.Row), qb, s.S, rowLen, _path);
+                    s.Const[qi] = zeros ? SimdKernels.DotPadded(qb, s.Z, rowLen, _path) : 0f;
+                }
+
+                for (long t = g0; t < g0 + _g; t++)
+                {
+                    blk.KeyOutliers?.Unpack(bh, t, s.Row, _path);
+                    blk.KeyEasy?.Unpack(bh, t, s.Row + oStride, _path);
+                    int col = (int)(t - c0);
+                    for (int qi = 0; qi < _nq; qi++)
+                    {
+                        s.Scores[(qi * _chunk) + col] = SimdKernels.DotPadded(s.Row, s.Qs + (qi * s.Lay.Row), rowLen, _path) + s.Const[qi];
+                    }
+                }
+            }
+
+            Softmax(s, blk.Start + c0, len);
+
+            for (int t = 0; t < len; t++)
+            {
+                long pos = c0 + t;
+                if (protectedPositions != null && jp < blk.ProtectedCount && protectedPositions[jp] == pos)
+                {
+                    AccumulateValue(blk.ProtectedValues!, bh, jp++, t, prot, s);
+                }
+                else
+                {
+                    AccumulateValue(blk.RestValues, bh, rp++, t, rest, s);
+                }
+            }
+
+            Fold(blk.RestValues, bh, rest, s);
+            if (blk.ProtectedValues is not null)
+            {
+                Fold(blk.ProtectedValues, bh, prot, s);
+            }
+        }
+    }
+
+    private void RunResidual(long bh, State s)
+    {
+        long r = _residualLength;
+        for (long c0 = 0; c0 < r; c0 += _chunk)
+        {
+            int len = (int)Math.Min(_chunk, r - c0);
+            for (int t = 0; t < len; t++)
+            {
+                CodeTables.ReadRow(_residualKeys, _residualKeyType, ((bh * r) + c0 + t) * _d, _d, s.Row);
+                for (int qi = 0; qi < _nq; qi++)
+                {
+                    s.Scores[(qi * _chunk) + t] = SimdKernels.DotPadded(s.Row, s.Q + (qi * _dPad), _dPad, _path);
+                }
+            }
+
+            Softmax(s, _quantizedLength + c0, len);
+            for (int t = 0; t < len; t++)
+            {
+                CodeTables.ReadRow(_residualValues, _residualValueType, ((bh * r) + c0 + t) * _dv, _dv, s.VRow);
+                for (int qi = 0; qi < _nq; qi++)
+                {
+                    float p = s.Scores[(qi * _chunk) + t];
+                    if (p != 0f)
+                    {
+                        SimdKernels.AxpyPadded(s.Out + (qi * _dvPad), p, s.VRow, _dvPad, _path);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Masks (causal), then the online-softmax step: rescales what was accumulated and turns scores into weights.</summary>
+    private void Softmax(State s, long absoluteStart, int len)
+    {
+        for (int qi = 0; qi < _nq; qi++)
+        {
+            float* sc = s.Scores + (qi * _chunk);
+            long limit = _limits[qi];
+            if (absoluteStart + len - 1 > limit)
+            {
+                for (int t = 0; t < len; t++)
+                {
+                    if (absoluteStart + t > limit)
+                    {
+                        sc[t] = float.MinValue;
+                    }
+                }
+            }
+
+            float m = Math.Max(s.M[qi], SimdKernels.Max(sc, len, _path));
+            float correction = MathF.Exp(s.M[qi] - m);
+            if (correction != 1f)
+            {
+                SimdKernels.ScalePadded(s.Out + (qi * _dvPad), correction, _dvPad, _path);
+                s.L[qi] *= correction;
+            }
+
+            s.L[qi] += SimdKernels.ExpSum(sc, len, m, _path);
+            s.M[qi] = m;
+        }
+    }
+
+    private void AccumulateValue(PackedSource src, long bh, long index, int col, GroupAccumulator acc, State s)
+    {
+        if (src.Axis == QuantizationAxis.PerChannel)
+        {
+            long group = index / _g;
+            if (group != acc.Group)
+            {
+                Fold(src, bh, acc, s);
+                acc.Group = group;
+            }
+
+            src.Unpack(bh, index, s.VRow, _path);
+            for (int qi = 0; qi < _nq; qi++)
+            {
+                float p = s.Scores[(qi * _chunk) + col];
+                if (p != 0f)
+                {
+                    SimdKernels.AxpyPadded(acc.Sums + (qi * _dvPad), p, s.VRow, _dvPad, _path);
+                    acc.Weights[qi] += p;
+                }
+            }
+
+            return;
+        }
+
+        src.Unpack(bh, index, s.VRow, _path);
+        src.DequantizeTokenRow(bh, index, s.VRow);
+        for (int qi = 0; qi < _nq; qi++)
+        {
+            float p = s.Scores[(qi * _chunk) + col];
+            if (p != 0f)
+            {
+                SimdKernels.AxpyPadded(s.Out + (qi * _dvPad), p, s.VRow, _dvPad, _path);
+            }
+        }
+    }
+
+    /// <summary>out += s ⊙ Σ p·level + mn·Σ p for the per-channel group being accumulated; clears the accumulator.</summary>
+    private void Fold(PackedSource src, long bh, GroupAccumulator acc, State s)
+    {
+        if (acc.Group < 0)
+        {
+            return;
+        }
+
+        src.ChannelGroupMeta(bh, acc.Group, s.VS, s.VZ);
+        for (int qi = 0; qi < _nq; qi++)
+        {
+            float* sums = acc.Sums + (qi * _dvPad), o = s.Out + (qi * _dvPad);
+            if (src.Scale != null)
+            {
+                SimdKernels.FmaPadded(o, s.VS, sums, _dvPad, _path);
+            }
+            else
+            {
+                SimdKernels.AxpyPadded(o, 1f, sums, _dvPad, _path);
+            }
+
+            if (src.Zero != null && acc.Weights[qi] != 0f)
+            {
+                SimdKernels.AxpyPadded(o, acc.Weights[qi], s.VZ, _dvPad, _path);
+            }
+
+            new Span<float>(sums, _dvPad).Clear();
+            acc.Weights[qi] = 0f;
+        }
+
+        acc.Group = -1;
+    }
+
+    /// <summary>
+    /// Weights w over the stored 1-bit components such that q·(easy channels read back) = Σ w_c·component_c: the
+    /// adjoint of the inverse transform, i.e. the query's DFT (computed once per block and step, in double).
+    /// FFT: components are (Re X_f, Im X_f) pairs and q·Re(IFFT(X)) = (1/De) Σ_f Re X_f Re Q_f + Im X_f Im Q_f with
+    /// Q = FFT(q). Real FFT: bins 0..De/2 then imaginary parts 1..; inner bins count twice (Hermitian symmetry).
+    /// </summary>
+    internal static void EasyWeights(double[] q, OneBitKeyMode mode, float* w)
+    {
+        int de = q.Length;
+        if (mode == OneBitKeyMode.TimeDomain)
+        {
+            for (int i = 0; i < de; i++)
+            {
+                w[i] = (float)q[i];
+            }
+
+            return;
+        }
+
+        int bins = mode == OneBitKeyMode.Fft ? de : (de / 2) + 1;
+        int imagCount = bins - 1 - (de % 2 == 0 ? 1 : 0);
+        for (int f = 0; f < bins; f++)
+        {
+            double re = 0, im = 0;
+            for (int j = 0; j < de; j++)
+            {
+                double angle = 2 * Math.PI * (((long)f * j) % de) / de;
+                re += q[j] * Math.Cos(angle);
+                im -= q[j] * Math.Sin(angle);
+            }
+
+            if (mode == OneBitKeyMode.Fft)
+            {
+                w[2 * f] = (float)(re / de);
+                w[(2 * f) + 1] = (float)(im / de);
+                continue;
+            }
+
+            bool selfConjugate = f == 0 || (de % 2 == 0 && f == de / 2);
+            w[f] = (float)((selfConjugate ? 1 : 2) * re / de);
+            if (f >= 1 && f <= imagCount)
+            {
+                w[bins + f - 1] = (float)(2 * im / de);
+            }
+        }
+    }
+
+    /// <summary>One block's sources and channel split.</summary>
+    private sealed class Block
+    {
+        public Block(QuantizedBlock b, KVCacheOptions o)
+        {
+            Start = b.Start;
+            Tokens = b.Tokens;
+            Mode = o.OneBitKeys;
+            OutlierIndex = b.Keys.OutlierChannels.data<long>().ToArray().Select(i => (int)i).ToArray();
+            EasyIndex = b.Keys.EasyChannels.data<long>().ToArray().Select(i => (int)i).ToArray();
+            KeyOutliers = PackedSource.Asymmetric(b.Keys.Outliers, QuantizationAxis.PerChannel, o.GroupSize);
+            KeyEasy = PackedSource.Sign(b.Keys.Easy, o.SignReconstruction, o.GroupSize);
+            OutlierStride = SimdKernels.Pad(OutlierIndex.Length);
+            int components = KeyEasy?.Count ?? 0;
+            RowLength = OutlierStride + SimdKernels.Pad(components);
+            var v = b.Values;
+            RestValues = o.Values == ValueQuantization.Asymmetric
+                ? PackedSource.Asymmetric(v.Rest, o.ValueAxis, o.GroupSize)!
+                : PackedSource.Ternary(v.Rest, o.ScaledTernary, o.ValueAxis, o.GroupSize);
+            if (v.ProtectedTokens is not null)
+            {
+                ProtectedValues = PackedSource.Asymmetric(v.Protected, o.ValueAxis, o.GroupSize);
+                ProtectedTokens = (long*)PackedSource.Pointer(v.ProtectedTokens);
+                ProtectedCount = v.ProtectedTokens.shape[1];
+            }
+        }
+
+        public long Start { get; }
+
+        public long Tokens { get; }
+
+        public OneBitKeyMode Mode { get; }
+
+        public int[] OutlierIndex { get; }
+
+        public int[] EasyIndex { get; }
+
+        public PackedSource? KeyOutliers { get; }
+
+        public PackedSource? KeyEasy { get; }
+
+        public int OutlierStride { get; }
+
+        public int RowLength { get; }
+
+        public PackedSource RestValues { get; }
+
+        public PackedSource? ProtectedValues { get; }
+
+        public long* ProtectedTokens { get; }
+
+        public long ProtectedCount { get; }
+    }
+
+    /// <summary>Sizes of one work item's scratch buffers, in floats.</summary>
+    private readonly record struct Layout(int Row, int VRow, int Nq, int Chunk, int DPad)
+    {
+        public int RowBuffer => Row + SimdKernels.Lanes + CodeTables.Overrun;
+
+        public int VRowBuffer => VRow + SimdKernels.Lanes + CodeTables.Overrun;
+
+        public int Total => (Nq * DPad) + (2 * Nq * Row) + (3 * Row) + RowBuffer + (Nq * Chunk) + (3 * Nq * VRow) + VRowBuffer + (2 * VRow) + (6 * Nq);
+    }
+
+    /// <summary>Pointers into one work item's scratch memory.</summary>
+    private sealed class State
+    {
+        public State(float* mem, Layout lay, int nq)
+        {
+            Lay = lay;
+            float* p = mem;
+            float* Take(int n)
+            {
+                float* r = p;
+                p += n;
+                return r;
+            }
+
+            Q = Take(nq * lay.DPad);
+            Qb = Take(nq * lay.Row);
+            Qs = Take(nq * lay.Row);
+            S = Take(lay.Row);
+            Z = Take(lay.Row);
+            Take(lay.Row);
+            Row = Take(lay.RowBuffer);
+            Scores = Take(nq * lay.Chunk);
+            Out = Take(nq * lay.VRow);
+            AccRest = Take(nq * lay.VRow);
+            AccProt = Take(nq * lay.VRow);
+            VRow = Take(lay.VRowBuffer);
+            VS = Take(lay.VRow);
+            VZ = Take(lay.VRow);
+            M = Take(nq);
+            L = Take(nq);
+            Const = Take(nq);
+            PsumRest = Take(nq);
+            PsumProt = Take(nq);
+        }
+
+        public Layout Lay { get; }
+
+        public float* Q { get; }
+
+        public float* Qb { get; }
+
+        public float* Qs { get; }
+
+        public float* S { get; }
+
+        public float* Z { get; }
+
+        public float* Row { get; }
+
+        public float* Scores { get; }
+
+        public float* Out { get; }
+
+        public float* AccRest { get; }
+
+        public float* AccProt { get; }
+
+        public float* VRow { get; }
+
+        public float* VS { get; }
+
+        public float* VZ { get; }
+
+        public float* M { get; }
+
+        public float* L { get; }
+
+        public float* Const { get; }
+
+        public float* PsumRest { get; }
+
+        public float* PsumProt { get; }
+    }
+
+    /// <summary>Σ p·level per query row for the per-channel value group being read, and Σ p.</summary>
+    private sealed class GroupAccumulator
+    {
+        public GroupAccumulator(float* sums, float* weights)
+        {
+            Sums = sums;
+            Weights = weights;
+        }
+
+        public float* Sums { get; }
+
+        public float* Weights { get; }
+
+        public long Group { get; set; } = -1;
+    }
+}

@@ -1,0 +1,90 @@
+using TorchSharp;
+using VidKV.AI.Quantization.Cache;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Quantization.Attention;
+
+/// <summary>
+/// Decode attention computed from a <see cref="QuantizedKVCache"/>'s packed codes, without rebuilding a
+/// full-precision copy of the quantized part: the same result as <see cref="QuantizedKVCache.Attend"/>
+/// (dequantize, then attend) up to float32 rounding, with extra memory that does not grow with the cache.
+/// </summary>
+/// <remarks>
+/// <para>On the CPU: C# kernels (AVX-512, AVX2 or portable, see <see cref="FusedKernelPath"/>), parallel over
+/// (batch item, KV head). On other devices: chunked TorchSharp operations over runs of
+/// <see cref="ChunkedFusedAttention.DefaultChunkTokens"/> tokens.</para>
+/// <para>Thread safety: calls that read the same cache may run concurrently; the cache must not change during a call.</para>
+/// </remarks>
+public static class FusedAttention
+{
+    /// <summary>Whether this processor accelerates <paramref name="path"/> (<see cref="FusedKernelPath.Auto"/> and
+    /// <see cref="FusedKernelPath.Portable"/> always run).</summary>
+    public static bool IsSupported(FusedKernelPath path) => SimdKernels.IsSupported(path);
+
+    /// <summary>The concrete CPU path <see cref="FusedKernelPath.Auto"/> picks on this processor.</summary>
+    public static FusedKernelPath AutoPath => SimdKernels.Resolve(FusedKernelPath.Auto);
+
+    /// <summary>
+    /// Attends queries [B, Hq, Tq, D] over everything <paramref name="cache"/> holds (quantized blocks and residual),
+    /// with grouped-query attention (Hq a multiple of the cache's KV heads). With <paramref name="causal"/> the
+    /// queries are the last Tq cached positions and each sees positions up to its own.
+    /// </summary>
+    /// <param name="cache">The layer's cache; it must hold at least one token.</param>
+    /// <param name="query">Queries on the cache's device, any floating type.</param>
+    /// <param name="causal">Mask future positions for multi-token queries.</param>
+    /// <param name="scale">Softmax scale; default 1/sqrt(D).</param>
+    /// <param name="path">CPU kernel path (ignored on other devices).</param>
+    /// <returns>float32 [B, Hq, Tq, Dv], owned by the caller.</returns>
+    /// <exception cref="ArgumentException">The query's rank, type, shape or device does not fit the cache.</exception>
+    /// <exception cref="InvalidOperationException">The cache is empty.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="path"/> is not accelerated on this processor.</exception>
+    public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal = false, double? scale = null, FusedKernelPath path = FusedKernelPath.Auto)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(query);
+        var device = Check(cache, query, causal);
+        double s = scale ?? (1.0 / Math.Sqrt(query.shape[3]));
+        if (device == DeviceType.CPU)
+        {
+            return CpuFusedAttention.Attend(cache, query, causal, s, path);
+        }
+
+        return ChunkedFusedAttention.Attend(cache, query, causal, s, ChunkedFusedAttention.DefaultChunkTokens);
+    }
+
+    /// <summary>Validates the query against the cache; returns the cache's device type.</summary>
+    internal static DeviceType Check(QuantizedKVCache cache, Tensor query, bool causal)
+    {
+        if (cache.Length == 0)
+        {
+            throw new InvalidOperationException("The cache is empty: attention needs at least one cached token.");
+        }
+
+        var (batch, kvHeads, keyDim, device) = cache.Blocks.Count > 0
+            ? (cache.Blocks[0].Keys.Shape[0], cache.Blocks[0].Keys.Shape[1], cache.Blocks[0].Keys.Shape[3], cache.Blocks[0].Keys.OutlierChannels.device)
+            : (cache.ResidualKeys!.shape[0], cache.ResidualKeys.shape[1], cache.ResidualKeys.shape[3], cache.ResidualKeys.device);
+        if (query.dim() != 4 || !query.is_floating_point())
+        {
+            throw new ArgumentException($"The query must be a floating-point [B, Hq, Tq, D] tensor; got {query.dtype} [{string.Join(", ", query.shape)}].", nameof(query));
+        }
+
+        if (query.shape[0] != batch || query.shape[3] != keyDim || query.shape[1] < 1 || query.shape[1] % kvHeads != 0 || query.shape[2] < 1)
+        {
+            throw new ArgumentException(
+                $"The query [{string.Join(", ", query.shape)}] does not fit the cache [B={batch}, H_kv={kvHeads}, D={keyDim}]: it needs B={batch}, a positive multiple of {kvHeads} heads, at least one token and D={keyDim}.",
+                nameof(query));
+        }
+
+        if (causal && query.shape[2] > cache.Length)
+        {
+            throw new ArgumentException($"A causal query of {query.shape[2]} tokens must be the last of the cache's {cache.Length} positions.", nameof(query));
+        }
+
+        if (query.device_type != device.type || query.device_index != device.index)
+        {
+            throw new ArgumentException($"The query is on {query.device} but the cache is on {device}.", nameof(query));
+        }
+
+        return device.type;
+    }
+}

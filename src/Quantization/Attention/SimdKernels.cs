@@ -1,0 +1,285 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace VidKV.AI.Quantization.Attention;
+
+/// <summary>
+/// The float32 vector primitives of the fused CPU attention, one implementation per <see cref="FusedKernelPath"/>.
+/// Buffers handed to the <c>Padded</c> kernels hold a multiple of <see cref="Lanes"/> floats; the others take any length.
+/// </summary>
+internal static unsafe class SimdKernels
+{
+    /// <summary>Every padded buffer length is a multiple of this (one 512-bit vector).</summary>
+    public const int Lanes = 16;
+
+    /// <summary>Rounds up to a multiple of <see cref="Lanes"/>.</summary>
+    public static int Pad(int n) => (n + Lanes - 1) / Lanes * Lanes;
+
+    /// <summary>Whether this processor runs <paramref name="path"/>.</summary>
+    public static bool IsSupported(FusedKernelPath path) => path switch
+    {
+        FusedKernelPath.Auto or FusedKernelPath.Portable => true,
+        FusedKernelPath.Avx512 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported,
+        FusedKernelPath.Avx2 => Vector256.IsHardwareAccelerated && Avx2.IsSupported && Fma.IsSupported,
+        _ => false,
+    };
+
+    /// <summary>The concrete path <paramref name="path"/> stands for on this processor.</summary>
+    /// <exception cref="NotSupportedException">The processor does not accelerate the path asked for.</exception>
+    public static FusedKernelPath Resolve(FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Auto)
+        {
+            return IsSupported(FusedKernelPath.Avx512) ? FusedKernelPath.Avx512
+                : IsSupported(FusedKernelPath.Avx2) ? FusedKernelPath.Avx2 : FusedKernelPath.Portable;
+        }
+
+        if (!Enum.IsDefined(path))
+        {
+            throw new ArgumentOutOfRangeException(nameof(path), path, "Allowed: Auto, Avx512, Avx2, Portable.");
+        }
+
+        return IsSupported(path) ? path : throw new NotSupportedException($"Kernel path {path} is not accelerated on this processor; use Auto or one of: {string.Join(", ", Enum.GetValues<FusedKernelPath>().Where(IsSupported))}.");
+    }
+
+    /// <summary>Σ a_i b_i over a padded length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float DotPadded(float* a, float* b, int len, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Avx512)
+        {
+            var acc = Vector512<float>.Zero;
+            for (int i = 0; i < len; i += 16)
+            {
+                acc = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), Vector512.Load(b + i), acc);
+            }
+
+            return Vector512.Sum(acc);
+        }
+
+        if (path == FusedKernelPath.Avx2)
+        {
+            var acc0 = Vector256<float>.Zero;
+            var acc1 = Vector256<float>.Zero;
+            for (int i = 0; i < len; i += 16)
+            {
+                acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i), Vector256.Load(b + i), acc0);
+                acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + i + 8), Vector256.Load(b + i + 8), acc1);
+            }
+
+            return Vector256.Sum(acc0 + acc1);
+        }
+
+        float s = 0;
+        for (int i = 0; i < len; i++)
+        {
+            s += a[i] * b[i];
+        }
+
+        return s;
+    }
+
+    /// <summary>y += a·x over a padded length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void AxpyPadded(float* y, float a, float* x, int len, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Avx512)
+        {
+            var va = Vector512.Create(a);
+            for (int i = 0; i < len; i += 16)
+            {
+                Vector512.FusedMultiplyAdd(va, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
+            }
+
+            return;
+        }
+
+        if (path == FusedKernelPath.Avx2)
+        {
+            var va = Vector256.Create(a);
+            for (int i = 0; i < len; i += 8)
+            {
+                Vector256.FusedMultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
+            }
+
+            return;
+        }
+
+        for (int i = 0; i < len; i++)
+        {
+            y[i] += a * x[i];
+        }
+    }
+
+    /// <summary>dst = a ⊙ b over a padded length.</summary>
+    public static void MulPadded(float* dst, float* a, float* b, int len, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Avx512)
+        {
+            for (int i = 0; i < len; i += 16)
+            {
+                (Vector512.Load(a + i) * Vector512.Load(b + i)).Store(dst + i);
+            }
+
+            return;
+        }
+
+        if (path == FusedKernelPath.Avx2)
+        {
+            for (int i = 0; i < len; i += 8)
+            {
+                (Vector256.Load(a + i) * Vector256.Load(b + i)).Store(dst + i);
+            }
+
+            return;
+        }
+
+        for (int i = 0; i < len; i++)
+        {
+            dst[i] = a[i] * b[i];
+        }
+    }
+
+    /// <summary>y += s ⊙ x over a padded length (folds one group's code sums into the output).</summary>
+    public static void FmaPadded(float* y, float* s, float* x, int len, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Avx512)
+        {
+            for (int i = 0; i < len; i += 16)
+            {
+                Vector512.FusedMultiplyAdd(Vector512.Load(s + i), Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
+            }
+
+            return;
+        }
+
+        if (path == FusedKernelPath.Avx2)
+        {
+            for (int i = 0; i < len; i += 8)
+            {
+                Vector256.FusedMultiplyAdd(Vector256.Load(s + i), Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
+            }
+
+            return;
+        }
+
+        for (int i = 0; i < len; i++)
+        {
+            y[i] += s[i] * x[i];
+        }
+    }
+
+    /// <summary>y *= a over a padded length.</summary>
+    public static void ScalePadded(float* y, float a, int len, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Avx512)
+        {
+            var va = Vector512.Create(a);
+            for (int i = 0; i < len; i += 16)
+            {
+                (Vector512.Load(y + i) * va).Store(y + i);
+            }
+
+            return;
+        }
+
+        if (path == FusedKernelPath.Avx2)
+        {
+            var va = Vector256.Create(a);
+            for (int i = 0; i < len; i += 8)
+            {
+                (Vector256.Load(y + i) * va).Store(y + i);
+            }
+
+            return;
+        }
+
+        for (int i = 0; i < len; i++)
+        {
+            y[i] *= a;
+        }
+    }
+
+    /// <summary>The largest of <paramref name="len"/> floats (any length ≥ 1).</summary>
+    public static float Max(float* x, int len, FusedKernelPath path)
+    {
+        int i = 0;
+        float m = float.NegativeInfinity;
+        if (path == FusedKernelPath.Avx512 && len >= 16)
+        {
+            var acc = Vector512.Create(float.NegativeInfinity);
+            for (; i + 16 <= len; i += 16)
+            {
+                acc = Vector512.Max(acc, Vector512.Load(x + i));
+            }
+
+            for (int j = 0; j < 16; j++)
+            {
+                m = MathF.Max(m, acc.GetElement(j));
+            }
+        }
+        else if (path == FusedKernelPath.Avx2 && len >= 8)
+        {
+            var acc = Vector256.Create(float.NegativeInfinity);
+            for (; i + 8 <= len; i += 8)
+            {
+                acc = Vector256.Max(acc, Vector256.Load(x + i));
+            }
+
+            for (int j = 0; j < 8; j++)
+            {
+                m = MathF.Max(m, acc.GetElement(j));
+            }
+        }
+
+        for (; i < len; i++)
+        {
+            m = MathF.Max(m, x[i]);
+        }
+
+        return m;
+    }
+
+    /// <summary>x_i = exp(x_i - m) in place (any length); returns Σ x_i. -∞ entries become 0.</summary>
+    public static float ExpSum(float* x, int len, float m, FusedKernelPath path)
+    {
+        int i = 0;
+        float sum = 0;
+        if (path == FusedKernelPath.Avx512)
+        {
+            var vm = Vector512.Create(m);
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= len; i += 16)
+            {
+                var e = Vector512.Exp(Vector512.Load(x + i) - vm);
+                e.Store(x + i);
+                acc += e;
+            }
+
+            sum = Vector512.Sum(acc);
+        }
+        else if (path == FusedKernelPath.Avx2)
+        {
+            var vm = Vector256.Create(m);
+            var acc = Vector256<float>.Zero;
+            for (; i + 8 <= len; i += 8)
+            {
+                var e = Vector256.Exp(Vector256.Load(x + i) - vm);
+                e.Store(x + i);
+                acc += e;
+            }
+
+            sum = Vector256.Sum(acc);
+        }
+
+        for (; i < len; i++)
+        {
+            float e = MathF.Exp(x[i] - m);
+            x[i] = e;
+            sum += e;
+        }
+
+        return sum;
+    }
+}
