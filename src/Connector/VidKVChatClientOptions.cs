@@ -1,0 +1,150 @@
+using System.Globalization;
+using VidKV.AI.Backend;
+using VidKV.AI.Quantization.Cache;
+
+namespace VidKV.AI.Connector;
+
+/// <summary>
+/// Settings of a <see cref="VidKVChatClient"/>: which checkpoint to load, the default KV cache preset, the default frame
+/// sampling, and the request queue. The defaults are the paper's settings (vidkv-1.5/1.58) on the built-in model.
+/// </summary>
+/// <remarks>
+/// <para>Bind it from configuration (section <c>VidKV</c> by convention) and call <see cref="Validate"/> at start-up;
+/// <c>services.AddVidKVChatClient(...)</c> does both.</para>
+/// <example>
+/// <code>
+/// "VidKV": { "ModelPath": "/models/llava-onevision-qwen2-0.5b-ov-hf", "CachePreset": "vidkv-1.5/1.58", "FrameCount": 16, "MaxQueueLength": 8 }
+/// </code>
+/// </example>
+/// </remarks>
+public sealed class VidKVChatClientOptions
+{
+    /// <summary>The checkpoint folder; <see langword="null"/> or empty for the built-in model (<see cref="BuiltInModel"/>).</summary>
+    public string? ModelPath { get; set; }
+
+    /// <summary>The model id reported to callers; <see langword="null"/> for the folder's name (or <c>vidkv-tiny</c>).</summary>
+    public string? ModelId { get; set; }
+
+    /// <summary>The device the model runs on: <c>cpu</c> (default) or <c>cuda</c>, <c>cuda:1</c>, ...</summary>
+    public string Device { get; set; } = "cpu";
+
+    /// <summary>Weights' type: <c>float32</c> (default), <c>bfloat16</c> or <c>float16</c>.</summary>
+    public string DType { get; set; } = "float32";
+
+    /// <summary>The KV cache preset of requests that name none (<see cref="KVCacheOptions.PresetNames"/>). Default <c>vidkv-1.5/1.58</c>.</summary>
+    public string CachePreset { get; set; } = "vidkv-1.5/1.58";
+
+    /// <summary>The cache profile: <see cref="CacheProfile.Compact"/> (default) stores less than the released code's layout.</summary>
+    public CacheProfile CacheProfile { get; set; } = CacheProfile.Compact;
+
+    /// <summary>Frames sampled uniformly from a video when the request names no count or rate (1 to 1024). Default 16.</summary>
+    public int FrameCount { get; set; } = 16;
+
+    /// <summary>Most frames a request may ask for, by count or by rate (1 to 1024). Default 256.</summary>
+    public int MaxFrames { get; set; } = 256;
+
+    /// <summary>Most tokens generated when <c>ChatOptions.MaxOutputTokens</c> is not set (1 to 1,000,000). Default 256.</summary>
+    public int MaxOutputTokens { get; set; } = 256;
+
+    /// <summary>Requests that may wait for the model while one runs (0 to 10,000); one more fails with <see cref="ModelBusyException"/>. Default 32.</summary>
+    public int MaxQueueLength { get; set; } = 32;
+
+    /// <summary>How long a request may wait for the model before it fails with <see cref="ModelBusyException"/>. Default 2 minutes.</summary>
+    public TimeSpan QueueTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Largest media item a request may carry, in bytes (default 512 MiB).</summary>
+    public long MaxMediaBytes { get; set; } = 512L * 1024 * 1024;
+
+    /// <summary>Timeouts and retries before the first token (the Polly pipeline registered by <c>AddVidKVChatClient</c>).</summary>
+    public VidKVResilienceOptions Resilience { get; set; } = new();
+
+    /// <summary>The model id in use: <see cref="ModelId"/>, else the checkpoint folder's name, else <see cref="BuiltInModel.Name"/>.</summary>
+    public string EffectiveModelId =>
+        ModelId is { Length: > 0 } id ? id
+        : string.IsNullOrEmpty(ModelPath) ? BuiltInModel.Name
+        : Path.GetFileName(Path.TrimEndingDirectorySeparator(ModelPath)) is { Length: > 0 } name ? name : ModelPath;
+
+    /// <summary>Checks every value; the message names the wrong one and what is allowed.</summary>
+    /// <exception cref="ArgumentException">A value is not allowed.</exception>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Device) || !(Device.Equals("cpu", StringComparison.OrdinalIgnoreCase) || Device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase)))
+        {
+            throw new ArgumentException($"VidKV:Device is '{Device}'; allowed: cpu, cuda or cuda:N.");
+        }
+
+        _ = ParseDType(DType);
+        if (string.IsNullOrWhiteSpace(CachePreset) || !KVCacheOptions.PresetNames.Contains(CachePreset.Trim().ToLowerInvariant()))
+        {
+            throw new ArgumentException($"VidKV:CachePreset is '{CachePreset}'; allowed: {string.Join(", ", KVCacheOptions.PresetNames)}.");
+        }
+
+        if (!Enum.IsDefined(CacheProfile))
+        {
+            throw new ArgumentException($"VidKV:CacheProfile is '{CacheProfile}'; allowed: Reference, Compact.");
+        }
+
+        if (FrameCount is < 1 or > 1024)
+        {
+            throw new ArgumentException($"VidKV:FrameCount is {FrameCount}; allowed: 1 to 1024.");
+        }
+
+        if (MaxFrames is < 1 or > 1024)
+        {
+            throw new ArgumentException($"VidKV:MaxFrames is {MaxFrames}; allowed: 1 to 1024.");
+        }
+
+        if (FrameCount > MaxFrames)
+        {
+            throw new ArgumentException($"VidKV:FrameCount ({FrameCount}) is more than VidKV:MaxFrames ({MaxFrames}).");
+        }
+
+        if (MaxOutputTokens is < 1 or > 1_000_000)
+        {
+            throw new ArgumentException($"VidKV:MaxOutputTokens is {MaxOutputTokens}; allowed: 1 to 1,000,000.");
+        }
+
+        if (MaxQueueLength is < 0 or > 10_000)
+        {
+            throw new ArgumentException($"VidKV:MaxQueueLength is {MaxQueueLength}; allowed: 0 to 10,000.");
+        }
+
+        if (QueueTimeout <= TimeSpan.Zero && QueueTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentException($"VidKV:QueueTimeout is {QueueTimeout.ToString("c", CultureInfo.InvariantCulture)}; allowed: a positive time span, or infinite (-00:00:00.001).");
+        }
+
+        if (MaxMediaBytes < 1)
+        {
+            throw new ArgumentException($"VidKV:MaxMediaBytes is {MaxMediaBytes}; allowed: a positive byte count.");
+        }
+
+        (Resilience ?? throw new ArgumentException("VidKV:Resilience is null; leave it out for the defaults.")).Validate();
+        if (!string.IsNullOrEmpty(ModelPath) && !Directory.Exists(ModelPath))
+        {
+            throw new ArgumentException($"VidKV:ModelPath '{ModelPath}' is not a folder; give a checkpoint folder (config.json, model.safetensors, tokenizer.json) or leave it empty for the built-in model.");
+        }
+    }
+
+    /// <summary>A copy, so that later changes to this instance do not reach a running client.</summary>
+    internal VidKVChatClientOptions Clone()
+    {
+        var copy = (VidKVChatClientOptions)MemberwiseClone();
+        copy.Resilience = new VidKVResilienceOptions
+        {
+            Enabled = Resilience.Enabled,
+            FirstTokenTimeout = Resilience.FirstTokenTimeout,
+            MaxRetryAttempts = Resilience.MaxRetryAttempts,
+            RetryDelay = Resilience.RetryDelay,
+        };
+        return copy;
+    }
+
+    internal static TorchSharp.torch.ScalarType ParseDType(string? dtype) => dtype?.Trim().ToLowerInvariant() switch
+    {
+        "float32" or "fp32" or "float" => TorchSharp.torch.ScalarType.Float32,
+        "bfloat16" or "bf16" => TorchSharp.torch.ScalarType.BFloat16,
+        "float16" or "fp16" or "half" => TorchSharp.torch.ScalarType.Float16,
+        _ => throw new ArgumentException($"VidKV:DType is '{dtype}'; allowed: float32, bfloat16, float16."),
+    };
+}
