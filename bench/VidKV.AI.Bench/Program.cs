@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Native;
 
 namespace VidKV.AI.Bench;
@@ -12,6 +13,9 @@ internal static class Program
         Commands:
           cache    Compression, reconstruction error and quantize throughput of every KV cache preset,
                    at LLaVA-OneVision-7B's cache geometry, on synthetic keys and values.
+
+          decode   Decode attention time and peak extra memory per layer at LLaVA-OneVision-7B's geometry: FP16 cache with
+                   TorchSharp's attention, dequantize-then-attend, and fused attention from the packed codes.
 
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
@@ -26,6 +30,19 @@ internal static class Program
           --queries N     random decode queries per layer for the attention error [8]
           --seed N        random seed [0]
           --device D      cpu or cuda [cpu]; cuda needs VIDKV_LIBTORCH (a PyTorch torch/lib folder, or 'python')
+          --out PATH      also write the report (markdown) to PATH
+
+        Options of 'decode' (defaults in brackets):
+          --tokens N,N    cached tokens per layer, comma-separated [4096,16384,65536]
+          --batch N       batch size [1]
+          --kv-heads N    key-value heads [4]
+          --q-heads N     query heads, a multiple of --kv-heads [28]
+          --head-dim N    head dimension [128]
+          --preset NAME   cache preset [vidkv-1.5/1.58]
+          --profile P     Reference or Compact [Compact]
+          --repeats N     timed calls per method (median reported) [10]
+          --seed N        random seed [0]
+          --device D      cpu or cuda [cpu]
           --out PATH      also write the report (markdown) to PATH
         """;
 
@@ -50,10 +67,18 @@ internal static class Program
 
                     var settings = ParseCacheArgs(args.AsSpan(1));
                     return new CacheBenchmark(settings).Run(CommandLine(args));
+                case "decode":
+                    if (args.Skip(1).Any(a => a is "-h" or "--help"))
+                    {
+                        Console.WriteLine(Usage);
+                        return 0;
+                    }
+
+                    return new DecodeBenchmark(ParseDecodeArgs(args.AsSpan(1))).Run(CommandLine(args));
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, load.");
             }
         }
         catch (ArgumentException ex)
@@ -114,6 +139,66 @@ internal static class Program
         }
 
         return s;
+    }
+
+    private static DecodeBenchmarkSettings ParseDecodeArgs(ReadOnlySpan<string> args)
+    {
+        var s = new DecodeBenchmarkSettings();
+        foreach (var (name, value) in Options(args))
+        {
+            s = name switch
+            {
+                "--tokens" => s with { Tokens = value.Split(',').Select(t => Positive(name, t)).ToArray() },
+                "--batch" => s with { Batch = Positive(name, value) },
+                "--kv-heads" => s with { KvHeads = Positive(name, value) },
+                "--q-heads" => s with { QHeads = Positive(name, value) },
+                "--head-dim" => s with { HeadDim = Positive(name, value) },
+                "--preset" => s with { Preset = KVCacheOptions.FromPreset(value).Preset },
+                "--profile" => s with { Profile = Enum.TryParse<CacheProfile>(value, ignoreCase: true, out var p) && Enum.IsDefined(p) ? p : throw new ArgumentException($"--profile must be Reference or Compact; got '{value}'.") },
+                "--repeats" => s with { Repeats = Positive(name, value) },
+                "--seed" => s with { Seed = long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long seed) ? seed : throw new ArgumentException($"{name} must be an integer; got '{value}'.") },
+                "--device" => s with { Device = value is "cpu" or "cuda" ? value : throw new ArgumentException($"--device must be cpu or cuda; got '{value}'.") },
+                "--out" => s with { Out = value.Length > 0 ? value : throw new ArgumentException("--out needs a path.") },
+                _ => throw new ArgumentException($"Unknown option '{name}'."),
+            };
+        }
+
+        if (s.QHeads % s.KvHeads != 0)
+        {
+            throw new ArgumentException($"--q-heads ({s.QHeads}) must be a multiple of --kv-heads ({s.KvHeads}).");
+        }
+
+        return s;
+    }
+
+    /// <summary>"--name value" or "--name=value" pairs.</summary>
+    private static List<(string Name, string Value)> Options(ReadOnlySpan<string> args)
+    {
+        var list = new List<(string, string)>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string arg = args[i];
+            if (!arg.StartsWith("--", StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"Unexpected argument '{arg}'; options start with '--'.");
+            }
+
+            int eq = arg.IndexOf('=', StringComparison.Ordinal);
+            if (eq >= 0)
+            {
+                list.Add((arg[..eq], arg[(eq + 1)..]));
+            }
+            else if (i + 1 < args.Length)
+            {
+                list.Add((arg, args[++i]));
+            }
+            else
+            {
+                throw new ArgumentException($"Option '{arg}' needs a value.");
+            }
+        }
+
+        return list;
     }
 
     private static int Positive(string name, string value)

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using VidKV.AI.Quantization.Packing;
 using static TorchSharp.torch;
@@ -42,6 +43,7 @@ internal static unsafe class CodeTables
     /// Writes the levels of the first <paramref name="count"/> codes of a packed row to <paramref name="dst"/>.
     /// The vector paths may write up to <see cref="Overrun"/> floats past <paramref name="count"/> (finite values).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Unpack(byte* src, int count, float* table, float* dst, FusedKernelPath path, int per)
     {
         int bytes = (count + per - 1) / per;

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Quantizers;
 using static TorchSharp.torch;
@@ -23,6 +25,9 @@ internal sealed unsafe class CpuFusedAttention
 {
     /// <summary>Tokens per softmax chunk (rounded to whole groups).</summary>
     public const int ChunkTokens = 256;
+
+    /// <summary>cos and sin of 2πk/n, k &lt; n, per transform length n.</summary>
+    private static readonly ConcurrentDictionary<int, (double[] Cos, double[] Sin)> Twiddles = new();
 
     private readonly FusedKernelPath _path;
     private readonly int _batch, _hkv, _hq, _tq, _groups, _nq, _d, _dv, _dPad, _dvPad, _g, _chunk;
@@ -119,6 +124,7 @@ internal sealed unsafe class CpuFusedAttention
         return layout.Total;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunItem(int item)
     {
         int b = item / _hkv, h = item % _hkv;
@@ -170,6 +176,7 @@ internal sealed unsafe class CpuFusedAttention
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunBlock(Block blk, int b, long bh, State s)
     {
         int rowLen = blk.RowLength, oStride = blk.OutlierStride;
@@ -254,6 +261,7 @@ internal sealed unsafe class CpuFusedAttention
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RunResidual(long bh, State s)
     {
         long r = _residualLength;
@@ -286,6 +294,7 @@ internal sealed unsafe class CpuFusedAttention
     }
 
     /// <summary>Masks (causal), then the online-softmax step: rescales what was accumulated and turns scores into weights.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Softmax(State s, long absoluteStart, int len)
     {
         for (int qi = 0; qi < _nq; qi++)
@@ -316,6 +325,7 @@ internal sealed unsafe class CpuFusedAttention
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AccumulateValue(PackedSource src, long bh, long index, int col, GroupAccumulator acc, State s)
     {
         if (src.Axis == QuantizationAxis.PerChannel)
@@ -354,6 +364,7 @@ internal sealed unsafe class CpuFusedAttention
     }
 
     /// <summary>out += s ⊙ Σ p·level + mn·Σ p for the per-channel group being accumulated; clears the accumulator.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Fold(PackedSource src, long bh, GroupAccumulator acc, State s)
     {
         if (acc.Group < 0)
@@ -407,14 +418,16 @@ internal sealed unsafe class CpuFusedAttention
 
         int bins = mode == OneBitKeyMode.Fft ? de : (de / 2) + 1;
         int imagCount = bins - 1 - (de % 2 == 0 ? 1 : 0);
+        var (cos, sin) = Twiddles.GetOrAdd(de, n => (
+            Enumerable.Range(0, n).Select(k => Math.Cos(2 * Math.PI * k / n)).ToArray(),
+            Enumerable.Range(0, n).Select(k => Math.Sin(2 * Math.PI * k / n)).ToArray()));
         for (int f = 0; f < bins; f++)
         {
             double re = 0, im = 0;
-            for (int j = 0; j < de; j++)
+            for (int j = 0, k = 0; j < de; j++, k = (k + f) % de)
             {
-                double angle = 2 * Math.PI * (((long)f * j) % de) / de;
-                re += q[j] * Math.Cos(angle);
-                im -= q[j] * Math.Sin(angle);
+                re += q[j] * cos[k];
+                im -= q[j] * sin[k];
             }
 
             if (mode == OneBitKeyMode.Fft)
