@@ -1,38 +1,87 @@
-// QuickStart: compress one attention layer's key-value cache with every VidKV preset and compare it with FP16.
-// (Until the built-in VideoLLM ships, this runs on a synthetic cache of LLaVA-OneVision-0.5B's geometry.)
+// QuickStart: the built-in VideoLLM (VidKV-Tiny) answers questions about a video through Microsoft.Extensions.AI's
+// IChatClient, with its key-value cache compressed by VidKV; it prints each answer, the time taken and the bytes the
+// KV cache held against an FP16 cache of the same tokens.
+//   dotnet run -c Release --project samples/QuickStart                       # a synthetic scene made on the spot
+//   dotnet run -c Release --project samples/QuickStart -- clip.mp4 "What moves?"
 using System.Diagnostics;
-using VidKV.AI.Quantization.Attention;
-using VidKV.AI.Quantization.Cache;
+using Microsoft.Extensions.AI;
+using VidKV.AI.Backend;
+using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Synthetic;
+using VidKV.AI.Backend.Training;
+using VidKV.AI.Connector;
 using VidKV.AI.Quantization.Native;
-using static TorchSharp.torch;
 
 TorchRuntime.EnsureLoaded();
-Console.WriteLine($"TorchSharp native layer: {TorchRuntime.Description}");
-
-const int kvHeads = 2, queryHeads = 14, headDim = 64, tokens = 32 * 196 + 64; // 32 frames of 196 tokens + a prompt
-random.manual_seed(0);
-using var scope = NewDisposeScope();
-// Shaped like real caches: keys have per-channel offsets and a few large outlier channels, values per-channel means.
-var keyOffset = randn(headDim) * 0.5;
-keyOffset.index_copy_(0, randperm(headDim).narrow(0, 0, 4), randn(4) * 10);
-var keys = ((randn(1, kvHeads, tokens, headDim) * (randn(headDim) * 0.5).exp()) + keyOffset).half();
-var values = ((randn(1, kvHeads, tokens, headDim) * (randn(headDim) * 0.3).exp()) + (randn(headDim) * 0.5)).half();
-var query = randn(1, queryHeads, 1, headDim);
-var exact = ReferenceAttention.Attend(query, keys, values);
-
-Console.WriteLine($"One layer, {tokens} cached tokens, {kvHeads} KV heads x {headDim} channels (LLaVA-OneVision-0.5B geometry)");
-Console.WriteLine($"{"profile",-10} {"preset",-16} {"KiB",9} {"bits/elem",10} {"vs FP16",8} {"attn err",9} {"ms",7}");
-foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+if (!BuiltInModel.IsAvailable)
 {
-    foreach (var preset in KVCacheOptions.PresetNames)
+    Console.Error.WriteLine($"""
+        The built-in model VidKV-Tiny was not found in '{BuiltInModel.Directory}' (config.json and model.safetensors).
+        It is copied there from the repository's models/{BuiltInModel.Name} folder when the project builds; make sure that
+        folder exists (a fresh clone has it once the model ships), or set {BuiltInModel.DirectoryVariable} to a folder holding it.
+        """);
+    return 1;
+}
+
+string folder = Directory.CreateTempSubdirectory("vidkv-quickstart-").FullName;
+try
+{
+    // The questions: the user's own, or three about synthetic scenes of the model's task (with their true answers).
+    var questions = new List<(string Video, string Question, string? Expected, int Frames)>();
+    if (args.Length >= 2)
     {
-        using var layerScope = NewDisposeScope();
-        using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset(preset, profile));
-        var clock = Stopwatch.StartNew();
-        cache.Prefill(keys, values);
-        clock.Stop();
-        var err = ((cache.Attend(query) - exact).norm() / exact.norm()).item<float>();
-        var m = cache.Memory;
-        Console.WriteLine($"{profile,-10} {preset,-16} {m.TotalBytes / 1024.0,9:F0} {m.BitsPerElement,10:F3} {m.RatioToFp16,8:P1} {err,9:F4} {clock.Elapsed.TotalMilliseconds,7:F0}");
+        questions.Add((args[0], args[1], null, 16));
     }
+    else
+    {
+        int seed = 2026;
+        foreach (var family in new[] { QuestionFamily.Attribute, QuestionFamily.Counting, QuestionFamily.MotionDirection })
+        {
+            var sample = SceneGenerator.Generate(seed++, new SceneOptions { Family = family, MinFrames = 32, MaxFrames = 64 });
+            string path = Path.Combine(folder, $"{family}.mp4");
+            SampleWriter.WriteMp4(sample, path);
+            questions.Add((path, sample.Question, sample.Answer, VidKvTinyRecipe.FramesFor(sample)));
+        }
+    }
+
+    var clock = Stopwatch.StartNew();
+    using var client = new VidKVChatClient(new VidKVChatClientOptions { CachePreset = "vidkv-1.5/1.58", MaxOutputTokens = 16 });
+    Console.WriteLine($"Loaded {client.ModelId} in {clock.Elapsed.TotalSeconds:F1} s; KV cache preset vidkv-1.5/1.58 (compact). TorchSharp: {TorchRuntime.Description}");
+    foreach (var (video, question, expected, frames) in questions)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"Video:    {video}");
+        Console.WriteLine($"Question: {question}");
+        Console.Write("Answer:  ");
+        clock.Restart();
+        UsageDetails? usage = null;
+        var message = new ChatMessage(ChatRole.User, [VidKVMedia.FromFile(video), new TextContent(question)]);
+        await foreach (var update in client.GetStreamingResponseAsync([message], new ChatOptions().WithFrameCount(frames)))
+        {
+            Console.Write(update.Text);
+            usage = update.Contents.OfType<UsageContent>().FirstOrDefault()?.Details ?? usage;
+        }
+
+        Console.WriteLine();
+        if (expected is not null)
+        {
+            Console.WriteLine($"Expected: {expected}");
+        }
+
+        long kv = usage!.AdditionalCounts![VidKVUsage.KVBytesKey], fp16 = usage.AdditionalCounts[VidKVUsage.KVFp16BytesKey];
+        Console.WriteLine($"Time:     {clock.Elapsed.TotalSeconds:F2} s for {usage.InputTokenCount} prompt tokens ({usage.AdditionalCounts[VidKVUsage.VideoTokensKey]} of video, {frames} frames) and {usage.OutputTokenCount} new tokens");
+        Console.WriteLine($"KV cache: {kv / 1024.0:F1} KiB held, against {fp16 / 1024.0:F1} KiB in FP16 ({(double)kv / fp16:P1})");
+    }
+
+    return 0;
+}
+catch (FfmpegNotFoundException e)
+{
+    Console.Error.WriteLine(e.Message);
+    Console.Error.WriteLine("Install it with: bash scripts/ensure-ffmpeg.sh");
+    return 1;
+}
+finally
+{
+    Directory.Delete(folder, recursive: true);
 }
