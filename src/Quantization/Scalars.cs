@@ -12,8 +12,14 @@ namespace VidKV.AI.Quantization;
 /// <remarks>Thread-safe: the scalars are immutable.</remarks>
 public static class Scalars
 {
+    /// <summary>The scalar 0.</summary>
+    public static readonly Scalar Zero = 0.0;
+
     /// <summary>The scalar 1.</summary>
     public static readonly Scalar One = 1.0;
+
+    /// <summary>The integer scalar 1 (the alpha of additions on integer tensors).</summary>
+    public static readonly Scalar OneInt64 = 1L;
 
     /// <summary>The scalar 2.</summary>
     public static readonly Scalar Two = 2.0;

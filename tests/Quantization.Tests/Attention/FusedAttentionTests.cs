@@ -54,6 +54,15 @@ public sealed class FusedAttentionTests
                 double err = MaxAbsDiff(actual, expected);
                 Assert.True(err <= Tolerance, $"{options.Preset} {options.Profile} {path} Tq={tq} causal={causal}: max |fused - reference| = {err:E2}");
             }
+
+            // The TorchSharp path (what runs on a GPU), on CPU tensors, in runs of 2 groups and of 64 tokens.
+            foreach (int chunk in new[] { 2 * options.GroupSize, 64 })
+            {
+                var chunked = ChunkedFusedAttention.Attend(cache, query, causal, 1.0 / Math.Sqrt(dim), chunk);
+                Assert.Equal(expected.shape, chunked.shape);
+                double err = MaxAbsDiff(chunked, expected);
+                Assert.True(err <= Tolerance, $"{options.Preset} {options.Profile} chunked ({chunk} tokens) Tq={tq} causal={causal}: max |fused - reference| = {err:E2}");
+            }
         }
     }
 
