@@ -105,6 +105,9 @@ public sealed partial class VidKVChatClient : IChatClient
     /// <summary>The worker, for tests.</summary>
     internal InferenceWorker Worker => _worker;
 
+    /// <summary>Test hook, called on the worker thread when a request's generation ends: tokens generated, and whether it was cancelled.</summary>
+    internal Action<int, bool>? GenerationEnded { get; set; }
+
     /// <inheritdoc />
     /// <remarks>Built on <see cref="GetStreamingResponseAsync"/>: the same validation, queueing and cancellation.</remarks>
     /// <exception cref="ArgumentException">A message or option is invalid, or the prompt is longer than the model's context.</exception>
@@ -229,23 +232,29 @@ public sealed partial class VidKVChatClient : IChatClient
         return string.IsNullOrEmpty(options.ModelPath) ? BuiltInModel.Load(load) : VideoLanguageModel.Load(options.ModelPath, load);
     }
 
-    private static void Generate(VideoLanguageModel model, PreparedRequest prepared, ChannelWriter<GenerationUpdate> writer, CancellationToken cancellationToken)
+    private void Generate(VideoLanguageModel model, PreparedRequest prepared, ChannelWriter<GenerationUpdate> writer, CancellationToken cancellationToken)
     {
         // The worker thread: every tensor of this request (frames, images, activations) is freed with this scope.
+        int tokens = 0;
         try
         {
-            using var scope = NewDisposeScope();
-            var request = prepared.Decode(model, cancellationToken);
-            foreach (var update in model.Generate(request, prepared.Generation, prepared.Cache, cancellationToken))
+            using (NewDisposeScope())
             {
-                writer.TryWrite(update);
+                var request = prepared.Decode(model, cancellationToken);
+                foreach (var update in model.Generate(request, prepared.Generation, prepared.Cache, cancellationToken))
+                {
+                    tokens += update.TokenId is null ? 0 : 1;
+                    writer.TryWrite(update);
+                }
             }
 
             writer.TryComplete();
+            GenerationEnded?.Invoke(tokens, false);
         }
         catch (Exception e)
         {
             writer.TryComplete(e);
+            GenerationEnded?.Invoke(tokens, e is OperationCanceledException);
         }
     }
 

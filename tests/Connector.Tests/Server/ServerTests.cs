@@ -1,0 +1,184 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using VidKV.AI.Server;
+
+namespace VidKV.AI.Connector.Tests.Server;
+
+/// <summary>The OpenAI-compatible server over real HTTP on loopback (Kestrel on a free port).</summary>
+public sealed class ServerTests : IAsyncLifetime
+{
+    private WebApplication _app = null!;
+    private HttpClient _http = null!;
+
+    private VidKVChatClient Model => _app.Services.GetRequiredService<VidKVChatClient>();
+
+    public async Task InitializeAsync()
+    {
+        _app = ServerApp.Create([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Urls"] = "http://127.0.0.1:0",
+            ["VidKV:ModelPath"] = TinyModel.Folder,
+            ["VidKV:FrameCount"] = "4",
+            ["VidKV:MaxOutputTokens"] = "6",
+            ["VidKV:MaxQueueLength"] = "1",
+            ["VidKV:QueueTimeout"] = "00:00:01",
+            ["VidKV:Resilience:MaxRetryAttempts"] = "0",
+            ["Logging:LogLevel:Default"] = "Warning",
+        }));
+        await _app.StartAsync();
+        string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        _http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(2) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        _http.Dispose();
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+
+    private static string VideoDataUrl => "data:video/mp4;base64," + Convert.ToBase64String(TinyModel.VideoBytes);
+
+    private static JsonObject Request(string videoUrl, bool stream, int maxTokens = 6) => new()
+    {
+        ["model"] = "vidkv-tiny-random",
+        ["stream"] = stream,
+        ["max_tokens"] = maxTokens,
+        ["messages"] = new JsonArray(new JsonObject
+        {
+            ["role"] = "user",
+            ["content"] = new JsonArray(
+                new JsonObject { ["type"] = "video_url", ["video_url"] = new JsonObject { ["url"] = videoUrl } },
+                new JsonObject { ["type"] = "text", ["text"] = "What moves?" }),
+        }),
+    };
+
+    [Fact]
+    public async Task Healthz_AnswersOk_WithTheModel()
+    {
+        var health = await _http.GetFromJsonAsync<JsonObject>("/healthz");
+        Assert.Equal("ok", (string?)health!["status"]);
+        Assert.Equal("vidkv-tiny-random", (string?)health["model"]);
+    }
+
+    [Fact]
+    public async Task ChatCompletions_Json_WithAVideoDataUrl_AnswersAsTheClientDoes()
+    {
+        using var response = await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: false));
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        var json = JsonNode.Parse(body)!;
+
+        var direct = await Model.GetResponseAsync([TinyModel.VideoQuestion("What moves?")], new ChatOptions { MaxOutputTokens = 6 });
+        Assert.Equal("chat.completion", (string?)json["object"]);
+        Assert.Equal(direct.Text, (string?)json["choices"]![0]!["message"]!["content"]);
+        Assert.Equal(direct.FinishReason == ChatFinishReason.Length ? "length" : "stop", (string?)json["choices"]![0]!["finish_reason"]);
+        Assert.Equal(direct.Usage!.InputTokenCount, (long?)json["usage"]!["prompt_tokens"]);
+        Assert.Equal(4 * 16 + 1, (long?)json["usage"]!["vidkv"]!["video_tokens"]);
+        Assert.True((long?)json["usage"]!["vidkv"]!["kv_bytes"] > 0);
+    }
+
+    [Fact]
+    public async Task ChatCompletions_Sse_WithAFilePath_StreamsTheSameTextAsJson()
+    {
+        var expected = JsonNode.Parse(await (await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: false))).Content.ReadAsStringAsync())!;
+
+        using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(Request(TinyModel.VideoPath, stream: true)) };
+        using var response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e.Trim()).ToList();
+
+        Assert.Equal("data: [DONE]", events[^1]);
+        var chunks = events.SkipLast(1).Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
+        Assert.Single(chunks.Select(c => (string?)c["id"]).Distinct());
+        Assert.Equal("assistant", (string?)chunks[0]["choices"]![0]!["delta"]!["role"]);
+        string text = string.Concat(chunks.Select(c => (string?)c["choices"]![0]!["delta"]!["content"] ?? string.Empty));
+        Assert.Equal((string?)expected["choices"]![0]!["message"]!["content"], text);
+        var last = chunks[^1];
+        Assert.Equal((string?)expected["choices"]![0]!["finish_reason"], (string?)last["choices"]![0]!["finish_reason"]);
+        Assert.Equal((long?)expected["usage"]!["completion_tokens"], (long?)last["usage"]!["completion_tokens"]);
+        Assert.All(chunks.SkipLast(1), c => Assert.Null(c["choices"]![0]!["finish_reason"]));
+    }
+
+    [Fact]
+    public async Task ClientDisconnect_MidStream_CancelsTheGeneration()
+    {
+        var greedy = await Model.GetResponseAsync([TinyModel.VideoQuestion("What moves?")], new ChatOptions { MaxOutputTokens = 200 });
+        Assert.Equal(ChatFinishReason.Length, greedy.FinishReason); // a long reply to cut: the random model never ends it early
+        var ended = new TaskCompletionSource<(int Tokens, bool Cancelled)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Model.GenerationEnded = (tokens, cancelled) => ended.TrySetResult((tokens, cancelled));
+        try
+        {
+            using (var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(Request(VideoDataUrl, stream: true, maxTokens: 200)) })
+            using (var response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead))
+            {
+                var stream = await response.Content.ReadAsStreamAsync();
+                var buffer = new byte[256];
+                int read = await stream.ReadAsync(buffer);
+                Assert.StartsWith("data: ", Encoding.UTF8.GetString(buffer, 0, read));
+            }
+
+            var (tokens, cancelled) = await ended.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(cancelled, $"generation ran to its end ({tokens} tokens) after the client left");
+            Assert.True(tokens < 200, $"{tokens} tokens");
+        }
+        finally
+        {
+            Model.GenerationEnded = null;
+        }
+    }
+
+    [Fact]
+    public async Task Overload_FullQueueGives429_WaitPastTheLimitGives503()
+    {
+        using var gate = new ManualResetEventSlim();
+        var blocker = Model.Worker.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
+        try
+        {
+            var waiting = _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: false));
+            for (int i = 0; i < 500 && Model.QueuedRequests == 0; i++)
+            {
+                await Task.Delay(10);
+            }
+
+            using var refused = await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: true));
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.True(refused.Headers.RetryAfter is not null);
+            Assert.Contains("MaxQueueLength", await refused.Content.ReadAsStringAsync());
+
+            using var timedOut = await waiting;
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, timedOut.StatusCode);
+            Assert.Contains("QueueTimeout", await timedOut.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            gate.Set();
+            await blocker;
+        }
+    }
+
+    [Theory]
+    [InlineData("""{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""", HttpStatusCode.NotFound, "serves 'vidkv-tiny-random'")]
+    [InlineData("""{"messages":[]}""", HttpStatusCode.BadRequest, "'messages' must be a non-empty array")]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}""", HttpStatusCode.BadRequest, "allowed: text, image_url, video_url")]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"video_url","video_url":{"url":"data:audio/wav;base64,AAAA"}}]}]}""", HttpStatusCode.BadRequest, "audio/wav")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"temperature":-2}""", HttpStatusCode.BadRequest, "Temperature is -2")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stream":true,"cache_preset":"zip"}""", HttpStatusCode.BadRequest, "Unknown KV cache preset 'zip'")]
+    [InlineData("not json", HttpStatusCode.BadRequest, "invalid")]
+    public async Task BadRequests_GetAClearError(string body, HttpStatusCode status, string expected)
+    {
+        using var response = await _http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.Equal(status, response.StatusCode);
+        Assert.Contains(expected, text, StringComparison.OrdinalIgnoreCase);
+    }
+}
