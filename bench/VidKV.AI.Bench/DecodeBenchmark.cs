@@ -214,7 +214,7 @@ internal sealed class DecodeBenchmark
         sb.AppendLine("Peak extra = rise of the process's resident high-water mark during one call (Linux VmHWM, reset before the call;");
         sb.AppendLine("glibc set to map every allocation of 64 KiB or more separately), CPU only. Cache held = bytes the cache holds (`cache.Memory`)");
         sb.AppendLine("or, for FP16, the fp16 keys and values. The last column checks each output against dequantize-then-attend (which rounds the");
-        sb.AppendLine("rebuilt cache to fp16, hence differences around 1e-3; the equivalence tests compare in float32).");
+        sb.AppendLine("rebuilt cache to fp16, the fused path does not; the equivalence tests compare both in float32).");
         sb.AppendLine();
         sb.AppendLine(table);
         return sb.ToString();
