@@ -102,6 +102,9 @@ public sealed partial class VidKVChatClient : IChatClient
     /// <summary>Requests waiting for the model now (not counting the one running).</summary>
     public int QueuedRequests => _worker.Waiting;
 
+    /// <summary>Whether <see cref="Dispose"/> has been called.</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
     /// <summary>The worker, for tests.</summary>
     internal InferenceWorker Worker => _worker;
 
@@ -250,6 +253,11 @@ public sealed partial class VidKVChatClient : IChatClient
 
             writer.TryComplete();
             GenerationEnded?.Invoke(tokens, false);
+        }
+        catch (OperationCanceledException) when (IsDisposed)
+        {
+            writer.TryComplete(new ObjectDisposedException(nameof(VidKVChatClient), "The chat client was disposed while this request ran; its generation was stopped."));
+            GenerationEnded?.Invoke(tokens, true);
         }
         catch (Exception e)
         {

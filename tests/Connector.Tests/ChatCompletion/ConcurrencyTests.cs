@@ -90,7 +90,8 @@ public sealed class ConcurrencyTests
         var waiting = client.GetResponseAsync([TinyModel.VideoQuestion()]);
         await WaitUntil(() => client.QueuedRequests == 1);
 
-        var disposing = Task.Run(client.Dispose);
+        var disposing = Task.Run(client.Dispose); // waits for the worker, which is held by the gate
+        await WaitUntil(() => client.IsDisposed);
         gate.Set();
         await disposing;
 
