@@ -17,6 +17,10 @@ internal static class Program
           decode   Decode attention time and peak extra memory per layer at LLaVA-OneVision-7B's geometry: FP16 cache with
                    TorchSharp's attention, dequantize-then-attend, and fused attention from the packed codes.
 
+          model-decode [--frames 32,256] [--repeats 10] [--layers 28] [--device cpu|cuda] [--out PATH]
+                   One end-to-end decode step of a LLaVA-OneVision-7B-geometry model (random weights) after a prefill of
+                   that many frames of video: FP16 cache, compressed cache dequantized then attended, and fused.
+
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
                    (once) and measures the resident memory of loading it as the given type.
@@ -75,10 +79,18 @@ internal static class Program
                     }
 
                     return new DecodeBenchmark(ParseDecodeArgs(args.AsSpan(1))).Run(CommandLine(args));
+                case "model-decode":
+                    return ModelDecodeBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--device") ? args[Array.IndexOf(args, "--device") + 1] : "cpu",
+                        args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 32, 256 },
+                        args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 10,
+                        args.Contains("--layers") ? int.Parse(args[Array.IndexOf(args, "--layers") + 1], CultureInfo.InvariantCulture) : 28,
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, load.");
             }
         }
         catch (ArgumentException ex)

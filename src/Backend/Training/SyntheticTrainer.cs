@@ -69,8 +69,10 @@ public sealed class SyntheticTrainer
             Height = VidKvTinyRecipe.ImageSize,
             MinFrames = 8,
             MaxFrames = _options.MaxVideoFrames,
-            NeedleMinFrames = Math.Min(64, _options.MaxVideoFrames),
+            NeedleMinFrames = _options.MaxVideoFrames >= 64 ? 64 : 48,
+            FamilyMix = _options.Families,
         };
+        sceneOptions.Validate();
         int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
         var clock = Stopwatch.StartNew();
         using var producer = new BatchProducer(step => PrepareBatch(step, sceneOptions, tokenizer, model.Config, endOfTurn), 1);
@@ -143,7 +145,7 @@ public sealed class SyntheticTrainer
     {
         lock (_tokenizerLock)
         {
-            return Encode(tokenizer, config, sample, endOfTurn);
+            return Encode(tokenizer, config, sample, endOfTurn, QuestionFirst(sample));
         }
     }
 
@@ -220,10 +222,14 @@ public sealed class SyntheticTrainer
         return new StepLosses(answer, visual, colorTotal == 0 ? 0 : (double)colorCorrect / colorTotal);
     }
 
+    /// <summary>Whether a training sample puts its question before the video: a fixed share of seeds, chosen by the seed.</summary>
+    private bool QuestionFirst(VideoQaSample sample) =>
+        _options.QuestionFirst > 0 && ((uint)(sample.Seed * 2654435761u) / (double)uint.MaxValue) < _options.QuestionFirst;
+
     /// <summary>Prompt and answer ids of a sample, with the video's placeholder expanded; returns where the answer starts.</summary>
-    internal static (List<int> Ids, int AnswerStart) Encode(Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn)
+    internal static (List<int> Ids, int AnswerStart) Encode(Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn, bool questionFirst = false)
     {
-        var turns = new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart(sample.Question) }) };
+        var turns = new[] { new ChatTurn(ChatRole.User, VidKvTinyRecipe.UserParts(sample.Question, questionFirst)) };
         string prompt = LlavaOnevisionChatTemplate.Render(turns, addGenerationPrompt: true);
         int frames = VidKvTinyRecipe.FramesFor(sample);
         var ids = new List<int>();
@@ -251,7 +257,7 @@ public sealed class SyntheticTrainer
         for (int i = 0; i < _options.ValidationSamples; i++)
         {
             var sample = SceneGenerator.Generate(SyntheticDataset.SeedOf(_options.Seed, DatasetSplit.Validation, i), sceneOptions);
-            var p = PreparedSample.Create(sample, s => Encode(tokenizer, model.Config, s, endOfTurn), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide);
+            var p = PreparedSample.Create(sample, s => Encode(tokenizer, model.Config, s, endOfTurn, _options.QuestionFirst >= 0.5), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide);
             using var scope = NewDisposeScope();
             int side = VidKvTinyRecipe.ImageSize;
             var video = preprocessor.Preprocess(tensor(p.Rgb, [p.Frames, side, side, 3], ScalarType.Byte).to(device));

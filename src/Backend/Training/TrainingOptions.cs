@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Synthetic;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Training;
@@ -32,6 +33,15 @@ public sealed record TrainingOptions
     /// </summary>
     public double VisualLossWeight { get; init; } = 1.0;
 
+    /// <summary>
+    /// Share of training questions asked before the video (the rest after it), 0 to 1. With 0.5 the model learns
+    /// both orders. Validation asks question-first when this is at least 0.5. Default 0 (the video first, as LLaVA-OneVision is trained).
+    /// </summary>
+    public double QuestionFirst { get; init; }
+
+    /// <summary>The question families trained on and their weights. Default: every family equally.</summary>
+    public FamilyMix Families { get; init; } = FamilyMix.Balanced;
+
     /// <summary>A checkpoint folder to continue training from (its tokenizer is kept); <see langword="null"/> for a new model.</summary>
     public string? InitialModel { get; init; }
 
@@ -59,9 +69,9 @@ public sealed record TrainingOptions
             throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize and ValidationSamples must be positive, MaxVideoFrames at least 8.");
         }
 
-        if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0))
+        if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))
         {
-            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}) and VisualLossWeight ({VisualLossWeight}) not negative.");
+            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}) and VisualLossWeight ({VisualLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
         }
 
         if (InitialModel is not null && !File.Exists(Path.Combine(InitialModel, "config.json")))

@@ -34,6 +34,10 @@ public static class VidKvTinyRecipe
     /// <summary>The special tokens, in id order after the learned vocabulary.</summary>
     public static readonly IReadOnlyList<string> SpecialTokens = new[] { "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>" };
 
+    /// <summary>The user turn of a question about one video: the question before or after the video.</summary>
+    public static ChatPart[] UserParts(string question, bool questionFirst) =>
+        questionFirst ? [new TextPart(question), new VideoPart()] : [new VideoPart(), new TextPart(question)];
+
     /// <summary>The tokenizer.json text: BPE learned from every question template and answer the generator produces.</summary>
     public static string TrainTokenizer(int samples = 4000, int vocabSize = 448)
     {

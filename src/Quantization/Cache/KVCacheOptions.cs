@@ -78,6 +78,12 @@ public sealed record KVCacheOptions
     /// <summary>Storage type of unquantized tokens; <see langword="null"/> keeps the type they arrive in.</summary>
     public ScalarType? ResidualType { get; init; }
 
+    /// <summary>
+    /// How a model attends over this cache when decoding: <see cref="DecodeAttention.Fused"/> (default) reads the packed
+    /// codes; <see cref="DecodeAttention.Dequantize"/> rebuilds the full-precision cache first, as the released code does.
+    /// </summary>
+    public DecodeAttention DecodeAttention { get; init; } = DecodeAttention.Fused;
+
     /// <summary>The preset names, in the paper's order.</summary>
     public static IReadOnlyList<string> PresetNames { get; } = new[]
     {
@@ -139,6 +145,8 @@ public sealed record KVCacheOptions
                 errors.Add(message);
             }
         }
+
+        Check(Enum.IsDefined(DecodeAttention), $"DecodeAttention is {(int)DecodeAttention}; allowed: {string.Join(", ", Enum.GetNames<DecodeAttention>())}.");
 
         string N(double v) => v.ToString(CultureInfo.InvariantCulture);
         Check(GroupSize is >= 2 and <= 4096, $"GroupSize is {GroupSize}; allowed: 2 to 4096 (the method uses 32).");

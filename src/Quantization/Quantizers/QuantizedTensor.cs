@@ -12,8 +12,24 @@ public sealed class QuantizedTensor : IDisposable
     private readonly bool _owned;
 
     internal QuantizedTensor(Tensor codes, CodeFormat format, long[] shape, Tensor? scale, Tensor? zero)
-        : this(codes.DetachFromDisposeScope(), format, shape, scale?.DetachFromDisposeScope(), zero?.DetachFromDisposeScope(), owned: true)
+        : this(Owned(codes)!, format, shape, Owned(scale), Owned(zero), owned: true)
     {
+    }
+
+    /// <summary>
+    /// Takes ownership of a tensor the quantizer made, in contiguous memory (fused attention reads the raw bytes): a
+    /// strided one is copied and the original disposed.
+    /// </summary>
+    private static Tensor? Owned(Tensor? t)
+    {
+        if (t is null || t.is_contiguous())
+        {
+            return t?.DetachFromDisposeScope();
+        }
+
+        var copy = t.contiguous().DetachFromDisposeScope();
+        t.Dispose();
+        return copy;
     }
 
     private QuantizedTensor(Tensor codes, CodeFormat format, long[] shape, Tensor? scale, Tensor? zero, bool owned)

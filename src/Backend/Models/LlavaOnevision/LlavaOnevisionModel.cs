@@ -137,23 +137,25 @@ public sealed class LlavaOnevisionModel : nn.Module
 
     /// <summary>
     /// A new model with random weights (normal(0, 0.02) matrices and embeddings, unit norm weights, zero biases),
-    /// reproducible from <paramref name="seed"/>, for training.
+    /// reproducible from <paramref name="seed"/>, for training. With <paramref name="drawOnDevice"/> the random numbers
+    /// are drawn by the model's device (seconds instead of minutes for a 7B model on a GPU; other values than CPU draws).
     /// </summary>
-    public static LlavaOnevisionModel Create(LlavaOnevisionConfig config, ModelLoadOptions? options, long seed)
+    public static LlavaOnevisionModel Create(LlavaOnevisionConfig config, ModelLoadOptions? options, long seed, bool drawOnDevice = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         options ??= new ModelLoadOptions();
         var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead: !config.Text.TieWordEmbeddings);
         using var noGrad = torch.no_grad();
-        var generator = new Generator((ulong)seed);
+        var drawDevice = drawOnDevice ? options.Device ?? CPU : CPU;
+        using var generator = new Generator((ulong)seed, drawDevice);
         foreach (var (name, p) in model.named_parameters())
         {
             using var scope = NewDisposeScope();
             bool isNorm = name.Contains("norm", StringComparison.Ordinal);
             Tensor init = name.EndsWith("bias", StringComparison.Ordinal) ? zeros(p.shape)
                 : isNorm ? ones(p.shape)
-                : name == "image_newline" ? randn(p.shape, generator: generator) / Math.Sqrt(p.shape[0])
-                : randn(p.shape, generator: generator) * 0.02;
+                : name == "image_newline" ? randn(p.shape, generator: generator, device: drawDevice) / Math.Sqrt(p.shape[0])
+                : randn(p.shape, generator: generator, device: drawDevice) * 0.02;
             p.copy_(init);
         }
 

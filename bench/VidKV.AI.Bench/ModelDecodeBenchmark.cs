@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Native;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Bench;
+
+/// <summary>
+/// One end-to-end decode step (embedding, 28 decoder layers, logits) of a LLaVA-OneVision-7B-geometry model with random
+/// weights, after a prefill of N video frames' worth of tokens (196 per frame + newline + a short question), for the FP16
+/// cache, the compressed cache with dequantize-then-attend, and the compressed cache with fused attention.
+/// </summary>
+internal static class ModelDecodeBenchmark
+{
+    public static int Run(string commandLine, string device, int[] frameCounts, int repeats, int layers, string? output)
+    {
+        TorchRuntime.EnsureLoaded();
+        bool onCuda = device == "cuda";
+        if (onCuda && !TorchRuntime.TryInitializeCuda())
+        {
+            throw new ArgumentException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable}.");
+        }
+
+        var dev = torch.device(device);
+        var dtype = onCuda ? ScalarType.BFloat16 : ScalarType.Float32;
+        var config = SevenB();
+        config = config with { Text = config.Text with { NumLayers = layers } };
+        using var noGrad = no_grad();
+        var build = Stopwatch.StartNew();
+        using var full = LlavaOnevisionModel.Create(config, new ModelLoadOptions { DType = dtype, Device = dev }, 0, drawOnDevice: true);
+        Console.Error.WriteLine($"model built in {build.Elapsed.TotalSeconds:F0} s");
+        var rows = new List<string>();
+        foreach (int frames in frameCounts)
+        {
+            long tokens = (frames * 196L) + 1 + 24;
+            foreach (var (label, options) in new[]
+            {
+                ("FP16 cache", KVCacheOptions.FromPreset("fp16")),
+                ("vidkv-1.5/1.58 Compact, dequantize then attend", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Dequantize }),
+                ("vidkv-1.5/1.58 Compact, fused", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Fused }),
+            })
+            {
+                using var cache = full.CreateCache(options);
+                using (var scope = NewDisposeScope())
+                {
+                    var generator = new Generator(7, dev);
+                    var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev, generator: generator).mul(tensor(0.02f, dtype: dtype, device: dev));
+                    var importance = rand([tokens], device: dev, generator: generator);
+                    full.Forward(embeds, 0, cache, importance);
+                    Sync(onCuda);
+                }
+
+                var times = new double[repeats];
+                for (int i = -2; i < repeats; i++)
+                {
+                    using var scope = NewDisposeScope();
+                    var id = tensor(new long[] { 1000 + i + 2 }, device: dev).reshape(1, 1);
+                    Sync(onCuda);
+                    var watch = Stopwatch.StartNew();
+                    var logits = full.Logits(full.Forward(full.Embed(id), cache.Length, cache));
+                    Sync(onCuda);
+                    if (i >= 0)
+                    {
+                        times[i] = watch.Elapsed.TotalMilliseconds;
+                    }
+                }
+
+                Array.Sort(times);
+                var memory = cache.Memory;
+                rows.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"| {frames} | {tokens} | {label} | {times[repeats / 2]:F1} | {times[0]:F1} | {memory.TotalBytes / (1024.0 * 1024):F0} |"));
+                Console.Error.WriteLine(rows[^1]);
+            }
+        }
+
+        var report = new StringBuilder();
+        report.AppendLine($"Command: `{commandLine}`");
+        report.AppendLine($"Device: {device}; LLaVA-OneVision-7B geometry ({config.Text.NumLayers} layers, hidden 3584, 28 query / 4 KV heads, head dim 128, vocabulary 152064), random weights, {dtype}; prefill of random embeddings with random importance scores, then {repeats} timed decode steps (2 warm-up), each one token through embedding, every layer and the logits.");
+        report.AppendLine();
+        report.AppendLine("| frames | cached tokens | cache | median ms / step | min ms | KV cache held MiB |");
+        report.AppendLine("|---:|---:|---|---:|---:|---:|");
+        rows.ForEach(r => report.AppendLine(r));
+        Console.WriteLine(report);
+        if (output is not null)
+        {
+            File.WriteAllText(output, report.ToString());
+        }
+
+        return 0;
+    }
+
+    private static void Sync(bool onCuda)
+    {
+        if (onCuda)
+        {
+            cuda.synchronize();
+        }
+    }
+
+    private static LlavaOnevisionConfig SevenB() => new()
+    {
+        Text = new Qwen2Config
+        {
+            VocabSize = 152064,
+            HiddenSize = 3584,
+            IntermediateSize = 18944,
+            NumLayers = 28,
+            NumHeads = 28,
+            NumKeyValueHeads = 4,
+            HeadDim = 128,
+            RmsNormEps = 1e-6,
+            RopeTheta = 1000000,
+            MaxPositionEmbeddings = 131072,
+            TieWordEmbeddings = false,
+            EosTokenIds = new[] { 151645 },
+        },
+        Vision = new SiglipVisionConfig
+        {
+            HiddenSize = 1152,
+            IntermediateSize = 4304,
+            NumLayers = 1,
+            NumHeads = 16,
+            ImageSize = 384,
+            PatchSize = 14,
+            NumChannels = 3,
+            LayerNormEps = 1e-6,
+        },
+        ImageTokenId = 151646,
+        VideoTokenId = 151647,
+        VisionFeatureLayer = -1,
+        VisionFeatureSelectStrategy = "full",
+        VisionAspectRatio = "anyres_max_9",
+        ImageGridPinpoints = new[] { (384, 384) },
+        ProjectorBias = true,
+    };
+}
