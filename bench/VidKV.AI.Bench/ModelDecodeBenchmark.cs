@@ -47,9 +47,17 @@ internal static class ModelDecodeBenchmark
                 using var cache = full.CreateCache(options);
                 using (var scope = NewDisposeScope())
                 {
-                    var generator = new Generator(7, dev);
-                    var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev, generator: generator).mul(tensor(0.02f, dtype: dtype, device: dev));
-                    var importance = rand([tokens], device: dev, generator: generator);
+                    if (onCuda)
+                    {
+                        cuda.manual_seed_all(7);
+                    }
+                    else
+                    {
+                        manual_seed(7);
+                    }
+
+                    var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev).mul(tensor(0.02f, dtype: dtype, device: dev));
+                    var importance = rand([tokens], device: dev);
                     full.Forward(embeds, 0, cache, importance);
                     Sync(onCuda);
                 }

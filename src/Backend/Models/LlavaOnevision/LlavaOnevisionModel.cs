@@ -147,7 +147,13 @@ public sealed class LlavaOnevisionModel : nn.Module
         var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead: !config.Text.TieWordEmbeddings);
         using var noGrad = torch.no_grad();
         var drawDevice = drawOnDevice ? options.Device ?? CPU : CPU;
-        using var generator = new Generator((ulong)seed, drawDevice);
+
+        // TorchSharp's Generator is a CPU one; device draws use the device's default generator, seeded here.
+        Generator? generator = drawDevice.type == DeviceType.CPU ? new Generator((ulong)seed) : null;
+        if (generator is null)
+        {
+            torch.cuda.manual_seed_all(seed);
+        }
         foreach (var (name, p) in model.named_parameters())
         {
             using var scope = NewDisposeScope();
@@ -159,6 +165,7 @@ public sealed class LlavaOnevisionModel : nn.Module
             p.copy_(init);
         }
 
+        generator?.Dispose();
         return model;
     }
 
