@@ -39,7 +39,7 @@ internal static class ModelDecodeBenchmark
             long tokens = (frames * 196L) + 1 + 24;
             foreach (var (label, options) in new[]
             {
-                ("FP16 cache", KVCacheOptions.FromPreset("fp16")),
+                ("FP16 cache", KVCacheOptions.FromPreset("fp16") with { DecodeAttention = DecodeAttention.Dequantize }),
                 ("vidkv-1.5/1.58 Compact, dequantize then attend", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Dequantize }),
                 ("vidkv-1.5/1.58 Compact, fused", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Fused }),
             })

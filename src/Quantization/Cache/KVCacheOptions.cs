@@ -79,10 +79,11 @@ public sealed record KVCacheOptions
     public ScalarType? ResidualType { get; init; }
 
     /// <summary>
-    /// How a model attends over this cache when decoding: <see cref="DecodeAttention.Fused"/> (default) reads the packed
-    /// codes; <see cref="DecodeAttention.Dequantize"/> rebuilds the full-precision cache first, as the released code does.
+    /// How a model attends over this cache when decoding: <see cref="DecodeAttention.Fused"/> reads the packed codes;
+    /// <see cref="DecodeAttention.Dequantize"/> rebuilds the full-precision cache first, as the released code does;
+    /// <see cref="DecodeAttention.Auto"/> (default) picks the faster of the two for the cache's device.
     /// </summary>
-    public DecodeAttention DecodeAttention { get; init; } = DecodeAttention.Fused;
+    public DecodeAttention DecodeAttention { get; init; } = DecodeAttention.Auto;
 
     /// <summary>The preset names, in the paper's order.</summary>
     public static IReadOnlyList<string> PresetNames { get; } = new[]

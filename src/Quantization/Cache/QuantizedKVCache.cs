@@ -245,6 +245,26 @@ public sealed class QuantizedKVCache : IDisposable
         return FusedAttention.Attend(this, query, causal, scale, path);
     }
 
+    /// <summary>
+    /// Decode attention as <see cref="KVCacheOptions.DecodeAttention"/> asks: <see cref="AttendFused"/> or
+    /// <see cref="Attend"/>. <see cref="DecodeAttention.Auto"/> reads the packed codes when the cache holds quantized
+    /// blocks on the CPU, and dequantizes otherwise (a cache without quantized blocks attends over its residual either way).
+    /// </summary>
+    /// <param name="query">Queries [B, Hq, Tq, D] on the cache's device.</param>
+    /// <param name="causal">Mask future positions for multi-token queries.</param>
+    /// <returns>float32 [B, Hq, Tq, Dv], owned by the caller.</returns>
+    public Tensor AttendForDecode(Tensor query, bool causal)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        bool fused = Options.DecodeAttention switch
+        {
+            DecodeAttention.Fused => true,
+            DecodeAttention.Dequantize => false,
+            _ => _blocks.Count > 0 && query.device_type == TorchSharp.DeviceType.CPU,
+        };
+        return fused ? AttendFused(query, causal) : Attend(query, causal);
+    }
+
     /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
     public void Clear()
     {

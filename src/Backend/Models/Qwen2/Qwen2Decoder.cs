@@ -81,7 +81,7 @@ internal sealed class Qwen2Attention : nn.Module
         else
         {
             cache.Append(k, v);
-            output = (cache.Options.DecodeAttention == DecodeAttention.Fused ? cache.AttendFused(q, causal: true) : cache.Attend(q, causal: true)).to(x.dtype);
+            output = cache.AttendForDecode(q, causal: true).to(x.dtype);
         }
 
         return o_proj.forward(output.transpose(1, 2).reshape(b, t, _heads * _headDim)).MoveToOuterDisposeScope();
