@@ -12,13 +12,14 @@ using VidKV.AI.Quantization.Quantizers;
 /// <summary>`vidkv-train eval`: the accuracy table of every cache preset on held-out synthetic questions.</summary>
 internal static class Evaluation
 {
-    private static readonly string[] Presets = { "fp16", "kivi-2", "vidkv-2", "vidkv-1.5/2", "vidkv-1.5/1.58", "vidkv-1.25/1.58", "vidkv-1.5/1.66" };
+    private static readonly string[] AllPresets = { "fp16", "kivi-2", "vidkv-2", "vidkv-1.5/2", "vidkv-1.5/1.58", "vidkv-1.25/1.58", "vidkv-1.5/1.66" };
 
     public static int Run(string[] args)
     {
         string? modelDir = null;
         int samples = 200, seed = 0, maxFrames = 32, needleSamples = 40, show = 0;
         string device = "cpu";
+        string[] presets = AllPresets;
         for (int i = 1; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -32,6 +33,7 @@ internal static class Evaluation
                 case "--needle-samples": needleSamples = Int(); break;
                 case "--device": device = Value(); break;
                 case "--show": show = Int(); break;
+                case "--presets": presets = Value().Split(','); break;
                 default: throw new ArgumentException($"Unknown argument '{args[i]}'.");
             }
         }
@@ -54,7 +56,7 @@ internal static class Evaluation
         table.AppendLine($"|---|---|---|{string.Concat(families.Select(_ => "---:|"))}---:|---:|");
         foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
         {
-            foreach (var preset in Presets)
+            foreach (var preset in presets)
             {
                 foreach (var axis in new[] { QuantizationAxis.PerChannel, QuantizationAxis.PerToken })
                 {
@@ -80,12 +82,18 @@ internal static class Evaluation
             }
         }
 
+        // What the question alone gives: the same questions with every object removed from the videos.
+        var blank = test.Select(s => s with { Scene = new SceneSpec(s.Scene.FrameCount, s.Scene.Background, s.Scene.NoiseLevel, s.Scene.NoiseSeed, []) }).ToList();
+        var ablation = SyntheticEvaluator.Evaluate(model, blank, KVCacheOptions.FromPreset("fp16"), "fp16, objects removed", maxFrames);
+        table.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"| ablation: objects removed from every video | fp16 | - | {string.Join(" | ", families.Select(f => $"{ablation.FamilyAccuracy(f):P1}"))} | {ablation.Accuracy:P1} | - |"));
+
         table.AppendLine();
         table.AppendLine("Needle accuracy as the video grows (every frame given to the model):");
         table.AppendLine();
         table.AppendLine("| frames | fp16 | vidkv-1.5/1.58 (Compact) |");
         table.AppendLine("|---:|---:|---:|");
-        foreach (int frames in new[] { 64, 128, 256 })
+        foreach (int frames in needleSamples > 0 ? new[] { 64, 128, 256 } : [])
         {
             var needles = SyntheticDataset.Generate(seed, DatasetSplit.Test, needleSamples, new SceneOptions { MinFrames = frames, MaxFrames = frames, Family = QuestionFamily.Needle });
             var fp16 = SyntheticEvaluator.Evaluate(model, needles, KVCacheOptions.FromPreset("fp16"), "fp16", frames);

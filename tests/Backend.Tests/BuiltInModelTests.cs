@@ -1,0 +1,65 @@
+using VidKV.AI.Backend.Synthetic;
+using VidKV.AI.Backend.Text;
+using VidKV.AI.Backend.Training;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Quantizers;
+using Xunit.Abstractions;
+
+namespace VidKV.AI.Backend.Tests;
+
+/// <summary>The model shipped in models/vidkv-tiny (copied next to the tests by the backend's build).</summary>
+public sealed class BuiltInModelTests(ITestOutputHelper output)
+{
+    // 100 held-out questions of the test split (seeds disjoint from training), videos of 8 to 256 frames, as
+    // `vidkv-train eval` draws them.
+    private static readonly IReadOnlyList<VideoQaSample> HeldOut =
+        SyntheticDataset.Generate(0, DatasetSplit.Test, 100, new SceneOptions { MinFrames = 8, MaxFrames = 256 });
+
+    [Fact]
+    public void ShippedModel_IsAHuggingFaceFolder_OfTheRecipe_UnderTheSizeLimit()
+    {
+        Assert.True(BuiltInModel.IsAvailable, $"no model in {BuiltInModel.Directory}");
+        long bytes = 0;
+        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json" })
+        {
+            var info = new FileInfo(Path.Combine(BuiltInModel.Directory, file));
+            Assert.True(info.Exists, file);
+            bytes += info.Length;
+        }
+
+        Assert.True(bytes <= 25L * 1024 * 1024, $"{bytes} bytes");
+        using var vlm = BuiltInModel.Load();
+        var recipe = VidKvTinyRecipe.ModelConfig(vlm.Tokenizer);
+        Assert.Equal(recipe.Text, vlm.Model.Config.Text with { EosTokenIds = recipe.Text.EosTokenIds });
+        Assert.Equal(recipe.Vision, vlm.Model.Config.Vision);
+        Assert.Equal(3_721_856, vlm.Model.parameters().Sum(p => p.NumberOfElements));
+    }
+
+    [Fact]
+    public void ShippedModel_ReadsTheVideo_AnswersInTheTasksVocabulary_AndTheCompressedCacheMostlyAgreesWithFp16()
+    {
+        using var vlm = BuiltInModel.Load();
+        var fp16Replies = new List<string>();
+        var compressedReplies = new List<string>();
+        var fp16 = SyntheticEvaluator.Evaluate(vlm, HeldOut, KVCacheOptions.FromPreset("fp16"), "fp16", onReply: (_, r) => fp16Replies.Add(r));
+        var compressed = SyntheticEvaluator.Evaluate(
+            vlm, HeldOut, KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { ValueAxis = QuantizationAxis.PerChannel }, "vidkv", onReply: (_, r) => compressedReplies.Add(r));
+        var blank = SyntheticEvaluator.Evaluate(
+            vlm, [.. HeldOut.Select(s => s with { Scene = new SceneSpec(s.Scene.FrameCount, s.Scene.Background, s.Scene.NoiseLevel, s.Scene.NoiseSeed, []) })], KVCacheOptions.FromPreset("fp16"), "blank");
+        int agree = fp16Replies.Zip(compressedReplies).Count(p => SyntheticEvaluator.IsCorrect(p.First, p.Second));
+        output.WriteLine($"fp16 {fp16.Accuracy:P1}, vidkv-1.5/1.58 {compressed.Accuracy:P1}, objects removed {blank.Accuracy:P1}, same reply {agree}/{HeldOut.Count}");
+
+        // Replies are answers of the task (a colour, shape, size, count, direction, time or object); measured 198 of 200.
+        var strays = fp16Replies.Concat(compressedReplies).Where(r => !SceneVocabulary.AllAnswers.Any(a => SyntheticEvaluator.IsCorrect(r, a))).ToList();
+        output.WriteLine($"replies outside the task's answers: {string.Join(", ", strays.Select(r => $"'{r}'"))}");
+        Assert.True(strays.Count <= 0.05 * 2 * HeldOut.Count, $"{strays.Count} replies are not answers of the task");
+
+        // The model reads the video: it answers more questions with the objects in view than with them removed
+        // (measured 24 % against 14 % when the model shipped).
+        Assert.True(fp16.Accuracy >= blank.Accuracy + 0.05, $"fp16 {fp16.Accuracy:P1} with the video, {blank.Accuracy:P1} with the objects removed");
+
+        // The compressed cache gives the FP16 reply to most questions (measured 75 of 100 when the model shipped); the
+        // issue's bars (90 % accuracy, vidkv-1.5/1.58 within 3 points) are not met by this model: docs/BENCHMARKS.md.
+        Assert.True(agree >= 0.65 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
+    }
+}
