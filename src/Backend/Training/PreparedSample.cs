@@ -7,16 +7,23 @@ using VidKV.AI.Backend.Text;
 namespace VidKV.AI.Backend.Training;
 
 /// <summary>
-/// One training sample made ready on the CPU without TorchSharp: the prompt and answer ids, the frames the model sees
-/// (rgb24, frame-major) and the auxiliary visual targets of those frames.
+/// One training sample made ready on the CPU without TorchSharp: the conversation's ids (the sample's question, then
+/// any further questions about the same video as later turns), where each answer lies in them, the frames the model
+/// sees (rgb24, frame-major) and the auxiliary visual targets of those frames.
 /// </summary>
-internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> Ids, int AnswerStart, byte[] Rgb, int Frames, VisualTargets Targets)
+internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> Ids, IReadOnlyList<(int Start, int End)> Answers, byte[] Rgb, int Frames, VisualTargets Targets)
 {
-    /// <summary>Answer tokens (and the end of turn) the loss is taken over.</summary>
-    public int AnswerTokens => Ids.Count - AnswerStart;
+    /// <summary>Where the first (the sample's own) answer starts.</summary>
+    public int AnswerStart => Answers[0].Start;
+
+    /// <summary>Tokens of the first answer, its end of turn included.</summary>
+    public int FirstAnswerTokens => Answers[0].End - Answers[0].Start;
+
+    /// <summary>Answer tokens (and ends of turn) the loss is taken over, in every answer.</summary>
+    public int AnswerTokens => Answers.Sum(a => a.End - a.Start);
 
     /// <summary>Renders the frames the model sees, encodes the prompt and computes the visual targets.</summary>
-    public static PreparedSample Create(VideoQaSample sample, Func<VideoQaSample, (List<int> Ids, int AnswerStart)> encode, int imageSize, int cellsPerSide)
+    public static PreparedSample Create(VideoQaSample sample, Func<VideoQaSample, (List<int> Ids, List<(int Start, int End)> Answers)> encode, int imageSize, int cellsPerSide)
     {
         var indices = FrameIndices(sample);
         int frameBytes = imageSize * imageSize * 3;
@@ -26,8 +33,8 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
             SceneRenderer.RenderFrameRgb(sample.Scene, (int)indices[i], imageSize, imageSize, rgb.AsSpan(i * frameBytes, frameBytes));
         }
 
-        var (ids, answerStart) = encode(sample);
-        return new PreparedSample(sample, ids, answerStart, rgb, indices.Length, VisualTargets.Compute(sample.Scene, indices, cellsPerSide));
+        var (ids, answers) = encode(sample);
+        return new PreparedSample(sample, ids, answers, rgb, indices.Length, VisualTargets.Compute(sample.Scene, indices, cellsPerSide));
     }
 
     /// <summary>

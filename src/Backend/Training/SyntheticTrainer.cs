@@ -141,11 +141,24 @@ public sealed class SyntheticTrainer
         return batch;
     }
 
-    private (List<int> Ids, int AnswerStart) EncodeLocked(Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn)
+    private (List<int> Ids, List<(int Start, int End)> Answers) EncodeLocked(Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn)
     {
+        var more = new List<SceneQuestion>();
+        if (_options.QuestionsPerVideo > 1)
+        {
+            var all = SceneQuestions.About(sample).ToList();
+            var random = new Random(sample.Seed);
+            for (int k = 1; k < _options.QuestionsPerVideo && all.Count > 0; k++)
+            {
+                int pick = random.Next(all.Count);
+                more.Add(all[pick]);
+                all.RemoveAt(pick);
+            }
+        }
+
         lock (_tokenizerLock)
         {
-            return Encode(tokenizer, config, sample, endOfTurn, QuestionFirst(sample));
+            return Encode(tokenizer, config, sample, endOfTurn, QuestionFirst(sample), more);
         }
     }
 
@@ -203,11 +216,14 @@ public sealed class SyntheticTrainer
                 var input = tensor(p.Ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
                 var embeds = model.MergeVisual(input, model.Embed(input), features[b], null);
                 sequences.Add(nn.functional.pad(embeds, [0, 0, 0, longest - p.Ids.Count]));
-                for (int t = p.AnswerStart; t < p.Ids.Count; t++)
+                foreach (var (start, end) in p.Answers)
                 {
-                    // Position t - 1 predicts token t: the answer tokens and the end of turn.
-                    rows.Add(((long)b * longest) + t - 1);
-                    targets.Add(p.Ids[t]);
+                    for (int t = start; t < end; t++)
+                    {
+                        // Position t - 1 predicts token t: the answer tokens and the end of turn.
+                        rows.Add(((long)b * longest) + t - 1);
+                        targets.Add(p.Ids[t]);
+                    }
                 }
             }
 
@@ -226,8 +242,13 @@ public sealed class SyntheticTrainer
     private bool QuestionFirst(VideoQaSample sample) =>
         _options.QuestionFirst > 0 && ((uint)(sample.Seed * 2654435761u) / (double)uint.MaxValue) < _options.QuestionFirst;
 
-    /// <summary>Prompt and answer ids of a sample, with the video's placeholder expanded; returns where the answer starts.</summary>
-    internal static (List<int> Ids, int AnswerStart) Encode(Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn, bool questionFirst = false)
+    /// <summary>
+    /// The ids of a conversation about a sample's video: its question with the video (placeholder expanded) and the
+    /// generation prompt, its answer and end of turn, then each further question as a new user turn followed by its
+    /// answer. Returns the ids and where each answer (with its end of turn) lies.
+    /// </summary>
+    internal static (List<int> Ids, List<(int Start, int End)> Answers) Encode(
+        Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn, bool questionFirst = false, IReadOnlyList<SceneQuestion>? more = null)
     {
         var turns = new[] { new ChatTurn(ChatRole.User, VidKvTinyRecipe.UserParts(sample.Question, questionFirst)) };
         string prompt = LlavaOnevisionChatTemplate.Render(turns, addGenerationPrompt: true);
@@ -245,10 +266,23 @@ public sealed class SyntheticTrainer
             }
         }
 
-        int answerStart = ids.Count;
-        ids.AddRange(tokenizer.Encode(sample.Answer));
-        ids.Add(endOfTurn);
-        return (ids, answerStart);
+        var answers = new List<(int Start, int End)>();
+        void Answer(string answer)
+        {
+            int start = ids.Count;
+            ids.AddRange(tokenizer.Encode(answer));
+            ids.Add(endOfTurn);
+            answers.Add((start, ids.Count));
+        }
+
+        Answer(sample.Answer);
+        foreach (var q in more ?? [])
+        {
+            ids.AddRange(tokenizer.Encode(LlavaOnevisionChatTemplate.Render([new ChatTurn(ChatRole.User, [new TextPart(q.Question)])], addGenerationPrompt: true)));
+            Answer(q.Answer);
+        }
+
+        return (ids, answers);
     }
 
     private (double Overall, string PerFamily) QuickAccuracy(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device)
@@ -266,8 +300,8 @@ public sealed class SyntheticTrainer
             var logits = model.Logits(model.Forward(embeds)).squeeze(0);
 
             // Teacher-forced exact match: every answer token (and the end of turn) must be the most likely one.
-            var predicted = logits.narrow(0, p.AnswerStart - 1, p.AnswerTokens).argmax(-1);
-            var targets = input.squeeze(0).narrow(0, p.AnswerStart, p.AnswerTokens);
+            var predicted = logits.narrow(0, p.AnswerStart - 1, p.FirstAnswerTokens).argmax(-1);
+            var targets = input.squeeze(0).narrow(0, p.AnswerStart, p.FirstAnswerTokens);
             var (correct, total) = counts.GetValueOrDefault(sample.Family);
             counts[sample.Family] = (correct + (predicted.eq(targets).all().item<bool>() ? 1 : 0), total + 1);
         }

@@ -39,6 +39,13 @@ public sealed record TrainingOptions
     /// </summary>
     public double QuestionFirst { get; init; }
 
+    /// <summary>
+    /// Questions asked about each training video: the sample's own, then up to this many minus one more that its scene
+    /// answers (<see cref="SceneQuestions"/>), as later turns of the same conversation, so that one encoding of the video
+    /// teaches several answers. Default 1.
+    /// </summary>
+    public int QuestionsPerVideo { get; init; } = 1;
+
     /// <summary>The question families trained on and their weights. Default: every family equally.</summary>
     public FamilyMix Families { get; init; } = FamilyMix.Balanced;
 
@@ -64,9 +71,9 @@ public sealed record TrainingOptions
     /// <exception cref="ArgumentException">A value is not allowed; the message names it.</exception>
     public void Validate()
     {
-        if (Steps < 1 || BatchSize < 1 || WarmupSteps < 0 || MaxVideoFrames < 8 || ValidationSamples < 1 || EvaluateEvery < 0)
+        if (Steps < 1 || BatchSize < 1 || QuestionsPerVideo < 1 || WarmupSteps < 0 || MaxVideoFrames < 8 || ValidationSamples < 1 || EvaluateEvery < 0)
         {
-            throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize and ValidationSamples must be positive, MaxVideoFrames at least 8.");
+            throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize, QuestionsPerVideo and ValidationSamples must be positive, MaxVideoFrames at least 8.");
         }
 
         if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))

@@ -70,4 +70,35 @@ public sealed class SyntheticTrainerTests : IDisposable
         var ex = Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { InitialModel = _temp }));
         Assert.Contains(_temp, ex.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Encode_WithFurtherQuestions_PutsEachAnswerWhereItsSpanSays()
+    {
+        string dir = Path.Combine(_temp, "tok");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), VidKvTinyRecipe.TrainTokenizer(samples: 300));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), VidKvTinyRecipe.TokenizerConfigJson());
+        var tokenizer = VidKV.AI.Backend.Text.Qwen2Tokenizer.FromDirectory(dir);
+        var config = VidKvTinyRecipe.ModelConfig(tokenizer);
+        int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
+        var sample = VidKV.AI.Backend.Synthetic.SceneGenerator.Generate(12, new VidKV.AI.Backend.Synthetic.SceneOptions { Family = VidKV.AI.Backend.Synthetic.QuestionFamily.Counting, MaxFrames = 40 });
+        var more = VidKV.AI.Backend.Synthetic.SceneQuestions.About(sample).Take(3).ToList();
+
+        var (ids, answers) = SyntheticTrainer.Encode(tokenizer, config, sample, endOfTurn, more: more);
+
+        Assert.Equal(4, answers.Count);
+        var expected = new[] { sample.Answer }.Concat(more.Select(q => q.Answer)).ToList();
+        for (int i = 0; i < answers.Count; i++)
+        {
+            var (start, end) = answers[i];
+            Assert.Equal(endOfTurn, ids[end - 1]);
+            Assert.Equal(expected[i], tokenizer.Decode(ids.Skip(start).Take(end - 1 - start)).Trim());
+        }
+
+        // The video appears once, in the first turn; the later turns hold the further questions.
+        Assert.Equal(VidKV.AI.Backend.Vision.VideoFramePreprocessor.CountVideoTokens(VidKvTinyRecipe.FramesFor(sample), config.Vision.PatchesPerSide), ids.Count(id => id == config.VideoTokenId));
+        string text = tokenizer.Decode(ids.Where(id => id != config.VideoTokenId));
+        Assert.All(more, q => Assert.Contains(q.Question, text, StringComparison.Ordinal));
+        Assert.Equal(ids.Count, answers[^1].End);
+    }
 }
