@@ -18,14 +18,26 @@ public static class Scalars
     /// <summary>The scalar 1.</summary>
     public static readonly Scalar One = 1.0;
 
+    /// <summary>The integer scalar 0.</summary>
+    public static readonly Scalar ZeroInt64 = 0L;
+
     /// <summary>The integer scalar 1 (the alpha of additions on integer tensors).</summary>
     public static readonly Scalar OneInt64 = 1L;
+
+    /// <summary>The integer scalar -1.</summary>
+    public static readonly Scalar NegativeOneInt64 = -1L;
+
+    /// <summary>The boolean scalar <see langword="true"/>.</summary>
+    public static readonly Scalar True = true;
 
     /// <summary>The scalar 2.</summary>
     public static readonly Scalar Two = 2.0;
 
     /// <summary>Negative infinity, for masking.</summary>
     public static readonly Scalar NegativeInfinity = double.NegativeInfinity;
+
+    /// <summary>NaN (scores of tokens that may not be protected).</summary>
+    public static readonly Scalar NaN = double.NaN;
 
     /// <summary>a + b.</summary>
     public static Tensor Add(Tensor a, Tensor b) => a.add(b, One);

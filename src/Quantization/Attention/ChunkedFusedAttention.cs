@@ -33,7 +33,7 @@ internal static class ChunkedFusedAttention
         var first = cache.Blocks.Count > 0 ? null : cache.ResidualKeys;
         long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : first!.shape[1];
         long groups = hq / hkv, nq = groups * tq, n = cache.Length;
-        using var factor = (Scalar)scale;
+        using var factor = scale.ToScalar();
 
         // [B, Hkv, nq, D]: the query heads of one KV head (and their tokens) as rows.
         var q = query.to(ScalarType.Float32).reshape(b, hkv, nq, d).mul(factor);
@@ -73,8 +73,9 @@ internal static class ChunkedFusedAttention
     /// <summary>start, start + 1, ... (len values), int64.</summary>
     private static Tensor Positions(long start, long len, Device device)
     {
-        using var first = (Scalar)start;
-        return arange(len, ScalarType.Int64, device).add(first, Scalars.OneInt64);
+        using var first = start.ToScalar();
+        using var stop = len.ToScalar();
+        return arange(Scalars.ZeroInt64, stop, Scalars.OneInt64, ScalarType.Int64, device).add(first, Scalars.OneInt64);
     }
 
     private static Tensor Mask(Tensor scores, Tensor positions, Tensor? limits)
@@ -165,7 +166,7 @@ internal static class ChunkedFusedAttention
                 scores = matmul(qb, k.transpose(2, 3));
             }
 
-            using var start = (Scalar)block.Start;
+            using var start = block.Start.ToScalar();
             var absolute = (pos ?? Positions(r0, len, qb.device).unsqueeze(0)).add(start, Scalars.OneInt64).reshape(pos is null ? 1 : b, 1, 1, len);
             var p = state.Step(Mask(scores, absolute, limits)); // [B, H, nq, len]
             state.Add(ValueRun(v, kind, o.ValueAxis, p, r0, len, g));
@@ -256,7 +257,7 @@ internal static class ChunkedFusedAttention
         }
 
         var flat = meta.squeeze(3); // [B, H, N/G, C]
-        using var size = (Scalar)g;
+        using var size = g.ToScalar();
         var group = pos.div(size, rounding_mode: RoundingMode.floor);
         return flat.gather(2, Expand(group, flat.shape)).to(ScalarType.Float32);
     }
@@ -269,7 +270,7 @@ internal static class ChunkedFusedAttention
     private static Tensor EasyWeights(Tensor qe, OneBitKeyMode mode)
     {
         long de = qe.shape[^1];
-        using var inv = (Scalar)(1.0 / de);
+        using var inv = (1.0 / de).ToScalar();
         switch (mode)
         {
             case OneBitKeyMode.Fft:

@@ -41,7 +41,7 @@ public static class ReferenceAttention
             v = v.repeat_interleave(groups, 1);
         }
 
-        using var factor = (Scalar)(scale ?? (1.0 / Math.Sqrt(query.shape[3])));
+        using var factor = (scale ?? (1.0 / Math.Sqrt(query.shape[3]))).ToScalar();
         var scores = matmul(query.to(ScalarType.Float32), k.transpose(2, 3)).mul(factor);
         if (causal && tq > 1)
         {

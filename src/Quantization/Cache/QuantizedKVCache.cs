@@ -190,7 +190,7 @@ public sealed class QuantizedKVCache : IDisposable
             if (_scores is not null)
             {
                 long known = Math.Min(_scores.shape[1], quantized);
-                scores = cat(new[] { _scores.narrow(1, 0, known), full(_batch, quantized - known, double.NaN, ScalarType.Float32, _scores.device) }, 1);
+                scores = cat(new[] { _scores.narrow(1, 0, known), full(_batch, quantized - known, Scalars.NaN, ScalarType.Float32, _scores.device) }, 1);
             }
 
             var block = QuantizeBlock(0, allKeys.narrow(2, 0, quantized), allValues.narrow(2, 0, quantized), scores);

@@ -91,7 +91,6 @@ public static class CodePacking
     internal static Tensor PackUnchecked(Tensor codes, CodeFormat format)
     {
         int per = CodesPerByte(format);
-        int b = Base(format);
         using var scope = NewDisposeScope();
 
         // Every partial sum stays below 256, so the whole computation runs on bytes.
@@ -106,15 +105,21 @@ public static class CodePacking
 
         var digits = bytes.reshape(codes.shape[..^1].Append(packed).Append(per).ToArray());
         var result = digits.select(-1, 0).clone();
-        int weight = 1;
+        var weights = DigitWeights[format];
         for (int i = 1; i < per; i++)
         {
-            weight *= b;
-            result.add_(digits.select(-1, i) * weight);
+            result.add_(digits.select(-1, i).mul(weights[i]), Scalars.OneInt64);
         }
 
         return result.MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// base^i for digit i of each format, as Scalars alive for the process: a temporary Scalar may be freed by the
+    /// garbage collector while the native call reads it.
+    /// </summary>
+    private static readonly Dictionary<CodeFormat, Scalar[]> DigitWeights =
+        Enum.GetValues<CodeFormat>().ToDictionary(f => f, f => Powers(f).Select(w => ((long)w).ToScalar()).ToArray());
 
     /// <summary>Unpacks the first <paramref name="length"/> codes of each row as uint8.</summary>
     /// <exception cref="ArgumentException">The packed tensor is not uint8 or is too short for <paramref name="length"/> codes.</exception>
@@ -139,25 +144,28 @@ public static class CodePacking
         }
 
         var divisors = Weights(format, packed.device);
-        using var radix = (Scalar)Base(format);
+        using var radix = Base(format).ToScalar();
         var digits = packed.unsqueeze(-1).floor_divide(divisors).remainder(radix);
         var shape = packed.shape[..^1].Append(packed.shape[^1] * per).ToArray();
         return digits.reshape(shape).narrow(-1, 0, length).MoveToOuterDisposeScope();
     }
 
     private static Tensor Weights(CodeFormat format, Device device)
+        => tensor(Powers(format).Select(v => (byte)v).ToArray(), ScalarType.Byte, device);
+
+    /// <summary>base^i for each digit i of a byte: digit i of a byte is (byte / base^i) mod base.</summary>
+    private static int[] Powers(CodeFormat format)
     {
         int per = CodesPerByte(format);
         int b = Base(format);
         var w = new int[per];
         int v = 1;
-        // Digit i of a byte is (byte / base^i) mod base.
         for (int i = 0; i < per; i++)
         {
             w[i] = v;
             v *= b;
         }
 
-        return tensor(w.Select(v => (byte)v).ToArray(), ScalarType.Byte, device);
+        return w;
     }
 }

@@ -1,3 +1,4 @@
+using TorchSharp;
 using VidKV.AI.Quantization.Packing;
 using static TorchSharp.torch;
 
@@ -12,6 +13,11 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// exactly <c>q·s + mn</c> with the values held.</remarks>
 public sealed class AsymmetricQuantizer : TensorQuantizer
 {
+    // 2^b - 1 for each allowed b, alive for the process (a temporary Scalar may be freed while a native call reads it).
+    private static readonly Scalar Levels2 = 3L.ToScalar(), Levels4 = 15L.ToScalar(), Levels8 = 255L.ToScalar();
+
+    private readonly Scalar _levels;
+
     /// <summary>Creates the quantizer.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="bits"/> is not 2, 4 or 8, or a grouping value is invalid.</exception>
     public AsymmetricQuantizer(int bits, QuantizationAxis axis, int groupSize = 32, ScalarType metadataType = ScalarType.Float16)
@@ -23,6 +29,7 @@ public sealed class AsymmetricQuantizer : TensorQuantizer
         }
 
         Bits = bits;
+        _levels = bits switch { 2 => Levels2, 4 => Levels4, _ => Levels8 };
     }
 
     /// <summary>Bits per code.</summary>
@@ -33,12 +40,11 @@ public sealed class AsymmetricQuantizer : TensorQuantizer
     {
         using var scope = NewDisposeScope();
         var (g, dim) = GroupLayout.Group(x.to(ScalarType.Float32), Axis, GroupSize);
-        int levels = (1 << Bits) - 1;
         var mn = Stored(g.amin(new[] { dim }, keepdim: true));
-        var scale = Stored((g.amax(new[] { dim }, keepdim: true) - g.amin(new[] { dim }, keepdim: true)) / levels);
+        var scale = Stored((g.amax(new[] { dim }, keepdim: true) - g.amin(new[] { dim }, keepdim: true)).div(_levels));
         var s = scale.to(ScalarType.Float32);
-        var zero = s.eq(0);
-        var q = ((g - mn.to(ScalarType.Float32)) / s.masked_fill(zero, 1)).round().clamp(0, levels).masked_fill(zero, 0);
+        var zero = s.eq(Scalars.ZeroInt64);
+        var q = ((g - mn.to(ScalarType.Float32)) / s.masked_fill(zero, Scalars.OneInt64)).round().clamp(Scalars.ZeroInt64, _levels).masked_fill(zero, Scalars.ZeroInt64);
         var codes = CodePacking.PackUnchecked(q.to(ScalarType.Byte).reshape(x.shape), CodePacking.ForBits(Bits));
         return new QuantizedTensor(codes, CodePacking.ForBits(Bits), x.shape, scale, mn);
     }

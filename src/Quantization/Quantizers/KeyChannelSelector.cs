@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Quantization.Quantizers;
@@ -22,6 +23,9 @@ public enum ChannelStatistic
 /// </summary>
 public sealed class KeyChannelSelector
 {
+    // M as a Scalar for the selector's lifetime (a temporary one may be freed while a native call reads it).
+    private readonly Scalar _threshold;
+
     /// <summary>Creates a selector.</summary>
     /// <param name="statistic">Ranking statistic.</param>
     /// <param name="outlierThreshold">M for <see cref="ChannelStatistic.OutlierCount"/>; must be positive.</param>
@@ -39,6 +43,7 @@ public sealed class KeyChannelSelector
 
         Statistic = statistic;
         OutlierThreshold = outlierThreshold;
+        _threshold = outlierThreshold.ToScalar();
     }
 
     /// <summary>Ranking statistic.</summary>
@@ -57,8 +62,9 @@ public sealed class KeyChannelSelector
         {
             ChannelStatistic.Range => flat.amax(new[] { 0L }) - flat.amin(new[] { 0L }),
             ChannelStatistic.Variance => flat.var(0L, false, false, null),
-            _ => (flat - flat.mean()).abs().gt(flat.std(unbiased: false) * OutlierThreshold).to(ScalarType.Float32).sum(0L),
+            _ => (flat - flat.mean()).abs().gt(flat.std(unbiased: false).mul(_threshold)).to(ScalarType.Float32).sum(0L),
         };
+        GC.KeepAlive(this); // _threshold stays alive until the native calls that read it have returned
         return score.MoveToOuterDisposeScope();
     }
 
@@ -81,7 +87,7 @@ public sealed class KeyChannelSelector
         {
             // Stable order: ties keep the lower index, so the split is deterministic.
             var order = score.sort(0, true, true).Indices.narrow(0, 0, outlierCount);
-            mask.index_fill_(0, order, true);
+            mask.index_fill_(0, order, Scalars.True);
         }
 
         var outliers = mask.nonzero().reshape(-1);

@@ -78,7 +78,7 @@ public sealed class SemanticTokenProtection
             return null;
         }
 
-        var ranked = s.masked_fill(finite.logical_not(), double.NegativeInfinity);
+        var ranked = s.masked_fill(finite.logical_not(), Scalars.NegativeInfinity);
         var top = ranked.sort(1, true, true).Indices.narrow(1, 0, k);
         return top.sort(1, false, true).Values.MoveToOuterDisposeScope();
     }

@@ -51,7 +51,7 @@ public sealed class SignQuantizer : TensorQuantizer
         var xf = x.to(ScalarType.Float32);
         var (g, dim) = GroupLayout.Group(xf, Axis, GroupSize);
         var scale = Stored(g.abs().mean(new[] { dim }, keepdim: true));
-        var codes = CodePacking.PackUnchecked(xf.ge(0).to(ScalarType.Byte), CodeFormat.Bits1);
+        var codes = CodePacking.PackUnchecked(xf.ge(Scalars.ZeroInt64).to(ScalarType.Byte), CodeFormat.Bits1);
         return new QuantizedTensor(codes, CodeFormat.Bits1, x.shape, scale, StoreZeroPoint ? zeros_like(scale) : null);
     }
 

@@ -50,14 +50,20 @@ public abstract class TensorQuantizer
     public QuantizedTensor Quantize(Tensor x)
     {
         CheckInput(x);
-        return TokenChunks.Quantize(x, ChunkLength, QuantizeCore, MetadataRowsPerToken);
+        var result = TokenChunks.Quantize(x, ChunkLength, QuantizeCore, MetadataRowsPerToken);
+
+        // Subclasses hold Scalars the native calls read; keep them (through this) alive until every call has returned.
+        GC.KeepAlive(this);
+        return result;
     }
 
     /// <summary>Reconstructs a float32 tensor of the original shape.</summary>
     public Tensor Dequantize(QuantizedTensor q)
     {
         ArgumentNullException.ThrowIfNull(q);
-        return TokenChunks.Dequantize(q, ChunkLength, DequantizeCore, MetadataRowsPerToken);
+        var result = TokenChunks.Dequantize(q, ChunkLength, DequantizeCore, MetadataRowsPerToken);
+        GC.KeepAlive(this);
+        return result;
     }
 
     /// <summary>Quantizes one run of tokens.</summary>

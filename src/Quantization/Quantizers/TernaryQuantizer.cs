@@ -1,3 +1,4 @@
+using TorchSharp;
 using VidKV.AI.Quantization.Packing;
 using static TorchSharp.torch;
 
@@ -10,6 +11,9 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// </summary>
 public sealed class TernaryQuantizer : TensorQuantizer
 {
+    // Gamma as a Scalar for the quantizer's lifetime (a temporary one may be freed while a native call reads it).
+    private readonly Scalar _gamma;
+
     /// <summary>Creates the quantizer.</summary>
     /// <param name="axis">Grouping axis.</param>
     /// <param name="groupSize">Elements per group.</param>
@@ -41,6 +45,7 @@ public sealed class TernaryQuantizer : TensorQuantizer
         Scaled = scaled;
         Packing = packing;
         ReferenceMetadata = referenceMetadata;
+        _gamma = gamma.ToScalar();
     }
 
     /// <summary>Threshold factor.</summary>
@@ -62,19 +67,19 @@ public sealed class TernaryQuantizer : TensorQuantizer
         var (g, dim) = GroupLayout.Group(x.to(ScalarType.Float32), Axis, GroupSize);
         var abs = g.abs();
         var meanAbs = abs.mean(new[] { dim }, keepdim: true);
-        var t = meanAbs * Gamma;
+        var t = meanAbs.mul(_gamma);
         var q = g.gt(t).to(ScalarType.Int32) - g.lt(-t).to(ScalarType.Int32);
-        var codes = CodePacking.PackUnchecked((q + 1).to(ScalarType.Byte).reshape(x.shape), Packing);
+        var codes = CodePacking.PackUnchecked(q.add(Scalars.OneInt64, Scalars.OneInt64).to(ScalarType.Byte).reshape(x.shape), Packing);
         Tensor? scale = null, zero = null;
         if (Scaled)
         {
-            var nonzero = q.ne(0).to(ScalarType.Float32);
-            scale = Stored((abs * nonzero).sum(new[] { dim }, keepdim: true) / nonzero.sum(new[] { dim }, keepdim: true).clamp_min(1));
+            var nonzero = q.ne(Scalars.ZeroInt64).to(ScalarType.Float32);
+            scale = Stored((abs * nonzero).sum(new[] { dim }, keepdim: true) / nonzero.sum(new[] { dim }, keepdim: true).clamp_min(Scalars.OneInt64));
         }
         else if (ReferenceMetadata)
         {
             scale = Stored(meanAbs);
-            zero = Stored(full_like(meanAbs, -1));
+            zero = Stored(full_like(meanAbs, Scalars.NegativeOneInt64));
         }
 
         return new QuantizedTensor(codes, Packing, x.shape, scale, zero);
