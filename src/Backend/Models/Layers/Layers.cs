@@ -86,7 +86,7 @@ internal sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x = input.to(ScalarType.Float32);
-        var normed = x * Scalars.Add(x.square().mean(new[] { -1L }, keepdim: true), _eps).rsqrt();
+        var normed = x * Scalars.Add(x.mul(x).mean(new[] { -1L }, keepdim: true), _eps).rsqrt();
         return (weight * normed.to(input.dtype)).MoveToOuterDisposeScope();
     }
 }

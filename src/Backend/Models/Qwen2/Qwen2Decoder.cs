@@ -171,7 +171,9 @@ internal sealed class Qwen2Decoder : nn.Module
     public Tensor Forward(Tensor embeds, long start, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, List<Tensor>? layerOutputs)
     {
         using var scope = NewDisposeScope();
-        var positions = arange(start, start + embeds.shape[1], 1, ScalarType.Int64, embeds.device);
+        using var first = start.ToScalar();
+        using var end = (start + embeds.shape[1]).ToScalar();
+        var positions = arange(first, end, Scalars.OneInt64, ScalarType.Int64, embeds.device);
         var (cos, sin) = Rope.Tables(positions, _config.HeadDim, _config.RopeTheta);
         var h = embeds;
         for (int i = 0; i < layers.Count; i++)
