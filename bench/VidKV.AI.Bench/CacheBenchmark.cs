@@ -276,7 +276,7 @@ internal sealed class CacheBenchmark
         sb.AppendLine("# KV cache benchmark").AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {CpuModel()}, {Environment.ProcessorCount} logical processors, {RuntimeInformation.ProcessArchitecture}, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- TorchSharp native layer: {TorchRuntime.Description}; {torch.get_num_threads()} intra-op threads; device {_s.Device}{(_s.Device == "cuda" ? $" ({GpuName()})" : string.Empty)}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Geometry: {s.Layers} layers, batch 1, {s.KvHeads} KV heads, {s.QHeads} query heads, head dim {s.HeadDim}, {s.Tokens} prefilled tokens + 1 decode token per layer (the residual), seed {s.Seed}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Wall time: {elapsed.TotalSeconds:F1} s (warm-up, data generation, {s.Layers} x {Variants().Count} caches, errors and attention)");
@@ -294,27 +294,5 @@ internal sealed class CacheBenchmark
         sb.AppendLine();
         sb.AppendLine(table);
         return sb.ToString();
-    }
-
-    private static string CpuModel()
-    {
-        try
-        {
-            foreach (string line in File.ReadLines("/proc/cpuinfo"))
-            {
-                if (line.StartsWith("model name", StringComparison.Ordinal) && line.IndexOf(':', StringComparison.Ordinal) is int colon and >= 0)
-                {
-                    return line[(colon + 1)..].Trim();
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
-        }
-
-        return "unknown CPU";
     }
 }

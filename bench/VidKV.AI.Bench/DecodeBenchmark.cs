@@ -202,7 +202,7 @@ internal sealed class DecodeBenchmark
         sb.AppendLine("# Decode attention benchmark").AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {CpuModel()}, {Environment.ProcessorCount} logical processors, {RuntimeInformation.ProcessArchitecture}, {RuntimeInformation.OSDescription}, .NET {Environment.Version}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- CPU kernel paths accelerated here: {string.Join(", ", Enum.GetValues<FusedKernelPath>().Where(p => p != FusedKernelPath.Auto && FusedAttention.IsSupported(p)))} (Auto = {FusedAttention.AutoPath})");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- TorchSharp native layer: {TorchRuntime.Description}; {torch.get_num_threads()} intra-op threads; device {s.Device}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Geometry (one layer of LLaVA-OneVision-7B): batch {s.Batch}, {s.KvHeads} KV heads, {s.QHeads} query heads, head dim {s.HeadDim}, one decode query token; cache {s.Preset} {s.Profile}, prefilled with N tokens (N mod 32 = 0: all quantized, empty residual)");
@@ -218,24 +218,5 @@ internal sealed class DecodeBenchmark
         sb.AppendLine();
         sb.AppendLine(table);
         return sb.ToString();
-    }
-
-    private static string CpuModel()
-    {
-        try
-        {
-            foreach (string line in File.ReadLines("/proc/cpuinfo"))
-            {
-                if (line.StartsWith("model name", StringComparison.Ordinal) && line.IndexOf(':', StringComparison.Ordinal) is int colon and >= 0)
-                {
-                    return line[(colon + 1)..].Trim();
-                }
-            }
-        }
-        catch (IOException)
-        {
-        }
-
-        return "unknown CPU";
     }
 }

@@ -87,6 +87,7 @@ internal static class ModelDecodeBenchmark
 
         var report = new StringBuilder();
         report.AppendLine($"Command: `{commandLine}`");
+        report.AppendLine($"Machine: {Machine.Description}; {TorchRuntime.Description}");
         report.AppendLine($"Device: {device}; LLaVA-OneVision-7B geometry ({config.Text.NumLayers} layers, hidden 3584, 28 query / 4 KV heads, head dim 128, vocabulary 152064), random weights, {dtype}; prefill of random embeddings with random importance scores, then {repeats} timed decode steps (2 warm-up), each one token through embedding, every layer and the logits.");
         report.AppendLine();
         report.AppendLine("| frames | cached tokens | cache | median ms / step | min ms | KV cache held MiB |");
