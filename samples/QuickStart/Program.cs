@@ -52,7 +52,7 @@ try
         Console.WriteLine();
         Console.WriteLine($"Video:    {video}");
         Console.WriteLine($"Question: {question}");
-        Console.Write("Answer:  ");
+        Console.Write("Answer:   ");
         clock.Restart();
         UsageDetails? usage = null;
         var message = new ChatMessage(ChatRole.User, [VidKVMedia.FromFile(video), new TextContent(question)]);
