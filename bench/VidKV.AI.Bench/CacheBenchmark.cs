@@ -64,9 +64,9 @@ internal sealed class CacheBenchmark
 
     public int Run(string commandLine)
     {
-        if (_s.Device == "cuda" && !TorchRuntime.TryInitializeCuda())
+        if (_s.Device == "cuda")
         {
-            throw new InvalidOperationException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable} to a CUDA build of PyTorch's torch/lib (or 'python').");
+            Machine.RequireCuda();
         }
 
         var variants = Variants();
@@ -86,14 +86,7 @@ internal sealed class CacheBenchmark
         Console.Error.WriteLine($"total {wall.Elapsed.TotalSeconds:F1} s, peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / (1 << 20)} MiB");
         if (_s.Out is not null)
         {
-            string? dir = Path.GetDirectoryName(Path.GetFullPath(_s.Out));
-            if (dir is not null)
-            {
-                Directory.CreateDirectory(dir);
-            }
-
-            File.WriteAllText(_s.Out, Report(commandLine, table, wall.Elapsed));
-            Console.Error.WriteLine($"wrote {Path.GetFullPath(_s.Out)}");
+            Machine.WriteReport(_s.Out, Report(commandLine, table, wall.Elapsed));
         }
 
         return 0;

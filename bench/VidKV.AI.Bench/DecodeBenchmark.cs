@@ -55,9 +55,9 @@ internal sealed class DecodeBenchmark
     public int Run(string commandLine)
     {
         bool cuda = _s.Device == "cuda";
-        if (cuda && !TorchRuntime.TryInitializeCuda())
+        if (cuda)
         {
-            throw new InvalidOperationException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable} to a CUDA build of PyTorch's torch/lib (or 'python').");
+            Machine.RequireCuda();
         }
 
         PeakMemory.Initialize();
@@ -73,14 +73,7 @@ internal sealed class DecodeBenchmark
         Console.WriteLine(table);
         if (_s.Out is not null)
         {
-            string? dir = Path.GetDirectoryName(Path.GetFullPath(_s.Out));
-            if (dir is not null)
-            {
-                Directory.CreateDirectory(dir);
-            }
-
-            File.WriteAllText(_s.Out, Report(commandLine, table, wall.Elapsed));
-            Console.Error.WriteLine($"wrote {Path.GetFullPath(_s.Out)}");
+            Machine.WriteReport(_s.Out, Report(commandLine, table, wall.Elapsed));
         }
 
         return 0;

@@ -96,7 +96,7 @@ internal static class ModelDecodeBenchmark
         Console.WriteLine(report);
         if (output is not null)
         {
-            File.WriteAllText(output, report.ToString());
+            Machine.WriteReport(output, report.ToString());
         }
 
         return 0;

@@ -45,7 +45,7 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
         var compressed = SyntheticEvaluator.Evaluate(
             vlm, HeldOut, KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { ValueAxis = QuantizationAxis.PerChannel }, "vidkv", onReply: (_, r) => compressedReplies.Add(r));
         var blank = SyntheticEvaluator.Evaluate(
-            vlm, [.. HeldOut.Select(s => s with { Scene = new SceneSpec(s.Scene.FrameCount, s.Scene.Background, s.Scene.NoiseLevel, s.Scene.NoiseSeed, []) })], KVCacheOptions.FromPreset("fp16"), "blank");
+            vlm, [.. HeldOut.Select(s => s with { Scene = s.Scene.WithoutObjects() })], KVCacheOptions.FromPreset("fp16"), "blank");
         int agree = fp16Replies.Zip(compressedReplies).Count(p => SyntheticEvaluator.IsCorrect(p.First, p.Second));
         output.WriteLine($"fp16 {fp16.Accuracy:P1}, vidkv-1.5/1.58 {compressed.Accuracy:P1}, objects removed {blank.Accuracy:P1}, same reply {agree}/{HeldOut.Count}");
 

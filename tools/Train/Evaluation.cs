@@ -83,7 +83,7 @@ internal static class Evaluation
         }
 
         // What the question alone gives: the same questions with every object removed from the videos.
-        var blank = test.Select(s => s with { Scene = new SceneSpec(s.Scene.FrameCount, s.Scene.Background, s.Scene.NoiseLevel, s.Scene.NoiseSeed, []) }).ToList();
+        var blank = test.Select(s => s with { Scene = s.Scene.WithoutObjects() }).ToList();
         var ablation = SyntheticEvaluator.Evaluate(model, blank, KVCacheOptions.FromPreset("fp16"), "fp16, objects removed", maxFrames);
         table.AppendLine(string.Create(CultureInfo.InvariantCulture,
             $"| ablation: objects removed from every video | fp16 | - | {string.Join(" | ", families.Select(f => $"{ablation.FamilyAccuracy(f):P1}"))} | {ablation.Accuracy:P1} | - |"));

@@ -50,6 +50,17 @@ public static class SceneRenderer
         return tensor(rgb, [scene.FrameCount, height, width, 3], ScalarType.Byte);
     }
 
+    /// <summary>Renders the given frames of a scene, in the given order (each equal to that frame of a whole render).</summary>
+    /// <param name="scene">The scene.</param>
+    /// <param name="frames">Frame indices, each 0 to <see cref="SceneSpec.FrameCount"/> - 1.</param>
+    /// <param name="width">The width in pixels, 16 to 1024.</param>
+    /// <param name="height">The height in pixels, 16 to 1024.</param>
+    /// <returns>uint8 <c>[frames.Count, H, W, 3]</c>, RGB.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="scene"/> or <paramref name="frames"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A frame index or a size is out of range.</exception>
+    public static Tensor Render(SceneSpec scene, IReadOnlyList<long> frames, int width, int height) =>
+        tensor(RenderRgb(scene, frames, width, height), [frames.Count, height, width, 3], ScalarType.Byte);
+
     /// <summary>Renders one frame of a sample at its own size.</summary>
     /// <param name="sample">The sample.</param>
     /// <param name="frameIndex">The frame, 0 to <see cref="VideoQaSample.FrameCount"/> - 1.</param>
@@ -100,6 +111,33 @@ public static class SceneRenderer
 
         byte[] rgb = new byte[total];
         Parallel.For(0, scene.FrameCount, f => FrameRasterizer.Draw(scene, f, width, height, rgb.AsSpan(f * frameBytes, frameBytes)));
+        return rgb;
+    }
+
+    /// <summary>Renders the given frames of a scene into one rgb24 byte array, in the given order.</summary>
+    /// <param name="scene">The scene.</param>
+    /// <param name="frames">Frame indices, each 0 to <see cref="SceneSpec.FrameCount"/> - 1.</param>
+    /// <param name="width">The width in pixels, 16 to 1024.</param>
+    /// <param name="height">The height in pixels, 16 to 1024.</param>
+    /// <returns><c>frames.Count * H * W * 3</c> bytes.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="scene"/> or <paramref name="frames"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A frame index or a size is out of range.</exception>
+    public static byte[] RenderRgb(SceneSpec scene, IReadOnlyList<long> frames, int width, int height)
+    {
+        ArgumentNullException.ThrowIfNull(scene);
+        ArgumentNullException.ThrowIfNull(frames);
+        CheckSize(width, height);
+        foreach (long f in frames)
+        {
+            if (f < 0 || f >= scene.FrameCount)
+            {
+                throw new ArgumentOutOfRangeException(nameof(frames), f, $"Frame indices must be 0 to {scene.FrameCount - 1}.");
+            }
+        }
+
+        int frameBytes = width * height * 3;
+        byte[] rgb = new byte[(long)frameBytes * frames.Count];
+        Parallel.For(0, frames.Count, i => FrameRasterizer.Draw(scene, (int)frames[i], width, height, rgb.AsSpan(i * frameBytes, frameBytes)));
         return rgb;
     }
 

@@ -68,6 +68,10 @@ public sealed class SceneSpec : IEquatable<SceneSpec>
     /// <summary>The objects, in drawing order.</summary>
     public IReadOnlyList<SceneObject> Objects => _view;
 
+    /// <summary>The same video (length, background, noise) with every object removed: what a question alone gives.</summary>
+    /// <returns>A scene without objects.</returns>
+    public SceneSpec WithoutObjects() => new(FrameCount, Background, NoiseLevel, NoiseSeed, []);
+
     /// <summary>The objects visible on a frame.</summary>
     /// <param name="frameIndex">A frame index.</param>
     /// <returns>The visible objects, in drawing order.</returns>

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Synthetic;
 using VidKV.AI.Backend.Text;
@@ -25,28 +24,10 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
     /// <summary>Renders the frames the model sees, encodes the prompt and computes the visual targets.</summary>
     public static PreparedSample Create(VideoQaSample sample, Func<VideoQaSample, (List<int> Ids, List<(int Start, int End)> Answers)> encode, int imageSize, int cellsPerSide)
     {
-        var indices = FrameIndices(sample);
-        int frameBytes = imageSize * imageSize * 3;
-        byte[] rgb = new byte[indices.Length * frameBytes];
-        for (int i = 0; i < indices.Length; i++)
-        {
-            SceneRenderer.RenderFrameRgb(sample.Scene, (int)indices[i], imageSize, imageSize, rgb.AsSpan(i * frameBytes, frameBytes));
-        }
-
+        var indices = VidKvTinyRecipe.FrameIndices(sample);
+        byte[] rgb = SceneRenderer.RenderRgb(sample.Scene, indices, imageSize, imageSize);
         var (ids, answers) = encode(sample);
         return new PreparedSample(sample, ids, answers, rgb, indices.Length, VisualTargets.Compute(sample.Scene, indices, cellsPerSide));
-    }
-
-    /// <summary>
-    /// The frames the built-in model is given for a sample: every frame of a needle question (the needle is visible on
-    /// only a few), otherwise at most <see cref="VidKvTinyRecipe.MaxFrames"/> frames sampled uniformly.
-    /// </summary>
-    public static long[] FrameIndices(VideoQaSample sample)
-    {
-        int take = VidKvTinyRecipe.FramesFor(sample);
-        return take == sample.FrameCount
-            ? [.. Enumerable.Range(0, take).Select(i => (long)i)]
-            : FrameIndexSampler.Linspace(0, sample.FrameCount - 1, take);
     }
 }
 

@@ -1,5 +1,4 @@
 using VidKV.AI.Backend.Generation;
-using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Synthetic;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Quantization.Cache;
@@ -40,11 +39,7 @@ public static class SyntheticEvaluator
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
-            var frames = SceneRenderer.Render(sample, size, size);
-            if (sample.Family != QuestionFamily.Needle && sample.FrameCount > maxFrames)
-            {
-                frames = frames.index_select(0, tensor(FrameIndexSampler.Linspace(0, sample.FrameCount - 1, maxFrames)));
-            }
+            var frames = SceneRenderer.Render(sample.Scene, VidKvTinyRecipe.FrameIndices(sample, maxFrames), size, size);
 
             var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart(sample.Question) }) })
             {

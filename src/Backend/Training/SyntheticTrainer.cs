@@ -180,8 +180,7 @@ public sealed class SyntheticTrainer
         {
             using var scope = NewDisposeScope();
             var samples = group.ToList();
-            int side = VidKvTinyRecipe.ImageSize;
-            var videos = samples.Select(p => preprocessor.Preprocess(tensor(p.Rgb, [p.Frames, side, side, 3], ScalarType.Byte).to(device))).ToList();
+            var videos = samples.Select(p => Video(p, preprocessor, device)).ToList();
             var features = model.EncodeVideos(videos);
 
             // Auxiliary visual objective on the pooled tokens the decoder reads (the newline feature excluded).
@@ -285,6 +284,13 @@ public sealed class SyntheticTrainer
         return (ids, answers);
     }
 
+    /// <summary>A prepared sample's frames, preprocessed on the device.</summary>
+    private static Tensor Video(PreparedSample p, VideoFramePreprocessor preprocessor, Device device)
+    {
+        int side = VidKvTinyRecipe.ImageSize;
+        return preprocessor.Preprocess(tensor(p.Rgb, [p.Frames, side, side, 3], ScalarType.Byte).to(device));
+    }
+
     private (double Overall, string PerFamily) QuickAccuracy(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device)
     {
         var counts = new Dictionary<QuestionFamily, (int Correct, int Total)>();
@@ -293,8 +299,7 @@ public sealed class SyntheticTrainer
             var sample = SceneGenerator.Generate(SyntheticDataset.SeedOf(_options.Seed, DatasetSplit.Validation, i), sceneOptions);
             var p = PreparedSample.Create(sample, s => Encode(tokenizer, model.Config, s, endOfTurn, _options.QuestionFirst >= 0.5), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide);
             using var scope = NewDisposeScope();
-            int side = VidKvTinyRecipe.ImageSize;
-            var video = preprocessor.Preprocess(tensor(p.Rgb, [p.Frames, side, side, 3], ScalarType.Byte).to(device));
+            var video = Video(p, preprocessor, device);
             var input = tensor(p.Ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
             var embeds = model.MergeVisual(input, model.Embed(input), model.EncodeVideo(video), null);
             var logits = model.Logits(model.Forward(embeds)).squeeze(0);

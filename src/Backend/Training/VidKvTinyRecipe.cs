@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Synthetic;
 using VidKV.AI.Backend.Text;
@@ -23,12 +24,22 @@ public static class VidKvTinyRecipe
 
     /// <summary>
     /// How many frames of a sample's video the model is given: all of them for a needle question (the needle is visible
-    /// on 2 to 6 frames, which uniform sampling would skip), otherwise at most <see cref="MaxFrames"/>.
+    /// on 2 to 6 frames, which uniform sampling would skip), otherwise at most <paramref name="maxFrames"/>.
     /// </summary>
-    public static int FramesFor(VideoQaSample sample)
+    public static int FramesFor(VideoQaSample sample, int maxFrames = MaxFrames)
     {
         ArgumentNullException.ThrowIfNull(sample);
-        return sample.Family == QuestionFamily.Needle ? sample.FrameCount : Math.Min(sample.FrameCount, MaxFrames);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxFrames, 1);
+        return sample.Family == QuestionFamily.Needle ? sample.FrameCount : Math.Min(sample.FrameCount, maxFrames);
+    }
+
+    /// <summary>The indices of the <see cref="FramesFor"/> frames, sampled uniformly (numpy's linspace) when fewer than the video's.</summary>
+    public static long[] FrameIndices(VideoQaSample sample, int maxFrames = MaxFrames)
+    {
+        int take = FramesFor(sample, maxFrames);
+        return take == sample.FrameCount
+            ? [.. Enumerable.Range(0, take).Select(i => (long)i)]
+            : FrameIndexSampler.Linspace(0, sample.FrameCount - 1, take);
     }
 
     /// <summary>The special tokens, in id order after the learned vocabulary.</summary>

@@ -138,4 +138,20 @@ public sealed class SceneRendererTests(ITestOutputHelper output)
         Assert.Contains("speed 0.1", e2.Message);
         Assert.Contains("at most 40", e3.Message);
     }
+
+    [Fact]
+    public void SelectedFrames_EqualThoseFramesOfTheWholeRender_InTheOrderAsked()
+    {
+        var sample = SceneGenerator.Generate(21, new SceneOptions { Family = QuestionFamily.MotionDirection, MinFrames = 40, MaxFrames = 40 });
+        using var scope = NewDisposeScope();
+        var whole = SceneRenderer.Render(sample.Scene, 64, 48);
+        long[] frames = [39, 0, 17, 17];
+
+        var selected = SceneRenderer.Render(sample.Scene, frames, 64, 48);
+
+        Assert.Equal(new long[] { 4, 48, 64, 3 }, selected.shape);
+        Assert.True(selected.eq(whole.index_select(0, tensor(frames))).all().item<bool>());
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => SceneRenderer.RenderRgb(sample.Scene, [0, 40], 64, 48));
+        Assert.Contains("0 to 39", ex.Message, StringComparison.Ordinal);
+    }
 }

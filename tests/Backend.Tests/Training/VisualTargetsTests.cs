@@ -53,7 +53,7 @@ public sealed class VisualTargetsTests
         for (int seed = 0; seed < 40; seed++)
         {
             var sample = SceneGenerator.Generate(seed, new SceneOptions { MaxFrames = 96, NeedleMinFrames = 64 });
-            var frames = PreparedSample.FrameIndices(sample);
+            var frames = VidKvTinyRecipe.FrameIndices(sample);
             var targets = VisualTargets.Compute(sample.Scene, frames, 4);
             for (int i = 0; i < frames.Length; i++)
             {
