@@ -11,7 +11,7 @@ public readonly record struct SceneQuestion(QuestionForm Form, string Question, 
 /// number of objects; the shape of each object (colours are unique); the colour of each object whose shape is
 /// unique; the size of each object; the direction of each object that travels at least a fifth of the frame; and
 /// which of two objects appeared first when their appearances are at least an eighth of the video apart and both
-/// stay for a third of it. Used to ask several questions about one video in training (one encoding of the video,
+/// stay for a third of it; for a needle video, what appeared briefly and in which third. Used to ask several questions about one video in training (one encoding of the video,
 /// several answers to learn from).
 /// </summary>
 public static class SceneQuestions
@@ -63,6 +63,14 @@ public static class SceneQuestions
                 var (x, y) = ((i + j) % 2 == 0) ? (a, b) : (b, a);
                 questions.Add(new(QuestionForm.TemporalOrder, $"Which appeared first, the {x.Description} or the {y.Description}?", first.Description));
             }
+        }
+
+        // A needle video answers both needle questions: what the brief object was, and in which third of the video.
+        if (sample.Family == QuestionFamily.Needle && sample.SubjectIndices.Count == 1)
+        {
+            var needle = objects[sample.SubjectIndices[0]];
+            questions.Add(new(QuestionForm.NeedleWhat, "What appeared briefly?", needle.Description));
+            questions.Add(new(QuestionForm.NeedleWhen, $"When did the {needle.Description} appear?", SceneVocabulary.Times[Math.Min(2, 3 * needle.AppearFrame / frames)]));
         }
 
         questions.RemoveAll(q => q.Question == sample.Question);

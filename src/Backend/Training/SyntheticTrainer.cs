@@ -20,6 +20,12 @@ public sealed class SyntheticTrainer
     private readonly Action<string> _log;
     private readonly object _tokenizerLock = new();
 
+    /// <summary>
+    /// The auxiliary visual head's weights, written next to the checkpoint so that a run continued from it (<see
+    /// cref="TrainingOptions.InitialModel"/>) keeps its head instead of starting a random one; not part of the model.
+    /// </summary>
+    public const string VisualHeadFile = "visual_head.dat";
+
     /// <summary>Creates a trainer.</summary>
     public SyntheticTrainer(TrainingOptions options, Action<string>? log = null)
     {
@@ -32,7 +38,7 @@ public sealed class SyntheticTrainer
     /// <summary>
     /// Trains a model (a new one, or <see cref="TrainingOptions.InitialModel"/>) and writes a complete checkpoint folder
     /// to <paramref name="outputDirectory"/>: config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
-    /// preprocessor_config.json.
+    /// preprocessor_config.json, and the auxiliary head's weights (<see cref="VisualHeadFile"/>).
     /// </summary>
     public void Train(string outputDirectory, CancellationToken cancellationToken = default)
     {
@@ -60,8 +66,22 @@ public sealed class SyntheticTrainer
             : LlavaOnevisionModel.Create(VidKvTinyRecipe.ModelConfig(tokenizer), new ModelLoadOptions { Device = device }, _options.Seed);
         model.SetTrainable(true);
         using var head = VisualHead(model.Config.Text.HiddenSize, device);
+        string? headFrom = _options.InitialModel is { } init && File.Exists(Path.Combine(init, VisualHeadFile)) ? Path.Combine(init, VisualHeadFile) : null;
+        if (headFrom is not null)
+        {
+            head.load(headFrom);
+        }
+
+        if (device.type == TorchSharp.DeviceType.CUDA)
+        {
+            // TF32 matrix products: the model is float32, and training does not need float32's last mantissa bits.
+            backends.cuda.matmul.allow_tf32 = true;
+            backends.cudnn.allow_tf32 = true;
+        }
+
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
-        _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}");
+        _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
+            + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}"));
         using var optimizer = optim.AdamW(model.parameters().Concat(head.parameters()), _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
@@ -76,24 +96,33 @@ public sealed class SyntheticTrainer
         int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
         var clock = Stopwatch.StartNew();
         using var producer = new BatchProducer(step => PrepareBatch(step, sceneOptions, tokenizer, model.Config, endOfTurn), 1);
-        var running = new Smoothed();
         int step = 0;
         long seen = 0;
+        using var totals = zeros(4, device: device);
+        int since = 0;
         while (Progress(++step - 1, clock.Elapsed) < 1.0)
         {
             cancellationToken.ThrowIfCancellationRequested();
             SetLearningRate(optimizer, step, Progress(step, clock.Elapsed));
             optimizer.zero_grad();
             var batch = producer.Take();
-            var losses = BatchLoss(model, head, preprocessor, batch, device);
+            BatchLoss(model, head, preprocessor, batch, device, totals);
             nn.utils.clip_grad_norm_(model.parameters().Concat(head.parameters()), 1.0);
             optimizer.step();
             seen += batch.Length;
-            running.Add(losses);
+            since++;
             if (step % 50 == 0 || step == 1)
             {
-                _log($"step {step}: answer loss {losses.Answer:F4} (smoothed {running.Answer:F4}), visual loss {losses.Visual:F4} (smoothed {running.Visual:F4}), "
-                    + $"visual colour accuracy {running.ColorAccuracy:P1}; {seen / clock.Elapsed.TotalSeconds:F0} samples/s, {clock.Elapsed.TotalSeconds:F0} s");
+                // The only wait for the device in a step, every 50 steps: the means since the last report.
+                float[] t = totals.cpu().data<float>().ToArray();
+                using (no_grad())
+                {
+                    totals.zero_();
+                }
+
+                _log($"step {step}: answer loss {t[0] / since:F4}, visual loss {t[1] / since:F4}, visual colour accuracy {t[2] / Math.Max(1, t[3]):P1} "
+                    + $"(means of {since} steps); {seen / clock.Elapsed.TotalSeconds:F0} samples/s, {clock.Elapsed.TotalSeconds:F0} s");
+                since = 0;
             }
 
             bool last = Progress(step, clock.Elapsed) >= 1.0;
@@ -102,6 +131,7 @@ public sealed class SyntheticTrainer
                 model.SetTrainable(false);
                 var accuracy = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device);
                 model.Save(outputDirectory);
+                head.save(Path.Combine(outputDirectory, VisualHeadFile));
                 model.SetTrainable(true);
                 _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily}) (saved)");
             }
@@ -109,6 +139,7 @@ public sealed class SyntheticTrainer
 
         model.SetTrainable(false);
         model.Save(outputDirectory);
+        head.save(Path.Combine(outputDirectory, VisualHeadFile));
         _log($"saved {outputDirectory} after {step - 1} steps, {seen} samples, {clock.Elapsed.TotalSeconds:F0} s");
     }
 
@@ -163,61 +194,51 @@ public sealed class SyntheticTrainer
     }
 
     /// <summary>
-    /// One step's gradients. Samples are grouped by length (needle videos are given every frame and are far longer), each
-    /// group runs the vision tower once over all its frames and the decoder over right-padded sequences (causal attention
-    /// keeps real tokens from seeing the padding); losses are sums divided by the whole batch's counts, so the gradient is
-    /// that of the batch mean whatever the grouping.
+    /// One step's gradients. Samples are grouped by length (needle videos are given every frame and are far longer); each
+    /// group is one batched pass: one preprocessing of all its frames, one vision tower pass, one merge of the visual rows
+    /// into right-padded prompts (causal attention keeps real tokens from seeing the padding) and one decoder pass. Losses
+    /// are sums divided by the whole batch's counts, so the gradient is that of the batch mean whatever the grouping. The
+    /// step's losses and visual colour hits are added to <paramref name="totals"/> on the device (answer, visual, colour
+    /// hits, object cells): nothing here waits for the device.
     /// </summary>
-    private StepLosses BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedSample[] batch, Device device)
+    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedSample[] batch, Device device, Tensor totals)
     {
         int answerTokens = batch.Sum(p => p.AnswerTokens);
         int cells = batch.Sum(p => p.Targets.Color.Length);
         int objectCells = Math.Max(1, batch.Sum(p => p.Targets.Shape.Count(s => s != VisualTargets.Ignore)));
-        double answer = 0, visual = 0;
-        long colorCorrect = 0, colorTotal = 0;
         int c = VisualTargets.ColorClasses, s = VisualTargets.ShapeClasses, z = VisualTargets.SizeClasses;
+        int video = model.Config.VideoTokenId;
         foreach (var group in batch.GroupBy(p => p.Sample.Family == QuestionFamily.Needle).OrderBy(g => g.Key))
         {
             using var scope = NewDisposeScope();
             var samples = group.ToList();
-            var videos = samples.Select(p => Video(p, preprocessor, device)).ToList();
-            var features = model.EncodeVideos(videos);
-
-            // Auxiliary visual objective on the pooled tokens the decoder reads (the newline feature excluded).
-            var tokens = cat(samples.Select((p, b) => features[b].narrow(0, 0, p.Targets.Color.Length)).ToList(), 0);
-            var outputs = head.forward(tokens);
-            var colorTarget = tensor(samples.SelectMany(p => p.Targets.Color).ToArray(), device: device);
-            var shapeTarget = tensor(samples.SelectMany(p => p.Targets.Shape).ToArray(), device: device);
-            var sizeTarget = tensor(samples.SelectMany(p => p.Targets.Size).ToArray(), device: device);
-            var offsetTarget = tensor(samples.SelectMany(p => p.Targets.Offset).ToArray(), device: device).view(-1, 2);
-            float[] objectFlags = [.. samples.SelectMany(p => p.Targets.Shape).Select(v => v == VisualTargets.Ignore ? 0f : 1f)];
-            var hasObject = tensor(objectFlags, device: device).unsqueeze(1);
-            var colorLogits = outputs.narrow(1, 0, c);
-            var sum = nn.Reduction.Sum;
-            Tensor Constant(double v) => tensor((float)v, device: device);
-            var colorLoss = nn.functional.cross_entropy(colorLogits, colorTarget, reduction: sum).mul(Constant(1.0 / cells));
-            var shapeLoss = nn.functional.cross_entropy(outputs.narrow(1, c, s), shapeTarget, reduction: sum).mul(Constant(1.0 / objectCells));
-            var sizeLoss = nn.functional.cross_entropy(outputs.narrow(1, c + s, z), sizeTarget, reduction: sum).mul(Constant(1.0 / objectCells));
-            var offsetError = Scalars.Add(outputs.narrow(1, c + s + z, 2).sigmoid(), offsetTarget.neg());
-            var offsetLoss = offsetError.square().mul(hasObject).sum().mul(Constant(4.0 / objectCells));
-            var visualLoss = Scalars.Add(Scalars.Add(colorLoss, shapeLoss), Scalars.Add(sizeLoss, offsetLoss));
-            colorCorrect += colorLogits.argmax(1).eq(colorTarget).mul(hasObject.squeeze(1).to(ScalarType.Bool)).sum().item<long>();
-            colorTotal += (long)objectFlags.Sum();
-
-            // The answer loss.
             int longest = samples.Max(p => p.Ids.Count);
+
+            // Everything the group needs from the host, built here and copied once per tensor.
+            int side = VidKvTinyRecipe.ImageSize, frameBytes = side * side * 3;
+            byte[] rgb = new byte[samples.Sum(p => p.Frames) * frameBytes];
+            long[] ids = new long[samples.Count * longest];
+            var positions = new List<long>();
             var rows = new List<long>();
             var targets = new List<long>();
-            var sequences = new List<Tensor>();
+            int offset = 0;
             for (int b = 0; b < samples.Count; b++)
             {
                 var p = samples[b];
-                var input = tensor(p.Ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
-                var embeds = model.MergeVisual(input, model.Embed(input), features[b], null);
-                sequences.Add(nn.functional.pad(embeds, [0, 0, 0, longest - p.Ids.Count]));
-                foreach (var (start, end) in p.Answers)
+                Buffer.BlockCopy(p.Rgb, 0, rgb, offset, p.Frames * frameBytes);
+                offset += p.Frames * frameBytes;
+                for (int t = 0; t < p.Ids.Count; t++)
                 {
-                    for (int t = start; t < end; t++)
+                    ids[(b * longest) + t] = p.Ids[t];
+                    if (p.Ids[t] == video)
+                    {
+                        positions.Add(((long)b * longest) + t);
+                    }
+                }
+
+                foreach (var (from, to) in p.Answers)
+                {
+                    for (int t = from; t < to; t++)
                     {
                         // Position t - 1 predicts token t: the answer tokens and the end of turn.
                         rows.Add(((long)b * longest) + t - 1);
@@ -226,15 +247,44 @@ public sealed class SyntheticTrainer
                 }
             }
 
-            var logits = model.Logits(model.Forward(cat(sequences, 0)));
-            var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(rows.ToArray(), device: device));
-            var answerLoss = nn.functional.cross_entropy(predicted, tensor(targets.ToArray(), device: device), reduction: sum).mul(Constant(1.0 / answerTokens));
-            Scalars.Add(answerLoss, visualLoss.mul(Constant(_options.VisualLossWeight))).backward();
-            answer += answerLoss.item<float>();
-            visual += visualLoss.item<float>();
-        }
+            var colorTarget = tensor(samples.SelectMany(p => p.Targets.Color).ToArray(), device: device);
+            var shapeTarget = tensor(samples.SelectMany(p => p.Targets.Shape).ToArray(), device: device);
+            var sizeTarget = tensor(samples.SelectMany(p => p.Targets.Size).ToArray(), device: device);
+            var offsetTarget = tensor(samples.SelectMany(p => p.Targets.Offset).ToArray(), device: device).view(-1, 2);
+            var scale = tensor(new[] { 1f / cells, 1f / objectCells, 4f / objectCells, 1f / answerTokens, (float)_options.VisualLossWeight }, device: device);
 
-        return new StepLosses(answer, visual, colorTotal == 0 ? 0 : (double)colorCorrect / colorTotal);
+            // The videos, all frames at once.
+            var pixels = preprocessor.Preprocess(tensor(rgb, [rgb.Length / frameBytes, side, side, 3], ScalarType.Byte).to(device));
+            var (pooled, visualRows) = model.EncodeVideoBatch(pixels, [.. samples.Select(p => p.Frames)]);
+
+            // Auxiliary visual objective on the pooled tokens the decoder reads (the newline feature excluded).
+            var outputs = head.forward(pooled.reshape(-1, pooled.shape[^1]));
+            var hasObject = shapeTarget.ne(VisualTargets.Ignore);
+            var colorLogits = outputs.narrow(1, 0, c);
+            var sum = nn.Reduction.Sum;
+            var colorLoss = nn.functional.cross_entropy(colorLogits, colorTarget, reduction: sum).mul(scale[0]);
+            var shapeLoss = nn.functional.cross_entropy(outputs.narrow(1, c, s), shapeTarget, reduction: sum).mul(scale[1]);
+            var sizeLoss = nn.functional.cross_entropy(outputs.narrow(1, c + s, z), sizeTarget, reduction: sum).mul(scale[1]);
+            var offsetError = Scalars.Add(outputs.narrow(1, c + s + z, 2).sigmoid(), offsetTarget.neg());
+            var offsetLoss = offsetError.square().mul(hasObject.unsqueeze(1)).sum().mul(scale[2]);
+            var visualLoss = Scalars.Add(Scalars.Add(colorLoss, shapeLoss), Scalars.Add(sizeLoss, offsetLoss));
+
+            // The answer loss over the right-padded prompts with the visual rows in place of the placeholders.
+            var idTensor = tensor(ids, [samples.Count, longest], device: device);
+            var embeds = model.Embed(idTensor);
+            long d = embeds.shape[^1];
+            var merged = embeds.reshape(-1, d).index_copy(0, tensor(positions.ToArray(), device: device), visualRows.to(embeds.dtype)).view(samples.Count, longest, d);
+            var logits = model.Logits(model.Forward(merged));
+            var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(rows.ToArray(), device: device));
+            var answerLoss = nn.functional.cross_entropy(predicted, tensor(targets.ToArray(), device: device), reduction: sum).mul(scale[3]);
+            Scalars.Add(answerLoss, visualLoss.mul(scale[4])).backward();
+
+            using (no_grad())
+            {
+                var hits = colorLogits.argmax(1).eq(colorTarget).logical_and(hasObject).sum();
+                totals.add_(stack(new[] { answerLoss.detach(), visualLoss.detach(), hits.to(ScalarType.Float32), hasObject.sum().to(ScalarType.Float32) }));
+            }
+        }
     }
 
     /// <summary>Whether a training sample puts its question before the video: a fixed share of seeds, chosen by the seed.</summary>
@@ -330,28 +380,6 @@ public sealed class SyntheticTrainer
         foreach (var group in optimizer.ParamGroups)
         {
             group.LearningRate = lr;
-        }
-    }
-
-    private readonly record struct StepLosses(double Answer, double Visual, double ColorAccuracy);
-
-    private sealed class Smoothed
-    {
-        private bool _started;
-
-        public double Answer { get; private set; }
-
-        public double Visual { get; private set; }
-
-        public double ColorAccuracy { get; private set; }
-
-        public void Add(StepLosses l)
-        {
-            double k = _started ? 0.98 : 0;
-            Answer = (k * Answer) + ((1 - k) * l.Answer);
-            Visual = (k * Visual) + ((1 - k) * l.Visual);
-            ColorAccuracy = (k * ColorAccuracy) + ((1 - k) * l.ColorAccuracy);
-            _started = true;
         }
     }
 }

@@ -52,6 +52,26 @@ public sealed class ModelCreateSaveTrainTests : IDisposable
     }
 
     [Fact]
+    public void EncodeVideoBatch_GivesEachVideosFeaturesInOrder_AsEncodingThemOneByOne()
+    {
+        using var scope = NewDisposeScope();
+        using var model = LlavaOnevisionModel.Create(TinyConfig(), null, seed: 3);
+        int side = model.Config.Vision.ImageSize;
+        var a = randn(2, 3, side, side, generator: new Generator(1));
+        var b = randn(3, 3, side, side, generator: new Generator(2));
+
+        var (pooled, rows) = model.EncodeVideoBatch(cat(new[] { a, b }, 0), [2, 3]);
+
+        var expected = cat(new[] { model.EncodeVideo(a), model.EncodeVideo(b) }, 0);
+        Assert.Equal(expected.shape, rows.shape);
+        Assert.True(rows.allclose(expected, rtol: 1e-4, atol: 1e-5));
+        Assert.Equal(5, pooled.shape[0]);
+        Assert.Equal(rows.shape[0] - 2, pooled.shape[0] * pooled.shape[1]);
+        var ex = Assert.Throws<ArgumentException>(() => model.EncodeVideoBatch(cat(new[] { a, b }, 0), [2, 2]));
+        Assert.Contains("framesPerVideo", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void AdamWSteps_ThroughVisionAndDecoder_LowerTheLoss()
     {
         using var scope = NewDisposeScope();

@@ -4,6 +4,19 @@ namespace VidKV.AI.Backend.Tests.Synthetic;
 
 public sealed class SceneQuestionsTests
 {
+    [Fact]
+    public void NeedleVideos_AnswerBothNeedleQuestions_OtherVideosNone()
+    {
+        foreach (var family in Enum.GetValues<QuestionFamily>())
+        {
+            foreach (var sample in Samples(family))
+            {
+                var needleForms = SceneQuestions.About(sample with { Question = "-" }).Where(q => q.Form is QuestionForm.NeedleWhat or QuestionForm.NeedleWhen).ToList();
+                Assert.Equal(family == QuestionFamily.Needle ? 2 : 0, needleForms.Count);
+            }
+        }
+    }
+
     private static IEnumerable<VideoQaSample> Samples(QuestionFamily family) =>
         Enumerable.Range(0, 60).Select(seed => SceneGenerator.Generate(seed, new SceneOptions { Family = family, MaxFrames = 128 }));
 
@@ -11,6 +24,7 @@ public sealed class SceneQuestionsTests
     [InlineData(QuestionFamily.Attribute)]
     [InlineData(QuestionFamily.Counting)]
     [InlineData(QuestionFamily.MotionDirection)]
+    [InlineData(QuestionFamily.Needle)]
     public void TheGeneratorsOwnQuestion_IsDerivedWithTheSameAnswer(QuestionFamily family)
     {
         foreach (var sample in Samples(family))

@@ -21,7 +21,7 @@ public sealed class SyntheticTrainerTests : IDisposable
         new SyntheticTrainer(options).Train(b);
 
         Assert.Contains(log, l => l.Contains("3,721,856 parameters", StringComparison.Ordinal));
-        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json" })
+        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", SyntheticTrainer.VisualHeadFile })
         {
             Assert.True(File.Exists(Path.Combine(a, file)), file);
         }
@@ -57,6 +57,7 @@ public sealed class SyntheticTrainerTests : IDisposable
         new SyntheticTrainer(new TrainingOptions { Steps = 1, BatchSize = 2, WarmupSteps = 1, EvaluateEvery = 0, Seed = 3, InitialModel = first }, log.Add).Train(second);
 
         Assert.Contains(log, l => l.Contains("continued from", StringComparison.Ordinal));
+        Assert.Contains(log, l => l.Contains($"visual head from {Path.Combine(first, SyntheticTrainer.VisualHeadFile)}", StringComparison.Ordinal));
         Assert.Equal(File.ReadAllText(Path.Combine(first, "tokenizer.json")), File.ReadAllText(Path.Combine(second, "tokenizer.json")));
         using var fa = SafetensorsFile.Open(Path.Combine(first, "model.safetensors"));
         using var fb = SafetensorsFile.Open(Path.Combine(second, "model.safetensors"));

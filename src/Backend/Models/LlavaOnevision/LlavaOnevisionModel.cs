@@ -295,6 +295,44 @@ public sealed class LlavaOnevisionModel : nn.Module
     }
 
     /// <summary>
+    /// Several videos' features at once, for training: their frames concatenated [ΣF, C, S, S] go through the vision tower,
+    /// projector and pooling once. Returns the pooled frame tokens [ΣF, t, D] (t = ceil(p/2)²) and the rows the videos
+    /// contribute to their prompts, in order: each video's frame tokens then the newline feature [Σ(F·t + 1), D].
+    /// </summary>
+    /// <exception cref="ArgumentException">The frame counts are not positive or do not add up to the frames given.</exception>
+    public (Tensor Pooled, Tensor Rows) EncodeVideoBatch(Tensor frames, IReadOnlyList<int> framesPerVideo)
+    {
+        ArgumentNullException.ThrowIfNull(frames);
+        ArgumentNullException.ThrowIfNull(framesPerVideo);
+        if (framesPerVideo.Count == 0 || framesPerVideo.Any(f => f <= 0) || framesPerVideo.Sum() != frames.shape[0])
+        {
+            throw new ArgumentException(
+                $"framesPerVideo ({string.Join(", ", framesPerVideo)}) must be positive counts adding up to the {frames.shape[0]} frames given.", nameof(framesPerVideo));
+        }
+
+        using var scope = NewDisposeScope();
+        var pooled = Pool(Project(VisionFeatures(frames)));
+        long t = pooled.shape[1], d = pooled.shape[2];
+        long newline = pooled.shape[0] * t;
+        var index = new List<long>(checked((int)newline + framesPerVideo.Count));
+        long start = 0;
+        foreach (int f in framesPerVideo)
+        {
+            for (long i = 0; i < f * t; i++)
+            {
+                index.Add(start + i);
+            }
+
+            index.Add(newline);
+            start += f * t;
+        }
+
+        var table = cat(new[] { pooled.reshape(-1, d), image_newline.unsqueeze(0) }, 0);
+        var rows = table.index_select(0, tensor(index.ToArray(), device: Device));
+        return (pooled.MoveToOuterDisposeScope(), rows.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
     /// An image's features for its anyres tiles [P, C, S, S] (the whole image first, then the tiles of the best grid) and
     /// its original size: the tiles' features are laid out as one map, the padding is cut away, the map is shrunk when it
     /// exceeds anyres_max_N tiles, a newline feature ends each row, and the whole image's features come first.
