@@ -120,7 +120,16 @@ internal sealed class DecodeBenchmark
         }
         else
         {
-            result.Add(Time(n, "fused (AttendFused), chunked TorchSharp", () => cache.AttendFused(query), stored, reference));
+            if (FusedAttention.IsSupported(FusedKernelPath.Cuda))
+            {
+                result.Add(Time(n, "fused (AttendFused), NVRTC CUDA kernel", () => cache.AttendFused(query, path: FusedKernelPath.Cuda), stored, reference));
+            }
+            else
+            {
+                Console.WriteLine($"fused CUDA kernel not available: {FusedAttention.CudaDescription}");
+            }
+
+            result.Add(Time(n, "fused (AttendFused), chunked TorchSharp", () => cache.AttendFused(query, path: FusedKernelPath.Chunked), stored, reference));
         }
 
         return result;
@@ -196,7 +205,7 @@ internal sealed class DecodeBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- CPU kernel paths accelerated here: {string.Join(", ", Enum.GetValues<FusedKernelPath>().Where(p => p != FusedKernelPath.Auto && FusedAttention.IsSupported(p)))} (Auto = {FusedAttention.AutoPath})");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Fused kernel paths that run here: {string.Join(", ", Enum.GetValues<FusedKernelPath>().Where(p => p != FusedKernelPath.Auto && FusedAttention.IsSupported(p)))} (Auto on the CPU = {FusedAttention.AutoPath}); NVRTC: {FusedAttention.CudaDescription}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- TorchSharp native layer: {TorchRuntime.Description}; {torch.get_num_threads()} intra-op threads; device {s.Device}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Geometry (one layer of LLaVA-OneVision-7B): batch {s.Batch}, {s.KvHeads} KV heads, {s.QHeads} query heads, head dim {s.HeadDim}, one decode query token; cache {s.Preset} {s.Profile}, prefilled with N tokens (N mod 32 = 0: all quantized, empty residual)");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Timing: {Warmup} warm-up calls, then the median (and minimum) of {s.Repeats} calls{(s.Device == "cuda" ? ", the device synchronized before each clock read" : string.Empty)}; wall time {elapsed.TotalSeconds:F1} s");

@@ -21,6 +21,11 @@ internal static class Program
                    One end-to-end decode step of a LLaVA-OneVision-7B-geometry model (random weights) after a prefill of
                    that many frames of video: FP16 cache, compressed cache dequantized then attended, and fused.
 
+          cuda-check [--out PATH]
+                   Fused attention's NVRTC CUDA kernel and chunked path against dequantize-then-attend on a CUDA device,
+                   for every preset, profile and variant of the unit tests (which run on the CPU only); exit code 1 on
+                   any difference beyond 1e-4. Needs VIDKV_LIBTORCH.
+
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
                    (once) and measures the resident memory of loading it as the given type.
@@ -87,10 +92,12 @@ internal static class Program
                         args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 10,
                         args.Contains("--layers") ? int.Parse(args[Array.IndexOf(args, "--layers") + 1], CultureInfo.InvariantCulture) : 28,
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "cuda-check":
+                    return CudaCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, load.");
             }
         }
         catch (ArgumentException ex)

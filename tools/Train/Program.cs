@@ -14,7 +14,7 @@ try
 
     if (args.Length == 0 || args[0] != "train")
     {
-        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--validation N] [--visual-weight W] [--init DIR] [--questions N] [--question-first F] [--families Attribute,Counting,...] [--warmup N] [--minutes M] [--device cpu|cuda]");
+        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--validation N] [--visual-weight W] [--init DIR] [--questions N] [--question-first F] [--families Attribute,Counting,...] [--warmup N] [--minutes M] [--profile] [--device cpu|cuda]");
         Console.Error.WriteLine("       vidkv-train eval --model DIR [--samples N] [--seed S] [--max-frames N] [--needle-samples N] [--device cpu|cuda]");
         return 2;
     }
@@ -47,6 +47,7 @@ try
             "--questions" => options with { QuestionsPerVideo = Int() },
             "--init" => options with { InitialModel = Value() },
             "--warmup" => options with { WarmupSteps = Int() },
+            "--profile" => options with { Profile = true },
             "--minutes" => options with { MaxDuration = TimeSpan.FromMinutes(double.Parse(Value(), CultureInfo.InvariantCulture)) },
             var other => throw new ArgumentException($"Unknown argument '{other}'."),
         };

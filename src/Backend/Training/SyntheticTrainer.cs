@@ -100,15 +100,18 @@ public sealed class SyntheticTrainer
         long seen = 0;
         using var totals = zeros(4, device: device);
         int since = 0;
+        var profile = _options.Profile ? new StepProfile(device) : null;
         while (Progress(++step - 1, clock.Elapsed) < 1.0)
         {
             cancellationToken.ThrowIfCancellationRequested();
             SetLearningRate(optimizer, step, Progress(step, clock.Elapsed));
             optimizer.zero_grad();
             var batch = producer.Take();
-            BatchLoss(model, head, preprocessor, batch, device, totals);
+            profile?.Mark(StepPart.Data);
+            BatchLoss(model, head, preprocessor, batch, device, totals, profile);
             nn.utils.clip_grad_norm_(model.parameters().Concat(head.parameters()), 1.0);
             optimizer.step();
+            profile?.Mark(StepPart.Optimizer);
             seen += batch.Length;
             since++;
             if (step % 50 == 0 || step == 1)
@@ -121,7 +124,7 @@ public sealed class SyntheticTrainer
                 }
 
                 _log($"step {step}: answer loss {t[0] / since:F4}, visual loss {t[1] / since:F4}, visual colour accuracy {t[2] / Math.Max(1, t[3]):P1} "
-                    + $"(means of {since} steps); {seen / clock.Elapsed.TotalSeconds:F0} samples/s, {clock.Elapsed.TotalSeconds:F0} s");
+                    + $"(means of {since} steps); {seen / clock.Elapsed.TotalSeconds:F0} samples/s, {clock.Elapsed.TotalSeconds:F0} s{profile?.Report()}");
                 since = 0;
             }
 
@@ -201,7 +204,7 @@ public sealed class SyntheticTrainer
     /// step's losses and visual colour hits are added to <paramref name="totals"/> on the device (answer, visual, colour
     /// hits, object cells): nothing here waits for the device.
     /// </summary>
-    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedSample[] batch, Device device, Tensor totals)
+    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedSample[] batch, Device device, Tensor totals, StepProfile? profile)
     {
         int answerTokens = batch.Sum(p => p.AnswerTokens);
         int cells = batch.Sum(p => p.Targets.Color.Length);
@@ -252,10 +255,12 @@ public sealed class SyntheticTrainer
             var sizeTarget = tensor(samples.SelectMany(p => p.Targets.Size).ToArray(), device: device);
             var offsetTarget = tensor(samples.SelectMany(p => p.Targets.Offset).ToArray(), device: device).view(-1, 2);
             var scale = tensor(new[] { 1f / cells, 1f / objectCells, 4f / objectCells, 1f / answerTokens, (float)_options.VisualLossWeight }, device: device);
+            profile?.Mark(StepPart.Host);
 
             // The videos, all frames at once.
             var pixels = preprocessor.Preprocess(tensor(rgb, [rgb.Length / frameBytes, side, side, 3], ScalarType.Byte).to(device));
             var (pooled, visualRows) = model.EncodeVideoBatch(pixels, [.. samples.Select(p => p.Frames)]);
+            profile?.Mark(StepPart.Vision);
 
             // Auxiliary visual objective on the pooled tokens the decoder reads (the newline feature excluded).
             var outputs = head.forward(pooled.reshape(-1, pooled.shape[^1]));
@@ -277,7 +282,9 @@ public sealed class SyntheticTrainer
             var logits = model.Logits(model.Forward(merged));
             var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(rows.ToArray(), device: device));
             var answerLoss = nn.functional.cross_entropy(predicted, tensor(targets.ToArray(), device: device), reduction: sum).mul(scale[3]);
+            profile?.Mark(StepPart.Decoder);
             Scalars.Add(answerLoss, visualLoss.mul(scale[4])).backward();
+            profile?.Mark(StepPart.Backward);
 
             using (no_grad())
             {
@@ -380,6 +387,52 @@ public sealed class SyntheticTrainer
         foreach (var group in optimizer.ParamGroups)
         {
             group.LearningRate = lr;
+        }
+    }
+
+    private enum StepPart
+    {
+        Data,
+        Host,
+        Vision,
+        Decoder,
+        Backward,
+        Optimizer,
+    }
+
+    /// <summary>Wall time of each part of the steps since the last report, measured after waiting for the device.</summary>
+    private sealed class StepProfile(Device device)
+    {
+        private readonly double[] _seconds = new double[Enum.GetValues<StepPart>().Length];
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private int _steps;
+
+        public void Mark(StepPart part)
+        {
+            if (device.type == TorchSharp.DeviceType.CUDA)
+            {
+                cuda.synchronize(device);
+            }
+
+            _seconds[(int)part] += _clock.Elapsed.TotalSeconds;
+            _clock.Restart();
+            if (part == StepPart.Optimizer)
+            {
+                _steps++;
+            }
+        }
+
+        public string Report()
+        {
+            if (_steps == 0)
+            {
+                return string.Empty;
+            }
+
+            string parts = string.Join(", ", Enum.GetValues<StepPart>().Select(p => $"{p.ToString().ToLowerInvariant()} {1000 * _seconds[(int)p] / _steps:F0}"));
+            Array.Clear(_seconds);
+            _steps = 0;
+            return $"; ms a step: {parts}";
         }
     }
 }

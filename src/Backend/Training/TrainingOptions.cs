@@ -67,6 +67,12 @@ public sealed record TrainingOptions
     /// </summary>
     public TimeSpan? MaxDuration { get; init; }
 
+    /// <summary>
+    /// Times the parts of each step (waiting for the batch, forward, backward, optimizer) by waiting for the device after
+    /// each, and logs their means with the losses. Slows training a little; for finding what limits its speed.
+    /// </summary>
+    public bool Profile { get; init; }
+
     /// <summary>Checks every value.</summary>
     /// <exception cref="ArgumentException">A value is not allowed; the message names it.</exception>
     public void Validate()

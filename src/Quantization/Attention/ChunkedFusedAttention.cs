@@ -84,22 +84,8 @@ internal static class ChunkedFusedAttention
     private static void RunBlock(QuantizedBlock block, KVCacheOptions o, Tensor q, Tensor? limits, long chunk, SoftmaxState state)
     {
         using var scope = NewDisposeScope();
-        var keys = block.Keys;
         long b = q.shape[0];
-
-        // The query in the block's channel order: outlier channels, then the weights of the 1-bit components.
-        var parts = new List<Tensor>();
-        if (keys.Outliers is not null)
-        {
-            parts.Add(q.index_select(3, keys.OutlierChannels));
-        }
-
-        if (keys.Easy is not null)
-        {
-            parts.Add(EasyWeights(q.index_select(3, keys.EasyChannels), o.OneBitKeys));
-        }
-
-        var qb = parts.Count == 1 ? parts[0] : cat(parts, 3);
+        var qb = BlockQuery(block, o, q);
         var values = block.Values;
         var main = o.Values == ValueQuantization.Asymmetric ? ValueKind.Asymmetric : o.ScaledTernary ? ValueKind.ScaledTernary : ValueKind.Ternary;
         if (values.ProtectedTokens is null)
@@ -116,6 +102,28 @@ internal static class ChunkedFusedAttention
         mask.scatter_(1, values.ProtectedTokens, zeros(values.ProtectedTokens.shape, ScalarType.Bool, q.device));
         var rest = mask.nonzero().select(1, 1).reshape(b, n - values.ProtectedTokens.shape[1]);
         RunSource(block, o, qb, values.Rest, main, rest, limits, chunk, state);
+    }
+
+    /// <summary>
+    /// The query rows [B, H, nq, D] in a block's channel order: its outlier channels, then the weights of its 1-bit
+    /// components (<see cref="EasyWeights"/>), so that a key's score is the dot product with its read-back components.
+    /// </summary>
+    internal static Tensor BlockQuery(QuantizedBlock block, KVCacheOptions o, Tensor q)
+    {
+        using var scope = NewDisposeScope();
+        var keys = block.Keys;
+        var parts = new List<Tensor>();
+        if (keys.Outliers is not null)
+        {
+            parts.Add(q.index_select(3, keys.OutlierChannels));
+        }
+
+        if (keys.Easy is not null)
+        {
+            parts.Add(EasyWeights(q.index_select(3, keys.EasyChannels), o.OneBitKeys));
+        }
+
+        return (parts.Count == 1 ? parts[0] : cat(parts, 3)).MoveToOuterDisposeScope();
     }
 
     private enum ValueKind

@@ -1,4 +1,5 @@
 using TorchSharp;
+using VidKV.AI.Quantization.Attention.Cuda;
 using VidKV.AI.Quantization.Cache;
 using static TorchSharp.torch;
 
@@ -11,15 +12,25 @@ namespace VidKV.AI.Quantization.Attention;
 /// </summary>
 /// <remarks>
 /// <para>On the CPU: C# kernels (AVX-512, AVX2 or portable, see <see cref="FusedKernelPath"/>), parallel over
-/// (batch item, KV head). On other devices: chunked TorchSharp operations over runs of
-/// <see cref="ChunkedFusedAttention.DefaultChunkTokens"/> tokens.</para>
+/// (batch item, KV head). On CUDA: a kernel compiled at run time by NVRTC that reads the packed codes in place, split
+/// over runs of 128 tokens (<see cref="FusedKernelPath.Cuda"/>). Elsewhere, or when asked: chunked TorchSharp operations
+/// over runs of <see cref="ChunkedFusedAttention.DefaultChunkTokens"/> tokens.</para>
 /// <para>Thread safety: calls that read the same cache may run concurrently; the cache must not change during a call.</para>
 /// </remarks>
 public static class FusedAttention
 {
-    /// <summary>Whether this processor accelerates <paramref name="path"/> (<see cref="FusedKernelPath.Auto"/> and
-    /// <see cref="FusedKernelPath.Portable"/> always run).</summary>
-    public static bool IsSupported(FusedKernelPath path) => SimdKernels.IsSupported(path);
+    /// <summary>Whether <paramref name="path"/> runs here: a CPU path this processor accelerates (<see cref="FusedKernelPath.Auto"/>,
+    /// <see cref="FusedKernelPath.Portable"/> and <see cref="FusedKernelPath.Chunked"/> always run), or
+    /// <see cref="FusedKernelPath.Cuda"/> when the CUDA driver and NVRTC are found.</summary>
+    public static bool IsSupported(FusedKernelPath path) => path switch
+    {
+        FusedKernelPath.Chunked => true,
+        FusedKernelPath.Cuda => CudaFusedAttention.IsAvailable,
+        _ => SimdKernels.IsSupported(path),
+    };
+
+    /// <summary>Why <see cref="FusedKernelPath.Cuda"/> cannot run here, or which NVRTC it runs with.</summary>
+    public static string CudaDescription => CudaFusedAttention.Description;
 
     /// <summary>The concrete CPU path <see cref="FusedKernelPath.Auto"/> picks on this processor.</summary>
     public static FusedKernelPath AutoPath => SimdKernels.Resolve(FusedKernelPath.Auto);
@@ -33,7 +44,7 @@ public static class FusedAttention
     /// <param name="query">Queries on the cache's device, any floating type.</param>
     /// <param name="causal">Mask future positions for multi-token queries.</param>
     /// <param name="scale">Softmax scale; default 1/sqrt(D).</param>
-    /// <param name="path">CPU kernel path (ignored on other devices).</param>
+    /// <param name="path">Kernels to use; a CPU path given for CUDA tensors means <see cref="FusedKernelPath.Auto"/>.</param>
     /// <returns>float32 [B, Hq, Tq, Dv], owned by the caller.</returns>
     /// <exception cref="ArgumentException">The query's rank, type, shape or device does not fit the cache.</exception>
     /// <exception cref="InvalidOperationException">The cache is empty.</exception>
@@ -44,9 +55,33 @@ public static class FusedAttention
         ArgumentNullException.ThrowIfNull(query);
         var device = Check(cache, query, causal);
         double s = scale ?? (1.0 / Math.Sqrt(query.shape[3]));
+        if (path == FusedKernelPath.Chunked)
+        {
+            return ChunkedFusedAttention.Attend(cache, query, causal, s, ChunkedFusedAttention.DefaultChunkTokens);
+        }
+
         if (device == DeviceType.CPU)
         {
-            return CpuFusedAttention.Attend(cache, query, causal, s, path);
+            return path == FusedKernelPath.Cuda
+                ? throw new ArgumentException("The Cuda kernel path needs the cache and query on a CUDA device; they are on the CPU.", nameof(path))
+                : CpuFusedAttention.Attend(cache, query, causal, s, path);
+        }
+
+        if (device == DeviceType.CUDA && path == FusedKernelPath.Cuda)
+        {
+            if (!CudaFusedAttention.IsAvailable)
+            {
+                throw new NotSupportedException($"The Cuda kernel path cannot run here: {CudaFusedAttention.Description}");
+            }
+
+            return CudaFusedAttention.Fits(cache, query)
+                ? CudaFusedAttention.Attend(cache, query, causal, s)
+                : throw new NotSupportedException($"The Cuda kernel path handles at most {CudaFusedAttention.MaxQueryRows} query rows (query heads per KV head x query tokens); use Auto or Chunked.");
+        }
+
+        if (device == DeviceType.CUDA && CudaFusedAttention.Fits(cache, query) && CudaFusedAttention.Compiles(query.device_index))
+        {
+            return CudaFusedAttention.Attend(cache, query, causal, s);
         }
 
         return ChunkedFusedAttention.Attend(cache, query, causal, s, ChunkedFusedAttention.DefaultChunkTokens);

@@ -37,10 +37,10 @@ internal static unsafe class SimdKernels
 
         if (!Enum.IsDefined(path))
         {
-            throw new ArgumentOutOfRangeException(nameof(path), path, "Allowed: Auto, Avx512, Avx2, Portable.");
+            throw new ArgumentOutOfRangeException(nameof(path), path, $"Allowed: {string.Join(", ", Enum.GetValues<FusedKernelPath>())}.");
         }
 
-        return IsSupported(path) ? path : throw new NotSupportedException($"Kernel path {path} is not accelerated on this processor; use Auto or one of: {string.Join(", ", Enum.GetValues<FusedKernelPath>().Where(IsSupported))}.");
+        return IsSupported(path) ? path : throw new NotSupportedException($"Kernel path {path} is not accelerated on this processor; use Auto or one of: {string.Join(", ", Enum.GetValues<FusedKernelPath>().Where(p => p <= FusedKernelPath.Portable && IsSupported(p)))}.");
     }
 
     /// <summary>Σ a_i b_i over a padded length.</summary>

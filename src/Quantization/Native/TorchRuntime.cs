@@ -370,6 +370,24 @@ public static class TorchRuntime
         }
     }
 
+    /// <summary>The address of an export of TorchSharp's native layer (loaded here), or <see cref="IntPtr.Zero"/>.</summary>
+    internal static IntPtr NativeExport(string symbol)
+    {
+        EnsureLoaded();
+        lock (Gate)
+        {
+            if (Handles.TryGetValue(LibTorchSharpFile, out var handle) && NativeLibrary.TryGetExport(handle, symbol, out var address))
+            {
+                return address;
+            }
+        }
+
+        // Loaded by TorchSharp's own loader (other platforms): the library is already in the process.
+        return NativeLibrary.TryLoad(LibTorchSharpFile, typeof(torch).Assembly, null, out var loaded) && NativeLibrary.TryGetExport(loaded, symbol, out var found)
+            ? found
+            : IntPtr.Zero;
+    }
+
     private static void RegisterResolver()
     {
         // TorchSharp asks for "LibTorchSharp" (and "torch_cpu"/"torch_cuda" before it): hand it what was loaded here.

@@ -1,0 +1,137 @@
+using System.Globalization;
+using System.Text;
+using TorchSharp;
+using VidKV.AI.Quantization.Attention;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Quantizers;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Bench;
+
+/// <summary>
+/// The fused-attention equivalence cases of the unit tests (tests/Quantization.Tests/Attention/FusedAttentionTests.cs),
+/// run on a CUDA device where no test runner exists: every preset in both profiles, the variants (per-token values,
+/// scaled ternary, ±s signs, 4-bit, bf16 and float32 metadata), odd and even 1-bit channel counts, LLaVA-OneVision-7B's
+/// head geometry and a cache longer than many kernel runs; batch 2, grouped-query attention, decode and causal
+/// multi-token queries. Each compares the NVRTC kernel path and the chunked path with dequantize-then-attend on the
+/// same device. Exit code 1 when any difference exceeds the tolerance.
+/// </summary>
+internal static class CudaCheck
+{
+    private const double Tolerance = 1e-4;
+
+    public static int Run(string commandLine, string? outPath)
+    {
+        Machine.RequireCuda();
+        var device = torch.device("cuda");
+        var rows = new List<(string Case, string Path, double Error)>();
+        Console.WriteLine($"fused CUDA kernel: {(FusedAttention.IsSupported(FusedKernelPath.Cuda) ? "available" : "NOT available")} ({FusedAttention.CudaDescription})");
+
+        void Check(string name, KVCacheOptions options, int batch, int kvHeads, int qHeads, int prompt, int steps, int dim, int seed)
+        {
+            using var scope = NewDisposeScope();
+            random.manual_seed(seed);
+            using var cache = new QuantizedKVCache(options);
+            var offset = zeros(dim);
+            offset[0] = 6f;
+            offset[dim / 2] = -4f;
+            cache.Prefill(((randn(batch, kvHeads, prompt, dim) * 2) + offset).to(device), randn(batch, kvHeads, prompt, dim).to(device), randn(batch, prompt).to(device));
+            for (int i = 0; i < steps; i++)
+            {
+                cache.Append(((randn(batch, kvHeads, 1, dim) * 2) + offset).to(device), randn(batch, kvHeads, 1, dim).to(device));
+            }
+
+            foreach (var (tq, causal) in new[] { (1, false), (3, true), (2, false) })
+            {
+                using var inner = NewDisposeScope();
+                var query = (randn(batch, qHeads, tq, dim) * 0.7).to(device);
+                var expected = cache.Attend(query, causal);
+                foreach (var path in new[] { FusedKernelPath.Cuda, FusedKernelPath.Chunked })
+                {
+                    double error;
+                    try
+                    {
+                        var actual = cache.AttendFused(query, causal, path: path);
+                        error = !actual.shape.SequenceEqual(expected.shape) ? double.PositiveInfinity : (actual - expected).abs().max().item<float>();
+                    }
+                    catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException)
+                    {
+                        Console.WriteLine($"{name} Tq={tq} {path}: {ex.Message}");
+                        error = double.PositiveInfinity;
+                    }
+
+                    rows.Add(($"{name}, Tq={tq}{(causal ? " causal" : string.Empty)}", path.ToString(), error));
+                }
+            }
+        }
+
+        static KVCacheOptions Small(string preset, CacheProfile profile) => KVCacheOptions.FromPreset(preset, profile) with { GroupSize = 4, ResidualLength = 8 };
+
+        foreach (var preset in KVCacheOptions.PresetNames)
+        {
+            foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+            {
+                Check($"{preset} {profile} (G=4)", Small(preset, profile), 2, 2, 6, 61, 13, 16, 0);
+                Check($"{preset} {profile} (581 tokens)", KVCacheOptions.FromPreset(preset, profile) with { ResidualType = ScalarType.Float16 }, 2, 2, 6, 581, 3, 32, 1);
+            }
+        }
+
+        foreach (var variant in new[] { "per-token values", "scaled ternary", "±s signs", "4-bit outliers and values", "bf16 metadata", "float32 metadata" })
+        {
+            foreach (var preset in new[] { "vidkv-1.5/1.58", "vidkv-1.5/1.66", "kivi-2" })
+            {
+                foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+                {
+                    var o = Small(preset, profile);
+                    o = variant switch
+                    {
+                        "per-token values" => o with { ValueAxis = QuantizationAxis.PerToken },
+                        "scaled ternary" => o with { ScaledTernary = true },
+                        "±s signs" => o with { SignReconstruction = SignReconstruction.PlusMinusScale },
+                        "4-bit outliers and values" => o with { OutlierBits = 4, ValueBits = 4 },
+                        "bf16 metadata" => o with { MetadataType = ScalarType.BFloat16, ResidualType = ScalarType.BFloat16 },
+                        _ => o with { MetadataType = ScalarType.Float32 },
+                    };
+                    Check($"{preset} {profile} {variant}", o, 2, 2, 6, 45, 9, 16, 2);
+                }
+            }
+        }
+
+        foreach (var (dim, bits) in new[] { (18, 1.5), (20, 1.25), (23, 1.75), (16, 1.0), (16, 2.0) })
+        {
+            foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+            {
+                Check($"D={dim} key bits {bits} {profile}", Small("vidkv-1.5/1.58", profile) with { KeyBits = bits }, 2, 2, 6, 37, 2, dim, 3);
+            }
+        }
+
+        foreach (var preset in new[] { "vidkv-1.5/1.58", "vidkv-1.5/1.66", "kivi-2" })
+        {
+            Check($"{preset} 7B heads, 3000 tokens", KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { ResidualType = ScalarType.Float16 }, 1, 4, 28, 3000, 40, 128, 4);
+        }
+
+        int failed = rows.Count(r => !(r.Error <= Tolerance));
+        var sb = new StringBuilder();
+        sb.AppendLine("# Fused attention on CUDA: equivalence with dequantize-then-attend").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- NVRTC: {FusedAttention.CudaDescription}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- {rows.Count} comparisons, tolerance {Tolerance:E0}: {rows.Count - failed} within, {failed} beyond").AppendLine();
+        sb.AppendLine("| case | path | max abs diff |");
+        sb.AppendLine("|---|---|---:|");
+        foreach (var r in rows)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Case} | {r.Path} | {r.Error:E1}{(r.Error <= Tolerance ? string.Empty : " **FAIL**")} |");
+        }
+
+        string report = sb.ToString();
+        Console.WriteLine(report);
+        if (outPath is not null)
+        {
+            Machine.WriteReport(outPath, report);
+        }
+
+        return failed == 0 ? 0 : 1;
+    }
+}

@@ -1,0 +1,56 @@
+using VidKV.AI.Quantization.Attention;
+using VidKV.AI.Quantization.Attention.Cuda;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Tests.Cache;
+using static TorchSharp.torch;
+using static VidKV.AI.Quantization.Tests.TensorAssert;
+
+namespace VidKV.AI.Quantization.Tests.Attention;
+
+/// <summary>
+/// What of the CUDA path runs without a GPU: the kernel itself is checked on a CUDA machine by
+/// <c>vidkv-bench cuda-check</c> (docs/BENCHMARKS.md), which runs the cases of <see cref="FusedAttentionTests"/> there.
+/// </summary>
+public sealed class CudaPathTests
+{
+    [Fact]
+    public unsafe void DataPointer_IsTheAddressOfTheFirstElement_OffsetsIncluded()
+    {
+        using var scope = NewDisposeScope();
+        var whole = arange(20, ScalarType.Float32);
+        var part = whole.narrow(0, 5, 10);
+        Assert.Equal((IntPtr)PackedSource.Pointer(whole), CudaRuntime.DataPointer(whole));
+        Assert.Equal((IntPtr)PackedSource.Pointer(whole) + (5 * sizeof(float)), CudaRuntime.DataPointer(part));
+        var bytes = zeros(new long[] { 4, 8 }, ScalarType.Byte).narrow(0, 1, 2);
+        Assert.Equal((IntPtr)PackedSource.Pointer(bytes), CudaRuntime.DataPointer(bytes));
+        Assert.Throws<InvalidOperationException>(() => CudaRuntime.DataPointer(whole.reshape(4, 5).t()));
+    }
+
+    [Fact]
+    public void ValueRowMap_GivesEachTokenItsRowInTheProtectedOrTheRestValues()
+    {
+        using var scope = NewDisposeScope();
+        var protectedTokens = tensor(new long[] { 0, 3, 4, 9, 2, 5, 6, 7 }, new long[] { 2, 4 });
+
+        var map = CudaFusedAttention.ValueRowMap(protectedTokens, 10);
+
+        Assert.Equal(new long[] { -1, 0, 1, -2, -3, 2, 3, 4, 5, -4 }, map[0].data<long>().ToArray());
+        Assert.Equal(new long[] { 0, 1, -1, 2, 3, -2, -3, -4, 4, 5 }, map[1].data<long>().ToArray());
+    }
+
+    [Fact]
+    public void CudaPath_OnCpuTensors_IsRejectedByName_ChunkedPath_RunsAnywhere()
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(7);
+        using var cache = new QuantizedKVCache(CacheTestData.Small("vidkv-1.5/1.58", CacheProfile.Compact));
+        cache.Prefill(randn(1, 2, 40, 16), randn(1, 2, 40, 16), randn(1, 40));
+        var query = randn(1, 4, 1, 16);
+
+        var ex = Assert.Throws<ArgumentException>(() => cache.AttendFused(query, path: FusedKernelPath.Cuda));
+        Assert.Contains("CUDA", ex.Message, StringComparison.Ordinal);
+        Assert.True(FusedAttention.IsSupported(FusedKernelPath.Chunked));
+        Assert.True(MaxAbsDiff(cache.AttendFused(query, path: FusedKernelPath.Chunked), cache.Attend(query)) <= 2e-5);
+        Assert.False(string.IsNullOrEmpty(FusedAttention.CudaDescription));
+    }
+}
