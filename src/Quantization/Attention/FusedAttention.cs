@@ -29,6 +29,13 @@ public static class FusedAttention
         _ => SimdKernels.IsSupported(path),
     };
 
+    /// <summary>
+    /// Bytes of the device tensors the last <see cref="FusedKernelPath.Cuda"/> call on this thread allocated (run states,
+    /// transformed query rows, protection maps, any copy of the query or residual, and the output): its extra memory,
+    /// counted from the tensors, since the cache is read in place. For benchmarks; 0 before the first such call.
+    /// </summary>
+    public static long LastCudaTemporaryBytes => CudaFusedAttention.LastTemporaryBytes;
+
     /// <summary>Why <see cref="FusedKernelPath.Cuda"/> cannot run here, or which NVRTC it runs with.</summary>
     public static string CudaDescription => CudaFusedAttention.Description;
 

@@ -1,6 +1,7 @@
 using VidKV.AI.Quantization.Attention;
 using VidKV.AI.Quantization.Attention.Cuda;
 using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Quantizers;
 using VidKV.AI.Quantization.Tests.Cache;
 using static TorchSharp.torch;
 using static VidKV.AI.Quantization.Tests.TensorAssert;
@@ -36,6 +37,29 @@ public sealed class CudaPathTests
 
         Assert.Equal(new long[] { -1, 0, 1, -2, -3, 2, 3, 4, 5, -4 }, map[0].data<long>().ToArray());
         Assert.Equal(new long[] { 0, 1, -1, 2, 3, -2, -3, -4, 4, 5 }, map[1].data<long>().ToArray());
+    }
+
+    [Theory]
+    [InlineData(OneBitKeyMode.Fft, 9)]
+    [InlineData(OneBitKeyMode.Rfft, 8)]
+    [InlineData(OneBitKeyMode.Rfft, 7)]
+    public unsafe void TransformMatrix_GivesTheComponentWeightsOfAnyQuery(OneBitKeyMode mode, int channels)
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(8);
+        var w = CudaFusedAttention.TransformMatrix(mode, channels);
+        for (int trial = 0; trial < 3; trial++)
+        {
+            var q = randn(channels, ScalarType.Float64);
+            var expected = new float[w.shape[1]];
+            fixed (float* e = expected)
+            {
+                CpuFusedAttention.EasyWeights(q.data<double>().ToArray(), mode, e);
+            }
+
+            var actual = matmul(q.to(ScalarType.Float32).unsqueeze(0), w).squeeze(0);
+            Assert.True(MaxAbsDiff(actual, tensor(expected)) <= 1e-5, $"{mode} De={channels}");
+        }
     }
 
     [Fact]

@@ -9,69 +9,67 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Quantization.Attention.Cuda;
 
 /// <summary>
-/// Fused decode attention on CUDA tensors: a kernel compiled at run time with NVRTC reads each quantized block's packed
-/// codes and metadata where the cache holds them (no copy is rebuilt) — split into runs of <see cref="TokensPerSplit"/>
-/// tokens so that a long cache fills the GPU (flash-decoding) — and writes each run's softmax state (max, sum and
-/// Σ p·v per query row); the full-precision residual's state comes from TorchSharp operations, and one log-sum-exp
-/// merge gives the output. Extra memory: the per-run states (for 64k tokens, 7 query rows and 128 value channels,
-/// about 1.8 MiB), the query in each block's channel order, and for protected blocks a token-to-value-row map.
+/// Fused decode attention on CUDA tensors with kernels compiled at run time by NVRTC (<see cref="KernelSource"/>): per
+/// quantized block, one launch puts the query rows in the block's channel order (outlier channels, then the 1-bit
+/// components' weights: the query's transform, no inverse FFT of the keys) and one reads the block's packed codes and
+/// metadata where the cache holds them — split into runs of <see cref="KernelSource.TokensPerRun"/> tokens so that a
+/// long cache fills the GPU (flash-decoding) — writing each run's softmax state (max, sum and Σ p·v per query row); the
+/// full-precision residual goes through the same kernel as raw keys and values; one launch merges the states
+/// (log-sum-exp) into the output. Nothing the size of the cache is allocated: the extra memory is the run states (for
+/// 64k tokens, 7 query rows and 128 value channels about 1 MiB), the transformed query rows, and for protected blocks
+/// a token-to-value-row map (8 bytes a token).
 /// </summary>
 /// <remarks>
-/// The kernel follows <see cref="CpuFusedAttention"/>: a key's score is Σ_c q_c (level_c·s_c + z_c) over outlier
-/// channels and 1-bit components (scored against the query's transform, <see cref="ChunkedFusedAttention.BlockQuery"/>);
-/// a value is level·s + z per channel (or per token group) and is accumulated with the softmax weight. Code levels come
-/// from the same byte tables as the CPU kernels. Launched on the legacy default stream, which orders it with TorchSharp's
-/// operations on the same device.
+/// The arithmetic follows <see cref="CpuFusedAttention"/>: a key's score is Σ_c q_c (level_c·s_c + z_c) over outlier
+/// channels and 1-bit components; a value is level·s + z per channel (or per token group). Kernels run on the legacy
+/// default stream, which orders them with TorchSharp's operations on the same device; tensors they read are released
+/// to PyTorch's caching allocator, which reuses memory only for work queued after them on that stream.
 /// </remarks>
 internal static class CudaFusedAttention
 {
-    /// <summary>Tokens one thread block scores (the run length of the split).</summary>
-    public const int TokensPerSplit = 128;
-
-    /// <summary>Query rows (query heads per KV head × query tokens) one launch handles.</summary>
+    /// <summary>Query rows (query heads per KV head × query tokens) the kernels handle.</summary>
     public const int MaxQueryRows = 32;
 
-    private const int Threads = 128;
     private const int MaxSharedBytes = 160 * 1024;
-    private const string KernelName = "vidkv_block_attend";
 
-    private static readonly ConcurrentDictionary<int, Lazy<IntPtr>> Kernels = new();
-    private static readonly ConcurrentDictionary<(CodeFormat Format, int Mult, int Offset, int Device), Tensor> Tables = new();
+    private static readonly ConcurrentDictionary<int, Lazy<IReadOnlyDictionary<string, IntPtr>>> Modules = new();
+    private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
 
-    /// <summary>Whether the kernel can run here (CUDA driver and NVRTC found).</summary>
+    /// <summary>Bytes of the device tensors the last call on this thread allocated: its extra memory (the cache is read in place).</summary>
+    [ThreadStatic]
+    private static long _lastTemporaryBytes;
+
+    /// <summary>Bytes of the device tensors the last <see cref="Attend"/> on this thread allocated, output included.</summary>
+    public static long LastTemporaryBytes => _lastTemporaryBytes;
+
+    /// <summary>Whether the kernels can run here (CUDA driver and NVRTC found).</summary>
     public static bool IsAvailable => CudaRuntime.IsAvailable;
 
-    /// <summary>Why the kernel cannot run, or what it runs with.</summary>
+    /// <summary>Why the kernels cannot run, or what they run with.</summary>
     public static string Description => CudaRuntime.Description;
 
-    /// <summary>Whether this cache and query shape fit the kernel (else callers use the chunked path).</summary>
+    /// <summary>Whether this cache and query shape fit the kernels (else callers use the chunked path).</summary>
     public static bool Fits(QuantizedKVCache cache, Tensor query)
     {
         long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : cache.ResidualKeys!.shape[1];
+        long dv = cache.Blocks.Count > 0 ? cache.Blocks[0].Values.Shape[3] : cache.ResidualValues!.shape[3];
         long nq = query.shape[1] / hkv * query.shape[2];
         if (!IsAvailable || nq > MaxQueryRows || query.shape[0] * hkv > 65535)
         {
             return false;
         }
 
-        foreach (var block in cache.Blocks)
-        {
-            long c = (block.Keys.Outliers?.Shape[^1] ?? 0) + (block.Keys.Easy?.Shape[^1] ?? 0);
-            if (SharedBytes(nq, c) > MaxSharedBytes)
-            {
-                return false;
-            }
-        }
-
-        return true;
+        int rows = RowCount(nq);
+        long channels = Math.Max(query.shape[3], cache.Blocks.Select(b => (b.Keys.Outliers?.Shape[^1] ?? 0) + (b.Keys.Easy?.Shape[^1] ?? 0)).DefaultIfEmpty(0).Max());
+        return AttendSharedBytes(rows, channels, dv) <= MaxSharedBytes && 4L * rows * query.shape[3] <= MaxSharedBytes;
     }
 
-    /// <summary>Whether the kernel compiles for the device (compiled once per device; a failure is remembered).</summary>
+    /// <summary>Whether the kernels compile for the device (compiled once per device; a failure is remembered).</summary>
     public static bool Compiles(int device)
     {
         try
         {
-            _ = Kernel(Math.Max(0, device));
+            _ = Module(Math.Max(0, device));
             return true;
         }
         catch (InvalidOperationException)
@@ -84,99 +82,134 @@ internal static class CudaFusedAttention
     {
         var o = cache.Options;
         long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
-        int device = query.device_index < 0 ? 0 : query.device_index;
+        int device = Math.Max(0, query.device_index);
+        var module = Module(device);
         using var scope = NewDisposeScope();
         long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : cache.ResidualKeys!.shape[1];
         long dv = cache.Blocks.Count > 0 ? cache.Blocks[0].Values.Shape[3] : cache.ResidualValues!.shape[3];
         long nq = hq / hkv * tq, n = cache.Length, bh = b * hkv;
-        using var factor = scale.ToScalar();
-        var q = query.to(ScalarType.Float32).reshape(b, hkv, nq, d).mul(factor);
+        int rows = RowCount(nq);
+        int tps = KernelSource.TokensPerRun;
 
-        long splits = cache.Blocks.Sum(x => (x.Tokens + TokensPerSplit - 1) / TokensPerSplit) + (cache.ResidualLength > 0 ? 1 : 0);
-        var outM = empty(new[] { bh, splits, nq }, ScalarType.Float32, query.device);
-        var outL = empty(new[] { bh, splits, nq }, ScalarType.Float32, query.device);
-        var outAcc = empty(new[] { bh, splits, nq, dv }, ScalarType.Float32, query.device);
-        var kernel = Kernel(device);
-
-        long split0 = 0;
+        // [B, Hq, Tq, D] is [B·Hkv, nq, D] in memory: the query rows of one KV head are its heads' tokens.
+        var q = query.to(ScalarType.Float32).contiguous();
+        var residualKeys = cache.ResidualLength > 0 ? cache.ResidualKeys!.contiguous() : null;
+        var residualValues = cache.ResidualLength > 0 ? cache.ResidualValues!.contiguous() : null;
+        long temporary = (q.Handle == query.Handle || SameStorage(q, query) ? 0 : Bytes(q))
+            + (residualKeys is null || SameStorage(residualKeys, cache.ResidualKeys!) ? 0 : Bytes(residualKeys) + Bytes(residualValues!));
+        var sources = new List<(long Tokens, long Channels)>();
         foreach (var block in cache.Blocks)
         {
-            using var inner = NewDisposeScope();
-            var qb = ChunkedFusedAttention.BlockQuery(block, o, q).contiguous();
-            long c = qb.shape[3];
+            sources.Add((block.Tokens, (block.Keys.Outliers?.Shape[^1] ?? 0) + (block.Keys.Easy?.Shape[^1] ?? 0)));
+        }
+
+        if (residualKeys is not null)
+        {
+            sources.Add((residualKeys.shape[2], d));
+        }
+
+        long runs = sources.Sum(x => (x.Tokens + tps - 1) / tps);
+        var state = empty(new[] { (bh * runs * nq * (2 + dv)) + sources.Sum(x => bh * rows * x.Channels) }, ScalarType.Float32, query.device);
+        var output = empty(new[] { b, hq, tq, dv }, ScalarType.Float32, query.device);
+        temporary += Bytes(state) + Bytes(output);
+        IntPtr statePointer = CudaRuntime.DataPointer(state);
+        IntPtr outM = statePointer, outL = outM + (nint)(4 * bh * runs * nq), outAcc = outL + (nint)(4 * bh * runs * nq);
+        IntPtr scratch = outAcc + (nint)(4 * bh * runs * nq * dv);
+        IntPtr qPointer = CudaRuntime.DataPointer(q);
+        var p = new Params
+        {
+            OutM = outM,
+            OutL = outL,
+            OutAcc = outAcc,
+            Start = 0,
+            Causal = causal ? 1 : 0,
+            CausalBase = n - tq,
+            QueryTokens = tq,
+            QueryRows = nq,
+            ValueChannels = dv,
+            GroupSize = o.GroupSize,
+            KvHeads = hkv,
+            Runs = runs,
+        };
+
+        long run0 = 0;
+        void Launch(long tokens, long channels, Prep prep, int prepShared)
+        {
+            prep.Query = qPointer;
+            prep.Rows = scratch;
+            prep.QueryRows = nq;
+            prep.Dim = d;
+            prep.Channels = channels;
+            prep.Scale = (float)scale;
+            CudaRuntime.Launch(module[$"vidkv_prep_{rows}"], device, ((uint)bh, 1, 1), KernelSource.Threads, (uint)prepShared, ref prep);
+            p.Rows = scratch;
+            p.Channels = channels;
+            p.Tokens = tokens;
+            p.Run0 = run0;
+            long blockRuns = (tokens + tps - 1) / tps;
+            CudaRuntime.Launch(module[$"vidkv_attend_{rows}"], device, ((uint)blockRuns, (uint)bh, 1), KernelSource.Threads, (uint)AttendSharedBytes(rows, channels, dv), ref p);
+            run0 += blockRuns;
+            scratch += (nint)(4 * bh * rows * channels);
+        }
+
+        foreach (var block in cache.Blocks)
+        {
             var keys = block.Keys;
             var values = block.Values;
-            Tensor? map = values.ProtectedTokens is null ? null : ValueRowMap(values.ProtectedTokens, block.Tokens);
+            var map = values.ProtectedTokens is null ? null : ValueRowMap(values.ProtectedTokens, block.Tokens);
+            temporary += map is null ? 0 : Bytes(map);
             bool asymmetric = o.Values == ValueQuantization.Asymmetric;
-            long blockSplits = (block.Tokens + TokensPerSplit - 1) / TokensPerSplit;
-            var p = new Params
+            long dOut = keys.Outliers?.Shape[^1] ?? 0, de = keys.EasyChannels.shape[0];
+            var transform = keys.Easy is null || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, de, device);
+            p.Map = map is null ? IntPtr.Zero : CudaRuntime.DataPointer(map);
+            p.KeyOutliers = Source(keys.Outliers, 1, 0, scaled: true, zero: true, QuantizationAxis.PerChannel);
+            p.KeyEasy = o.SignReconstruction == SignReconstruction.ZeroOrScale
+                ? Source(keys.Easy, 1, 0, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel)
+                : Source(keys.Easy, 2, -1, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel);
+            p.ValueRest = asymmetric
+                ? Source(values.Rest, 1, 0, scaled: true, zero: true, o.ValueAxis)
+                : Source(values.Rest, 1, -1, scaled: o.ScaledTernary, zero: false, o.ValueAxis);
+            p.ValueProtected = Source(values.Protected, 1, 0, scaled: true, zero: true, o.ValueAxis);
+            p.OutlierChannels = dOut;
+            p.Start = block.Start;
+            var prep = new Prep
             {
-                Query = CudaRuntime.DataPointer(qb),
-                OutM = CudaRuntime.DataPointer(outM),
-                OutL = CudaRuntime.DataPointer(outL),
-                OutAcc = CudaRuntime.DataPointer(outAcc),
-                Map = map is null ? IntPtr.Zero : CudaRuntime.DataPointer(map),
-                KeyOutliers = Source(keys.Outliers, 1, 0, scaled: true, zero: true, QuantizationAxis.PerChannel, device),
-                KeyEasy = o.SignReconstruction == SignReconstruction.ZeroOrScale
-                    ? Source(keys.Easy, 1, 0, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel, device)
-                    : Source(keys.Easy, 2, -1, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel, device),
-                ValueRest = asymmetric
-                    ? Source(values.Rest, 1, 0, scaled: true, zero: true, o.ValueAxis, device)
-                    : Source(values.Rest, 1, -1, scaled: o.ScaledTernary, zero: false, o.ValueAxis, device),
-                ValueProtected = Source(values.Protected, 1, 0, scaled: true, zero: true, o.ValueAxis, device),
-                Tokens = block.Tokens,
-                Start = block.Start,
-                Causal = causal ? 1 : 0,
-                CausalBase = n - tq,
-                QueryTokens = tq,
-                QueryRows = nq,
-                Channels = c,
-                OutlierChannels = keys.Outliers?.Shape[^1] ?? 0,
-                ValueChannels = dv,
-                GroupSize = o.GroupSize,
-                KvHeads = hkv,
-                Split0 = split0,
-                Splits = splits,
-                TokensPerSplit = TokensPerSplit,
+                OutlierIndex = keys.Outliers is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.OutlierChannels),
+                EasyIndex = keys.Easy is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.EasyChannels),
+                Weights = transform is null ? IntPtr.Zero : CudaRuntime.DataPointer(transform),
+                OutlierChannels = dOut,
+                EasyChannels = keys.Easy is null ? 0 : de,
+                Components = keys.Easy?.Shape[^1] ?? 0,
             };
-            CudaRuntime.Launch(kernel, device, ((uint)blockSplits, (uint)bh, 1), Threads, (uint)SharedBytes(nq, c), ref p);
-            split0 += blockSplits;
-
-            // The kernel reads these tensors; they must outlive it. TorchSharp frees device memory through PyTorch's
-            // caching allocator, which reuses it only for work queued after the kernel on the same stream.
-            GC.KeepAlive(qb);
-            GC.KeepAlive(map);
+            Launch(block.Tokens, dOut + (keys.Easy?.Shape[^1] ?? 0), prep, (int)(4 * nq * prep.EasyChannels));
         }
 
-        if (cache.ResidualLength > 0)
+        if (residualKeys is not null)
         {
-            var rk = cache.ResidualKeys!;
-            var rv = cache.ResidualValues!;
-            long r = rk.shape[2];
-            var scores = matmul(q, rk.to(ScalarType.Float32).transpose(2, 3)); // [B, Hkv, nq, r]
-            if (causal)
-            {
-                var limits = tensor(Enumerable.Range(0, (int)nq).Select(i => n - tq + (i % tq)).ToArray(), ScalarType.Int64, q.device).reshape(1, 1, nq, 1);
-                using var first = cache.QuantizedLength.ToScalar();
-                using var stop = r.ToScalar();
-                var positions = arange(Scalars.ZeroInt64, stop, Scalars.OneInt64, ScalarType.Int64, q.device).add(first, Scalars.OneInt64).reshape(1, 1, 1, r);
-                scores = scores.masked_fill(positions.gt(limits), Scalars.NegativeInfinity);
-            }
-
-            var m = scores.amax(new[] { -1L }, keepdim: true);
-            var safe = m.masked_fill(m.isinf(), Scalars.Zero);
-            var e = (scores - safe).exp();
-            outM.select(1, split0).copy_(m.reshape(bh, nq));
-            outL.select(1, split0).copy_(e.sum(-1).reshape(bh, nq));
-            outAcc.select(1, split0).copy_(matmul(e, rv.to(ScalarType.Float32)).reshape(bh, nq, dv));
+            p.Map = IntPtr.Zero;
+            p.KeyOutliers = Raw(residualKeys);
+            p.KeyEasy = default;
+            p.ValueRest = Raw(residualValues!);
+            p.ValueProtected = default;
+            p.OutlierChannels = d;
+            p.Start = cache.QuantizedLength;
+            Launch(residualKeys.shape[2], d, default, 0);
         }
 
-        // Log-sum-exp merge of every run's state.
-        var max = outM.amax(new[] { 1L }, keepdim: true);
-        var w = (outM - max).exp(); // [BH, S, nq]
-        var sum = (outL * w).sum(1); // [BH, nq]
-        var acc = (outAcc * w.unsqueeze(-1)).sum(1); // [BH, nq, Dv]
-        var output = (acc / sum.unsqueeze(-1)).reshape(b, hq, tq, dv);
+        var merge = new Merge
+        {
+            M = outM,
+            L = outL,
+            Acc = outAcc,
+            Output = CudaRuntime.DataPointer(output),
+            BatchHeads = bh,
+            Runs = runs,
+            QueryRows = nq,
+            ValueChannels = dv,
+        };
+        long total = bh * nq * dv;
+        CudaRuntime.Launch(module["vidkv_merge"], device, ((uint)((total + KernelSource.Threads - 1) / KernelSource.Threads), 1, 1), KernelSource.Threads, 0, ref merge);
+        _lastTemporaryBytes = temporary;
         return output.MoveToOuterDisposeScope();
     }
 
@@ -194,73 +227,128 @@ internal static class CudaFusedAttention
         return where(isProtected.to(ScalarType.Bool), protectedSoFar.neg(), restRow).contiguous();
     }
 
+    /// <summary>
+    /// The weights [De, comps] that turn the query's 1-bit channels into the weights of the stored components
+    /// (<see cref="CpuFusedAttention.EasyWeights"/> of each unit vector), on the device; made once per mode and size.
+    /// </summary>
+    private static Tensor Transform(OneBitKeyMode mode, long channels, int device) => Transforms.GetOrAdd((mode, channels, device), key =>
+    {
+        using var cpu = TransformMatrix(key.Mode, key.Channels);
+        return cpu.to(new Device(DeviceType.CUDA, key.Device)).DetachFromDisposeScope();
+    });
+
+    /// <summary>The [De, comps] matrix W with q·W = the component weights of <see cref="CpuFusedAttention.EasyWeights"/>, float32 on the CPU.</summary>
+    internal static unsafe Tensor TransformMatrix(OneBitKeyMode mode, long channels)
+    {
+        long comps = OneBitKeyQuantizer.ComponentCount(mode, channels);
+        var w = new float[channels * comps];
+        var unit = new double[channels];
+        fixed (float* row = w)
+        {
+            for (int j = 0; j < channels; j++)
+            {
+                Array.Clear(unit);
+                unit[j] = 1;
+                CpuFusedAttention.EasyWeights(unit, mode, row + (j * comps));
+            }
+        }
+
+        return tensor(w, new[] { channels, comps });
+    }
+
+    private static long Bytes(Tensor t) => t.NumberOfElements * t.ElementSize;
+
+    private static bool SameStorage(Tensor a, Tensor b) => CudaRuntime.DataPointer(a) == (b.is_contiguous() ? CudaRuntime.DataPointer(b) : IntPtr.Zero);
+
+    private static int RowCount(long nq) => KernelSource.RowCounts.First(r => r >= nq);
+
     private static Tensor Positions(long tokens, Device device)
     {
         using var stop = tokens.ToScalar();
         return arange(Scalars.ZeroInt64, stop, Scalars.OneInt64, ScalarType.Int64, device).unsqueeze(0);
     }
 
-    private static long SharedBytes(long nq, long channels) => 4 * ((nq * channels) + (nq * TokensPerSplit) + (2 * nq));
+    private static long AttendSharedBytes(long rows, long channels, long dv)
+        => 4 * ((rows * channels) + (rows * KernelSource.TokensPerRun) + (2 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0));
 
-    private static IntPtr Kernel(int device) => Kernels.GetOrAdd(device, d => new Lazy<IntPtr>(() =>
+    private static IReadOnlyDictionary<string, IntPtr> Module(int device) => Modules.GetOrAdd(device, d => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
     {
-        var function = CudaRuntime.Compile(KernelSource.Text, "vidkv_fused_attention.cu", d, [KernelName])[KernelName];
-        CudaRuntime.SetMaxDynamicSharedMemory(function, MaxSharedBytes, d);
-        return function;
+        var names = KernelSource.RowCounts.SelectMany(r => new[] { $"vidkv_prep_{r}", $"vidkv_attend_{r}" }).Append("vidkv_merge").ToList();
+        var functions = CudaRuntime.Compile(KernelSource.Text, "vidkv_fused_attention.cu", d, names);
+        foreach (var r in KernelSource.RowCounts)
+        {
+            CudaRuntime.SetMaxDynamicSharedMemory(functions[$"vidkv_attend_{r}"], MaxSharedBytes, d);
+            CudaRuntime.SetMaxDynamicSharedMemory(functions[$"vidkv_prep_{r}"], MaxSharedBytes, d);
+        }
+
+        return functions;
     })).Value;
 
-    private static Src Source(QuantizedTensor? q, int mult, int offset, bool scaled, bool zero, QuantizationAxis axis, int device)
+    private static long MetaType(ScalarType? type) => type switch
+    {
+        null or ScalarType.Float32 => 0,
+        ScalarType.Float16 => 1,
+        ScalarType.BFloat16 => 2,
+        var other => throw new NotSupportedException($"Tensors of type {other} are not read by the CUDA kernels; allowed: Float32, Float16, BFloat16."),
+    };
+
+    private static Src Source(QuantizedTensor? q, int mult, int offset, bool scaled, bool zero, QuantizationAxis axis)
     {
         if (q is null)
         {
             return default;
         }
 
-        var table = Tables.GetOrAdd((q.Format, mult, offset, device), key =>
-            tensor(CodeTables.Get(key.Format, key.Mult, key.Offset), ScalarType.Float32, new Device(DeviceType.CUDA, key.Device)).DetachFromDisposeScope());
         var meta = scaled ? q.Scale : zero ? q.Zero : null;
         return new Src
         {
             Codes = CudaRuntime.DataPointer(q.Codes),
-            Table = CudaRuntime.DataPointer(table),
             Scale = scaled ? CudaRuntime.DataPointer(q.Scale ?? throw new InvalidOperationException("A quantized tensor lacks the scale its quantizer reads.")) : IntPtr.Zero,
             Zero = zero ? CudaRuntime.DataPointer(q.Zero ?? throw new InvalidOperationException("A quantized tensor lacks the zero point its quantizer reads.")) : IntPtr.Zero,
             Rows = q.Shape[^2],
             RowBytes = q.Codes.shape[^1],
             PerByte = CodePacking.CodesPerByte(q.Format),
+            Radix = CodePacking.Base(q.Format),
+            Mult = mult,
+            Offset = offset,
             Channels = q.Shape[^1],
-            MetaType = meta?.dtype switch
-            {
-                null or ScalarType.Float32 => 0,
-                ScalarType.Float16 => 1,
-                ScalarType.BFloat16 => 2,
-                var other => throw new NotSupportedException($"Quantization metadata of type {other} is not read by the CUDA kernel; allowed: Float32, Float16, BFloat16."),
-            },
+            MetaType = MetaType(meta?.dtype),
             PerToken = axis == QuantizationAxis.PerToken ? 1 : 0,
         };
     }
 
-    /// <summary>One packed source as the kernel reads it (layout shared with the CUDA struct <c>Src</c>).</summary>
+    /// <summary>A full-precision [B, H, T, C] tensor as a raw source (no codes: RowBytes 0).</summary>
+    private static Src Raw(Tensor t) => new()
+    {
+        Codes = CudaRuntime.DataPointer(t),
+        Rows = t.shape[2],
+        Channels = t.shape[3],
+        MetaType = MetaType(t.dtype),
+    };
+
+    /// <summary>One source as the kernels read it (layout shared with the CUDA struct <c>Src</c>).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct Src
     {
         public IntPtr Codes;
-        public IntPtr Table;
         public IntPtr Scale;
         public IntPtr Zero;
         public long Rows;
         public long RowBytes;
         public long PerByte;
+        public long Radix;
+        public long Mult;
+        public long Offset;
         public long Channels;
         public long MetaType;
         public long PerToken;
     }
 
-    /// <summary>The kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
+    /// <summary>The attend kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct Params
     {
-        public IntPtr Query;
+        public IntPtr Rows;
         public IntPtr OutM;
         public IntPtr OutL;
         public IntPtr OutAcc;
@@ -280,8 +368,39 @@ internal static class CudaFusedAttention
         public long ValueChannels;
         public long GroupSize;
         public long KvHeads;
-        public long Split0;
-        public long Splits;
-        public long TokensPerSplit;
+        public long Run0;
+        public long Runs;
+    }
+
+    /// <summary>The prep kernel's parameters (layout shared with the CUDA struct <c>Prep</c>).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Prep
+    {
+        public IntPtr Query;
+        public IntPtr Rows;
+        public IntPtr OutlierIndex;
+        public IntPtr EasyIndex;
+        public IntPtr Weights;
+        public long QueryRows;
+        public long Dim;
+        public long OutlierChannels;
+        public long EasyChannels;
+        public long Components;
+        public long Channels;
+        public float Scale;
+    }
+
+    /// <summary>The merge kernel's parameters (layout shared with the CUDA struct <c>Merge</c>).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Merge
+    {
+        public IntPtr M;
+        public IntPtr L;
+        public IntPtr Acc;
+        public IntPtr Output;
+        public long BatchHeads;
+        public long Runs;
+        public long QueryRows;
+        public long ValueChannels;
     }
 }

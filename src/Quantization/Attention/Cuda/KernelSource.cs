@@ -1,38 +1,70 @@
 namespace VidKV.AI.Quantization.Attention.Cuda;
 
 /// <summary>
-/// CUDA C++ of the fused decode attention over one quantized block (compiled at run time by NVRTC; see
-/// <see cref="CudaFusedAttention"/>). Grid: (run of TokensPerSplit tokens, batch item × KV head); 128 threads.
-/// Per run: the query rows (in the block's channel order) go to shared memory; each thread scores tokens from their
-/// packed key codes; one warp per query row turns the scores into exp(s - max) and their sum; each thread then
-/// accumulates value channels from their packed codes. The run's max, sum and Σ p·v are written for the merge.
+/// CUDA C++ of the fused decode attention (compiled at run time by NVRTC; see <see cref="CudaFusedAttention"/>). Three
+/// kernels, each instantiated for NQ = 1, 2, 4, 8, 16 and 32 query rows (the rows of one KV head: its query heads times
+/// the query tokens, padded with zero rows):
+/// <list type="bullet">
+/// <item><c>vidkv_prep_NQ</c>: the query rows in a source's channel order, times the softmax scale: for a quantized block
+/// its outlier channels then the weights of its 1-bit components (the query's transform, a [De, comps] matrix); for the
+/// full-precision residual the query itself. Grid: batch item × KV head.</item>
+/// <item><c>vidkv_attend_NQ</c>: one run of TPS tokens per thread block. Scores from the packed key codes (or raw
+/// residual keys), one warp per query row for exp(s - max) and the sum, then Σ p·v over the packed value codes (or raw
+/// residual values). Writes the run's max, sum and Σ p·v. Grid: (run, batch item × KV head); THREADS threads.</item>
+/// <item><c>vidkv_merge</c>: the log-sum-exp merge of every run's state into the output.</item>
+/// </list>
+/// Code levels are decoded arithmetically: digit j of a byte in base R (R = 2^bits, or 3 for trits), times mult, plus offset.
 /// </summary>
 internal static class KernelSource
 {
+    /// <summary>Tokens per thread block of the attend kernel.</summary>
+    public const int TokensPerRun = 256;
+
+    /// <summary>Threads per block of every kernel.</summary>
+    public const int Threads = 256;
+
+    /// <summary>The query-row counts the kernels are instantiated for.</summary>
+    public static readonly int[] RowCounts = [1, 2, 4, 8, 16, 32];
+
     public const string Text = """
 typedef unsigned char u8;
 typedef long long i64;
 
-#define MAXQ 32
-#define THREADS 128
+#define THREADS 256
+#define TPS 256
 #define NEG_INF __int_as_float(0xff800000)
 
 struct Src {
-    const u8* codes;     // [BH, rows, rowBytes]
-    const float* table;  // [256, 8]: the levels of the codes in each byte value
+    const u8* codes;     // packed [BH, rows, rowBytes]; or, raw (rowBytes == 0): values [BH, rows, channels] of rawType
     const void* scale;   // per channel: [BH, rows / G, channels]; per token: [BH, rows, channels / G]; or null
     const void* zero;    // same layout as scale, or null
-    i64 rows, rowBytes, per, channels, metaType, perToken;
+    i64 rows, rowBytes, per, radix, mult, offset, channels, metaType, perToken;
 };
 
 struct Params {
-    const float* q;      // [BH, nq, C]: outlier channels, then the 1-bit components' weights; softmax scale applied
-    float* outM;         // [BH, splits, nq]
-    float* outL;         // [BH, splits, nq]
-    float* outAcc;       // [BH, splits, nq, dv]
-    const i64* map;      // [B, tokens]: value row (>= 0 rest, -(j + 1) protected j), or null: row = token
+    const float* qb;     // [BH, NQ, C] from the prep kernel
+    float* outM;         // [BH, runs, nq]
+    float* outL;         // [BH, runs, nq]
+    float* outAcc;       // [BH, runs, nq, dv]
+    const i64* map;      // [B, tokens]: value row (>= 0 rest, -(j + 1) protected j), or null: the token's own row
     Src kOut, kEasy, vRest, vProt;
-    i64 tokens, start, causal, causalBase, tq, nq, C, dOut, dv, G, hkv, split0, splits, tps;
+    i64 tokens, start, causal, causalBase, tq, nq, C, dOut, dv, G, hkv, run0, runs;
+};
+
+struct Prep {
+    const float* q;      // [BH, nq, D] float32
+    float* qb;           // [BH, NQ, C]
+    const i64* outIdx;   // [dOut] outlier channels, or null
+    const i64* easyIdx;  // [De] 1-bit channels, or null
+    const float* w;      // [De, comps] the transform's weights, or null for the identity
+    i64 nq, D, dOut, De, comps, C;
+    float scale;
+};
+
+struct Merge {
+    const float* m; const float* l; const float* acc;  // [BH, runs, nq], [BH, runs, nq], [BH, runs, nq, dv]
+    float* out;                                        // [BH, nq, dv]
+    i64 bh, runs, nq, dv;
 };
 
 __device__ __forceinline__ float meta(const void* p, i64 i, i64 type) {
@@ -42,65 +74,115 @@ __device__ __forceinline__ float meta(const void* p, i64 i, i64 type) {
     return __uint_as_float(((unsigned int)h) << 16);
 }
 
-__device__ __forceinline__ void keyDot(const Src& s, const float* qs, int C, int off, int nq, i64 bh, i64 pos, i64 groups, i64 G, float* acc) {
+// Digit j of byte b in the source's radix, as a level.
+__device__ __forceinline__ float level(const Src& s, unsigned int b, int j) {
+    unsigned int digit;
+    if (s.radix == 3) { for (int k = 0; k < j; k++) b /= 3u; digit = b % 3u; }
+    else { const int bits = s.radix == 2 ? 1 : s.radix == 4 ? 2 : s.radix == 16 ? 4 : 8; digit = (b >> (bits * j)) & (unsigned int)(s.radix - 1); }
+    return (float)((int)digit * (int)s.mult + (int)s.offset);
+}
+
+template <int NQ>
+__device__ __forceinline__ void keyDot(const Src& s, const float* qs, int C, int off, i64 bh, i64 pos, i64 groups, i64 G, float* acc) {
     const u8* row = s.codes + (bh * s.rows + pos) * s.rowBytes;
     const i64 mbase = (bh * groups + pos / G) * s.channels;
     const int per = (int)s.per, n = (int)s.channels;
     int c = 0;
     for (int byteIndex = 0; c < n; byteIndex++) {
-        const float* levels = s.table + ((int)row[byteIndex] << 3);
+        const unsigned int b = row[byteIndex];
         for (int j = 0; j < per && c < n; j++, c++) {
-            float k = levels[j] * meta(s.scale, mbase + c, s.metaType);
+            float k = level(s, b, j) * meta(s.scale, mbase + c, s.metaType);
             if (s.zero) k += meta(s.zero, mbase + c, s.metaType);
             const float* qc = qs + off + c;
 #pragma unroll
-            for (int q = 0; q < MAXQ; q++) if (q < nq) acc[q] += qc[q * C] * k;
+            for (int q = 0; q < NQ; q++) acc[q] += qc[q * C] * k;
         }
     }
 }
 
+template <int NQ>
+__device__ __forceinline__ void rawDot(const Src& s, const float* qs, int C, i64 bh, i64 pos, float* acc) {
+    const i64 base = (bh * s.rows + pos) * s.channels;
+    for (int c = 0; c < (int)s.channels; c++) {
+        const float k = meta(s.codes, base + c, s.metaType);
+#pragma unroll
+        for (int q = 0; q < NQ; q++) acc[q] += qs[q * C + c] * k;
+    }
+}
+
 __device__ __forceinline__ float valueAt(const Src& s, i64 bh, i64 r, int d, i64 G, i64 dv) {
+    if (s.rowBytes == 0) return meta(s.codes, (bh * s.rows + r) * dv + d, s.metaType);
     const u8* row = s.codes + (bh * s.rows + r) * s.rowBytes;
     const int per = (int)s.per;
-    float level = s.table[((int)row[d / per] << 3) + d % per];
-    if (!s.scale) return level;
+    float v = level(s, row[d / per], d % per);
+    if (!s.scale) return v;
     const i64 mi = s.perToken ? (bh * s.rows + r) * (dv / G) + d / G : (bh * (s.rows / G) + r / G) * dv + d;
-    float v = level * meta(s.scale, mi, s.metaType);
+    v *= meta(s.scale, mi, s.metaType);
     if (s.zero) v += meta(s.zero, mi, s.metaType);
     return v;
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) vidkv_block_attend(const Params p) {
-    extern __shared__ float shared[];
-    const int nq = (int)p.nq, C = (int)p.C, tps = (int)p.tps;
-    float* qs = shared;
-    float* sc = qs + nq * C;
-    float* rowM = sc + nq * tps;
-    float* rowL = rowM + nq;
-    const i64 bh = blockIdx.y;
-    const int split = blockIdx.x, tid = threadIdx.x;
-    const i64 t0 = (i64)split * tps;
-    const int len = (int)min((i64)tps, p.tokens - t0);
+template <int NQ>
+__device__ void prep(const Prep& p) {
+    extern __shared__ float qe[];  // [nq, De]: the query's 1-bit channels
+    const i64 bh = blockIdx.x;
+    const int nq = (int)p.nq, D = (int)p.D, De = (int)p.De, C = (int)p.C, dOut = (int)p.dOut;
+    const float* q = p.q + bh * nq * D;
+    for (int i = threadIdx.x; i < nq * De; i += THREADS) qe[i] = q[(i / De) * D + p.easyIdx[i % De]];
+    __syncthreads();
+    float* out = p.qb + bh * NQ * C;
+    for (int i = threadIdx.x; i < NQ * C; i += THREADS) {
+        const int r = i / C, c = i % C;
+        float v = 0.f;
+        if (r < nq) {
+            if (!p.outIdx && !p.easyIdx) v = q[r * D + c];
+            else if (c < dOut) v = q[r * D + p.outIdx[c]];
+            else if (!p.w) v = qe[r * De + (c - dOut)];
+            else {
+                const int e = c - dOut, comps = (int)p.comps;
+                for (int j = 0; j < De; j++) v += qe[r * De + j] * p.w[j * comps + e];
+            }
+            v *= p.scale;
+        }
+        out[i] = v;
+    }
+}
 
-    for (int i = tid; i < nq * C; i += THREADS) qs[i] = p.q[bh * nq * C + i];
+template <int NQ>
+__device__ void attend(const Params& p) {
+    extern __shared__ float shared[];
+    const int C = (int)p.C, nq = (int)p.nq;
+    float* qs = shared;              // [NQ, C]
+    float* sc = qs + NQ * C;         // [NQ, TPS]
+    float* rowM = sc + NQ * TPS;     // [NQ]
+    float* rowL = rowM + NQ;         // [NQ]
+    float* partial = rowL + NQ;      // [THREADS / dv, NQ, dv] when dv < THREADS
+    const i64 bh = blockIdx.y;
+    const int run = blockIdx.x, tid = threadIdx.x;
+    const i64 t0 = (i64)run * TPS;
+    const int len = (int)min((i64)TPS, p.tokens - t0);
+
+    for (int i = tid; i < NQ * C; i += THREADS) qs[i] = p.qb[bh * NQ * C + i];
     __syncthreads();
 
     const i64 groups = p.tokens / p.G;
+    const bool raw = p.kOut.codes && p.kOut.rowBytes == 0;
     for (int t = tid; t < len; t += THREADS) {
-        float acc[MAXQ];
+        float acc[NQ];
 #pragma unroll
-        for (int q = 0; q < MAXQ; q++) acc[q] = 0.f;
+        for (int q = 0; q < NQ; q++) acc[q] = 0.f;
         const i64 pos = t0 + t;
-        if (p.kOut.codes) keyDot(p.kOut, qs, C, 0, nq, bh, pos, groups, p.G, acc);
-        if (p.kEasy.codes) keyDot(p.kEasy, qs, C, (int)p.dOut, nq, bh, pos, groups, p.G, acc);
+        if (raw) rawDot<NQ>(p.kOut, qs, C, bh, pos, acc);
+        else {
+            if (p.kOut.codes) keyDot<NQ>(p.kOut, qs, C, 0, bh, pos, groups, p.G, acc);
+            if (p.kEasy.codes) keyDot<NQ>(p.kEasy, qs, C, (int)p.dOut, bh, pos, groups, p.G, acc);
+        }
         const i64 absolute = p.start + pos;
 #pragma unroll
-        for (int q = 0; q < MAXQ; q++) {
-            if (q < nq) {
-                float s = acc[q];
-                if (p.causal && absolute > p.causalBase + (q % p.tq)) s = NEG_INF;
-                sc[q * tps + t] = s;
-            }
+        for (int q = 0; q < NQ; q++) {
+            float s = acc[q];
+            if (q >= nq || (p.causal && absolute > p.causalBase + (q % p.tq))) s = NEG_INF;
+            sc[q * TPS + t] = s;
         }
     }
     __syncthreads();
@@ -108,12 +190,12 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_block_attend(const P
     const int warp = tid >> 5, lane = tid & 31;
     for (int q = warp; q < nq; q += THREADS / 32) {
         float m = NEG_INF;
-        for (int t = lane; t < len; t += 32) m = fmaxf(m, sc[q * tps + t]);
+        for (int t = lane; t < len; t += 32) m = fmaxf(m, sc[q * TPS + t]);
         for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
         float l = 0.f;
         for (int t = lane; t < len; t += 32) {
-            float e = m == NEG_INF ? 0.f : expf(sc[q * tps + t] - m);
-            sc[q * tps + t] = e;
+            const float e = m == NEG_INF ? 0.f : expf(sc[q * TPS + t] - m);
+            sc[q * TPS + t] = e;
             l += e;
         }
         for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
@@ -121,13 +203,18 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_block_attend(const P
     }
     __syncthreads();
 
-    const i64 slot = bh * p.splits + p.split0 + split;
+    const i64 slot = bh * p.runs + p.run0 + run;
     const i64 b = bh / p.hkv;
-    for (int d = tid; d < p.dv; d += THREADS) {
-        float acc[MAXQ];
+    const int dv = (int)p.dv;
+    // Threads split the value channels; when there are fewer channels than threads, several threads share a channel
+    // and take every k-th token, then add up through shared memory.
+    const int lanes = dv >= THREADS ? 1 : THREADS / dv;
+    const int d0 = tid % (dv >= THREADS ? THREADS : dv), part = dv >= THREADS ? 0 : tid / dv;
+    for (int d = d0; d < dv && part < lanes; d += (dv >= THREADS ? THREADS : dv)) {
+        float acc[NQ];
 #pragma unroll
-        for (int q = 0; q < MAXQ; q++) acc[q] = 0.f;
-        for (int t = 0; t < len; t++) {
+        for (int q = 0; q < NQ; q++) acc[q] = 0.f;
+        for (int t = part; t < len; t += lanes) {
             const i64 pos = t0 + t;
             float v;
             if (p.map) {
@@ -137,15 +224,57 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_block_attend(const P
                 v = valueAt(p.vRest, bh, pos, d, p.G, p.dv);
             }
 #pragma unroll
-            for (int q = 0; q < MAXQ; q++) if (q < nq) acc[q] += sc[q * tps + t] * v;
+            for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
         }
+        if (lanes == 1) {
 #pragma unroll
-        for (int q = 0; q < MAXQ; q++) if (q < nq) p.outAcc[(slot * nq + q) * p.dv + d] = acc[q];
+            for (int q = 0; q < NQ; q++) if (q < nq) p.outAcc[(slot * nq + q) * dv + d] = acc[q];
+        } else {
+#pragma unroll
+            for (int q = 0; q < NQ; q++) partial[(part * NQ + q) * dv + d] = acc[q];
+        }
+    }
+    if (lanes > 1) {
+        __syncthreads();
+        for (int i = tid; i < nq * dv; i += THREADS) {
+            const int q = i / dv, d = i % dv;
+            float s = 0.f;
+            for (int k = 0; k < lanes; k++) s += partial[(k * NQ + q) * dv + d];
+            p.outAcc[(slot * nq + q) * dv + d] = s;
+        }
     }
     if (tid < nq) {
         p.outM[slot * nq + tid] = rowM[tid];
         p.outL[slot * nq + tid] = rowL[tid];
     }
+}
+
+#define INSTANTIATE(N) \
+extern "C" __global__ void __launch_bounds__(THREADS) vidkv_prep_##N(const Prep p) { prep<N>(p); } \
+extern "C" __global__ void __launch_bounds__(THREADS) vidkv_attend_##N(const Params p) { attend<N>(p); }
+INSTANTIATE(1)
+INSTANTIATE(2)
+INSTANTIATE(4)
+INSTANTIATE(8)
+INSTANTIATE(16)
+INSTANTIATE(32)
+
+extern "C" __global__ void __launch_bounds__(THREADS) vidkv_merge(const Merge p) {
+    const i64 i = (i64)blockIdx.x * THREADS + threadIdx.x;  // over [BH, nq, dv]
+    if (i >= p.bh * p.nq * p.dv) return;
+    const i64 d = i % p.dv, q = (i / p.dv) % p.nq, bh = i / (p.dv * p.nq);
+    float mx = NEG_INF;
+    for (i64 s = 0; s < p.runs; s++) mx = fmaxf(mx, p.m[(bh * p.runs + s) * p.nq + q]);
+    float num = 0.f, den = 0.f;
+    for (i64 s = 0; s < p.runs; s++) {
+        const i64 r = (bh * p.runs + s) * p.nq + q;
+        const float m = p.m[r];
+        if (m == NEG_INF) continue;
+        const float w = expf(m - mx);
+        den += w * p.l[r];
+        num += w * p.acc[r * p.dv + d];
+    }
+    p.out[i] = num / den;
 }
 """;
 }
