@@ -86,13 +86,17 @@ public static class FusedAttention
                 : throw new NotSupportedException($"The Cuda kernel path handles at most {CudaFusedAttention.MaxQueryRows} query rows (query heads per KV head x query tokens); use Auto or Chunked.");
         }
 
-        if (device == DeviceType.CUDA && CudaFusedAttention.Fits(cache, query) && CudaFusedAttention.Compiles(query.device_index))
+        if (CudaKernelsApply(cache, query))
         {
             return CudaFusedAttention.Attend(cache, query, causal, s);
         }
 
         return ChunkedFusedAttention.Attend(cache, query, causal, s, ChunkedFusedAttention.DefaultChunkTokens);
     }
+
+    /// <summary>Whether <see cref="FusedKernelPath.Auto"/> would run the NVRTC kernels for this CUDA cache and query.</summary>
+    internal static bool CudaKernelsApply(QuantizedKVCache cache, Tensor query)
+        => query.device_type == DeviceType.CUDA && CudaFusedAttention.Fits(cache, query) && CudaFusedAttention.Compiles(query.device_index);
 
     /// <summary>Validates the query against the cache; returns the cache's device type.</summary>
     internal static DeviceType Check(QuantizedKVCache cache, Tensor query, bool causal)

@@ -4,8 +4,9 @@ namespace VidKV.AI.Quantization.Cache;
 public enum DecodeAttention
 {
     /// <summary>
-    /// <see cref="Fused"/> on the CPU, where the SIMD kernels beat both alternatives; <see cref="Dequantize"/> on other
-    /// devices, where the fused path is a chain of small TorchSharp operations and measured slower (docs/BENCHMARKS.md).
+    /// <see cref="Fused"/> on the CPU (SIMD kernels) and on CUDA when its NVRTC kernels run (the CUDA driver and NVRTC
+    /// found, at most 32 query rows per KV head), where both beat the alternatives (docs/BENCHMARKS.md);
+    /// <see cref="Dequantize"/> otherwise, where the fused path is a chain of small TorchSharp operations and measured slower.
     /// </summary>
     Auto,
 

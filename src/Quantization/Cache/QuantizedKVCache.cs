@@ -260,7 +260,7 @@ public sealed class QuantizedKVCache : IDisposable
         {
             DecodeAttention.Fused => true,
             DecodeAttention.Dequantize => false,
-            _ => _blocks.Count > 0 && query.device_type == TorchSharp.DeviceType.CPU,
+            _ => _blocks.Count > 0 && (query.device_type == TorchSharp.DeviceType.CPU || FusedAttention.CudaKernelsApply(this, query)),
         };
         return fused ? AttendFused(query, causal) : Attend(query, causal);
     }

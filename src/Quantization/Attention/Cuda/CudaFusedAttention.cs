@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using VidKV.AI.Quantization.Cache;
@@ -32,8 +33,12 @@ internal static class CudaFusedAttention
 
     private const int MaxSharedBytes = 160 * 1024;
 
+    /// <summary>Most bytes of run states per byte of a block: runs are made longer until their states fit.</summary>
+    private const double StateShare = 0.08;
+
     private static readonly ConcurrentDictionary<int, Lazy<IReadOnlyDictionary<string, IntPtr>>> Modules = new();
     private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
+    private static readonly ConditionalWeakTable<QuantizedBlock, BlockLaunch> Launches = new();
 
     /// <summary>Bytes of the device tensors the last call on this thread allocated: its extra memory (the cache is read in place).</summary>
     [ThreadStatic]
@@ -54,14 +59,14 @@ internal static class CudaFusedAttention
         long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : cache.ResidualKeys!.shape[1];
         long dv = cache.Blocks.Count > 0 ? cache.Blocks[0].Values.Shape[3] : cache.ResidualValues!.shape[3];
         long nq = query.shape[1] / hkv * query.shape[2];
-        if (!IsAvailable || nq > MaxQueryRows || query.shape[0] * hkv > 65535)
+        if (!IsAvailable || nq > MaxQueryRows || query.shape[0] * hkv > 65535 || dv > KernelSource.Threads || query.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
             return false;
         }
 
         int rows = RowCount(nq);
         long channels = Math.Max(query.shape[3], cache.Blocks.Select(b => (b.Keys.Outliers?.Shape[^1] ?? 0) + (b.Keys.Easy?.Shape[^1] ?? 0)).DefaultIfEmpty(0).Max());
-        return AttendSharedBytes(rows, channels, dv) <= MaxSharedBytes && 4L * rows * query.shape[3] <= MaxSharedBytes;
+        return AttendSharedBytes(rows, channels, dv) <= MaxSharedBytes && 4L * nq * query.shape[3] <= MaxSharedBytes;
     }
 
     /// <summary>Whether the kernels compile for the device (compiled once per device; a failure is remembered).</summary>
@@ -91,24 +96,43 @@ internal static class CudaFusedAttention
         int rows = RowCount(nq);
         int tps = KernelSource.TokensPerRun;
 
-        // [B, Hq, Tq, D] is [B·Hkv, nq, D] in memory: the query rows of one KV head are its heads' tokens.
-        var q = query.to(ScalarType.Float32).contiguous();
-        var residualKeys = cache.ResidualLength > 0 ? cache.ResidualKeys!.contiguous() : null;
-        var residualValues = cache.ResidualLength > 0 ? cache.ResidualValues!.contiguous() : null;
-        long temporary = (q.Handle == query.Handle || SameStorage(q, query) ? 0 : Bytes(q))
-            + (residualKeys is null || SameStorage(residualKeys, cache.ResidualKeys!) ? 0 : Bytes(residualKeys) + Bytes(residualValues!));
-        var sources = new List<(long Tokens, long Channels)>();
+        // [B, Hq, Tq, D] is [B·Hkv, nq, D] in memory: the query rows of one KV head are its heads' tokens. The prep
+        // kernel reads float32, float16 and bfloat16 queries as they are.
+        long temporary = 0;
+        Tensor Contiguous(Tensor t)
+        {
+            if (t.is_contiguous())
+            {
+                return t;
+            }
+
+            var copy = t.contiguous();
+            temporary += Bytes(copy);
+            return copy;
+        }
+
+        var q = Contiguous(query);
+        var residualKeys = cache.ResidualLength > 0 ? Contiguous(cache.ResidualKeys!) : null;
+        var residualValues = cache.ResidualLength > 0 ? Contiguous(cache.ResidualValues!) : null;
+        var sources = new List<(long Tokens, long Channels, long Chunks)>();
+        long stateBytesPerRun = 4 * nq * (dv + 2);
         foreach (var block in cache.Blocks)
         {
-            sources.Add((block.Tokens, (block.Keys.Outliers?.Shape[^1] ?? 0) + (block.Keys.Easy?.Shape[^1] ?? 0)));
+            // Runs of whole chunks of TPS tokens, few enough that their states stay under 8 % of the block's bytes.
+            long blockBytes = block.Keys.CodeBytes + block.Keys.MetadataBytes + block.Values.CodeBytes + block.Values.MetadataBytes;
+            long maxRuns = Math.Max(1, (long)(StateShare * blockBytes / bh / stateBytesPerRun));
+            long chunks = Math.Max(1, (((block.Tokens + tps - 1) / tps) + maxRuns - 1) / maxRuns);
+            sources.Add((block.Tokens, (block.Keys.Outliers?.Shape[^1] ?? 0) + (block.Keys.Easy?.Shape[^1] ?? 0), chunks));
         }
 
         if (residualKeys is not null)
         {
-            sources.Add((residualKeys.shape[2], d));
+            long r = residualKeys.shape[2];
+            sources.Add((r, d, (r + tps - 1) / tps));
         }
 
-        long runs = sources.Sum(x => (x.Tokens + tps - 1) / tps);
+        long RunsOf((long Tokens, long Channels, long Chunks) x) => (x.Tokens + (x.Chunks * tps) - 1) / (x.Chunks * tps);
+        long runs = sources.Sum(RunsOf);
         var state = empty(new[] { (bh * runs * nq * (2 + dv)) + sources.Sum(x => bh * rows * x.Channels) }, ScalarType.Float32, query.device);
         var output = empty(new[] { b, hq, tq, dv }, ScalarType.Float32, query.device);
         temporary += Bytes(state) + Bytes(output);
@@ -116,6 +140,7 @@ internal static class CudaFusedAttention
         IntPtr outM = statePointer, outL = outM + (nint)(4 * bh * runs * nq), outAcc = outL + (nint)(4 * bh * runs * nq);
         IntPtr scratch = outAcc + (nint)(4 * bh * runs * nq * dv);
         IntPtr qPointer = CudaRuntime.DataPointer(q);
+        long queryType = MetaType(q.dtype);
         var p = new Params
         {
             OutM = outM,
@@ -133,9 +158,12 @@ internal static class CudaFusedAttention
         };
 
         long run0 = 0;
+        int source = 0;
         void Launch(long tokens, long channels, Prep prep, int prepShared)
         {
+            long chunks = sources[source++].Chunks;
             prep.Query = qPointer;
+            prep.QueryType = queryType;
             prep.Rows = scratch;
             prep.QueryRows = nq;
             prep.Dim = d;
@@ -146,7 +174,8 @@ internal static class CudaFusedAttention
             p.Channels = channels;
             p.Tokens = tokens;
             p.Run0 = run0;
-            long blockRuns = (tokens + tps - 1) / tps;
+            p.Chunks = chunks;
+            long blockRuns = (tokens + (chunks * tps) - 1) / (chunks * tps);
             CudaRuntime.Launch(module[$"vidkv_attend_{rows}"], device, ((uint)blockRuns, (uint)bh, 1), KernelSource.Threads, (uint)AttendSharedBytes(rows, channels, dv), ref p);
             run0 += blockRuns;
             scratch += (nint)(4 * bh * rows * channels);
@@ -154,34 +183,20 @@ internal static class CudaFusedAttention
 
         foreach (var block in cache.Blocks)
         {
-            var keys = block.Keys;
-            var values = block.Values;
-            var map = values.ProtectedTokens is null ? null : ValueRowMap(values.ProtectedTokens, block.Tokens);
+            var launch = Launches.GetValue(block, x => new BlockLaunch(x, o));
+            var map = block.Values.ProtectedTokens is null ? null : ValueRowMap(block.Values.ProtectedTokens, block.Tokens);
             temporary += map is null ? 0 : Bytes(map);
-            bool asymmetric = o.Values == ValueQuantization.Asymmetric;
-            long dOut = keys.Outliers?.Shape[^1] ?? 0, de = keys.EasyChannels.shape[0];
-            var transform = keys.Easy is null || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, de, device);
+            var transform = launch.Prep.EasyIndex == IntPtr.Zero || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, launch.Prep.EasyChannels, device);
             p.Map = map is null ? IntPtr.Zero : CudaRuntime.DataPointer(map);
-            p.KeyOutliers = Source(keys.Outliers, 1, 0, scaled: true, zero: true, QuantizationAxis.PerChannel);
-            p.KeyEasy = o.SignReconstruction == SignReconstruction.ZeroOrScale
-                ? Source(keys.Easy, 1, 0, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel)
-                : Source(keys.Easy, 2, -1, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel);
-            p.ValueRest = asymmetric
-                ? Source(values.Rest, 1, 0, scaled: true, zero: true, o.ValueAxis)
-                : Source(values.Rest, 1, -1, scaled: o.ScaledTernary, zero: false, o.ValueAxis);
-            p.ValueProtected = Source(values.Protected, 1, 0, scaled: true, zero: true, o.ValueAxis);
-            p.OutlierChannels = dOut;
+            p.KeyOutliers = launch.KeyOutliers;
+            p.KeyEasy = launch.KeyEasy;
+            p.ValueRest = launch.ValueRest;
+            p.ValueProtected = launch.ValueProtected;
+            p.OutlierChannels = launch.Prep.OutlierChannels;
             p.Start = block.Start;
-            var prep = new Prep
-            {
-                OutlierIndex = keys.Outliers is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.OutlierChannels),
-                EasyIndex = keys.Easy is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.EasyChannels),
-                Weights = transform is null ? IntPtr.Zero : CudaRuntime.DataPointer(transform),
-                OutlierChannels = dOut,
-                EasyChannels = keys.Easy is null ? 0 : de,
-                Components = keys.Easy?.Shape[^1] ?? 0,
-            };
-            Launch(block.Tokens, dOut + (keys.Easy?.Shape[^1] ?? 0), prep, (int)(4 * nq * prep.EasyChannels));
+            var prep = launch.Prep;
+            prep.Weights = transform is null ? IntPtr.Zero : CudaRuntime.DataPointer(transform);
+            Launch(block.Tokens, launch.Channels, prep, (int)(4 * nq * prep.EasyChannels));
         }
 
         if (residualKeys is not null)
@@ -258,8 +273,6 @@ internal static class CudaFusedAttention
 
     private static long Bytes(Tensor t) => t.NumberOfElements * t.ElementSize;
 
-    private static bool SameStorage(Tensor a, Tensor b) => CudaRuntime.DataPointer(a) == (b.is_contiguous() ? CudaRuntime.DataPointer(b) : IntPtr.Zero);
-
     private static int RowCount(long nq) => KernelSource.RowCounts.First(r => r >= nq);
 
     private static Tensor Positions(long tokens, Device device)
@@ -269,7 +282,7 @@ internal static class CudaFusedAttention
     }
 
     private static long AttendSharedBytes(long rows, long channels, long dv)
-        => 4 * ((rows * channels) + (rows * KernelSource.TokensPerRun) + (2 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0));
+        => 4 * ((rows * channels) + (rows * KernelSource.TokensPerRun) + (3 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0));
 
     private static IReadOnlyDictionary<string, IntPtr> Module(int device) => Modules.GetOrAdd(device, d => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
     {
@@ -326,6 +339,47 @@ internal static class CudaFusedAttention
         MetaType = MetaType(t.dtype),
     };
 
+    /// <summary>What the kernels read of one block, resolved once per block (its tensors never change).</summary>
+    private sealed class BlockLaunch
+    {
+        public BlockLaunch(QuantizedBlock block, KVCacheOptions o)
+        {
+            var keys = block.Keys;
+            var values = block.Values;
+            bool asymmetric = o.Values == ValueQuantization.Asymmetric;
+            long dOut = keys.Outliers?.Shape[^1] ?? 0;
+            KeyOutliers = Source(keys.Outliers, 1, 0, scaled: true, zero: true, QuantizationAxis.PerChannel);
+            KeyEasy = o.SignReconstruction == SignReconstruction.ZeroOrScale
+                ? Source(keys.Easy, 1, 0, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel)
+                : Source(keys.Easy, 2, -1, scaled: true, zero: keys.Easy?.Zero is not null, QuantizationAxis.PerChannel);
+            ValueRest = asymmetric
+                ? Source(values.Rest, 1, 0, scaled: true, zero: true, o.ValueAxis)
+                : Source(values.Rest, 1, -1, scaled: o.ScaledTernary, zero: false, o.ValueAxis);
+            ValueProtected = Source(values.Protected, 1, 0, scaled: true, zero: true, o.ValueAxis);
+            Channels = dOut + (keys.Easy?.Shape[^1] ?? 0);
+            Prep = new Prep
+            {
+                OutlierIndex = keys.Outliers is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.OutlierChannels),
+                EasyIndex = keys.Easy is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.EasyChannels),
+                OutlierChannels = dOut,
+                EasyChannels = keys.Easy is null ? 0 : keys.EasyChannels.shape[0],
+                Components = keys.Easy?.Shape[^1] ?? 0,
+            };
+        }
+
+        public Src KeyOutliers { get; }
+
+        public Src KeyEasy { get; }
+
+        public Src ValueRest { get; }
+
+        public Src ValueProtected { get; }
+
+        public long Channels { get; }
+
+        public Prep Prep { get; }
+    }
+
     /// <summary>One source as the kernels read it (layout shared with the CUDA struct <c>Src</c>).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct Src
@@ -370,6 +424,7 @@ internal static class CudaFusedAttention
         public long KvHeads;
         public long Run0;
         public long Runs;
+        public long Chunks;
     }
 
     /// <summary>The prep kernel's parameters (layout shared with the CUDA struct <c>Prep</c>).</summary>
@@ -387,6 +442,7 @@ internal static class CudaFusedAttention
         public long EasyChannels;
         public long Components;
         public long Channels;
+        public long QueryType;
         public float Scale;
     }
 

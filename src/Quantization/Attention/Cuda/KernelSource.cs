@@ -8,9 +8,10 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <item><c>vidkv_prep_NQ</c>: the query rows in a source's channel order, times the softmax scale: for a quantized block
 /// its outlier channels then the weights of its 1-bit components (the query's transform, a [De, comps] matrix); for the
 /// full-precision residual the query itself. Grid: batch item × KV head.</item>
-/// <item><c>vidkv_attend_NQ</c>: one run of TPS tokens per thread block. Scores from the packed key codes (or raw
-/// residual keys), one warp per query row for exp(s - max) and the sum, then Σ p·v over the packed value codes (or raw
-/// residual values). Writes the run's max, sum and Σ p·v. Grid: (run, batch item × KV head); THREADS threads.</item>
+/// <item><c>vidkv_attend_NQ</c>: one run of <c>chunks</c> × TPS tokens per thread block, a chunk of TPS tokens at a
+/// time with an online softmax: scores from the packed key codes (or raw residual keys), one warp per query row for the
+/// running max, exp(s - max) and the sum, then Σ p·v over the packed value codes (or raw residual values). Writes the
+/// run's max, sum and Σ p·v. Grid: (run, batch item × KV head); THREADS threads.</item>
 /// <item><c>vidkv_merge</c>: the log-sum-exp merge of every run's state into the output.</item>
 /// </list>
 /// Code levels are decoded arithmetically: digit j of a byte in base R (R = 2^bits, or 3 for trits), times mult, plus offset.
@@ -48,16 +49,16 @@ struct Params {
     float* outAcc;       // [BH, runs, nq, dv]
     const i64* map;      // [B, tokens]: value row (>= 0 rest, -(j + 1) protected j), or null: the token's own row
     Src kOut, kEasy, vRest, vProt;
-    i64 tokens, start, causal, causalBase, tq, nq, C, dOut, dv, G, hkv, run0, runs;
+    i64 tokens, start, causal, causalBase, tq, nq, C, dOut, dv, G, hkv, run0, runs, chunks;
 };
 
 struct Prep {
-    const float* q;      // [BH, nq, D] float32
+    const void* q;       // [BH, nq, D] of qType
     float* qb;           // [BH, NQ, C]
     const i64* outIdx;   // [dOut] outlier channels, or null
     const i64* easyIdx;  // [De] 1-bit channels, or null
     const float* w;      // [De, comps] the transform's weights, or null for the identity
-    i64 nq, D, dOut, De, comps, C;
+    i64 nq, D, dOut, De, comps, C, qType;
     float scale;
 };
 
@@ -127,16 +128,16 @@ __device__ void prep(const Prep& p) {
     extern __shared__ float qe[];  // [nq, De]: the query's 1-bit channels
     const i64 bh = blockIdx.x;
     const int nq = (int)p.nq, D = (int)p.D, De = (int)p.De, C = (int)p.C, dOut = (int)p.dOut;
-    const float* q = p.q + bh * nq * D;
-    for (int i = threadIdx.x; i < nq * De; i += THREADS) qe[i] = q[(i / De) * D + p.easyIdx[i % De]];
+    const i64 q0 = bh * nq * D;
+    for (int i = threadIdx.x; i < nq * De; i += THREADS) qe[i] = meta(p.q, q0 + (i / De) * D + p.easyIdx[i % De], p.qType);
     __syncthreads();
     float* out = p.qb + bh * NQ * C;
     for (int i = threadIdx.x; i < NQ * C; i += THREADS) {
         const int r = i / C, c = i % C;
         float v = 0.f;
         if (r < nq) {
-            if (!p.outIdx && !p.easyIdx) v = q[r * D + c];
-            else if (c < dOut) v = q[r * D + p.outIdx[c]];
+            if (!p.outIdx && !p.easyIdx) v = meta(p.q, q0 + r * D + c, p.qType);
+            else if (c < dOut) v = meta(p.q, q0 + r * D + p.outIdx[c], p.qType);
             else if (!p.w) v = qe[r * De + (c - dOut)];
             else {
                 const int e = c - dOut, comps = (int)p.comps;
@@ -151,90 +152,110 @@ __device__ void prep(const Prep& p) {
 template <int NQ>
 __device__ void attend(const Params& p) {
     extern __shared__ float shared[];
-    const int C = (int)p.C, nq = (int)p.nq;
+    const int C = (int)p.C, nq = (int)p.nq, dv = (int)p.dv;
     float* qs = shared;              // [NQ, C]
     float* sc = qs + NQ * C;         // [NQ, TPS]
-    float* rowM = sc + NQ * TPS;     // [NQ]
-    float* rowL = rowM + NQ;         // [NQ]
-    float* partial = rowL + NQ;      // [THREADS / dv, NQ, dv] when dv < THREADS
+    float* rowM = sc + NQ * TPS;     // [NQ] running max
+    float* rowL = rowM + NQ;         // [NQ] running sum
+    float* corr = rowL + NQ;         // [NQ] this chunk's rescaling of what came before
+    float* partial = corr + NQ;      // [THREADS / dv, NQ, dv] when dv < THREADS
     const i64 bh = blockIdx.y;
     const int run = blockIdx.x, tid = threadIdx.x;
-    const i64 t0 = (i64)run * TPS;
-    const int len = (int)min((i64)TPS, p.tokens - t0);
 
     for (int i = tid; i < NQ * C; i += THREADS) qs[i] = p.qb[bh * NQ * C + i];
-    __syncthreads();
+    if (tid < NQ) { rowM[tid] = NEG_INF; rowL[tid] = 0.f; }
+
+    // Value channels: thread tid takes channel d0 and every lanes-th token of a chunk (dv <= THREADS is checked by the host).
+    const int lanes = THREADS / dv, d0 = tid % dv, part = tid / dv;
+    const bool valueThread = part < lanes;
+    float acc[NQ];
+#pragma unroll
+    for (int q = 0; q < NQ; q++) acc[q] = 0.f;
 
     const i64 groups = p.tokens / p.G;
     const bool raw = p.kOut.codes && p.kOut.rowBytes == 0;
-    for (int t = tid; t < len; t += THREADS) {
-        float acc[NQ];
-#pragma unroll
-        for (int q = 0; q < NQ; q++) acc[q] = 0.f;
-        const i64 pos = t0 + t;
-        if (raw) rawDot<NQ>(p.kOut, qs, C, bh, pos, acc);
-        else {
-            if (p.kOut.codes) keyDot<NQ>(p.kOut, qs, C, 0, bh, pos, groups, p.G, acc);
-            if (p.kEasy.codes) keyDot<NQ>(p.kEasy, qs, C, (int)p.dOut, bh, pos, groups, p.G, acc);
-        }
-        const i64 absolute = p.start + pos;
-#pragma unroll
-        for (int q = 0; q < NQ; q++) {
-            float s = acc[q];
-            if (q >= nq || (p.causal && absolute > p.causalBase + (q % p.tq))) s = NEG_INF;
-            sc[q * TPS + t] = s;
-        }
-    }
-    __syncthreads();
-
+    const i64 b = bh / p.hkv;
     const int warp = tid >> 5, lane = tid & 31;
-    for (int q = warp; q < nq; q += THREADS / 32) {
-        float m = NEG_INF;
-        for (int t = lane; t < len; t += 32) m = fmaxf(m, sc[q * TPS + t]);
-        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        float l = 0.f;
-        for (int t = lane; t < len; t += 32) {
-            const float e = m == NEG_INF ? 0.f : expf(sc[q * TPS + t] - m);
-            sc[q * TPS + t] = e;
-            l += e;
+    for (int chunk = 0; chunk < (int)p.chunks; chunk++) {
+        const i64 t0 = ((i64)run * p.chunks + chunk) * TPS;
+        if (t0 >= p.tokens) break;
+        const int len = (int)min((i64)TPS, p.tokens - t0);
+        __syncthreads();
+
+        for (int t = tid; t < len; t += THREADS) {
+            float k[NQ];
+#pragma unroll
+            for (int q = 0; q < NQ; q++) k[q] = 0.f;
+            const i64 pos = t0 + t;
+            if (raw) rawDot<NQ>(p.kOut, qs, C, bh, pos, k);
+            else {
+                if (p.kOut.codes) keyDot<NQ>(p.kOut, qs, C, 0, bh, pos, groups, p.G, k);
+                if (p.kEasy.codes) keyDot<NQ>(p.kEasy, qs, C, (int)p.dOut, bh, pos, groups, p.G, k);
+            }
+            const i64 absolute = p.start + pos;
+#pragma unroll
+            for (int q = 0; q < NQ; q++) {
+                float s = k[q];
+                if (q >= nq || (p.causal && absolute > p.causalBase + (q % p.tq))) s = NEG_INF;
+                sc[q * TPS + t] = s;
+            }
         }
-        for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
-        if (lane == 0) { rowM[q] = m; rowL[q] = l; }
+        __syncthreads();
+
+        for (int q = warp; q < NQ; q += THREADS / 32) {
+            if (q >= nq) { if (lane == 0) corr[q] = 0.f; continue; }
+            float m = rowM[q];
+            for (int t = lane; t < len; t += 32) m = fmaxf(m, sc[q * TPS + t]);
+            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            float l = 0.f;
+            for (int t = lane; t < len; t += 32) {
+                const float e = m == NEG_INF ? 0.f : expf(sc[q * TPS + t] - m);
+                sc[q * TPS + t] = e;
+                l += e;
+            }
+            for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+            if (lane == 0) {
+                const float c = rowM[q] == NEG_INF ? 0.f : expf(rowM[q] - m);
+                corr[q] = c;
+                rowL[q] = rowL[q] * c + l;
+                rowM[q] = m;
+            }
+        }
+        for (int t = tid; t < len && nq < NQ; t += THREADS) {
+            for (int q = nq; q < NQ; q++) sc[q * TPS + t] = 0.f;
+        }
+        __syncthreads();
+
+        if (valueThread) {
+#pragma unroll
+            for (int q = 0; q < NQ; q++) acc[q] *= corr[q];
+            for (int t = part; t < len; t += lanes) {
+                const i64 pos = t0 + t;
+                float v;
+                if (p.map) {
+                    const i64 m = p.map[b * p.tokens + pos];
+                    v = m >= 0 ? valueAt(p.vRest, bh, m, d0, p.G, p.dv) : valueAt(p.vProt, bh, -m - 1, d0, p.G, p.dv);
+                } else {
+                    v = valueAt(p.vRest, bh, pos, d0, p.G, p.dv);
+                }
+#pragma unroll
+                for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
+            }
+        }
     }
     __syncthreads();
 
     const i64 slot = bh * p.runs + p.run0 + run;
-    const i64 b = bh / p.hkv;
-    const int dv = (int)p.dv;
-    // Threads split the value channels; when there are fewer channels than threads, several threads share a channel
-    // and take every k-th token, then add up through shared memory.
-    const int lanes = dv >= THREADS ? 1 : THREADS / dv;
-    const int d0 = tid % (dv >= THREADS ? THREADS : dv), part = dv >= THREADS ? 0 : tid / dv;
-    for (int d = d0; d < dv && part < lanes; d += (dv >= THREADS ? THREADS : dv)) {
-        float acc[NQ];
+    if (lanes == 1) {
+        if (valueThread) {
 #pragma unroll
-        for (int q = 0; q < NQ; q++) acc[q] = 0.f;
-        for (int t = part; t < len; t += lanes) {
-            const i64 pos = t0 + t;
-            float v;
-            if (p.map) {
-                const i64 m = p.map[b * p.tokens + pos];
-                v = m >= 0 ? valueAt(p.vRest, bh, m, d, p.G, p.dv) : valueAt(p.vProt, bh, -m - 1, d, p.G, p.dv);
-            } else {
-                v = valueAt(p.vRest, bh, pos, d, p.G, p.dv);
-            }
-#pragma unroll
-            for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
+            for (int q = 0; q < NQ; q++) if (q < nq) p.outAcc[(slot * nq + q) * dv + d0] = acc[q];
         }
-        if (lanes == 1) {
+    } else {
+        if (valueThread) {
 #pragma unroll
-            for (int q = 0; q < NQ; q++) if (q < nq) p.outAcc[(slot * nq + q) * dv + d] = acc[q];
-        } else {
-#pragma unroll
-            for (int q = 0; q < NQ; q++) partial[(part * NQ + q) * dv + d] = acc[q];
+            for (int q = 0; q < NQ; q++) partial[(part * NQ + q) * dv + d0] = acc[q];
         }
-    }
-    if (lanes > 1) {
         __syncthreads();
         for (int i = tid; i < nq * dv; i += THREADS) {
             const int q = i / dv, d = i % dv;
