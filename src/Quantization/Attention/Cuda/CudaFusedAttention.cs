@@ -65,8 +65,28 @@ internal static class CudaFusedAttention
         }
 
         int rows = RowCount(nq);
-        long channels = Math.Max(query.shape[3], cache.Blocks.Select(b => (b.Keys.Outliers?.Shape[^1] ?? 0) + (b.Keys.Easy?.Shape[^1] ?? 0)).DefaultIfEmpty(0).Max());
-        return AttendSharedBytes(rows, channels, dv) <= MaxSharedBytes && 4L * nq * query.shape[3] <= MaxSharedBytes;
+        long metaGroups = MetaGroups(cache.Options.GroupSize);
+        foreach (var block in cache.Blocks)
+        {
+            var (channels, valueStride, keyRowBytes) = Staging(block);
+            if (AttendSharedBytes(rows, channels, dv, metaGroups, valueStride, keyRowBytes) > MaxSharedBytes)
+            {
+                return false;
+            }
+        }
+
+        return AttendSharedBytes(rows, query.shape[3], dv) <= MaxSharedBytes && 4L * nq * query.shape[3] <= MaxSharedBytes;
+    }
+
+    /// <summary>A block's key channels (outliers plus 1-bit components) and the bytes of its packed value and key rows.</summary>
+    private static (long Channels, long ValueStride, long KeyRowBytes) Staging(QuantizedBlock block)
+    {
+        var keys = block.Keys;
+        var values = block.Values;
+        long channels = (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0);
+        long valueStride = Math.Max(values.Rest.Codes.shape[^1], values.Protected?.Codes.shape[^1] ?? 0);
+        long keyRowBytes = (keys.Outliers?.Codes.shape[^1] ?? 0) + (keys.Easy?.Codes.shape[^1] ?? 0);
+        return (channels, valueStride, keyRowBytes);
     }
 
     /// <summary>Whether the kernels compile for the device (compiled once per device; a failure is remembered).</summary>
@@ -114,7 +134,8 @@ internal static class CudaFusedAttention
         var q = Contiguous(query);
         var residualKeys = cache.ResidualLength > 0 ? Contiguous(cache.ResidualKeys!) : null;
         var residualValues = cache.ResidualLength > 0 ? Contiguous(cache.ResidualValues!) : null;
-        var sources = new List<(long Tokens, long Channels, long Chunks)>();
+        var sources = new List<(long Tokens, long Channels, long Chunks, long MetaGroups, long ValueStride, long KeyRowBytes)>();
+        long metaGroups = MetaGroups(o.GroupSize);
         long stateBytesPerRun = 4 * nq * (dv + 2);
         foreach (var block in cache.Blocks)
         {
@@ -122,16 +143,17 @@ internal static class CudaFusedAttention
             long blockBytes = block.Keys.CodeBytes + block.Keys.MetadataBytes + block.Values.CodeBytes + block.Values.MetadataBytes;
             long maxRuns = Math.Max(1, (long)(StateShare * blockBytes / bh / stateBytesPerRun));
             long chunks = Math.Max(1, (((block.Tokens + tps - 1) / tps) + maxRuns - 1) / maxRuns);
-            sources.Add((block.Tokens, (block.Keys.Outliers?.Shape[^1] ?? 0) + (block.Keys.Easy?.Shape[^1] ?? 0), chunks));
+            var (channels, valueStride, keyRowBytes) = Staging(block);
+            sources.Add((block.Tokens, channels, chunks, metaGroups, valueStride, keyRowBytes));
         }
 
         if (residualKeys is not null)
         {
             long r = residualKeys.shape[2];
-            sources.Add((r, d, (r + tps - 1) / tps));
+            sources.Add((r, d, (r + tps - 1) / tps, 0, 0, 0));
         }
 
-        long RunsOf((long Tokens, long Channels, long Chunks) x) => (x.Tokens + (x.Chunks * tps) - 1) / (x.Chunks * tps);
+        long RunsOf((long Tokens, long Channels, long Chunks, long MetaGroups, long ValueStride, long KeyRowBytes) x) => (x.Tokens + (x.Chunks * tps) - 1) / (x.Chunks * tps);
         long runs = sources.Sum(RunsOf);
         var state = empty(new[] { (bh * runs * nq * (2 + dv)) + sources.Sum(x => bh * rows * x.Channels) }, ScalarType.Float32, query.device);
         var output = empty(new[] { b, hq, tq, dv }, ScalarType.Float32, query.device);
@@ -161,7 +183,8 @@ internal static class CudaFusedAttention
         int source = 0;
         void Launch(long tokens, long channels, Prep prep, int prepShared)
         {
-            long chunks = sources[source++].Chunks;
+            var staging = sources[source++];
+            long chunks = staging.Chunks;
             prep.Query = qPointer;
             prep.QueryType = queryType;
             prep.Rows = scratch;
@@ -175,8 +198,10 @@ internal static class CudaFusedAttention
             p.Tokens = tokens;
             p.Run0 = run0;
             p.Chunks = chunks;
+            p.MetaGroups = staging.MetaGroups;
+            p.ValueStride = staging.ValueStride;
             long blockRuns = (tokens + (chunks * tps) - 1) / (chunks * tps);
-            CudaRuntime.Launch(module[$"vidkv_attend_{rows}"], device, ((uint)blockRuns, (uint)bh, 1), KernelSource.Threads, (uint)AttendSharedBytes(rows, channels, dv), ref p);
+            CudaRuntime.Launch(module[$"vidkv_attend_{rows}"], device, ((uint)blockRuns, (uint)bh, 1), KernelSource.Threads, (uint)AttendSharedBytes(rows, channels, dv, staging.MetaGroups, staging.ValueStride, staging.KeyRowBytes), ref p);
             run0 += blockRuns;
             scratch += (nint)(4 * bh * rows * channels);
         }
@@ -281,8 +306,20 @@ internal static class CudaFusedAttention
         return arange(Scalars.ZeroInt64, stop, Scalars.OneInt64, ScalarType.Int64, device).unsqueeze(0);
     }
 
-    private static long AttendSharedBytes(long rows, long channels, long dv)
-        => 4 * ((rows * channels) + (rows * KernelSource.TokensPerRun) + (3 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0));
+    /// <summary>
+    /// Dynamic shared memory of the attend kernel: query rows, scores, softmax state, the partial sums of threads that
+    /// share a value channel, the metadata of the key groups a chunk touches, and the chunk's staged value and key rows.
+    /// </summary>
+    private static long AttendSharedBytes(long rows, long channels, long dv, long metaGroups = 0, long valueStride = 0, long keyRowBytes = 0)
+    {
+        long tps = KernelSource.TokensPerRun;
+        long floats = (rows * channels) + (rows * tps) + (3 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0) + (2 * metaGroups * channels);
+        floats += 1; // the value rows (int64) that follow are 8-byte aligned
+        return (4 * floats) + (8 * tps) + tps + (tps * valueStride) + (tps * keyRowBytes);
+    }
+
+    /// <summary>Groups of G tokens a chunk of TokensPerRun tokens starting at a multiple of TokensPerRun can touch.</summary>
+    private static long MetaGroups(long groupSize) => ((KernelSource.TokensPerRun + groupSize - 2) / groupSize) + 1;
 
     private static IReadOnlyDictionary<string, IntPtr> Module(int device) => Modules.GetOrAdd(device, d => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
     {
@@ -425,6 +462,8 @@ internal static class CudaFusedAttention
         public long Run0;
         public long Runs;
         public long Chunks;
+        public long MetaGroups;
+        public long ValueStride;
     }
 
     /// <summary>The prep kernel's parameters (layout shared with the CUDA struct <c>Prep</c>).</summary>

@@ -49,7 +49,7 @@ struct Params {
     float* outAcc;       // [BH, runs, nq, dv]
     const i64* map;      // [B, tokens]: value row (>= 0 rest, -(j + 1) protected j), or null: the token's own row
     Src kOut, kEasy, vRest, vProt;
-    i64 tokens, start, causal, causalBase, tq, nq, C, dOut, dv, G, hkv, run0, runs, chunks;
+    i64 tokens, start, causal, causalBase, tq, nq, C, dOut, dv, G, hkv, run0, runs, chunks, metaGroups, valueStride;
 };
 
 struct Prep {
@@ -123,6 +123,46 @@ __device__ __forceinline__ float valueAt(const Src& s, i64 bh, i64 r, int d, i64
     return v;
 }
 
+// Score contributions of one source's channels for a token whose packed row and group metadata are in shared memory.
+template <int NQ>
+__device__ __forceinline__ void keyDotStaged(const Src& s, const u8* row, const float* S, const float* Z, const float* qs, int C, int off, float* acc) {
+    const int per = (int)s.per, n = (int)s.channels;
+    int c = 0;
+    for (int byteIndex = 0; c < n; byteIndex++) {
+        const unsigned int b = row[byteIndex];
+        for (int j = 0; j < per && c < n; j++, c++) {
+            const float k = level(s, b, j) * S[off + c] + Z[off + c];
+            const float* qc = qs + off + c;
+#pragma unroll
+            for (int q = 0; q < NQ; q++) acc[q] += qc[q * C] * k;
+        }
+    }
+}
+
+// Copies a source's rows t0.. (len of them) and the scale and zero point of groups g0..g0+ng-1 to shared memory.
+__device__ __forceinline__ void stageKeys(const Src& s, i64 bh, i64 t0, int len, i64 groups, i64 g0, int ng, int C, int off, u8* codes, float* S, float* Z) {
+    const u8* src = s.codes + (bh * s.rows + t0) * s.rowBytes;
+    const int bytes = len * (int)s.rowBytes;
+    for (int i = threadIdx.x; i < bytes; i += THREADS) codes[i] = src[i];
+    const int n = (int)s.channels;
+    for (int i = threadIdx.x; i < ng * n; i += THREADS) {
+        const int g = i / n, c = i % n;
+        const i64 m = (bh * groups + g0 + g) * s.channels + c;
+        S[g * C + off + c] = meta(s.scale, m, s.metaType);
+        Z[g * C + off + c] = s.zero ? meta(s.zero, m, s.metaType) : 0.f;
+    }
+}
+
+__device__ __forceinline__ float valueStaged(const Src& s, const u8* row, i64 bh, i64 r, int d, i64 G, i64 dv) {
+    const int per = (int)s.per;
+    float v = level(s, row[d / per], d % per);
+    if (!s.scale) return v;
+    const i64 mi = s.perToken ? (bh * s.rows + r) * (dv / G) + d / G : (bh * (s.rows / G) + r / G) * dv + d;
+    v *= meta(s.scale, mi, s.metaType);
+    if (s.zero) v += meta(s.zero, mi, s.metaType);
+    return v;
+}
+
 template <int NQ>
 __device__ void prep(const Prep& p) {
     extern __shared__ float qe[];  // [nq, De]: the query's 1-bit channels
@@ -159,6 +199,15 @@ __device__ void attend(const Params& p) {
     float* rowL = rowM + NQ;         // [NQ] running sum
     float* corr = rowL + NQ;         // [NQ] this chunk's rescaling of what came before
     float* partial = corr + NQ;      // [THREADS / dv, NQ, dv] when dv < THREADS
+    const int lanesAll = THREADS / (int)p.dv;
+    float* kS = partial + (lanesAll > 1 ? lanesAll * NQ * (int)p.dv : 0);  // [metaGroups, C] key scales of the chunk's groups
+    float* kZ = kS + p.metaGroups * C;                                       // [metaGroups, C] key zero points
+    const i64 floats = (kZ + p.metaGroups * C) - shared;
+    i64* vRow = (i64*)(shared + floats + (floats & 1));                       // [TPS] value row of each token, 8-byte aligned
+    u8* vSrc = (u8*)(vRow + TPS);                                            // [TPS] 0: rest, 1: protected
+    u8* vCodes = vSrc + TPS;                                                 // [TPS, valueStride] packed value rows
+    u8* kOutCodes = vCodes + TPS * p.valueStride;                            // [TPS, kOut.rowBytes]
+    u8* kEasyCodes = kOutCodes + TPS * p.kOut.rowBytes;                      // [TPS, kEasy.rowBytes]
     const i64 bh = blockIdx.y;
     const int run = blockIdx.x, tid = threadIdx.x;
 
@@ -182,6 +231,35 @@ __device__ void attend(const Params& p) {
         const int len = (int)min((i64)TPS, p.tokens - t0);
         __syncthreads();
 
+        // Stage the chunk's packed keys and their groups' metadata, and the packed value rows, in shared memory: coalesced
+        // loads by all threads at once instead of a chain of dependent loads per token.
+        const i64 g0 = t0 / p.G;
+        if (!raw) {
+            const int ng = (int)((t0 + len - 1) / p.G - g0 + 1);
+            if (p.kOut.codes) stageKeys(p.kOut, bh, t0, len, groups, g0, ng, C, 0, kOutCodes, kS, kZ);
+            if (p.kEasy.codes) stageKeys(p.kEasy, bh, t0, len, groups, g0, ng, C, (int)p.dOut, kEasyCodes, kS, kZ);
+            for (int t = tid; t < len; t += THREADS) {
+                const i64 pos = t0 + t;
+                i64 row = pos;
+                u8 src = 0;
+                if (p.map) {
+                    const i64 m = p.map[b * p.tokens + pos];
+                    row = m >= 0 ? m : -m - 1;
+                    src = m >= 0 ? 0 : 1;
+                }
+                vRow[t] = row;
+                vSrc[t] = src;
+            }
+            __syncthreads();
+            const int stride = (int)p.valueStride;
+            for (int i = tid; i < len * stride; i += THREADS) {
+                const int t = i / stride, j = i % stride;
+                const Src& s = vSrc[t] ? p.vProt : p.vRest;
+                if (j < (int)s.rowBytes) vCodes[i] = s.codes[(bh * s.rows + vRow[t]) * s.rowBytes + j];
+            }
+            __syncthreads();
+        }
+
         for (int t = tid; t < len; t += THREADS) {
             float k[NQ];
 #pragma unroll
@@ -189,8 +267,9 @@ __device__ void attend(const Params& p) {
             const i64 pos = t0 + t;
             if (raw) rawDot<NQ>(p.kOut, qs, C, bh, pos, k);
             else {
-                if (p.kOut.codes) keyDot<NQ>(p.kOut, qs, C, 0, bh, pos, groups, p.G, k);
-                if (p.kEasy.codes) keyDot<NQ>(p.kEasy, qs, C, (int)p.dOut, bh, pos, groups, p.G, k);
+                const int gi = (int)(pos / p.G - g0);
+                if (p.kOut.codes) keyDotStaged<NQ>(p.kOut, kOutCodes + t * p.kOut.rowBytes, kS + gi * C, kZ + gi * C, qs, C, 0, k);
+                if (p.kEasy.codes) keyDotStaged<NQ>(p.kEasy, kEasyCodes + t * p.kEasy.rowBytes, kS + gi * C, kZ + gi * C, qs, C, (int)p.dOut, k);
             }
             const i64 absolute = p.start + pos;
 #pragma unroll
@@ -230,14 +309,9 @@ __device__ void attend(const Params& p) {
 #pragma unroll
             for (int q = 0; q < NQ; q++) acc[q] *= corr[q];
             for (int t = part; t < len; t += lanes) {
-                const i64 pos = t0 + t;
                 float v;
-                if (p.map) {
-                    const i64 m = p.map[b * p.tokens + pos];
-                    v = m >= 0 ? valueAt(p.vRest, bh, m, d0, p.G, p.dv) : valueAt(p.vProt, bh, -m - 1, d0, p.G, p.dv);
-                } else {
-                    v = valueAt(p.vRest, bh, pos, d0, p.G, p.dv);
-                }
+                if (raw) v = valueAt(p.vRest, bh, t0 + t, d0, p.G, p.dv);
+                else v = valueStaged(vSrc[t] ? p.vProt : p.vRest, vCodes + t * p.valueStride, bh, vRow[t], d0, p.G, p.dv);
 #pragma unroll
                 for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
             }
