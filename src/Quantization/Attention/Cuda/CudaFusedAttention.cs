@@ -75,7 +75,7 @@ internal static class CudaFusedAttention
             }
         }
 
-        return AttendSharedBytes(rows, query.shape[3], dv) <= MaxSharedBytes && 4L * query.shape[3] <= MaxSharedBytes;
+        return AttendSharedBytes(rows, query.shape[3], dv) <= MaxSharedBytes && 4L * nq * query.shape[3] <= MaxSharedBytes;
     }
 
     /// <summary>A block's key channels (outliers plus 1-bit components) and the bytes of its packed value and key rows.</summary>
@@ -192,7 +192,7 @@ internal static class CudaFusedAttention
             prep.Dim = d;
             prep.Channels = channels;
             prep.Scale = (float)scale;
-            CudaRuntime.Launch(module[$"vidkv_prep_{rows}"], device, ((uint)bh, (uint)rows, 1), KernelSource.Threads, (uint)prepShared, ref prep);
+            CudaRuntime.Launch(module[$"vidkv_prep_{rows}"], device, ((uint)bh, 1, 1), KernelSource.Threads, (uint)prepShared, ref prep);
             p.Rows = scratch;
             p.Channels = channels;
             p.Tokens = tokens;
@@ -221,7 +221,7 @@ internal static class CudaFusedAttention
             p.Start = block.Start;
             var prep = launch.Prep;
             prep.Weights = transform is null ? IntPtr.Zero : CudaRuntime.DataPointer(transform);
-            Launch(block.Tokens, launch.Channels, prep, (int)(4 * prep.EasyChannels));
+            Launch(block.Tokens, launch.Channels, prep, (int)(4 * nq * prep.EasyChannels));
         }
 
         if (residualKeys is not null)
@@ -308,12 +308,12 @@ internal static class CudaFusedAttention
 
     /// <summary>
     /// Dynamic shared memory of the attend kernel: query rows, scores, softmax state, the partial sums of threads that
-    /// share a value channel, the metadata of the key and value groups a chunk touches, and its staged value and key rows.
+    /// share a value channel, the metadata of the key groups a chunk touches, and the chunk's staged value and key rows.
     /// </summary>
     private static long AttendSharedBytes(long rows, long channels, long dv, long metaGroups = 0, long valueStride = 0, long keyRowBytes = 0)
     {
         long tps = KernelSource.TokensPerRun;
-        long floats = (rows * channels) + (rows * tps) + (3 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0) + (2 * metaGroups * channels) + (4 * metaGroups * dv);
+        long floats = (rows * channels) + (rows * tps) + (3 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0) + (2 * metaGroups * channels);
         floats += 1; // the value rows (int64) that follow are 8-byte aligned
         return (4 * floats) + (8 * tps) + tps + (tps * valueStride) + (tps * keyRowBytes);
     }

@@ -7,7 +7,7 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <list type="bullet">
 /// <item><c>vidkv_prep_NQ</c>: the query rows in a source's channel order, times the softmax scale: for a quantized block
 /// its outlier channels then the weights of its 1-bit components (the query's transform, a [De, comps] matrix); for the
-/// full-precision residual the query itself. Grid: (batch item × KV head, query row).</item>
+/// full-precision residual the query itself. Grid: batch item × KV head.</item>
 /// <item><c>vidkv_attend_NQ</c>: one run of <c>chunks</c> × TPS tokens per thread block, a chunk of TPS tokens at a
 /// time with an online softmax: scores from the packed key codes (or raw residual keys), one warp per query row for the
 /// running max, exp(s - max) and the sum, then Σ p·v over the packed value codes (or raw residual values). Writes the
@@ -153,68 +153,39 @@ __device__ __forceinline__ void stageKeys(const Src& s, i64 bh, i64 t0, int len,
     }
 }
 
-// A value from its staged packed row; per-channel scale and zero point from the staged groups (VS, VZ: group gi's row
-// at gi * dv), per-token ones from global memory.
-__device__ __forceinline__ float valueStaged(const Src& s, const u8* row, i64 bh, i64 r, int d, i64 G, i64 dv, const float* VS, const float* VZ, i64 firstGroup) {
+__device__ __forceinline__ float valueStaged(const Src& s, const u8* row, i64 bh, i64 r, int d, i64 G, i64 dv) {
     const int per = (int)s.per;
     float v = level(s, row[d / per], d % per);
     if (!s.scale) return v;
-    if (!s.perToken) {
-        const int gi = (int)(r / G - firstGroup);
-        return v * VS[gi * dv + d] + VZ[gi * dv + d];
-    }
-    const i64 mi = (bh * s.rows + r) * (dv / G) + d / G;
+    const i64 mi = s.perToken ? (bh * s.rows + r) * (dv / G) + d / G : (bh * (s.rows / G) + r / G) * dv + d;
     v *= meta(s.scale, mi, s.metaType);
     if (s.zero) v += meta(s.zero, mi, s.metaType);
     return v;
 }
 
-// Copies the per-channel scale and zero point of groups first..first+ng-1 of a value source to shared memory.
-__device__ __forceinline__ void stageValueMeta(const Src& s, i64 bh, i64 first, int ng, i64 G, int dv, float* VS, float* VZ) {
-    if (!s.codes || !s.scale || s.perToken) return;
-    const i64 groups = s.rows / G;
-    for (int i = threadIdx.x; i < ng * dv; i += THREADS) {
-        const int g = i / dv, d = i % dv;
-        if (first + g >= groups) continue;
-        const i64 m = (bh * groups + first + g) * dv + d;
-        VS[i] = meta(s.scale, m, s.metaType);
-        VZ[i] = s.zero ? meta(s.zero, m, s.metaType) : 0.f;
-    }
-}
-
 template <int NQ>
 __device__ void prep(const Prep& p) {
-    extern __shared__ float qe[];  // [De]: this row's 1-bit channels
+    extern __shared__ float qe[];  // [nq, De]: the query's 1-bit channels
     const i64 bh = blockIdx.x;
-    const int r = blockIdx.y;      // the query row (rows nq..NQ-1 are padding: zeros)
     const int nq = (int)p.nq, D = (int)p.D, De = (int)p.De, C = (int)p.C, dOut = (int)p.dOut;
-    float* out = p.qb + (bh * NQ + r) * C;
-    if (r >= nq) {
-        for (int c = threadIdx.x; c < C; c += THREADS) out[c] = 0.f;
-        return;
-    }
-    const i64 q0 = (bh * nq + r) * D;
-    for (int i = threadIdx.x; i < De; i += THREADS) qe[i] = meta(p.q, q0 + p.easyIdx[i], p.qType);
+    const i64 q0 = bh * nq * D;
+    for (int i = threadIdx.x; i < nq * De; i += THREADS) qe[i] = meta(p.q, q0 + (i / De) * D + p.easyIdx[i % De], p.qType);
     __syncthreads();
-    for (int c = threadIdx.x; c < C; c += THREADS) {
-        float v;
-        if (!p.outIdx && !p.easyIdx) v = meta(p.q, q0 + c, p.qType);
-        else if (c < dOut) v = meta(p.q, q0 + p.outIdx[c], p.qType);
-        else if (!p.w) v = qe[c - dOut];
-        else {
-            const int e = c - dOut, comps = (int)p.comps;
-            float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
-            int j = 0;
-            for (; j + 3 < De; j += 4) {
-                a0 += qe[j] * p.w[j * comps + e];
-                a1 += qe[j + 1] * p.w[(j + 1) * comps + e];
-                a2 += qe[j + 2] * p.w[(j + 2) * comps + e];
-                a3 += qe[j + 3] * p.w[(j + 3) * comps + e];
+    float* out = p.qb + bh * NQ * C;
+    for (int i = threadIdx.x; i < NQ * C; i += THREADS) {
+        const int r = i / C, c = i % C;
+        float v = 0.f;
+        if (r < nq) {
+            if (!p.outIdx && !p.easyIdx) v = meta(p.q, q0 + r * D + c, p.qType);
+            else if (c < dOut) v = meta(p.q, q0 + r * D + p.outIdx[c], p.qType);
+            else if (!p.w) v = qe[r * De + (c - dOut)];
+            else {
+                const int e = c - dOut, comps = (int)p.comps;
+                for (int j = 0; j < De; j++) v += qe[r * De + j] * p.w[j * comps + e];
             }
-            for (; j < De; j++) a0 += qe[j] * p.w[j * comps + e];
-            v = (a0 + a1) + (a2 + a3);
+            v *= p.scale;
         }
-        out[c] = v * p.scale;
+        out[i] = v;
     }
 }
 
@@ -231,14 +202,12 @@ __device__ void attend(const Params& p) {
     const int lanesAll = THREADS / (int)p.dv;
     float* kS = partial + (lanesAll > 1 ? lanesAll * NQ * (int)p.dv : 0);  // [metaGroups, C] key scales of the chunk's groups
     float* kZ = kS + p.metaGroups * C;                                       // [metaGroups, C] key zero points
-    float* vMeta = kZ + p.metaGroups * C;                                    // [2 sources][scale, zero][metaGroups, dv]
-    const i64 floats = (vMeta + 4 * p.metaGroups * dv) - shared;
+    const i64 floats = (kZ + p.metaGroups * C) - shared;
     i64* vRow = (i64*)(shared + floats + (floats & 1));                       // [TPS] value row of each token, 8-byte aligned
     u8* vSrc = (u8*)(vRow + TPS);                                            // [TPS] 0: rest, 1: protected
     u8* vCodes = vSrc + TPS;                                                 // [TPS, valueStride] packed value rows
     u8* kOutCodes = vCodes + TPS * p.valueStride;                            // [TPS, kOut.rowBytes]
     u8* kEasyCodes = kOutCodes + TPS * p.kOut.rowBytes;                      // [TPS, kEasy.rowBytes]
-    __shared__ unsigned long long vFirst[2];  // the first value row of each source in the chunk
     const i64 bh = blockIdx.y;
     const int run = blockIdx.x, tid = threadIdx.x;
 
@@ -269,8 +238,6 @@ __device__ void attend(const Params& p) {
             const int ng = (int)((t0 + len - 1) / p.G - g0 + 1);
             if (p.kOut.codes) stageKeys(p.kOut, bh, t0, len, groups, g0, ng, C, 0, kOutCodes, kS, kZ);
             if (p.kEasy.codes) stageKeys(p.kEasy, bh, t0, len, groups, g0, ng, C, (int)p.dOut, kEasyCodes, kS, kZ);
-            if (tid < 2) vFirst[tid] = ~0ull;
-            __syncthreads();
             for (int t = tid; t < len; t += THREADS) {
                 const i64 pos = t0 + t;
                 i64 row = pos;
@@ -282,12 +249,8 @@ __device__ void attend(const Params& p) {
                 }
                 vRow[t] = row;
                 vSrc[t] = src;
-                atomicMin(&vFirst[src], (unsigned long long)row);
             }
             __syncthreads();
-            const int mg = (int)p.metaGroups;
-            if (vFirst[0] != ~0ull) stageValueMeta(p.vRest, bh, (i64)vFirst[0] / p.G, mg, p.G, dv, vMeta, vMeta + mg * dv);
-            if (vFirst[1] != ~0ull) stageValueMeta(p.vProt, bh, (i64)vFirst[1] / p.G, mg, p.G, dv, vMeta + 2 * mg * dv, vMeta + 3 * mg * dv);
             const int stride = (int)p.valueStride;
             for (int i = tid; i < len * stride; i += THREADS) {
                 const int t = i / stride, j = i % stride;
@@ -348,11 +311,7 @@ __device__ void attend(const Params& p) {
             for (int t = part; t < len; t += lanes) {
                 float v;
                 if (raw) v = valueAt(p.vRest, bh, t0 + t, d0, p.G, p.dv);
-                else {
-                    const int src = vSrc[t];
-                    const float* VS = vMeta + 2 * src * (int)p.metaGroups * dv;
-                    v = valueStaged(src ? p.vProt : p.vRest, vCodes + t * p.valueStride, bh, vRow[t], d0, p.G, p.dv, VS, VS + (int)p.metaGroups * dv, (i64)vFirst[src] / p.G);
-                }
+                else v = valueStaged(vSrc[t] ? p.vProt : p.vRest, vCodes + t * p.valueStride, bh, vRow[t], d0, p.G, p.dv);
 #pragma unroll
                 for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
             }
