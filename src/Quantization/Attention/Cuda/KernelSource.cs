@@ -84,24 +84,6 @@ __device__ __forceinline__ float level(const Src& s, unsigned int b, int j) {
 }
 
 template <int NQ>
-__device__ __forceinline__ void keyDot(const Src& s, const float* qs, int C, int off, i64 bh, i64 pos, i64 groups, i64 G, float* acc) {
-    const u8* row = s.codes + (bh * s.rows + pos) * s.rowBytes;
-    const i64 mbase = (bh * groups + pos / G) * s.channels;
-    const int per = (int)s.per, n = (int)s.channels;
-    int c = 0;
-    for (int byteIndex = 0; c < n; byteIndex++) {
-        const unsigned int b = row[byteIndex];
-        for (int j = 0; j < per && c < n; j++, c++) {
-            float k = level(s, b, j) * meta(s.scale, mbase + c, s.metaType);
-            if (s.zero) k += meta(s.zero, mbase + c, s.metaType);
-            const float* qc = qs + off + c;
-#pragma unroll
-            for (int q = 0; q < NQ; q++) acc[q] += qc[q * C] * k;
-        }
-    }
-}
-
-template <int NQ>
 __device__ __forceinline__ void rawDot(const Src& s, const float* qs, int C, i64 bh, i64 pos, float* acc) {
     const i64 base = (bh * s.rows + pos) * s.channels;
     for (int c = 0; c < (int)s.channels; c++) {
