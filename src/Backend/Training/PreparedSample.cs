@@ -2,6 +2,8 @@ using System.Collections.Concurrent;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Synthetic;
 using VidKV.AI.Backend.Text;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Training;
 
@@ -32,16 +34,164 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
 }
 
 /// <summary>
+/// One step's samples, assembled on the batch producer's thread: grouped by length (needle videos are given every frame
+/// and are far longer), each group with everything the step copies to the device — the frames as one uint8 CPU tensor,
+/// the right-padded ids, where the video placeholders and the answers lie, and the visual targets — and the batch's
+/// counts that turn loss sums into batch means.
+/// </summary>
+internal sealed class PreparedBatch : IDisposable
+{
+    private PreparedBatch(IReadOnlyList<BatchGroup> groups, int samples, int answerTokens, int cells, int objectCells)
+    {
+        Groups = groups;
+        Samples = samples;
+        AnswerTokens = answerTokens;
+        Cells = cells;
+        ObjectCells = objectCells;
+    }
+
+    /// <summary>The length groups: ordinary videos first, then needle videos.</summary>
+    public IReadOnlyList<BatchGroup> Groups { get; }
+
+    /// <summary>Samples in the batch.</summary>
+    public int Samples { get; }
+
+    /// <summary>Answer tokens (ends of turn included) in the whole batch.</summary>
+    public int AnswerTokens { get; }
+
+    /// <summary>Pooled video tokens in the whole batch.</summary>
+    public int Cells { get; }
+
+    /// <summary>Pooled video tokens with an object in them (at least 1).</summary>
+    public int ObjectCells { get; }
+
+    public static PreparedBatch Create(IReadOnlyList<PreparedSample> samples, int videoTokenId, int imageSize)
+    {
+        var groups = samples.GroupBy(p => p.Sample.Family == QuestionFamily.Needle).OrderBy(g => g.Key)
+            .Select(g => BatchGroup.Create([.. g], videoTokenId, imageSize)).ToList();
+        return new PreparedBatch(
+            groups,
+            samples.Count,
+            samples.Sum(p => p.AnswerTokens),
+            samples.Sum(p => p.Targets.Color.Length),
+            Math.Max(1, samples.Sum(p => p.Targets.Shape.Count(s => s != VisualTargets.Ignore))));
+    }
+
+    public void Dispose()
+    {
+        foreach (var g in Groups)
+        {
+            g.Dispose();
+        }
+    }
+}
+
+/// <summary>One length group of a <see cref="PreparedBatch"/>.</summary>
+internal sealed class BatchGroup : IDisposable
+{
+    private BatchGroup(IReadOnlyList<PreparedSample> samples, int longest, Tensor frames)
+    {
+        Samples = samples;
+        Longest = longest;
+        Frames = frames;
+    }
+
+    public IReadOnlyList<PreparedSample> Samples { get; }
+
+    /// <summary>The longest conversation's ids; the others are right-padded to it.</summary>
+    public int Longest { get; }
+
+    /// <summary>Every sample's frames, in order: uint8 [ΣF, S, S, 3] on the CPU.</summary>
+    public Tensor Frames { get; }
+
+    /// <summary>Ids [samples × Longest], padded with 0 (causal attention keeps real tokens from seeing the padding).</summary>
+    public long[] Ids { get; private init; } = [];
+
+    /// <summary>Flat indices into Ids of the video placeholders, in order.</summary>
+    public long[] VideoPositions { get; private init; } = [];
+
+    /// <summary>Flat indices of the positions that predict an answer token (the token before it).</summary>
+    public long[] AnswerRows { get; private init; } = [];
+
+    /// <summary>The answer tokens those positions predict.</summary>
+    public long[] AnswerTargets { get; private init; } = [];
+
+    /// <summary>Frames per sample.</summary>
+    public int[] FramesPerVideo { get; private init; } = [];
+
+    public long[] Color { get; private init; } = [];
+
+    public long[] Shape { get; private init; } = [];
+
+    public long[] Size { get; private init; } = [];
+
+    public float[] Offset { get; private init; } = [];
+
+    public static BatchGroup Create(IReadOnlyList<PreparedSample> samples, int videoTokenId, int imageSize)
+    {
+        int longest = samples.Max(p => p.Ids.Count);
+        int frameBytes = imageSize * imageSize * 3;
+        int frames = samples.Sum(p => p.Frames);
+        byte[] rgb = new byte[frames * frameBytes];
+        long[] ids = new long[samples.Count * longest];
+        var positions = new List<long>();
+        var rows = new List<long>();
+        var targets = new List<long>();
+        int offset = 0;
+        for (int b = 0; b < samples.Count; b++)
+        {
+            var p = samples[b];
+            Buffer.BlockCopy(p.Rgb, 0, rgb, offset, p.Frames * frameBytes);
+            offset += p.Frames * frameBytes;
+            for (int t = 0; t < p.Ids.Count; t++)
+            {
+                ids[(b * longest) + t] = p.Ids[t];
+                if (p.Ids[t] == videoTokenId)
+                {
+                    positions.Add(((long)b * longest) + t);
+                }
+            }
+
+            foreach (var (from, to) in p.Answers)
+            {
+                for (int t = from; t < to; t++)
+                {
+                    // Position t - 1 predicts token t: the answer tokens and the end of turn.
+                    rows.Add(((long)b * longest) + t - 1);
+                    targets.Add(p.Ids[t]);
+                }
+            }
+        }
+
+        return new BatchGroup(samples, longest, torch.tensor(rgb, [frames, imageSize, imageSize, 3], ScalarType.Byte))
+        {
+            Ids = ids,
+            VideoPositions = [.. positions],
+            AnswerRows = [.. rows],
+            AnswerTargets = [.. targets],
+            FramesPerVideo = [.. samples.Select(p => p.Frames)],
+            Color = [.. samples.SelectMany(p => p.Targets.Color)],
+            Shape = [.. samples.SelectMany(p => p.Targets.Shape)],
+            Size = [.. samples.SelectMany(p => p.Targets.Size)],
+            Offset = [.. samples.SelectMany(p => p.Targets.Offset)],
+        };
+    }
+
+    public void Dispose() => Frames.Dispose();
+}
+
+/// <summary>
 /// Prepares the batches of the coming steps on background threads (one batch's samples in parallel) while the model
 /// trains on the current one; a bounded queue keeps a few batches ahead.
 /// </summary>
-internal sealed class BatchProducer : IDisposable
+internal sealed class BatchProducer<T> : IDisposable
+    where T : IDisposable
 {
-    private readonly BlockingCollection<PreparedSample[]> _queue = new(boundedCapacity: 6);
+    private readonly BlockingCollection<T> _queue = new(boundedCapacity: 6);
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _task;
 
-    public BatchProducer(Func<int, PreparedSample[]> prepare, int firstStep)
+    public BatchProducer(Func<int, T> prepare, int firstStep)
     {
         _task = Task.Factory.StartNew(
             () =>
@@ -50,7 +200,16 @@ internal sealed class BatchProducer : IDisposable
                 {
                     for (int step = firstStep; !_stop.IsCancellationRequested; step++)
                     {
-                        _queue.Add(prepare(step), _stop.Token);
+                        var item = prepare(step);
+                        try
+                        {
+                            _queue.Add(item, _stop.Token);
+                        }
+                        catch
+                        {
+                            item.Dispose();
+                            throw;
+                        }
                     }
                 }
                 catch (OperationCanceledException) when (_stop.IsCancellationRequested)
@@ -65,7 +224,7 @@ internal sealed class BatchProducer : IDisposable
     }
 
     /// <summary>The next batch; rethrows what stopped the producer.</summary>
-    public PreparedSample[] Take()
+    public T Take()
     {
         if (_queue.TryTake(out var batch, Timeout.Infinite))
         {
@@ -79,8 +238,9 @@ internal sealed class BatchProducer : IDisposable
     public void Dispose()
     {
         _stop.Cancel();
-        while (_queue.TryTake(out _))
+        while (_queue.TryTake(out var left))
         {
+            left.Dispose();
         }
 
         try
@@ -89,6 +249,11 @@ internal sealed class BatchProducer : IDisposable
         }
         catch (AggregateException)
         {
+        }
+
+        while (_queue.TryTake(out var left))
+        {
+            left.Dispose();
         }
 
         _queue.Dispose();

@@ -95,7 +95,7 @@ public sealed class SyntheticTrainer
         sceneOptions.Validate();
         int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
         var clock = Stopwatch.StartNew();
-        using var producer = new BatchProducer(step => PrepareBatch(step, sceneOptions, tokenizer, model.Config, endOfTurn), 1);
+        using var producer = new BatchProducer<PreparedBatch>(step => PrepareBatch(step, sceneOptions, tokenizer, model.Config, endOfTurn), 1);
         int step = 0;
         long seen = 0;
         using var totals = zeros(4, device: device);
@@ -106,13 +106,13 @@ public sealed class SyntheticTrainer
             cancellationToken.ThrowIfCancellationRequested();
             SetLearningRate(optimizer, step, Progress(step, clock.Elapsed));
             optimizer.zero_grad();
-            var batch = producer.Take();
+            using var batch = producer.Take();
             profile?.Mark(StepPart.Data);
             BatchLoss(model, head, preprocessor, batch, device, totals, profile);
             nn.utils.clip_grad_norm_(model.parameters().Concat(head.parameters()), 1.0);
             optimizer.step();
             profile?.Mark(StepPart.Optimizer);
-            seen += batch.Length;
+            seen += batch.Samples;
             since++;
             if (step % 50 == 0 || step == 1)
             {
@@ -164,7 +164,7 @@ public sealed class SyntheticTrainer
     /// <summary>Seeds of training samples: disjoint from the held-out ranges the evaluator uses (below 1,000,000).</summary>
     public static int SyntheticSeed(int step, int index) => 10_000_000 + (step * 64) + index;
 
-    private PreparedSample[] PrepareBatch(int step, SceneOptions sceneOptions, Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, int endOfTurn)
+    private PreparedBatch PrepareBatch(int step, SceneOptions sceneOptions, Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, int endOfTurn)
     {
         var batch = new PreparedSample[_options.BatchSize];
         Parallel.For(0, batch.Length, i =>
@@ -172,7 +172,7 @@ public sealed class SyntheticTrainer
             var sample = SceneGenerator.Generate(SyntheticSeed(step, i), sceneOptions);
             batch[i] = PreparedSample.Create(sample, s => EncodeLocked(tokenizer, config, s, endOfTurn), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide);
         });
-        return batch;
+        return PreparedBatch.Create(batch, config.VideoTokenId, VidKvTinyRecipe.ImageSize);
     }
 
     private (List<int> Ids, List<(int Start, int End)> Answers) EncodeLocked(Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, VideoQaSample sample, int endOfTurn)
@@ -197,69 +197,30 @@ public sealed class SyntheticTrainer
     }
 
     /// <summary>
-    /// One step's gradients. Samples are grouped by length (needle videos are given every frame and are far longer); each
-    /// group is one batched pass: one preprocessing of all its frames, one vision tower pass, one merge of the visual rows
-    /// into right-padded prompts (causal attention keeps real tokens from seeing the padding) and one decoder pass. Losses
-    /// are sums divided by the whole batch's counts, so the gradient is that of the batch mean whatever the grouping. The
-    /// step's losses and visual colour hits are added to <paramref name="totals"/> on the device (answer, visual, colour
-    /// hits, object cells): nothing here waits for the device.
+    /// One step's gradients. Each length group of the batch (assembled on the producer's thread, <see cref="PreparedBatch"/>)
+    /// is one batched pass: one copy and preprocessing of all its frames, one vision tower pass, one merge of the visual
+    /// rows into the right-padded prompts and one decoder pass. Losses are sums divided by the whole batch's counts, so
+    /// the gradient is that of the batch mean whatever the grouping. The step's losses and visual colour hits are added
+    /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells): nothing here waits for the
+    /// device.
     /// </summary>
-    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedSample[] batch, Device device, Tensor totals, StepProfile? profile)
+    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
     {
-        int answerTokens = batch.Sum(p => p.AnswerTokens);
-        int cells = batch.Sum(p => p.Targets.Color.Length);
-        int objectCells = Math.Max(1, batch.Sum(p => p.Targets.Shape.Count(s => s != VisualTargets.Ignore)));
         int c = VisualTargets.ColorClasses, s = VisualTargets.ShapeClasses, z = VisualTargets.SizeClasses;
-        int video = model.Config.VideoTokenId;
-        foreach (var group in batch.GroupBy(p => p.Sample.Family == QuestionFamily.Needle).OrderBy(g => g.Key))
+        foreach (var group in batch.Groups)
         {
             using var scope = NewDisposeScope();
-            var samples = group.ToList();
-            int longest = samples.Max(p => p.Ids.Count);
-
-            // Everything the group needs from the host, built here and copied once per tensor.
-            int side = VidKvTinyRecipe.ImageSize, frameBytes = side * side * 3;
-            byte[] rgb = new byte[samples.Sum(p => p.Frames) * frameBytes];
-            long[] ids = new long[samples.Count * longest];
-            var positions = new List<long>();
-            var rows = new List<long>();
-            var targets = new List<long>();
-            int offset = 0;
-            for (int b = 0; b < samples.Count; b++)
-            {
-                var p = samples[b];
-                Buffer.BlockCopy(p.Rgb, 0, rgb, offset, p.Frames * frameBytes);
-                offset += p.Frames * frameBytes;
-                for (int t = 0; t < p.Ids.Count; t++)
-                {
-                    ids[(b * longest) + t] = p.Ids[t];
-                    if (p.Ids[t] == video)
-                    {
-                        positions.Add(((long)b * longest) + t);
-                    }
-                }
-
-                foreach (var (from, to) in p.Answers)
-                {
-                    for (int t = from; t < to; t++)
-                    {
-                        // Position t - 1 predicts token t: the answer tokens and the end of turn.
-                        rows.Add(((long)b * longest) + t - 1);
-                        targets.Add(p.Ids[t]);
-                    }
-                }
-            }
-
-            var colorTarget = tensor(samples.SelectMany(p => p.Targets.Color).ToArray(), device: device);
-            var shapeTarget = tensor(samples.SelectMany(p => p.Targets.Shape).ToArray(), device: device);
-            var sizeTarget = tensor(samples.SelectMany(p => p.Targets.Size).ToArray(), device: device);
-            var offsetTarget = tensor(samples.SelectMany(p => p.Targets.Offset).ToArray(), device: device).view(-1, 2);
-            var scale = tensor(new[] { 1f / cells, 1f / objectCells, 4f / objectCells, 1f / answerTokens, (float)_options.VisualLossWeight }, device: device);
+            int count = group.Samples.Count, longest = group.Longest;
+            var colorTarget = tensor(group.Color, device: device);
+            var shapeTarget = tensor(group.Shape, device: device);
+            var sizeTarget = tensor(group.Size, device: device);
+            var offsetTarget = tensor(group.Offset, device: device).view(-1, 2);
+            var scale = tensor(new[] { 1f / batch.Cells, 1f / batch.ObjectCells, 4f / batch.ObjectCells, 1f / batch.AnswerTokens, (float)_options.VisualLossWeight }, device: device);
             profile?.Mark(StepPart.Host);
 
             // The videos, all frames at once.
-            var pixels = preprocessor.Preprocess(tensor(rgb, [rgb.Length / frameBytes, side, side, 3], ScalarType.Byte).to(device));
-            var (pooled, visualRows) = model.EncodeVideoBatch(pixels, [.. samples.Select(p => p.Frames)]);
+            var pixels = preprocessor.Preprocess(group.Frames.to(device));
+            var (pooled, visualRows) = model.EncodeVideoBatch(pixels, group.FramesPerVideo);
             profile?.Mark(StepPart.Vision);
 
             // Auxiliary visual objective on the pooled tokens the decoder reads (the newline feature excluded).
@@ -275,13 +236,13 @@ public sealed class SyntheticTrainer
             var visualLoss = Scalars.Add(Scalars.Add(colorLoss, shapeLoss), Scalars.Add(sizeLoss, offsetLoss));
 
             // The answer loss over the right-padded prompts with the visual rows in place of the placeholders.
-            var idTensor = tensor(ids, [samples.Count, longest], device: device);
+            var idTensor = tensor(group.Ids, [count, longest], device: device);
             var embeds = model.Embed(idTensor);
             long d = embeds.shape[^1];
-            var merged = embeds.reshape(-1, d).index_copy(0, tensor(positions.ToArray(), device: device), visualRows.to(embeds.dtype)).view(samples.Count, longest, d);
+            var merged = embeds.reshape(-1, d).index_copy(0, tensor(group.VideoPositions, device: device), visualRows.to(embeds.dtype)).view(count, longest, d);
             var logits = model.Logits(model.Forward(merged));
-            var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(rows.ToArray(), device: device));
-            var answerLoss = nn.functional.cross_entropy(predicted, tensor(targets.ToArray(), device: device), reduction: sum).mul(scale[3]);
+            var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(group.AnswerRows, device: device));
+            var answerLoss = nn.functional.cross_entropy(predicted, tensor(group.AnswerTargets, device: device), reduction: sum).mul(scale[3]);
             profile?.Mark(StepPart.Decoder);
             Scalars.Add(answerLoss, visualLoss.mul(scale[4])).backward();
             profile?.Mark(StepPart.Backward);

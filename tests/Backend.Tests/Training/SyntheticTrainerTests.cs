@@ -1,4 +1,5 @@
 using VidKV.AI.Backend.Checkpoints;
+using VidKV.AI.Backend.Synthetic;
 using VidKV.AI.Backend.Training;
 using static TorchSharp.torch;
 
@@ -101,5 +102,50 @@ public sealed class SyntheticTrainerTests : IDisposable
         string text = tokenizer.Decode(ids.Where(id => id != config.VideoTokenId));
         Assert.All(more, q => Assert.Contains(q.Question, text, StringComparison.Ordinal));
         Assert.Equal(ids.Count, answers[^1].End);
+    }
+
+    [Fact]
+    public void PreparedBatch_GroupsByLength_AndPutsEveryIdFrameAndAnswerWhereTheStepReadsThem()
+    {
+        string dir = Path.Combine(_temp, "tok2");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), VidKvTinyRecipe.TrainTokenizer(samples: 300));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), VidKvTinyRecipe.TokenizerConfigJson());
+        var tokenizer = VidKV.AI.Backend.Text.Qwen2Tokenizer.FromDirectory(dir);
+        var config = VidKvTinyRecipe.ModelConfig(tokenizer);
+        int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
+        var options = new VidKV.AI.Backend.Synthetic.SceneOptions { Width = 96, Height = 96, MaxFrames = 64 };
+        var samples = new[] { 3, 4, 5, 6 }.Select(seed => SceneGenerator.Generate(seed, options with
+        {
+            Family = seed == 4 ? VidKV.AI.Backend.Synthetic.QuestionFamily.Needle : VidKV.AI.Backend.Synthetic.QuestionFamily.Attribute,
+        })).Select(x => PreparedSample.Create(x, s => SyntheticTrainer.Encode(tokenizer, config, s, endOfTurn), 96, VidKvTinyRecipe.CellsPerSide)).ToList();
+
+        using var batch = PreparedBatch.Create(samples, config.VideoTokenId, 96);
+
+        Assert.Equal(4, batch.Samples);
+        Assert.Equal(samples.Sum(p => p.AnswerTokens), batch.AnswerTokens);
+        Assert.Equal(2, batch.Groups.Count);
+        Assert.Equal(3, batch.Groups[0].Samples.Count);
+        Assert.Equal(VidKV.AI.Backend.Synthetic.QuestionFamily.Needle, Assert.Single(batch.Groups[1].Samples).Sample.Family);
+        foreach (var g in batch.Groups)
+        {
+            Assert.Equal(new long[] { g.Samples.Sum(p => p.Frames), 96, 96, 3 }, g.Frames.shape);
+            Assert.Equal(g.Samples.Count * g.Longest, g.Ids.Length);
+            Assert.Equal(g.Samples.Sum(p => p.Ids.Count(id => id == config.VideoTokenId)), g.VideoPositions.Length);
+            Assert.All(g.VideoPositions, i => Assert.Equal(config.VideoTokenId, g.Ids[i]));
+            Assert.Equal(g.AnswerRows.Length, g.AnswerTargets.Length);
+            for (int k = 0; k < g.AnswerRows.Length; k++)
+            {
+                Assert.Equal(g.AnswerTargets[k], g.Ids[g.AnswerRows[k] + 1]);
+            }
+
+            // The frames of the second sample start right after the first's.
+            var second = g.Samples.Count > 1 ? g.Samples[1] : null;
+            if (second is not null)
+            {
+                byte[] firstPixels = g.Frames.narrow(0, g.Samples[0].Frames, 1).data<byte>().ToArray();
+                Assert.Equal(second.Rgb.Take(96 * 96 * 3), firstPixels);
+            }
+        }
     }
 }
