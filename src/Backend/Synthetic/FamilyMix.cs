@@ -51,6 +51,42 @@ public sealed class FamilyMix
     /// <summary>The families with a positive weight, in enum order.</summary>
     public IReadOnlyList<QuestionFamily> Families => [.. Enum.GetValues<QuestionFamily>().Where(f => _fractions[(int)f] > 0)];
 
+    /// <summary>
+    /// Parses a mix written as comma-separated families with optional weights, e.g. <c>Attribute,MotionDirection:2</c>
+    /// (a family without a weight has weight 1; families left out have weight 0). Names ignore case.
+    /// </summary>
+    /// <param name="text">The mix.</param>
+    /// <returns>The mix.</returns>
+    /// <exception cref="ArgumentException">A name is not a family, a weight is not a finite number of at least 0, a family is
+    /// named twice, or no weight is positive; the message names the part and what is allowed.</exception>
+    public static FamilyMix Parse(string text)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(text);
+        var weights = new Dictionary<QuestionFamily, double>();
+        foreach (var part in text.Split(',', StringSplitOptions.TrimEntries))
+        {
+            var pieces = part.Split(':', StringSplitOptions.TrimEntries);
+            if (pieces.Length > 2 || !Enum.TryParse<QuestionFamily>(pieces[0], ignoreCase: true, out var family) || !Enum.IsDefined(family)
+                || int.TryParse(pieces[0], out _))
+            {
+                throw new ArgumentException($"'{part}' is not FAMILY or FAMILY:WEIGHT; families: {string.Join(", ", Enum.GetValues<QuestionFamily>())}.", nameof(text));
+            }
+
+            double weight = 1;
+            if (pieces.Length == 2 && (!double.TryParse(pieces[1], NumberStyles.Float, CultureInfo.InvariantCulture, out weight) || !double.IsFinite(weight) || weight < 0))
+            {
+                throw new ArgumentException($"The weight in '{part}' must be a finite number of at least 0.", nameof(text));
+            }
+
+            if (!weights.TryAdd(family, weight))
+            {
+                throw new ArgumentException($"{family} is named twice in '{text}'.", nameof(text));
+            }
+        }
+
+        return new FamilyMix(weights);
+    }
+
     /// <summary>A mix of one family only.</summary>
     /// <param name="family">The family.</param>
     /// <returns>A mix in which <paramref name="family"/> has all the weight.</returns>
