@@ -18,6 +18,7 @@ internal static class Evaluation
     {
         string? modelDir = null;
         int samples = 200, seed = 0, maxFrames = 32, needleSamples = 40, show = 0;
+        bool scaledTernary = false;
         string device = "cpu";
         string[] presets = AllPresets;
         for (int i = 1; i < args.Length; i++)
@@ -34,6 +35,7 @@ internal static class Evaluation
                 case "--device": device = Value(); break;
                 case "--show": show = Int(); break;
                 case "--presets": presets = Value().Split(','); break;
+                case "--scaled-ternary": scaledTernary = true; break;
                 default: throw new ArgumentException($"Unknown argument '{args[i]}'.");
             }
         }
@@ -79,6 +81,20 @@ internal static class Evaluation
                         $"| {profile} | {preset} | {(preset == "fp16" ? "-" : options.ValueAxis.ToString())} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {result.Cache.BitsPerElement:F2} |"));
                     Console.Error.WriteLine(result.Label + " done");
                 }
+            }
+        }
+
+        // The Compact profile's optional scaled ternary values (a scale per group, as the other quantizers keep), for every
+        // preset with ternary values.
+        foreach (var preset in scaledTernary ? presets.Where(p => p.EndsWith("/1.58", StringComparison.Ordinal) || p.EndsWith("/1.66", StringComparison.Ordinal)) : [])
+        {
+            foreach (var axis in new[] { QuantizationAxis.PerChannel, QuantizationAxis.PerToken })
+            {
+                var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { ValueAxis = axis, ScaledTernary = true };
+                var result = SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled", maxFrames);
+                table.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| Compact, scaled ternary | {preset} | {axis} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {result.Cache.BitsPerElement:F2} |"));
+                Console.Error.WriteLine(result.Label + " done");
             }
         }
 
