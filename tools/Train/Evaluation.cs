@@ -19,6 +19,7 @@ internal static class Evaluation
         string? modelDir = null;
         int samples = 200, seed = 0, maxFrames = 32, needleSamples = 40, show = 0;
         bool scaledTernary = false;
+        double? gamma = null;
         string device = "cpu";
         string[] presets = AllPresets;
         for (int i = 1; i < args.Length; i++)
@@ -36,6 +37,7 @@ internal static class Evaluation
                 case "--show": show = Int(); break;
                 case "--presets": presets = Value().Split(','); break;
                 case "--scaled-ternary": scaledTernary = true; break;
+                case "--gamma": gamma = double.Parse(Value(), CultureInfo.InvariantCulture); break;
                 default: throw new ArgumentException($"Unknown argument '{args[i]}'.");
             }
         }
@@ -63,6 +65,7 @@ internal static class Evaluation
                 foreach (var axis in new[] { QuantizationAxis.PerChannel, QuantizationAxis.PerToken })
                 {
                     var options = KVCacheOptions.FromPreset(preset, profile);
+                    options = gamma is { } g ? options with { TernaryGamma = g } : options;
                     if (preset is "fp16" or "kivi-2" && axis == QuantizationAxis.PerToken)
                     {
                         continue; // fp16 has no value axis; kivi-2 is per-token by definition
@@ -90,7 +93,8 @@ internal static class Evaluation
         {
             foreach (var axis in new[] { QuantizationAxis.PerChannel, QuantizationAxis.PerToken })
             {
-                var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { ValueAxis = axis, ScaledTernary = true };
+                var compact = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
+                var options = compact with { ValueAxis = axis, ScaledTernary = true, TernaryGamma = gamma ?? compact.TernaryGamma };
                 var result = SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled", maxFrames);
                 table.AppendLine(string.Create(CultureInfo.InvariantCulture,
                     $"| Compact, scaled ternary | {preset} | {axis} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {result.Cache.BitsPerElement:F2} |"));
