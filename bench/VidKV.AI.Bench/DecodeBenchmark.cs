@@ -122,7 +122,7 @@ internal sealed class DecodeBenchmark
         {
             if (FusedAttention.IsSupported(FusedKernelPath.Cuda))
             {
-                result.Add(Time(n, "fused (AttendFused), NVRTC CUDA kernel", () => cache.AttendFused(query, path: FusedKernelPath.Cuda), stored, reference));
+                result.Add(Time(n, "fused (AttendFused), NVRTC CUDA kernel", () => cache.AttendFused(query, path: FusedKernelPath.Cuda), stored, reference, () => FusedAttention.LastCudaTemporaryBytes));
             }
             else
             {
@@ -135,7 +135,8 @@ internal sealed class DecodeBenchmark
         return result;
     }
 
-    private Row Time(long n, string method, Func<Tensor> attend, long storedBytes, Tensor? reference)
+    /// <param name="deviceBytes">On CUDA, the bytes the last call's device tensors held, when the method reports them.</param>
+    private Row Time(long n, string method, Func<Tensor> attend, long storedBytes, Tensor? reference, Func<long>? deviceBytes = null)
     {
         for (int i = 0; i < Warmup; i++)
         {
@@ -150,7 +151,7 @@ internal sealed class DecodeBenchmark
         {
             using var inner = NewDisposeScope();
             _ = attend();
-        }) : method.Contains("NVRTC", StringComparison.Ordinal) ? FusedAttention.LastCudaTemporaryBytes : -1;
+        }) : deviceBytes?.Invoke() ?? -1;
 
         var times = new double[_s.Repeats];
         double diff = double.NaN;

@@ -145,18 +145,14 @@ internal static class Program
                 "--q-heads" => s with { QHeads = Positive(name, value) },
                 "--head-dim" => s with { HeadDim = Positive(name, value) },
                 "--queries" => s with { Queries = Positive(name, value) },
-                "--seed" => s with { Seed = long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long seed) ? seed : throw new ArgumentException($"{name} must be an integer; got '{value}'.") },
-                "--device" => s with { Device = value is "cpu" or "cuda" ? value : throw new ArgumentException($"--device must be cpu or cuda; got '{value}'.") },
-                "--out" => s with { Out = value.Length > 0 ? value : throw new ArgumentException("--out needs a path.") },
+                "--seed" => s with { Seed = Integer(name, value) },
+                "--device" => s with { Device = DeviceName(value) },
+                "--out" => s with { Out = OutPath(value) },
                 _ => throw new ArgumentException($"Unknown option '{name}'."),
             };
         }
 
-        if (s.QHeads % s.KvHeads != 0)
-        {
-            throw new ArgumentException($"--q-heads ({s.QHeads}) must be a multiple of --kv-heads ({s.KvHeads}).");
-        }
-
+        CheckHeads(s.QHeads, s.KvHeads);
         return s;
     }
 
@@ -175,19 +171,31 @@ internal static class Program
                 "--preset" => s with { Preset = KVCacheOptions.FromPreset(value).Preset },
                 "--profile" => s with { Profile = Enum.TryParse<CacheProfile>(value, ignoreCase: true, out var p) && Enum.IsDefined(p) ? p : throw new ArgumentException($"--profile must be Reference or Compact; got '{value}'.") },
                 "--repeats" => s with { Repeats = Positive(name, value) },
-                "--seed" => s with { Seed = long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long seed) ? seed : throw new ArgumentException($"{name} must be an integer; got '{value}'.") },
-                "--device" => s with { Device = value is "cpu" or "cuda" ? value : throw new ArgumentException($"--device must be cpu or cuda; got '{value}'.") },
-                "--out" => s with { Out = value.Length > 0 ? value : throw new ArgumentException("--out needs a path.") },
+                "--seed" => s with { Seed = Integer(name, value) },
+                "--device" => s with { Device = DeviceName(value) },
+                "--out" => s with { Out = OutPath(value) },
                 _ => throw new ArgumentException($"Unknown option '{name}'."),
             };
         }
 
-        if (s.QHeads % s.KvHeads != 0)
-        {
-            throw new ArgumentException($"--q-heads ({s.QHeads}) must be a multiple of --kv-heads ({s.KvHeads}).");
-        }
-
+        CheckHeads(s.QHeads, s.KvHeads);
         return s;
+    }
+
+    private static long Integer(string name, string value)
+        => long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long v) ? v : throw new ArgumentException($"{name} must be an integer; got '{value}'.");
+
+    private static string DeviceName(string value)
+        => value is "cpu" or "cuda" ? value : throw new ArgumentException($"--device must be cpu or cuda; got '{value}'.");
+
+    private static string OutPath(string value) => value.Length > 0 ? value : throw new ArgumentException("--out needs a path.");
+
+    private static void CheckHeads(int queryHeads, int kvHeads)
+    {
+        if (queryHeads % kvHeads != 0)
+        {
+            throw new ArgumentException($"--q-heads ({queryHeads}) must be a multiple of --kv-heads ({kvHeads}).");
+        }
     }
 
     /// <summary>"--name value" or "--name=value" pairs.</summary>

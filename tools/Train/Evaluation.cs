@@ -58,6 +58,11 @@ internal static class Evaluation
         table.AppendLine();
         table.AppendLine($"| profile | preset | values | {string.Join(" | ", families)} | overall | KV bits/elem |");
         table.AppendLine($"|---|---|---|{string.Concat(families.Select(_ => "---:|"))}---:|---:|");
+        // One table row: the settings, accuracy per family and overall, and the KV bits per element.
+        void Row(string profile, string preset, string values, EvaluationResult result, string bits) => table.AppendLine(string.Create(
+            CultureInfo.InvariantCulture,
+            $"| {profile} | {preset} | {values} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {bits} |"));
+
         foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
         {
             foreach (var preset in presets)
@@ -80,8 +85,7 @@ internal static class Evaluation
                             Console.Error.WriteLine($"  {s.Question} expected '{s.Answer}', got '{reply}'");
                         }
                     });
-                    table.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {profile} | {preset} | {(preset == "fp16" ? "-" : options.ValueAxis.ToString())} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {result.Cache.BitsPerElement:F2} |"));
+                    Row(profile.ToString(), preset, preset == "fp16" ? "-" : options.ValueAxis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"));
                     Console.Error.WriteLine(result.Label + " done");
                 }
             }
@@ -96,8 +100,7 @@ internal static class Evaluation
                 var compact = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
                 var options = compact with { ValueAxis = axis, ScaledTernary = true, TernaryGamma = gamma ?? compact.TernaryGamma };
                 var result = SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled", maxFrames);
-                table.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| Compact, scaled ternary | {preset} | {axis} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {result.Cache.BitsPerElement:F2} |"));
+                Row("Compact, scaled ternary", preset, axis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"));
                 Console.Error.WriteLine(result.Label + " done");
             }
         }
@@ -105,8 +108,7 @@ internal static class Evaluation
         // What the question alone gives: the same questions with every object removed from the videos.
         var blank = test.Select(s => s with { Scene = s.Scene.WithoutObjects() }).ToList();
         var ablation = SyntheticEvaluator.Evaluate(model, blank, KVCacheOptions.FromPreset("fp16"), "fp16, objects removed", maxFrames);
-        table.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"| ablation: objects removed from every video | fp16 | - | {string.Join(" | ", families.Select(f => $"{ablation.FamilyAccuracy(f):P1}"))} | {ablation.Accuracy:P1} | - |"));
+        Row("ablation: objects removed from every video", "fp16", "-", ablation, "-");
 
         table.AppendLine();
         table.AppendLine("Needle accuracy as the video grows (every frame given to the model):");

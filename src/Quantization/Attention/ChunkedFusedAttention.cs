@@ -108,7 +108,7 @@ internal static class ChunkedFusedAttention
     /// The query rows [B, H, nq, D] in a block's channel order: its outlier channels, then the weights of its 1-bit
     /// components (<see cref="EasyWeights"/>), so that a key's score is the dot product with its read-back components.
     /// </summary>
-    internal static Tensor BlockQuery(QuantizedBlock block, KVCacheOptions o, Tensor q)
+    private static Tensor BlockQuery(QuantizedBlock block, KVCacheOptions o, Tensor q)
     {
         using var scope = NewDisposeScope();
         var keys = block.Keys;

@@ -76,11 +76,7 @@ public sealed class SyntheticTrainerTests : IDisposable
     [Fact]
     public void Encode_WithFurtherQuestions_PutsEachAnswerWhereItsSpanSays()
     {
-        string dir = Path.Combine(_temp, "tok");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), VidKvTinyRecipe.TrainTokenizer(samples: 300));
-        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), VidKvTinyRecipe.TokenizerConfigJson());
-        var tokenizer = VidKV.AI.Backend.Text.Qwen2Tokenizer.FromDirectory(dir);
+        var tokenizer = SmallTokenizer();
         var config = VidKvTinyRecipe.ModelConfig(tokenizer);
         int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
         var sample = VidKV.AI.Backend.Synthetic.SceneGenerator.Generate(12, new VidKV.AI.Backend.Synthetic.SceneOptions { Family = VidKV.AI.Backend.Synthetic.QuestionFamily.Counting, MaxFrames = 40 });
@@ -107,11 +103,7 @@ public sealed class SyntheticTrainerTests : IDisposable
     [Fact]
     public void PreparedBatch_GroupsByLength_AndPutsEveryIdFrameAndAnswerWhereTheStepReadsThem()
     {
-        string dir = Path.Combine(_temp, "tok2");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), VidKvTinyRecipe.TrainTokenizer(samples: 300));
-        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), VidKvTinyRecipe.TokenizerConfigJson());
-        var tokenizer = VidKV.AI.Backend.Text.Qwen2Tokenizer.FromDirectory(dir);
+        var tokenizer = SmallTokenizer();
         var config = VidKvTinyRecipe.ModelConfig(tokenizer);
         int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
         var options = new VidKV.AI.Backend.Synthetic.SceneOptions { Width = 96, Height = 96, MaxFrames = 64 };
@@ -147,5 +139,14 @@ public sealed class SyntheticTrainerTests : IDisposable
                 Assert.Equal(second.Rgb.Take(96 * 96 * 3), firstPixels);
             }
         }
+    }
+
+    /// <summary>The recipe's tokenizer, learnt from 300 samples, written to and read from a temporary folder.</summary>
+    private VidKV.AI.Backend.Text.Qwen2Tokenizer SmallTokenizer()
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(_temp, $"tok-{Guid.NewGuid():N}")).FullName;
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), VidKvTinyRecipe.TrainTokenizer(samples: 300));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), VidKvTinyRecipe.TokenizerConfigJson());
+        return VidKV.AI.Backend.Text.Qwen2Tokenizer.FromDirectory(dir);
     }
 }

@@ -57,8 +57,7 @@ internal static class CudaFusedAttention
     /// <summary>Whether this cache and query shape fit the kernels (else callers use the chunked path).</summary>
     public static bool Fits(QuantizedKVCache cache, Tensor query)
     {
-        long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : cache.ResidualKeys!.shape[1];
-        long dv = cache.Blocks.Count > 0 ? cache.Blocks[0].Values.Shape[3] : cache.ResidualValues!.shape[3];
+        var (hkv, dv) = Geometry(cache);
         long nq = query.shape[1] / hkv * query.shape[2];
         if (!IsAvailable || nq > MaxQueryRows || query.shape[0] * hkv > 65535 || dv > KernelSource.Threads || query.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
@@ -69,8 +68,8 @@ internal static class CudaFusedAttention
         long metaGroups = MetaGroups(cache.Options.GroupSize);
         foreach (var block in cache.Blocks)
         {
-            var (channels, valueStride, keyRowBytes) = Staging(block);
-            if (AttendSharedBytes(rows, channels, dv, metaGroups, valueStride, keyRowBytes) > MaxSharedBytes)
+            var launch = LaunchOf(block, cache.Options);
+            if (AttendSharedBytes(rows, launch.Channels, dv, metaGroups, launch.ValueStride, launch.KeyRowBytes) > MaxSharedBytes)
             {
                 return false;
             }
@@ -79,16 +78,12 @@ internal static class CudaFusedAttention
         return AttendSharedBytes(rows, query.shape[3], dv) <= MaxSharedBytes && 4L * nq * query.shape[3] <= MaxSharedBytes;
     }
 
-    /// <summary>A block's key channels (outliers plus 1-bit components) and the bytes of its packed value and key rows.</summary>
-    private static (long Channels, long ValueStride, long KeyRowBytes) Staging(QuantizedBlock block)
-    {
-        var keys = block.Keys;
-        var values = block.Values;
-        long channels = (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0);
-        long valueStride = Math.Max(values.Rest.Codes.shape[^1], values.Protected?.Codes.shape[^1] ?? 0);
-        long keyRowBytes = (keys.Outliers?.Codes.shape[^1] ?? 0) + (keys.Easy?.Codes.shape[^1] ?? 0);
-        return (channels, valueStride, keyRowBytes);
-    }
+    /// <summary>KV heads and value channels of a non-empty cache.</summary>
+    private static (long KvHeads, long ValueChannels) Geometry(QuantizedKVCache cache) => cache.Blocks.Count > 0
+        ? (cache.Blocks[0].Keys.Shape[1], cache.Blocks[0].Values.Shape[3])
+        : (cache.ResidualKeys!.shape[1], cache.ResidualValues!.shape[3]);
+
+    private static BlockLaunch LaunchOf(QuantizedBlock block, KVCacheOptions options) => Launches.GetValue(block, x => new BlockLaunch(x, options));
 
     /// <summary>Whether the kernels compile for the device (compiled once per device; a failure is remembered).</summary>
     public static bool Compiles(int device)
@@ -111,8 +106,7 @@ internal static class CudaFusedAttention
         int device = Math.Max(0, query.device_index);
         var module = Module(device);
         using var scope = NewDisposeScope();
-        long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : cache.ResidualKeys!.shape[1];
-        long dv = cache.Blocks.Count > 0 ? cache.Blocks[0].Values.Shape[3] : cache.ResidualValues!.shape[3];
+        var (hkv, dv) = Geometry(cache);
         long nq = hq / hkv * tq, n = cache.Length, bh = b * hkv;
         int rows = RowCount(nq);
         int tps = KernelSource.TokensPerRun;
@@ -135,27 +129,26 @@ internal static class CudaFusedAttention
         var q = Contiguous(query);
         var residualKeys = cache.ResidualLength > 0 ? Contiguous(cache.ResidualKeys!) : null;
         var residualValues = cache.ResidualLength > 0 ? Contiguous(cache.ResidualValues!) : null;
-        var sources = new List<(long Tokens, long Channels, long Chunks, long MetaGroups, long ValueStride, long KeyRowBytes)>();
+        // One run description per launch: the blocks in order, then the residual.
+        var blocks = cache.Blocks.Select(x => LaunchOf(x, o)).ToList();
+        var sources = new List<Run>();
         long metaGroups = MetaGroups(o.GroupSize);
         long stateBytesPerRun = 4 * nq * (dv + 2);
-        foreach (var block in cache.Blocks)
+        foreach (var launch in blocks)
         {
             // Runs of whole chunks of TPS tokens, few enough that their states stay under 8 % of the block's bytes.
-            long blockBytes = block.Keys.CodeBytes + block.Keys.MetadataBytes + block.Values.CodeBytes + block.Values.MetadataBytes;
-            long maxRuns = Math.Max(1, (long)(StateShare * blockBytes / bh / stateBytesPerRun));
-            long chunks = Math.Max(1, (((block.Tokens + tps - 1) / tps) + maxRuns - 1) / maxRuns);
-            var (channels, valueStride, keyRowBytes) = Staging(block);
-            sources.Add((block.Tokens, channels, chunks, metaGroups, valueStride, keyRowBytes));
+            long maxRuns = Math.Max(1, (long)(StateShare * launch.Bytes / bh / stateBytesPerRun));
+            long chunks = Math.Max(1, (((launch.Tokens + tps - 1) / tps) + maxRuns - 1) / maxRuns);
+            sources.Add(new Run(launch.Tokens, launch.Channels, chunks, metaGroups, launch.ValueStride, launch.KeyRowBytes));
         }
 
         if (residualKeys is not null)
         {
             long r = residualKeys.shape[2];
-            sources.Add((r, d, (r + tps - 1) / tps, 0, 0, 0));
+            sources.Add(new Run(r, d, (r + tps - 1) / tps, 0, 0, 0));
         }
 
-        long RunsOf((long Tokens, long Channels, long Chunks, long MetaGroups, long ValueStride, long KeyRowBytes) x) => (x.Tokens + (x.Chunks * tps) - 1) / (x.Chunks * tps);
-        long runs = sources.Sum(RunsOf);
+        long runs = sources.Sum(x => x.Runs);
         var state = empty(new[] { (bh * runs * nq * (2 + dv)) + sources.Sum(x => bh * rows * x.Channels) }, ScalarType.Float32, query.device);
         var output = empty(new[] { b, hq, tq, dv }, ScalarType.Float32, query.device);
         temporary += Bytes(state) + Bytes(output);
@@ -181,11 +174,9 @@ internal static class CudaFusedAttention
         };
 
         long run0 = 0;
-        int source = 0;
-        void Launch(long tokens, long channels, Prep prep, int prepShared)
+        void Launch(Run run, Prep prep, int prepShared)
         {
-            var staging = sources[source++];
-            long chunks = staging.Chunks;
+            long channels = run.Channels;
             prep.Query = qPointer;
             prep.QueryType = queryType;
             prep.Rows = scratch;
@@ -196,20 +187,19 @@ internal static class CudaFusedAttention
             CudaRuntime.Launch(module[$"vidkv_prep_{rows}"], device, ((uint)bh, 1, 1), KernelSource.Threads, (uint)prepShared, ref prep);
             p.Rows = scratch;
             p.Channels = channels;
-            p.Tokens = tokens;
+            p.Tokens = run.Tokens;
             p.Run0 = run0;
-            p.Chunks = chunks;
-            p.MetaGroups = staging.MetaGroups;
-            p.ValueStride = staging.ValueStride;
-            long blockRuns = (tokens + (chunks * tps) - 1) / (chunks * tps);
-            CudaRuntime.Launch(module[$"vidkv_attend_{rows}"], device, ((uint)blockRuns, (uint)bh, 1), KernelSource.Threads, (uint)AttendSharedBytes(rows, channels, dv, staging.MetaGroups, staging.ValueStride, staging.KeyRowBytes), ref p);
-            run0 += blockRuns;
+            p.Chunks = run.Chunks;
+            p.MetaGroups = run.MetaGroups;
+            p.ValueStride = run.ValueStride;
+            CudaRuntime.Launch(module[$"vidkv_attend_{rows}"], device, ((uint)run.Runs, (uint)bh, 1), KernelSource.Threads, (uint)AttendSharedBytes(rows, channels, dv, run.MetaGroups, run.ValueStride, run.KeyRowBytes), ref p);
+            run0 += run.Runs;
             scratch += (nint)(4 * bh * rows * channels);
         }
 
-        foreach (var block in cache.Blocks)
+        for (int i = 0; i < blocks.Count; i++)
         {
-            var launch = Launches.GetValue(block, x => new BlockLaunch(x, o));
+            var (block, launch) = (cache.Blocks[i], blocks[i]);
             var map = block.Values.ProtectedTokens is null ? null : ValueRowMap(block.Values.ProtectedTokens, block.Tokens);
             temporary += map is null ? 0 : Bytes(map);
             var transform = launch.Prep.EasyIndex == IntPtr.Zero || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, launch.Prep.EasyChannels, device);
@@ -222,7 +212,7 @@ internal static class CudaFusedAttention
             p.Start = block.Start;
             var prep = launch.Prep;
             prep.Weights = transform is null ? IntPtr.Zero : CudaRuntime.DataPointer(transform);
-            Launch(block.Tokens, launch.Channels, prep, (int)(4 * nq * prep.EasyChannels));
+            Launch(sources[i], prep, (int)(4 * nq * prep.EasyChannels));
         }
 
         if (residualKeys is not null)
@@ -234,7 +224,7 @@ internal static class CudaFusedAttention
             p.ValueProtected = default;
             p.OutlierChannels = d;
             p.Start = cache.QuantizedLength;
-            Launch(residualKeys.shape[2], d, default, 0);
+            Launch(sources[^1], default, 0);
         }
 
         var merge = new Merge
@@ -377,7 +367,7 @@ internal static class CudaFusedAttention
         MetaType = MetaType(t.dtype),
     };
 
-    /// <summary>What the kernels read of one block, resolved once per block (its tensors never change).</summary>
+    /// <summary>What the kernels read of one block and the sizes they stage, resolved once per block (its tensors never change).</summary>
     private sealed class BlockLaunch
     {
         public BlockLaunch(QuantizedBlock block, KVCacheOptions o)
@@ -394,7 +384,11 @@ internal static class CudaFusedAttention
                 ? Source(values.Rest, 1, 0, scaled: true, zero: true, o.ValueAxis)
                 : Source(values.Rest, 1, -1, scaled: o.ScaledTernary, zero: false, o.ValueAxis);
             ValueProtected = Source(values.Protected, 1, 0, scaled: true, zero: true, o.ValueAxis);
+            Tokens = block.Tokens;
             Channels = dOut + (keys.Easy?.Shape[^1] ?? 0);
+            ValueStride = Math.Max(values.Rest.Codes.shape[^1], values.Protected?.Codes.shape[^1] ?? 0);
+            KeyRowBytes = (keys.Outliers?.Codes.shape[^1] ?? 0) + (keys.Easy?.Codes.shape[^1] ?? 0);
+            Bytes = keys.CodeBytes + keys.MetadataBytes + values.CodeBytes + values.MetadataBytes;
             Prep = new Prep
             {
                 OutlierIndex = keys.Outliers is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.OutlierChannels),
@@ -413,9 +407,27 @@ internal static class CudaFusedAttention
 
         public Src ValueProtected { get; }
 
+        public long Tokens { get; }
+
+        /// <summary>Key channels: outliers plus 1-bit components.</summary>
         public long Channels { get; }
 
+        /// <summary>Bytes of the longest packed value row (rest or protected), as staged per token.</summary>
+        public long ValueStride { get; }
+
+        /// <summary>Bytes of a token's packed key rows (outliers plus 1-bit components).</summary>
+        public long KeyRowBytes { get; }
+
+        /// <summary>Bytes the block holds (codes and metadata).</summary>
+        public long Bytes { get; }
+
         public Prep Prep { get; }
+    }
+
+    /// <summary>One launch of the attend kernel: a source's tokens in runs of <c>Chunks</c> chunks, and what it stages.</summary>
+    private readonly record struct Run(long Tokens, long Channels, long Chunks, long MetaGroups, long ValueStride, long KeyRowBytes)
+    {
+        public long Runs => (Tokens + (Chunks * KernelSource.TokensPerRun) - 1) / (Chunks * KernelSource.TokensPerRun);
     }
 
     /// <summary>One source as the kernels read it (layout shared with the CUDA struct <c>Src</c>).</summary>

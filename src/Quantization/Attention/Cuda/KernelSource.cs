@@ -93,16 +93,9 @@ __device__ __forceinline__ void rawDot(const Src& s, const float* qs, int C, i64
     }
 }
 
-__device__ __forceinline__ float valueAt(const Src& s, i64 bh, i64 r, int d, i64 G, i64 dv) {
-    if (s.rowBytes == 0) return meta(s.codes, (bh * s.rows + r) * dv + d, s.metaType);
-    const u8* row = s.codes + (bh * s.rows + r) * s.rowBytes;
-    const int per = (int)s.per;
-    float v = level(s, row[d / per], d % per);
-    if (!s.scale) return v;
-    const i64 mi = s.perToken ? (bh * s.rows + r) * (dv / G) + d / G : (bh * (s.rows / G) + r / G) * dv + d;
-    v *= meta(s.scale, mi, s.metaType);
-    if (s.zero) v += meta(s.zero, mi, s.metaType);
-    return v;
+// A value of the raw residual: [BH, rows, dv] of metaType.
+__device__ __forceinline__ float rawValue(const Src& s, i64 bh, i64 r, int d, i64 dv) {
+    return meta(s.codes, (bh * s.rows + r) * dv + d, s.metaType);
 }
 
 // Score contributions of one source's channels for a token whose packed row and group metadata are in shared memory.
@@ -292,7 +285,7 @@ __device__ void attend(const Params& p) {
             for (int q = 0; q < NQ; q++) acc[q] *= corr[q];
             for (int t = part; t < len; t += lanes) {
                 float v;
-                if (raw) v = valueAt(p.vRest, bh, t0 + t, d0, p.G, p.dv);
+                if (raw) v = rawValue(p.vRest, bh, t0 + t, d0, p.dv);
                 else v = valueStaged(vSrc[t] ? p.vProt : p.vRest, vCodes + t * p.valueStride, bh, vRow[t], d0, p.G, p.dv);
 #pragma unroll
                 for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
