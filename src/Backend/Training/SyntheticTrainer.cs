@@ -219,9 +219,13 @@ public sealed class SyntheticTrainer
             profile?.Mark(StepPart.Host);
 
             // The videos, all frames at once.
-            var pixels = preprocessor.Preprocess(group.Frames.to(device));
+            var frames = group.Frames.to(device);
+            profile?.Mark(StepPart.Upload);
+            var pixels = preprocessor.Preprocess(frames);
+            profile?.Mark(StepPart.Preprocess);
             var (pooled, visualRows) = model.EncodeVideoBatch(pixels, group.FramesPerVideo);
             profile?.Mark(StepPart.Vision);
+            profile?.Count(group.FramesPerVideo.Sum());
 
             // Auxiliary visual objective on the pooled tokens the decoder reads (the newline feature excluded).
             var outputs = head.forward(pooled.reshape(-1, pooled.shape[^1]));
@@ -355,6 +359,8 @@ public sealed class SyntheticTrainer
     {
         Data,
         Host,
+        Upload,
+        Preprocess,
         Vision,
         Decoder,
         Backward,
@@ -367,6 +373,15 @@ public sealed class SyntheticTrainer
         private readonly double[] _seconds = new double[Enum.GetValues<StepPart>().Length];
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private int _steps;
+        private int _groups;
+        private long _frames;
+
+        /// <summary>Counts one length group of <paramref name="frames"/> frames.</summary>
+        public void Count(int frames)
+        {
+            _groups++;
+            _frames += frames;
+        }
 
         public void Mark(StepPart part)
         {
@@ -391,9 +406,12 @@ public sealed class SyntheticTrainer
             }
 
             string parts = string.Join(", ", Enum.GetValues<StepPart>().Select(p => $"{p.ToString().ToLowerInvariant()} {1000 * _seconds[(int)p] / _steps:F0}"));
+            string sizes = $"; {(double)_groups / _steps:F1} length groups and {(double)_frames / _steps:F0} frames a step";
             Array.Clear(_seconds);
             _steps = 0;
-            return $"; ms a step: {parts}";
+            _groups = 0;
+            _frames = 0;
+            return $"; ms a step: {parts}{sizes}";
         }
     }
 }

@@ -298,14 +298,16 @@ internal static class CudaFusedAttention
     }
 
     /// <summary>
-    /// Dynamic shared memory of the attend kernel: query rows, scores, softmax state, the partial sums of threads that
-    /// share a value channel, the metadata of the key groups a chunk touches, and the chunk's staged value and key rows.
+    /// Dynamic shared memory of the attend kernel, laid out as the kernel lays it out (float arrays 16-byte aligned): the
+    /// query rows (transposed), scores, softmax state, the partial sums of threads that share a value channel, each key
+    /// channel's (scale, zero) for the groups a chunk touches, then each token's value row and source and the chunk's
+    /// staged value and key rows.
     /// </summary>
     private static long AttendSharedBytes(long rows, long channels, long dv, long metaGroups = 0, long valueStride = 0, long keyRowBytes = 0)
     {
-        long tps = KernelSource.TokensPerRun;
-        long floats = (rows * channels) + (rows * tps) + (3 * rows) + (dv < KernelSource.Threads ? rows * (KernelSource.Threads / dv) * dv : 0) + (2 * metaGroups * channels);
-        floats += 1; // the value rows (int64) that follow are 8-byte aligned
+        static long Align4(long f) => (f + 3) & ~3L;
+        long tps = KernelSource.TokensPerRun, lanes = KernelSource.Threads / dv;
+        long floats = Align4(rows * channels) + (rows * tps) + Align4(3 * rows) + Align4(lanes > 1 ? lanes * rows * dv : 0) + Align4(2 * metaGroups * channels);
         return (4 * floats) + (8 * tps) + tps + (tps * valueStride) + (tps * keyRowBytes);
     }
 

@@ -75,22 +75,52 @@ __device__ __forceinline__ float meta(const void* p, i64 i, i64 type) {
     return __uint_as_float(((unsigned int)h) << 16);
 }
 
-// Digit j of byte b in the source's radix, as a level.
-__device__ __forceinline__ float level(const Src& s, unsigned int b, int j) {
-    unsigned int digit;
-    if (s.radix == 3) { for (int k = 0; k < j; k++) b /= 3u; digit = b % 3u; }
-    else { const int bits = s.radix == 2 ? 1 : s.radix == 4 ? 2 : s.radix == 16 ? 4 : 8; digit = (b >> (bits * j)) & (unsigned int)(s.radix - 1); }
-    return (float)((int)digit * (int)s.mult + (int)s.offset);
+// Digits of packed bytes: radix 2^k by shift and mask; radix 3 by exact multiply-shifts, valid for bytes (x < 256):
+// floor(x / 3) = (x·171) >> 9 and floor(x / 3^j) = (x·ceil(2^16 / 3^j)) >> 16.
+struct Digit { unsigned int mul, shift, mask, three; };
+
+__device__ __forceinline__ Digit digitAt(i64 radix, int j) {
+    Digit d;
+    d.three = radix == 3 ? 1u : 0u;
+    if (d.three) {
+        d.mul = j == 0 ? 65536u : j == 1 ? 21846u : j == 2 ? 7282u : j == 3 ? 2428u : 810u;
+        d.shift = 16u; d.mask = 0u;
+    } else {
+        const unsigned int bits = radix == 2 ? 1u : radix == 4 ? 2u : radix == 16 ? 4u : 8u;
+        d.mul = 1u; d.shift = bits * (unsigned int)j; d.mask = (unsigned int)radix - 1u;
+    }
+    return d;
 }
 
+__device__ __forceinline__ unsigned int digitOf(const Digit& d, unsigned int b) {
+    const unsigned int x = (b * d.mul) >> d.shift;
+    return d.three ? x - 3u * ((x * 171u) >> 9) : x & d.mask;
+}
+
+// acc[q] += x[q]·a for the NQ query rows (x 16-byte aligned when NQ is a multiple of 4).
 template <int NQ>
-__device__ __forceinline__ void rawDot(const Src& s, const float* qs, int C, i64 bh, i64 pos, float* acc) {
-    const i64 base = (bh * s.rows + pos) * s.channels;
-    for (int c = 0; c < (int)s.channels; c++) {
-        const float k = meta(s.codes, base + c, s.metaType);
+__device__ __forceinline__ void axpy(const float* x, float a, float* acc) {
+    if constexpr (NQ % 4 == 0) {
+        const float4* x4 = (const float4*)x;
 #pragma unroll
-        for (int q = 0; q < NQ; q++) acc[q] += qs[q * C + c] * k;
+        for (int i = 0; i < NQ / 4; i++) {
+            const float4 v = x4[i];
+            acc[4 * i] = fmaf(v.x, a, acc[4 * i]);
+            acc[4 * i + 1] = fmaf(v.y, a, acc[4 * i + 1]);
+            acc[4 * i + 2] = fmaf(v.z, a, acc[4 * i + 2]);
+            acc[4 * i + 3] = fmaf(v.w, a, acc[4 * i + 3]);
+        }
+    } else {
+#pragma unroll
+        for (int q = 0; q < NQ; q++) acc[q] = fmaf(x[q], a, acc[q]);
     }
+}
+
+// Score contributions of a raw residual key (global memory) with the query rows transposed, qT [C, NQ].
+template <int NQ>
+__device__ __forceinline__ void rawDot(const Src& s, const float* qT, i64 bh, i64 pos, float* acc) {
+    const i64 base = (bh * s.rows + pos) * s.channels;
+    for (int c = 0; c < (int)s.channels; c++) axpy<NQ>(qT + c * NQ, meta(s.codes, base + c, s.metaType), acc);
 }
 
 // A value of the raw residual: [BH, rows, dv] of metaType.
@@ -98,43 +128,57 @@ __device__ __forceinline__ float rawValue(const Src& s, i64 bh, i64 r, int d, i6
     return meta(s.codes, (bh * s.rows + r) * dv + d, s.metaType);
 }
 
-// Score contributions of one source's channels for a token whose packed row and group metadata are in shared memory.
+// Score contributions of one source's n channels for a token whose packed row is in shared memory; sz holds each
+// channel's (scale·mult, offset·scale + zero) for the token's group, so a key is digit·sz.x + sz.y.
 template <int NQ>
-__device__ __forceinline__ void keyDotStaged(const Src& s, const u8* row, const float* S, const float* Z, const float* qs, int C, int off, float* acc) {
-    const int per = (int)s.per, n = (int)s.channels;
+__device__ __forceinline__ void keyDot(const u8* row, int n, int per, unsigned int three, unsigned int bits, unsigned int mask, const float2* sz, const float* qT, float* acc) {
     int c = 0;
     for (int byteIndex = 0; c < n; byteIndex++) {
-        const unsigned int b = row[byteIndex];
+        unsigned int x = row[byteIndex];
         for (int j = 0; j < per && c < n; j++, c++) {
-            const float k = level(s, b, j) * S[off + c] + Z[off + c];
-            const float* qc = qs + off + c;
-#pragma unroll
-            for (int q = 0; q < NQ; q++) acc[q] += qc[q * C] * k;
+            unsigned int digit;
+            if (three) { const unsigned int next = (x * 171u) >> 9; digit = x - 3u * next; x = next; }
+            else { digit = x & mask; x >>= bits; }
+            const float2 m = sz[c];
+            axpy<NQ>(qT + c * NQ, fmaf((float)digit, m.x, m.y), acc);
         }
     }
 }
 
-// Copies a source's rows t0.. (len of them) and the scale and zero point of groups g0..g0+ng-1 to shared memory.
-__device__ __forceinline__ void stageKeys(const Src& s, i64 bh, i64 t0, int len, i64 groups, i64 g0, int ng, int C, int off, u8* codes, float* S, float* Z) {
+// Copies a source's rows t0.. (len of them) to shared memory, and for groups g0..g0+ng-1 each channel's
+// (scale·mult, offset·scale + zero).
+__device__ __forceinline__ void stageKeys(const Src& s, i64 bh, i64 t0, int len, i64 groups, i64 g0, int ng, int C, int off, u8* codes, float2* sz) {
     const u8* src = s.codes + (bh * s.rows + t0) * s.rowBytes;
     const int bytes = len * (int)s.rowBytes;
     for (int i = threadIdx.x; i < bytes; i += THREADS) codes[i] = src[i];
     const int n = (int)s.channels;
+    const float mult = (float)s.mult, offset = (float)s.offset;
     for (int i = threadIdx.x; i < ng * n; i += THREADS) {
         const int g = i / n, c = i % n;
         const i64 m = (bh * groups + g0 + g) * s.channels + c;
-        S[g * C + off + c] = meta(s.scale, m, s.metaType);
-        Z[g * C + off + c] = s.zero ? meta(s.zero, m, s.metaType) : 0.f;
+        const float scale = meta(s.scale, m, s.metaType);
+        const float zero = s.zero ? meta(s.zero, m, s.metaType) : 0.f;
+        sz[g * C + off + c] = make_float2(scale * mult, fmaf(offset, scale, zero));
     }
 }
 
-__device__ __forceinline__ float valueStaged(const Src& s, const u8* row, i64 bh, i64 r, int d, i64 G, i64 dv) {
-    const int per = (int)s.per;
-    float v = level(s, row[d / per], d % per);
-    if (!s.scale) return v;
+// A scaled value: level·scale (+ zero) with the source's metadata per channel or per token group.
+__device__ __forceinline__ float scaleValue(const Src& s, float level, i64 bh, i64 r, int d, i64 G, i64 dv) {
     const i64 mi = s.perToken ? (bh * s.rows + r) * (dv / G) + d / G : (bh * (s.rows / G) + r / G) * dv + d;
-    v *= meta(s.scale, mi, s.metaType);
+    float v = level * meta(s.scale, mi, s.metaType);
     if (s.zero) v += meta(s.zero, mi, s.metaType);
+    return v;
+}
+
+// Where a thread's value channel lies in a source's packed rows, and how its level is decoded.
+struct ValueCode { int byteIndex; Digit digit; float mult, offset; };
+
+__device__ __forceinline__ ValueCode valueCode(const Src& s, int d) {
+    ValueCode v;
+    const int per = s.per > 0 ? (int)s.per : 1;
+    v.byteIndex = d / per;
+    v.digit = digitAt(s.radix, d % per);
+    v.mult = (float)s.mult; v.offset = (float)s.offset;
     return v;
 }
 
@@ -164,33 +208,35 @@ __device__ void prep(const Prep& p) {
     }
 }
 
+// Offsets (in floats, each 16-byte aligned) of the attend kernel's shared arrays; the host mirrors this layout.
+__device__ __forceinline__ i64 align4(i64 f) { return (f + 3) & ~(i64)3; }
+
 template <int NQ>
 __device__ void attend(const Params& p) {
-    extern __shared__ float shared[];
+    extern __shared__ float4 sharedRaw[];
+    float* shared = (float*)sharedRaw;
     const int C = (int)p.C, nq = (int)p.nq, dv = (int)p.dv;
-    float* qs = shared;              // [NQ, C]
-    float* sc = qs + NQ * C;         // [NQ, TPS]
-    float* rowM = sc + NQ * TPS;     // [NQ] running max
-    float* rowL = rowM + NQ;         // [NQ] running sum
-    float* corr = rowL + NQ;         // [NQ] this chunk's rescaling of what came before
-    float* partial = corr + NQ;      // [THREADS / dv, NQ, dv] when dv < THREADS
-    const int lanesAll = THREADS / (int)p.dv;
-    float* kS = partial + (lanesAll > 1 ? lanesAll * NQ * (int)p.dv : 0);  // [metaGroups, C] key scales of the chunk's groups
-    float* kZ = kS + p.metaGroups * C;                                       // [metaGroups, C] key zero points
-    const i64 floats = (kZ + p.metaGroups * C) - shared;
-    i64* vRow = (i64*)(shared + floats + (floats & 1));                       // [TPS] value row of each token, 8-byte aligned
-    u8* vSrc = (u8*)(vRow + TPS);                                            // [TPS] 0: rest, 1: protected
-    u8* vCodes = vSrc + TPS;                                                 // [TPS, valueStride] packed value rows
-    u8* kOutCodes = vCodes + TPS * p.valueStride;                            // [TPS, kOut.rowBytes]
-    u8* kEasyCodes = kOutCodes + TPS * p.kOut.rowBytes;                      // [TPS, kEasy.rowBytes]
+    const int lanesAll = THREADS / dv;
+    float* qT = shared;                                        // [C, NQ] query rows, transposed
+    float* sc = qT + align4(NQ * C);                           // [TPS, NQ] scores, then probabilities
+    float* rowM = sc + NQ * TPS;                               // [NQ] running max
+    float* rowL = rowM + NQ;                                   // [NQ] running sum
+    float* corr = rowL + NQ;                                   // [NQ] this chunk's rescaling of what came before
+    float* partial = rowM + align4(3 * NQ);                    // [THREADS / dv, NQ, dv] when dv < THREADS
+    float2* sz = (float2*)(partial + align4(lanesAll > 1 ? lanesAll * NQ * dv : 0));  // [metaGroups, C] key (scale, zero)
+    i64* vRow = (i64*)((float*)sz + align4(2 * p.metaGroups * C));                  // [TPS] value row of each token
+    u8* vSrc = (u8*)(vRow + TPS);                                                    // [TPS] 0: rest, 1: protected
+    u8* vCodes = vSrc + TPS;                                                         // [TPS, valueStride] packed value rows
+    u8* kOutCodes = vCodes + TPS * p.valueStride;                                    // [TPS, kOut.rowBytes]
+    u8* kEasyCodes = kOutCodes + TPS * p.kOut.rowBytes;                              // [TPS, kEasy.rowBytes]
     const i64 bh = blockIdx.y;
     const int run = blockIdx.x, tid = threadIdx.x;
 
-    for (int i = tid; i < NQ * C; i += THREADS) qs[i] = p.qb[bh * NQ * C + i];
+    for (int i = tid; i < NQ * C; i += THREADS) qT[(i % C) * NQ + i / C] = p.qb[bh * NQ * C + i];
     if (tid < NQ) { rowM[tid] = NEG_INF; rowL[tid] = 0.f; }
 
     // Value channels: thread tid takes channel d0 and every lanes-th token of a chunk (dv <= THREADS is checked by the host).
-    const int lanes = THREADS / dv, d0 = tid % dv, part = tid / dv;
+    const int lanes = lanesAll, d0 = tid % dv, part = tid / dv;
     const bool valueThread = part < lanes;
     float acc[NQ];
 #pragma unroll
@@ -200,6 +246,14 @@ __device__ void attend(const Params& p) {
     const bool raw = p.kOut.codes && p.kOut.rowBytes == 0;
     const i64 b = bh / p.hkv;
     const int warp = tid >> 5, lane = tid & 31;
+    const ValueCode restCode = valueCode(p.vRest, d0);
+    const ValueCode protCode = p.vProt.codes ? valueCode(p.vProt, d0) : restCode;
+    const bool restScaled = p.vRest.scale != 0, protScaled = p.vProt.scale != 0;
+    const bool contiguousValues = !p.map && p.valueStride == p.vRest.rowBytes;
+    const int outPer = (int)p.kOut.per, easyPer = (int)p.kEasy.per;
+    const unsigned int outThree = p.kOut.radix == 3, easyThree = p.kEasy.radix == 3;
+    const unsigned int outMask = outThree ? 0u : (unsigned int)p.kOut.radix - 1u, easyMask = easyThree ? 0u : (unsigned int)p.kEasy.radix - 1u;
+    const unsigned int outBits = outPer > 0 ? 8u / (unsigned int)outPer : 0u, easyBits = easyPer > 0 ? 8u / (unsigned int)easyPer : 0u;
     for (int chunk = 0; chunk < (int)p.chunks; chunk++) {
         const i64 t0 = ((i64)run * p.chunks + chunk) * TPS;
         if (t0 >= p.tokens) break;
@@ -211,8 +265,8 @@ __device__ void attend(const Params& p) {
         const i64 g0 = t0 / p.G;
         if (!raw) {
             const int ng = (int)((t0 + len - 1) / p.G - g0 + 1);
-            if (p.kOut.codes) stageKeys(p.kOut, bh, t0, len, groups, g0, ng, C, 0, kOutCodes, kS, kZ);
-            if (p.kEasy.codes) stageKeys(p.kEasy, bh, t0, len, groups, g0, ng, C, (int)p.dOut, kEasyCodes, kS, kZ);
+            if (p.kOut.codes) stageKeys(p.kOut, bh, t0, len, groups, g0, ng, C, 0, kOutCodes, sz);
+            if (p.kEasy.codes) stageKeys(p.kEasy, bh, t0, len, groups, g0, ng, C, (int)p.dOut, kEasyCodes, sz);
             for (int t = tid; t < len; t += THREADS) {
                 const i64 pos = t0 + t;
                 i64 row = pos;
@@ -225,12 +279,18 @@ __device__ void attend(const Params& p) {
                 vRow[t] = row;
                 vSrc[t] = src;
             }
-            __syncthreads();
             const int stride = (int)p.valueStride;
-            for (int i = tid; i < len * stride; i += THREADS) {
-                const int t = i / stride, j = i % stride;
-                const Src& s = vSrc[t] ? p.vProt : p.vRest;
-                if (j < (int)s.rowBytes) vCodes[i] = s.codes[(bh * s.rows + vRow[t]) * s.rowBytes + j];
+            if (contiguousValues) {
+                // The token's own rows, one after another: one contiguous copy.
+                const u8* src = p.vRest.codes + (bh * p.vRest.rows + t0) * stride;
+                for (int i = tid; i < len * stride; i += THREADS) vCodes[i] = src[i];
+            } else {
+                __syncthreads();
+                for (int i = tid; i < len * stride; i += THREADS) {
+                    const int t = i / stride, j = i % stride;
+                    if (vSrc[t]) { if (j < (int)p.vProt.rowBytes) vCodes[i] = p.vProt.codes[(bh * p.vProt.rows + vRow[t]) * p.vProt.rowBytes + j]; }
+                    else if (j < (int)p.vRest.rowBytes) vCodes[i] = p.vRest.codes[(bh * p.vRest.rows + vRow[t]) * p.vRest.rowBytes + j];
+                }
             }
             __syncthreads();
         }
@@ -240,18 +300,18 @@ __device__ void attend(const Params& p) {
 #pragma unroll
             for (int q = 0; q < NQ; q++) k[q] = 0.f;
             const i64 pos = t0 + t;
-            if (raw) rawDot<NQ>(p.kOut, qs, C, bh, pos, k);
+            if (raw) rawDot<NQ>(p.kOut, qT, bh, pos, k);
             else {
-                const int gi = (int)(pos / p.G - g0);
-                if (p.kOut.codes) keyDotStaged<NQ>(p.kOut, kOutCodes + t * p.kOut.rowBytes, kS + gi * C, kZ + gi * C, qs, C, 0, k);
-                if (p.kEasy.codes) keyDotStaged<NQ>(p.kEasy, kEasyCodes + t * p.kEasy.rowBytes, kS + gi * C, kZ + gi * C, qs, C, (int)p.dOut, k);
+                const float2* g = sz + (pos / p.G - g0) * C;
+                if (p.kOut.codes) keyDot<NQ>(kOutCodes + t * p.kOut.rowBytes, (int)p.kOut.channels, outPer, outThree, outBits, outMask, g, qT, k);
+                if (p.kEasy.codes) keyDot<NQ>(kEasyCodes + t * p.kEasy.rowBytes, (int)p.kEasy.channels, easyPer, easyThree, easyBits, easyMask, g + p.dOut, qT + p.dOut * NQ, k);
             }
             const i64 absolute = p.start + pos;
 #pragma unroll
             for (int q = 0; q < NQ; q++) {
                 float s = k[q];
                 if (q >= nq || (p.causal && absolute > p.causalBase + (q % p.tq))) s = NEG_INF;
-                sc[q * TPS + t] = s;
+                sc[t * NQ + q] = s;
             }
         }
         __syncthreads();
@@ -259,12 +319,12 @@ __device__ void attend(const Params& p) {
         for (int q = warp; q < NQ; q += THREADS / 32) {
             if (q >= nq) { if (lane == 0) corr[q] = 0.f; continue; }
             float m = rowM[q];
-            for (int t = lane; t < len; t += 32) m = fmaxf(m, sc[q * TPS + t]);
+            for (int t = lane; t < len; t += 32) m = fmaxf(m, sc[t * NQ + q]);
             for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
             float l = 0.f;
             for (int t = lane; t < len; t += 32) {
-                const float e = m == NEG_INF ? 0.f : expf(sc[q * TPS + t] - m);
-                sc[q * TPS + t] = e;
+                const float e = m == NEG_INF ? 0.f : expf(sc[t * NQ + q] - m);
+                sc[t * NQ + q] = e;
                 l += e;
             }
             for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
@@ -276,19 +336,36 @@ __device__ void attend(const Params& p) {
             }
         }
         for (int t = tid; t < len && nq < NQ; t += THREADS) {
-            for (int q = nq; q < NQ; q++) sc[q * TPS + t] = 0.f;
+            for (int q = nq; q < NQ; q++) sc[t * NQ + q] = 0.f;
         }
         __syncthreads();
 
         if (valueThread) {
 #pragma unroll
             for (int q = 0; q < NQ; q++) acc[q] *= corr[q];
-            for (int t = part; t < len; t += lanes) {
-                float v;
-                if (raw) v = rawValue(p.vRest, bh, t0 + t, d0, p.dv);
-                else v = valueStaged(vSrc[t] ? p.vProt : p.vRest, vCodes + t * p.valueStride, bh, vRow[t], d0, p.G, p.dv);
-#pragma unroll
-                for (int q = 0; q < NQ; q++) acc[q] += sc[q * TPS + t] * v;
+            if (raw) {
+                for (int t = part; t < len; t += lanes) axpy<NQ>(sc + t * NQ, rawValue(p.vRest, bh, t0 + t, d0, p.dv), acc);
+            } else {
+                const int stride = (int)p.valueStride;
+                if (!p.map && !restScaled) {
+                    // The presets' common case: every token's own row, bare levels.
+                    const u8* codes = vCodes + restCode.byteIndex;
+                    for (int t = part; t < len; t += lanes) {
+                        axpy<NQ>(sc + t * NQ, fmaf((float)digitOf(restCode.digit, codes[t * stride]), restCode.mult, restCode.offset), acc);
+                    }
+                } else {
+                    for (int t = part; t < len; t += lanes) {
+                        float v;
+                        if (vSrc[t]) {
+                            v = fmaf((float)digitOf(protCode.digit, vCodes[t * stride + protCode.byteIndex]), protCode.mult, protCode.offset);
+                            if (protScaled) v = scaleValue(p.vProt, v, bh, vRow[t], d0, p.G, p.dv);
+                        } else {
+                            v = fmaf((float)digitOf(restCode.digit, vCodes[t * stride + restCode.byteIndex]), restCode.mult, restCode.offset);
+                            if (restScaled) v = scaleValue(p.vRest, v, bh, vRow[t], d0, p.G, p.dv);
+                        }
+                        axpy<NQ>(sc + t * NQ, v, acc);
+                    }
+                }
             }
         }
     }
