@@ -24,12 +24,12 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
     public int AnswerTokens => Answers.Sum(a => a.End - a.Start);
 
     /// <summary>Renders the frames the model sees, encodes the prompt and computes the visual targets.</summary>
-    public static PreparedSample Create(VideoQaSample sample, Func<VideoQaSample, (List<int> Ids, List<(int Start, int End)> Answers)> encode, int imageSize, int cellsPerSide)
+    public static PreparedSample Create(VideoQaSample sample, Func<VideoQaSample, (List<int> Ids, List<(int Start, int End)> Answers)> encode, int imageSize, int cellsPerSide, PositionTarget position = PositionTarget.InCell)
     {
         var indices = VidKvTinyRecipe.FrameIndices(sample);
         byte[] rgb = SceneRenderer.RenderRgb(sample.Scene, indices, imageSize, imageSize);
         var (ids, answers) = encode(sample);
-        return new PreparedSample(sample, ids, answers, rgb, indices.Length, VisualTargets.Compute(sample.Scene, indices, cellsPerSide));
+        return new PreparedSample(sample, ids, answers, rgb, indices.Length, VisualTargets.Compute(sample.Scene, indices, cellsPerSide, position));
     }
 }
 

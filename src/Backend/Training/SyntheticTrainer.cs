@@ -170,7 +170,7 @@ public sealed class SyntheticTrainer
         Parallel.For(0, batch.Length, i =>
         {
             var sample = SceneGenerator.Generate(SyntheticSeed(step, i), sceneOptions);
-            batch[i] = PreparedSample.Create(sample, s => EncodeLocked(tokenizer, config, s, endOfTurn), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide);
+            batch[i] = PreparedSample.Create(sample, s => EncodeLocked(tokenizer, config, s, endOfTurn), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide, _options.Position);
         });
         return PreparedBatch.Create(batch, config.VideoTokenId, VidKvTinyRecipe.ImageSize);
     }

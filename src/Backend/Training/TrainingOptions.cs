@@ -33,6 +33,9 @@ public sealed record TrainingOptions
     /// </summary>
     public double VisualLossWeight { get; init; } = 1.0;
 
+    /// <summary>Where the auxiliary visual objective places each token's object: in its cell (default) or in the frame.</summary>
+    public PositionTarget Position { get; init; } = PositionTarget.InCell;
+
     /// <summary>
     /// Share of training questions asked before the video (the rest after it), 0 to 1. With 0.5 the model learns
     /// both orders. Validation asks question-first when this is at least 0.5. Default 0 (the video first, as LLaVA-OneVision is trained).

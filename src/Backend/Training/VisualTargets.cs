@@ -5,7 +5,8 @@ namespace VidKV.AI.Backend.Training;
 /// <summary>
 /// Dense targets for the auxiliary visual objective: for every frame given to the model and every cell of its pooled
 /// token grid (a 96-pixel frame in 12-pixel patches pooled 2x is 4x4 cells of 24 pixels), the colour, shape and size of
-/// the object whose centre lies in the cell (or "none"), and where in the cell that centre is. The renderer knows the
+/// the object whose centre lies in the cell (or "none"), and where that centre is: in the cell, or in the frame
+/// (<see cref="PositionTarget"/>). The renderer knows the
 /// scene, so the targets are exact. They teach the vision tower and projector what the language model must read from
 /// each token long before the answer loss alone would.
 /// </summary>
@@ -20,7 +21,7 @@ internal sealed class VisualTargets
     /// <summary>Classes of the size target.</summary>
     public static readonly int SizeClasses = Enum.GetValues<ObjectSize>().Length;
 
-    /// <summary>Outputs of the auxiliary head: colour, shape, size logits and the centre's offset in the cell (2).</summary>
+    /// <summary>Outputs of the auxiliary head: colour, shape, size logits and the centre's position (2).</summary>
     public static int HeadOutputs => ColorClasses + ShapeClasses + SizeClasses + 2;
 
     /// <summary>The value of shape and size targets in cells without an object (ignored by the loss).</summary>
@@ -43,11 +44,11 @@ internal sealed class VisualTargets
     /// <summary>Size class per cell, <see cref="Ignore"/> without an object.</summary>
     public long[] Size { get; }
 
-    /// <summary>The centre's position inside the cell, x then y in [0, 1), per cell (0 without an object).</summary>
+    /// <summary>The centre's position in the cell or in the frame, x then y in [0, 1), per cell (0 without an object).</summary>
     public float[] Offset { get; }
 
     /// <summary>Targets for the given frames of a scene on a grid of <paramref name="cellsPerSide"/>².</summary>
-    public static VisualTargets Compute(SceneSpec scene, IReadOnlyList<long> frames, int cellsPerSide)
+    public static VisualTargets Compute(SceneSpec scene, IReadOnlyList<long> frames, int cellsPerSide, PositionTarget position = PositionTarget.InCell)
     {
         int cells = cellsPerSide * cellsPerSide;
         long[] color = new long[frames.Count * cells];
@@ -80,11 +81,25 @@ internal sealed class VisualTargets
                 color[cell] = (int)o.Color;
                 shape[cell] = (int)o.Shape;
                 size[cell] = (int)o.Size;
-                offset[2 * cell] = (float)fx;
-                offset[(2 * cell) + 1] = (float)fy;
+                bool inFrame = position == PositionTarget.InFrame;
+                offset[2 * cell] = (float)(inFrame ? gx / cellsPerSide : fx);
+                offset[(2 * cell) + 1] = (float)(inFrame ? gy / cellsPerSide : fy);
             }
         }
 
         return new VisualTargets(color, shape, size, offset);
     }
+}
+
+/// <summary>Where the auxiliary visual objective asks each pooled token to place its object's centre.</summary>
+public enum PositionTarget
+{
+    /// <summary>Inside the token's cell (x and y in [0, 1) of the cell): runs 1 to 4 of the built-in model.</summary>
+    InCell,
+
+    /// <summary>
+    /// In the whole frame (x and y in [0, 1) of the frame): each token then carries where on screen its object is, which
+    /// motion direction compares between frames, instead of leaving the cell's place to the token's position in the sequence.
+    /// </summary>
+    InFrame,
 }

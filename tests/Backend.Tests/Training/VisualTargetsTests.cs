@@ -34,6 +34,25 @@ public sealed class VisualTargetsTests
     }
 
     [Fact]
+    public void InFramePositions_AreTheCentresOnScreen_InTheSameCells()
+    {
+        var red = new SceneObject(ShapeKind.Star, SceneColor.Red, ObjectSize.Large, 0.1, 0.9, MotionDirection.Right, 0.1, 0, 8);
+        var blue = new SceneObject(ShapeKind.Square, SceneColor.Blue, ObjectSize.Small, 0.6, 0.3, MotionDirection.None, 0, 4, 8);
+        var inCell = VisualTargets.Compute(Scene(red, blue), [0, 5], cellsPerSide: 4);
+        var inFrame = VisualTargets.Compute(Scene(red, blue), [0, 5], cellsPerSide: 4, PositionTarget.InFrame);
+
+        Assert.Equal(inCell.Color, inFrame.Color);
+        Assert.Equal(inCell.Shape, inFrame.Shape);
+        Assert.Equal(0.1f, inFrame.Offset[24], 5);
+        Assert.Equal(0.9f, inFrame.Offset[25], 5);
+        var (x, y) = red.PositionAt(5);
+        Assert.Equal((float)x, inFrame.Offset[2 * (16 + 14)], 5);
+        Assert.Equal((float)y, inFrame.Offset[(2 * (16 + 14)) + 1], 5);
+        Assert.Equal(0.6f, inFrame.Offset[2 * (16 + 6)], 5);
+        Assert.Equal(0.3f, inFrame.Offset[(2 * (16 + 6)) + 1], 5);
+    }
+
+    [Fact]
     public void TwoCentresInOneCell_TheOneNearerItsMiddleWins()
     {
         var near = new SceneObject(ShapeKind.Circle, SceneColor.Green, ObjectSize.Small, 0.13, 0.13, MotionDirection.None, 0, 0, 8);
