@@ -55,26 +55,32 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
         Assert.True(strays.Count <= 0.05 * 2 * HeldOut.Count, $"{strays.Count} replies are not answers of the task");
 
         // The model reads the video: it answers far more questions with the objects in view than with them removed
-        // (measured 49 % against 18 % with the model shipped on 2026-11-29).
-        Assert.True(fp16.Accuracy >= blank.Accuracy + 0.20, $"fp16 {fp16.Accuracy:P1} with the video, {blank.Accuracy:P1} with the objects removed");
+        // (measured 73 % against 15 % with the model shipped on 2026-11-29, run 7).
+        Assert.True(fp16.Accuracy >= blank.Accuracy + 0.40, $"fp16 {fp16.Accuracy:P1} with the video, {blank.Accuracy:P1} with the objects removed");
 
-        // The compressed cache gives the FP16 reply to most questions (measured 82 of 100); the issue's bars (90 %
+        // The compressed cache gives the FP16 reply to most questions (measured 90 of 100); the issue's bars (90 %
         // accuracy, vidkv-1.5/1.58 within 3 points) are not met by this model: docs/BENCHMARKS.md.
-        Assert.True(agree >= 0.75 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
+        Assert.True(agree >= 0.85 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
 
         // A fixed set of held-out questions, every family, that the shipped model answers correctly with both caches:
-        // each reply must be the generator's answer. Up to 2 of the 41 may flip, since another processor sums in another
+        // each reply must be the generator's answer. Up to 2 of the 46 may flip, since another processor sums in another
         // order and a close greedy choice can go the other way.
         var missed = FixedSet.SelectMany(i => new[] { ("fp16", i, fp16Replies[i]), ("vidkv-1.5/1.58", i, compressedReplies[i]) })
             .Where(x => !SyntheticEvaluator.IsCorrect(x.Item3, HeldOut[x.i].Answer))
             .Select(x => $"{x.Item1} #{x.i} ({HeldOut[x.i].Family}): '{x.Item3}', expected '{HeldOut[x.i].Answer}'")
             .ToList();
         output.WriteLine($"fixed set: {missed.Count} misses {string.Join("; ", missed)}");
+
+        // For choosing the set again when the shipped model changes: the questions both caches answer correctly.
+        var bothCorrect = Enumerable.Range(0, HeldOut.Count)
+            .Where(i => SyntheticEvaluator.IsCorrect(fp16Replies[i], HeldOut[i].Answer) && SyntheticEvaluator.IsCorrect(compressedReplies[i], HeldOut[i].Answer));
+        output.WriteLine($"correct with both caches: {string.Join(", ", bothCorrect.Select(i => $"{i} {HeldOut[i].Family}"))}");
         Assert.True(missed.Count(m => m.StartsWith("fp16", StringComparison.Ordinal)) <= 2, string.Join("; ", missed));
         Assert.True(missed.Count(m => m.StartsWith("vidkv", StringComparison.Ordinal)) <= 2, string.Join("; ", missed));
     }
 
-    // Indices into HeldOut: 10 attribute, 14 counting, 6 motion, 6 temporal-order and 5 needle questions.
+    // Indices into HeldOut: 12 attribute, 8 counting, 4 motion, 8 temporal-order and 14 needle questions (the model
+    // shipped on 2026-11-29, run 7, answers 64 of the 100 correctly with both caches; the test prints them).
     private static readonly int[] FixedSet =
-        [1, 2, 4, 11, 13, 14, 15, 20, 22, 25, 26, 29, 30, 31, 36, 40, 41, 43, 46, 51, 53, 55, 56, 57, 60, 65, 69, 71, 76, 78, 80, 82, 83, 86, 88, 90, 91, 92, 96, 97, 99];
+        [1, 4, 8, 9, 11, 13, 14, 15, 17, 18, 19, 20, 23, 25, 26, 28, 29, 30, 31, 33, 35, 36, 37, 38, 40, 41, 43, 44, 45, 46, 47, 49, 55, 59, 64, 65, 69, 74, 80, 82, 85, 89, 94, 95, 96, 99];
 }

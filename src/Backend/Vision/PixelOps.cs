@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using VidKV.AI.Quantization;
 
 namespace VidKV.AI.Backend.Vision;
 
@@ -53,7 +54,9 @@ internal static class PixelOps
         {
             if (mode == InterpolationMode.Bicubic && type == ScalarType.Byte)
             {
-                x = x.clamp(0, 255);
+                using var low = 0.ToScalar();
+                using var high = 255.ToScalar();
+                x = x.clamp(low, high);
             }
 
             if (!torch.is_floating_point(images))
@@ -128,15 +131,19 @@ internal static class PixelOps
             var std = torch.tensor(config.ImageStd.Select(s => (float)s).ToArray(), dtype: ScalarType.Float32, device: images.device);
             if (config.DoRescale)
             {
-                mean = mean.mul(1.0 / config.RescaleFactor);
-                std = std.mul(1.0 / config.RescaleFactor);
+                // Scalars held until the calls return (see Scalars: a temporary may be collected mid-call).
+                using var inverse = (1.0 / config.RescaleFactor).ToScalar();
+                mean = mean.mul(inverse);
+                std = std.mul(inverse);
             }
 
-            return images.to_type(ScalarType.Float32).sub(mean.view(-1, 1, 1)).div(std.view(-1, 1, 1));
+            // x + (-mean) is x - mean exactly; Scalars.Add passes the addition's alpha as a long-lived scalar.
+            return Scalars.Add(images.to_type(ScalarType.Float32), mean.view(-1, 1, 1).neg()).div(std.view(-1, 1, 1));
         }
 
         var floats = images.to_type(ScalarType.Float32);
-        return config.DoRescale ? floats.mul(config.RescaleFactor) : floats;
+        using var factor = config.DoRescale ? config.RescaleFactor.ToScalar() : null;
+        return factor is null ? floats : floats.mul(factor);
     }
 
     /// <summary>A tensor's type and shape for messages: <c>Float32 [4, 90, 120, 3]</c>.</summary>
