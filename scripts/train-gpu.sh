@@ -7,7 +7,7 @@
 #   tar cJf vidkv-train.tar.xz -C /tmp/vidkv-train .
 # There:
 #   mkdir train && tar xJf vidkv-train.tar.xz -C train
-#   OUT=/some/folder bash scripts/train-gpu.sh train --init models/vidkv-tiny --minutes 9 --batch 64 --lr 1e-3 --questions 8 --max-video-frames 256
+#   OUT=/some/folder bash scripts/train-gpu.sh train --init models/vidkv-tiny --minutes 8 --steps 100000 --batch 64 --lr 1e-3 --questions 8 --max-video-frames 256 --position frame
 # DEVICE=cpu VIDKV_LIBTORCH= runs it on the CPU with the packaged libtorch (a check of the script). Writes $OUT/train.log and $OUT/checkpoint.tar (config, weights, tokenizer, preprocessor config and the visual head of
 # the last save: also after a failure, when one was saved).
 set -uo pipefail
