@@ -2,6 +2,7 @@ using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Backend.Vision;
+using VidKV.AI.Quantization;
 using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Quantizers;
 using static TorchSharp.torch;
@@ -159,7 +160,7 @@ public sealed class VideoLanguageModel : IDisposable
         ArgumentNullException.ThrowIfNull(videoSpans);
         using var scope = NewDisposeScope();
         long t = embeds.shape[1];
-        var scores = full(t, double.NaN, ScalarType.Float32, embeds.device);
+        var scores = full(t, Scalars.NaN, ScalarType.Float32, embeds.device);
         foreach (var (start, length) in videoSpans)
         {
             long after = start + length;

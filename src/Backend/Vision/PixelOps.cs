@@ -137,8 +137,7 @@ internal static class PixelOps
                 std = std.mul(inverse);
             }
 
-            // x + (-mean) is x - mean exactly; Scalars.Add passes the addition's alpha as a long-lived scalar.
-            return Scalars.Add(images.to_type(ScalarType.Float32), mean.view(-1, 1, 1).neg()).div(std.view(-1, 1, 1));
+            return images.to_type(ScalarType.Float32).sub(mean.view(-1, 1, 1)).div(std.view(-1, 1, 1));
         }
 
         var floats = images.to_type(ScalarType.Float32);
