@@ -14,7 +14,11 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// run's max, sum and Σ p·v. Grid: (run, batch item × KV head); THREADS threads.</item>
 /// <item><c>vidkv_merge</c>: the log-sum-exp merge of every run's state into the output.</item>
 /// </list>
-/// Code levels are decoded arithmetically: digit j of a byte in base R (R = 2^bits, or 3 for trits), times mult, plus offset.
+/// Code levels are decoded arithmetically: digit j of a byte in base R (R = 2^bits by shift and mask, or 3 for trits by
+/// exact multiply-shifts), times mult, plus offset. A key channel's level, scale and zero point fold into one
+/// multiply-add with the pair (scale·mult, offset·scale + zero) staged per key group; a value thread finds its
+/// channel's byte and digit once per call. Query rows and probabilities are stored [channel or token, NQ] so that a
+/// thread reads four rows at once.
 /// </summary>
 internal static class KernelSource
 {
