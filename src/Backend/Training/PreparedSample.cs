@@ -41,8 +41,9 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
 /// </summary>
 internal sealed class PreparedBatch : IDisposable
 {
-    private PreparedBatch(IReadOnlyList<BatchGroup> groups, int samples, int answerTokens, int cells, int objectCells)
+    private PreparedBatch(IReadOnlyList<BatchGroup> groups, int samples, int answerTokens, int cells, int objectCells, int motionCells)
     {
+        MotionCells = motionCells;
         Groups = groups;
         Samples = samples;
         AnswerTokens = answerTokens;
@@ -65,6 +66,9 @@ internal sealed class PreparedBatch : IDisposable
     /// <summary>Pooled video tokens with an object in them (at least 1).</summary>
     public int ObjectCells { get; }
 
+    /// <summary>Pooled video tokens with a motion target (at least 1).</summary>
+    public int MotionCells { get; }
+
     public static PreparedBatch Create(IReadOnlyList<PreparedSample> samples, int videoTokenId, int imageSize)
     {
         var groups = samples.GroupBy(p => p.Sample.Family == QuestionFamily.Needle).OrderBy(g => g.Key)
@@ -74,7 +78,8 @@ internal sealed class PreparedBatch : IDisposable
             samples.Count,
             samples.Sum(p => p.AnswerTokens),
             samples.Sum(p => p.Targets.Color.Length),
-            Math.Max(1, samples.Sum(p => p.Targets.Shape.Count(s => s != VisualTargets.Ignore))));
+            Math.Max(1, samples.Sum(p => p.Targets.Shape.Count(s => s != VisualTargets.Ignore))),
+            Math.Max(1, samples.Sum(p => p.Targets.Motion.Count(m => m != VisualTargets.Ignore))));
     }
 
     public void Dispose()
@@ -110,6 +115,12 @@ internal sealed class BatchGroup : IDisposable
     /// <summary>Flat indices into Ids of the video placeholders, in order.</summary>
     public long[] VideoPositions { get; private init; } = [];
 
+    /// <summary>
+    /// Flat indices into Ids of the pooled video tokens (the video placeholders without each video's closing newline),
+    /// in the order of the visual targets.
+    /// </summary>
+    public long[] CellPositions { get; private init; } = [];
+
     /// <summary>Flat indices of the positions that predict an answer token (the token before it).</summary>
     public long[] AnswerRows { get; private init; } = [];
 
@@ -127,6 +138,8 @@ internal sealed class BatchGroup : IDisposable
 
     public float[] Offset { get; private init; } = [];
 
+    public long[] Motion { get; private init; } = [];
+
     public static BatchGroup Create(IReadOnlyList<PreparedSample> samples, int videoTokenId, int imageSize)
     {
         int longest = samples.Max(p => p.Ids.Count);
@@ -135,6 +148,7 @@ internal sealed class BatchGroup : IDisposable
         byte[] rgb = new byte[frames * frameBytes];
         long[] ids = new long[samples.Count * longest];
         var positions = new List<long>();
+        var cellPositions = new List<long>();
         var rows = new List<long>();
         var targets = new List<long>();
         int offset = 0;
@@ -143,6 +157,7 @@ internal sealed class BatchGroup : IDisposable
             var p = samples[b];
             Buffer.BlockCopy(p.Rgb, 0, rgb, offset, p.Frames * frameBytes);
             offset += p.Frames * frameBytes;
+            int first = positions.Count;
             for (int t = 0; t < p.Ids.Count; t++)
             {
                 ids[(b * longest) + t] = p.Ids[t];
@@ -151,6 +166,9 @@ internal sealed class BatchGroup : IDisposable
                     positions.Add(((long)b * longest) + t);
                 }
             }
+
+            // The video's last placeholder is its newline feature; the others are its frames' pooled tokens.
+            cellPositions.AddRange(positions.Skip(first).SkipLast(1));
 
             foreach (var (from, to) in p.Answers)
             {
@@ -167,6 +185,7 @@ internal sealed class BatchGroup : IDisposable
         {
             Ids = ids,
             VideoPositions = [.. positions],
+            CellPositions = [.. cellPositions],
             AnswerRows = [.. rows],
             AnswerTargets = [.. targets],
             FramesPerVideo = [.. samples.Select(p => p.Frames)],
@@ -174,6 +193,7 @@ internal sealed class BatchGroup : IDisposable
             Shape = [.. samples.SelectMany(p => p.Targets.Shape)],
             Size = [.. samples.SelectMany(p => p.Targets.Size)],
             Offset = [.. samples.SelectMany(p => p.Targets.Offset)],
+            Motion = [.. samples.SelectMany(p => p.Targets.Motion)],
         };
     }
 

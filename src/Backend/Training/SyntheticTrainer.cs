@@ -26,6 +26,9 @@ public sealed class SyntheticTrainer
     /// </summary>
     public const string VisualHeadFile = "visual_head.dat";
 
+    /// <summary>The decoder motion objective's head (<see cref="TrainingOptions.MotionLossWeight"/>), kept like <see cref="VisualHeadFile"/>.</summary>
+    public const string MotionHeadFile = "motion_head.dat";
+
     /// <summary>Creates a trainer.</summary>
     public SyntheticTrainer(TrainingOptions options, Action<string>? log = null)
     {
@@ -65,12 +68,21 @@ public sealed class SyntheticTrainer
             ? LlavaOnevisionModel.Load(from, new ModelLoadOptions { Device = device })
             : LlavaOnevisionModel.Create(VidKvTinyRecipe.ModelConfig(tokenizer), new ModelLoadOptions { Device = device }, _options.Seed);
         model.SetTrainable(true);
-        using var head = VisualHead(model.Config.Text.HiddenSize, device);
+        using var head = Head(model.Config.Text.HiddenSize, VisualTargets.HeadOutputs, 1, device);
         string? headFrom = _options.InitialModel is { } init && File.Exists(Path.Combine(init, VisualHeadFile)) ? Path.Combine(init, VisualHeadFile) : null;
         if (headFrom is not null)
         {
             head.load(headFrom);
         }
+
+        using var motionHead = _options.MotionLossWeight > 0 ? Head(model.Config.Text.HiddenSize, VisualTargets.MotionClasses, 2, device) : null;
+        string? motionFrom = _options.InitialModel is { } initial2 && File.Exists(Path.Combine(initial2, MotionHeadFile)) ? Path.Combine(initial2, MotionHeadFile) : null;
+        if (motionHead is not null && motionFrom is not null)
+        {
+            motionHead.load(motionFrom);
+        }
+
+        var trained = model.parameters().Concat(head.parameters()).Concat(motionHead?.parameters() ?? []).ToList();
 
         if (device.type == TorchSharp.DeviceType.CUDA)
         {
@@ -81,8 +93,9 @@ public sealed class SyntheticTrainer
 
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
-            + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}"));
-        using var optimizer = optim.AdamW(model.parameters().Concat(head.parameters()), _options.LearningRate, weight_decay: _options.WeightDecay);
+            + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
+            + (motionHead is null ? string.Empty : motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}"));
+        using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
             Width = VidKvTinyRecipe.ImageSize,
@@ -98,7 +111,7 @@ public sealed class SyntheticTrainer
         using var producer = new BatchProducer<PreparedBatch>(step => PrepareBatch(step, sceneOptions, tokenizer, model.Config, endOfTurn), 1);
         int step = 0;
         long seen = 0;
-        using var totals = zeros(4, device: device);
+        using var totals = zeros(5, device: device);
         int since = 0;
         var profile = _options.Profile ? new StepProfile(device) : null;
         while (Progress(++step - 1, clock.Elapsed) < 1.0)
@@ -108,8 +121,8 @@ public sealed class SyntheticTrainer
             optimizer.zero_grad();
             using var batch = producer.Take();
             profile?.Mark(StepPart.Data);
-            BatchLoss(model, head, preprocessor, batch, device, totals, profile);
-            nn.utils.clip_grad_norm_(model.parameters().Concat(head.parameters()), 1.0);
+            BatchLoss(model, head, motionHead, preprocessor, batch, device, totals, profile);
+            nn.utils.clip_grad_norm_(trained, 1.0);
             optimizer.step();
             profile?.Mark(StepPart.Optimizer);
             seen += batch.Samples;
@@ -123,7 +136,8 @@ public sealed class SyntheticTrainer
                     totals.zero_();
                 }
 
-                _log($"step {step}: answer loss {t[0] / since:F4}, visual loss {t[1] / since:F4}, visual colour accuracy {t[2] / Math.Max(1, t[3]):P1} "
+                _log($"step {step}: answer loss {t[0] / since:F4}, visual loss {t[1] / since:F4}, visual colour accuracy {t[2] / Math.Max(1, t[3]):P1}"
+                    + (motionHead is null ? " " : $", motion loss {t[4] / since:F4} ")
                     + $"(means of {since} steps); {seen / clock.Elapsed.TotalSeconds:F0} samples/s, {clock.Elapsed.TotalSeconds:F0} s{profile?.Report()}");
                 since = 0;
             }
@@ -134,7 +148,7 @@ public sealed class SyntheticTrainer
                 model.SetTrainable(false);
                 var accuracy = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device);
                 model.Save(outputDirectory);
-                head.save(Path.Combine(outputDirectory, VisualHeadFile));
+                SaveHeads(outputDirectory, head, motionHead);
                 model.SetTrainable(true);
                 _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily}) (saved)");
             }
@@ -142,23 +156,29 @@ public sealed class SyntheticTrainer
 
         model.SetTrainable(false);
         model.Save(outputDirectory);
-        head.save(Path.Combine(outputDirectory, VisualHeadFile));
+        SaveHeads(outputDirectory, head, motionHead);
         _log($"saved {outputDirectory} after {step - 1} steps, {seen} samples, {clock.Elapsed.TotalSeconds:F0} s");
     }
 
-    /// <summary>The auxiliary head, initialized from the seed (not from torch's global generator) so runs are reproducible.</summary>
-    private TorchSharp.Modules.Linear VisualHead(int hidden, Device device)
+    /// <summary>An auxiliary head, initialized from the seed (not from torch's global generator) so runs are reproducible.</summary>
+    private TorchSharp.Modules.Linear Head(int hidden, int outputs, int seedOffset, Device device)
     {
-        var head = nn.Linear(hidden, VisualTargets.HeadOutputs, device: device);
-        using var generator = new TorchSharp.torch.Generator((ulong)_options.Seed + 1);
+        var head = nn.Linear(hidden, outputs, device: device);
+        using var generator = new TorchSharp.torch.Generator((ulong)_options.Seed + (ulong)seedOffset);
         using (no_grad())
         using (var scope = NewDisposeScope())
         {
-            head.weight!.copy_(randn([VisualTargets.HeadOutputs, hidden], generator: generator).mul(tensor(1f / MathF.Sqrt(hidden))));
+            head.weight!.copy_(randn([outputs, hidden], generator: generator).mul(tensor(1f / MathF.Sqrt(hidden))));
             head.bias!.zero_();
         }
 
         return head;
+    }
+
+    private static void SaveHeads(string outputDirectory, nn.Module head, nn.Module? motionHead)
+    {
+        head.save(Path.Combine(outputDirectory, VisualHeadFile));
+        motionHead?.save(Path.Combine(outputDirectory, MotionHeadFile));
     }
 
     /// <summary>Seeds of training samples: disjoint from the held-out ranges the evaluator uses (below 1,000,000).</summary>
@@ -204,7 +224,7 @@ public sealed class SyntheticTrainer
     /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells): nothing here waits for the
     /// device.
     /// </summary>
-    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
+    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
     {
         int c = VisualTargets.ColorClasses, s = VisualTargets.ShapeClasses, z = VisualTargets.SizeClasses;
         foreach (var group in batch.Groups)
@@ -215,7 +235,7 @@ public sealed class SyntheticTrainer
             var shapeTarget = tensor(group.Shape, device: device);
             var sizeTarget = tensor(group.Size, device: device);
             var offsetTarget = tensor(group.Offset, device: device).view(-1, 2);
-            var scale = tensor(new[] { 1f / batch.Cells, 1f / batch.ObjectCells, 4f / batch.ObjectCells, 1f / batch.AnswerTokens, (float)_options.VisualLossWeight }, device: device);
+            var scale = tensor(new[] { 1f / batch.Cells, 1f / batch.ObjectCells, 4f / batch.ObjectCells, 1f / batch.AnswerTokens, (float)_options.VisualLossWeight, (float)_options.MotionLossWeight / batch.MotionCells }, device: device);
             profile?.Mark(StepPart.Host);
 
             // The videos, all frames at once.
@@ -244,17 +264,29 @@ public sealed class SyntheticTrainer
             var embeds = model.Embed(idTensor);
             long d = embeds.shape[^1];
             var merged = embeds.reshape(-1, d).index_copy(0, tensor(group.VideoPositions, device: device), visualRows.to(embeds.dtype)).view(count, longest, d);
-            var logits = model.Logits(model.Forward(merged));
+            var hidden = model.Forward(merged);
+            var logits = model.Logits(hidden);
             var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(group.AnswerRows, device: device));
             var answerLoss = nn.functional.cross_entropy(predicted, tensor(group.AnswerTargets, device: device), reduction: sum).mul(scale[3]);
+            var loss = Scalars.Add(answerLoss, visualLoss.mul(scale[4]));
+
+            // The decoder's motion objective: its last hidden state at each pooled token names the motion of the object there.
+            var motionLoss = zeros(1, device: device).squeeze();
+            if (motionHead is not null)
+            {
+                var cells = hidden.reshape(-1, d).index_select(0, tensor(group.CellPositions, device: device));
+                motionLoss = nn.functional.cross_entropy(motionHead.forward(cells), tensor(group.Motion, device: device), reduction: sum).mul(scale[5]);
+                loss = Scalars.Add(loss, motionLoss);
+            }
+
             profile?.Mark(StepPart.Decoder);
-            Scalars.Add(answerLoss, visualLoss.mul(scale[4])).backward();
+            loss.backward();
             profile?.Mark(StepPart.Backward);
 
             using (no_grad())
             {
                 var hits = colorLogits.argmax(1).eq(colorTarget).logical_and(hasObject).sum();
-                totals.add_(stack(new[] { answerLoss.detach(), visualLoss.detach(), hits.to(ScalarType.Float32), hasObject.sum().to(ScalarType.Float32) }));
+                totals.add_(stack(new[] { answerLoss.detach(), visualLoss.detach(), hits.to(ScalarType.Float32), hasObject.sum().to(ScalarType.Float32), motionLoss.detach() }));
             }
         }
     }

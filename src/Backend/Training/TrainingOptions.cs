@@ -33,6 +33,13 @@ public sealed record TrainingOptions
     /// </summary>
     public double VisualLossWeight { get; init; } = 1.0;
 
+    /// <summary>
+    /// Weight of the decoder's motion objective: a small head reads the decoder's last hidden state at every pooled video
+    /// token and names the motion of the object in it (<see cref="VisualTargets.Motion"/>), so the decoder learns to
+    /// compare an object's place with where it was in earlier frames; 0 (default) turns it off.
+    /// </summary>
+    public double MotionLossWeight { get; init; }
+
     /// <summary>Where the auxiliary visual objective places each token's object: in its cell (default) or in the frame.</summary>
     public PositionTarget Position { get; init; } = PositionTarget.InCell;
 
@@ -85,9 +92,9 @@ public sealed record TrainingOptions
             throw new ArgumentException($"Invalid training options: {this}. Steps, BatchSize, QuestionsPerVideo and ValidationSamples must be positive, MaxVideoFrames at least 8.");
         }
 
-        if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))
+        if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(MotionLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))
         {
-            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}) and VisualLossWeight ({VisualLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
+            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}) and VisualLossWeight ({VisualLossWeight}) and MotionLossWeight ({MotionLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
         }
 
         if (InitialModel is not null && !File.Exists(Path.Combine(InitialModel, "config.json")))

@@ -21,14 +21,18 @@ internal sealed class VisualTargets
     /// <summary>Classes of the size target.</summary>
     public static readonly int SizeClasses = Enum.GetValues<ObjectSize>().Length;
 
+    /// <summary>Classes of the motion target: <see cref="MotionDirection"/>'s values (none, left, right, up, down).</summary>
+    public static readonly int MotionClasses = Enum.GetValues<MotionDirection>().Length;
+
     /// <summary>Outputs of the auxiliary head: colour, shape, size logits and the centre's position (2).</summary>
     public static int HeadOutputs => ColorClasses + ShapeClasses + SizeClasses + 2;
 
     /// <summary>The value of shape and size targets in cells without an object (ignored by the loss).</summary>
     public const long Ignore = -100;
 
-    private VisualTargets(long[] color, long[] shape, long[] size, float[] offset)
+    private VisualTargets(long[] color, long[] shape, long[] size, float[] offset, long[] motion)
     {
+        Motion = motion;
         Color = color;
         Shape = shape;
         Size = size;
@@ -47,6 +51,13 @@ internal sealed class VisualTargets
     /// <summary>The centre's position in the cell or in the frame, x then y in [0, 1), per cell (0 without an object).</summary>
     public float[] Offset { get; }
 
+    /// <summary>
+    /// The motion of the cell's object (<see cref="MotionClasses"/>), for the decoder's motion objective: known in a
+    /// frame only once the object was seen in an earlier frame given (the decoder reads the video causally), else
+    /// <see cref="Ignore"/>, as without an object.
+    /// </summary>
+    public long[] Motion { get; }
+
     /// <summary>Targets for the given frames of a scene on a grid of <paramref name="cellsPerSide"/>².</summary>
     public static VisualTargets Compute(SceneSpec scene, IReadOnlyList<long> frames, int cellsPerSide, PositionTarget position = PositionTarget.InCell)
     {
@@ -55,6 +66,9 @@ internal sealed class VisualTargets
         long[] shape = new long[color.Length];
         long[] size = new long[color.Length];
         float[] offset = new float[color.Length * 2];
+        long[] motion = new long[color.Length];
+        Array.Fill(motion, Ignore);
+        var seen = new HashSet<SceneObject>();
         Array.Fill(color, ColorClasses - 1);
         Array.Fill(shape, Ignore);
         Array.Fill(size, Ignore);
@@ -81,13 +95,16 @@ internal sealed class VisualTargets
                 color[cell] = (int)o.Color;
                 shape[cell] = (int)o.Shape;
                 size[cell] = (int)o.Size;
+                motion[cell] = seen.Contains(o) ? (int)o.Motion : Ignore;
                 bool inFrame = position == PositionTarget.InFrame;
                 offset[2 * cell] = (float)(inFrame ? gx / cellsPerSide : fx);
                 offset[(2 * cell) + 1] = (float)(inFrame ? gy / cellsPerSide : fy);
             }
+
+            seen.UnionWith(scene.Objects.Where(o => o.IsVisible(frame)));
         }
 
-        return new VisualTargets(color, shape, size, offset);
+        return new VisualTargets(color, shape, size, offset, motion);
     }
 }
 

@@ -67,6 +67,32 @@ public sealed class SyntheticTrainerTests : IDisposable
     }
 
     [Fact]
+    public void MotionObjective_TrainsAHeadOnTheDecoder_SavedAndContinuedWithTheCheckpoint()
+    {
+        string first = Path.Combine(_temp, "motion1"), second = Path.Combine(_temp, "motion2");
+        var options = new TrainingOptions { Steps = 1, BatchSize = 2, WarmupSteps = 1, EvaluateEvery = 0, Seed = 5, MotionLossWeight = 1, MaxVideoFrames = 16, Families = VidKV.AI.Backend.Synthetic.FamilyMix.Parse("MotionDirection,Attribute") };
+        var log = new List<string>();
+        new SyntheticTrainer(options, log.Add).Train(first);
+
+        Assert.Contains(log, l => l.Contains("new motion head", StringComparison.Ordinal));
+        var loss = log.Select(l => System.Text.RegularExpressions.Regex.Match(l, @"motion loss ([0-9.]+)")).First(m => m.Success);
+        double value = double.Parse(loss.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(value > 0.1 && value < 10, $"motion loss {value}");
+        Assert.True(File.Exists(Path.Combine(first, SyntheticTrainer.MotionHeadFile)));
+
+        var again = new List<string>();
+        new SyntheticTrainer(options with { Seed = 6, InitialModel = first }, again.Add).Train(second);
+        Assert.Contains(again, l => l.Contains($"motion head from {Path.Combine(first, SyntheticTrainer.MotionHeadFile)}", StringComparison.Ordinal));
+
+        // Without the objective there is no motion head and no motion loss.
+        var plain = new List<string>();
+        new SyntheticTrainer(options with { MotionLossWeight = 0, InitialModel = first }, plain.Add).Train(Path.Combine(_temp, "plain"));
+        Assert.DoesNotContain(plain, l => l.Contains("motion loss", StringComparison.Ordinal) || l.Contains("motion head", StringComparison.Ordinal));
+        Assert.False(File.Exists(Path.Combine(_temp, "plain", SyntheticTrainer.MotionHeadFile)));
+        Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { MotionLossWeight = -1 }));
+    }
+
+    [Fact]
     public void InitialModel_ThatIsNotACheckpoint_IsRejectedByName()
     {
         var ex = Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { InitialModel = _temp }));
@@ -125,6 +151,18 @@ public sealed class SyntheticTrainerTests : IDisposable
             Assert.Equal(g.Samples.Count * g.Longest, g.Ids.Length);
             Assert.Equal(g.Samples.Sum(p => p.Ids.Count(id => id == config.VideoTokenId)), g.VideoPositions.Length);
             Assert.All(g.VideoPositions, i => Assert.Equal(config.VideoTokenId, g.Ids[i]));
+
+            // The pooled tokens: every placeholder but each video's closing newline, one per visual target.
+            Assert.Equal(g.Color.Length, g.CellPositions.Length);
+            Assert.Equal(g.Motion.Length, g.CellPositions.Length);
+            Assert.Equal(g.VideoPositions.Except(g.CellPositions).Count(), g.Samples.Count);
+            int placeholders = 0;
+            for (int b = 0; b < g.Samples.Count; b++)
+            {
+                placeholders += g.Samples[b].Ids.Count(id => id == config.VideoTokenId);
+                Assert.DoesNotContain(g.VideoPositions[placeholders - 1], g.CellPositions);
+            }
+
             Assert.Equal(g.AnswerRows.Length, g.AnswerTargets.Length);
             for (int k = 0; k < g.AnswerRows.Length; k++)
             {

@@ -53,6 +53,32 @@ public sealed class VisualTargetsTests
     }
 
     [Fact]
+    public void MotionTargets_NameTheObjectsMotion_OnceItWasSeenInAnEarlierFrameGiven()
+    {
+        var red = new SceneObject(ShapeKind.Star, SceneColor.Red, ObjectSize.Large, 0.1, 0.9, MotionDirection.Right, 0.1, 0, 8);
+        var blue = new SceneObject(ShapeKind.Square, SceneColor.Blue, ObjectSize.Small, 0.6, 0.3, MotionDirection.None, 0, 4, 8);
+        var targets = VisualTargets.Compute(Scene(red, blue), [0, 5, 6], cellsPerSide: 4);
+
+        Assert.Equal(targets.Color.Length, targets.Motion.Length);
+
+        // Frame 0: red is new, so its motion cannot be read yet.
+        Assert.Equal(VisualTargets.Ignore, targets.Motion[12]);
+
+        // Frame 5: red (cell (3, 2)) moves right; blue (cell (1, 2)) appears for the first time.
+        Assert.Equal((long)MotionDirection.Right, targets.Motion[16 + 14]);
+        Assert.Equal(VisualTargets.Ignore, targets.Motion[16 + 6]);
+
+        // Frame 6: blue was seen in frame 5 and stays where it is.
+        Assert.Equal((long)MotionDirection.None, targets.Motion[32 + 6]);
+        Assert.Equal((long)MotionDirection.Right, targets.Motion[32 + 14]);
+        Assert.Equal(3, targets.Motion.Count(m => m != VisualTargets.Ignore));
+
+        // Cells without an object have no motion target.
+        int none = VisualTargets.ColorClasses - 1;
+        Assert.All(targets.Motion.Where((_, i) => targets.Color[i] == none), m => Assert.Equal(VisualTargets.Ignore, m));
+    }
+
+    [Fact]
     public void TwoCentresInOneCell_TheOneNearerItsMiddleWins()
     {
         var near = new SceneObject(ShapeKind.Circle, SceneColor.Green, ObjectSize.Small, 0.13, 0.13, MotionDirection.None, 0, 0, 8);
