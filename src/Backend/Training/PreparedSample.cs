@@ -43,12 +43,12 @@ internal sealed class PreparedBatch : IDisposable
 {
     private PreparedBatch(IReadOnlyList<BatchGroup> groups, int samples, int answerTokens, int cells, int objectCells, int motionCells)
     {
-        MotionCells = motionCells;
         Groups = groups;
         Samples = samples;
         AnswerTokens = answerTokens;
         Cells = cells;
         ObjectCells = objectCells;
+        MotionCells = motionCells;
     }
 
     /// <summary>The length groups: ordinary videos first, then needle videos.</summary>

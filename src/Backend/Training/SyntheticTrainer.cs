@@ -69,18 +69,9 @@ public sealed class SyntheticTrainer
             : LlavaOnevisionModel.Create(VidKvTinyRecipe.ModelConfig(tokenizer), new ModelLoadOptions { Device = device }, _options.Seed);
         model.SetTrainable(true);
         using var head = Head(model.Config.Text.HiddenSize, VisualTargets.HeadOutputs, 1, device);
-        string? headFrom = _options.InitialModel is { } init && File.Exists(Path.Combine(init, VisualHeadFile)) ? Path.Combine(init, VisualHeadFile) : null;
-        if (headFrom is not null)
-        {
-            head.load(headFrom);
-        }
-
+        string? headFrom = LoadHead(head, VisualHeadFile);
         using var motionHead = _options.MotionLossWeight > 0 ? Head(model.Config.Text.HiddenSize, VisualTargets.MotionClasses, 2, device) : null;
-        string? motionFrom = _options.InitialModel is { } initial2 && File.Exists(Path.Combine(initial2, MotionHeadFile)) ? Path.Combine(initial2, MotionHeadFile) : null;
-        if (motionHead is not null && motionFrom is not null)
-        {
-            motionHead.load(motionFrom);
-        }
+        string? motionFrom = motionHead is null ? null : LoadHead(motionHead, MotionHeadFile);
 
         var trained = model.parameters().Concat(head.parameters()).Concat(motionHead?.parameters() ?? []).ToList();
 
@@ -175,6 +166,19 @@ public sealed class SyntheticTrainer
         return head;
     }
 
+    /// <summary>Loads a head's weights from the initial checkpoint's folder when it holds them; returns the file read, or null.</summary>
+    private string? LoadHead(nn.Module head, string file)
+    {
+        string? path = _options.InitialModel is { } from ? Path.Combine(from, file) : null;
+        if (path is null || !File.Exists(path))
+        {
+            return null;
+        }
+
+        head.load(path);
+        return path;
+    }
+
     private static void SaveHeads(string outputDirectory, nn.Module head, nn.Module? motionHead)
     {
         head.save(Path.Combine(outputDirectory, VisualHeadFile));
@@ -221,7 +225,7 @@ public sealed class SyntheticTrainer
     /// is one batched pass: one copy and preprocessing of all its frames, one vision tower pass, one merge of the visual
     /// rows into the right-padded prompts and one decoder pass. Losses are sums divided by the whole batch's counts, so
     /// the gradient is that of the batch mean whatever the grouping. The step's losses and visual colour hits are added
-    /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells): nothing here waits for the
+    /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells, motion): nothing here waits for the
     /// device.
     /// </summary>
     private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
@@ -271,7 +275,7 @@ public sealed class SyntheticTrainer
             var loss = Scalars.Add(answerLoss, visualLoss.mul(scale[4]));
 
             // The decoder's motion objective: its last hidden state at each pooled token names the motion of the object there.
-            var motionLoss = zeros(1, device: device).squeeze();
+            Tensor? motionLoss = null;
             if (motionHead is not null)
             {
                 var cells = hidden.reshape(-1, d).index_select(0, tensor(group.CellPositions, device: device));
@@ -286,7 +290,11 @@ public sealed class SyntheticTrainer
             using (no_grad())
             {
                 var hits = colorLogits.argmax(1).eq(colorTarget).logical_and(hasObject).sum();
-                totals.add_(stack(new[] { answerLoss.detach(), visualLoss.detach(), hits.to(ScalarType.Float32), hasObject.sum().to(ScalarType.Float32), motionLoss.detach() }));
+                totals.narrow(0, 0, 4).add_(stack(new[] { answerLoss.detach(), visualLoss.detach(), hits.to(ScalarType.Float32), hasObject.sum().to(ScalarType.Float32) }));
+                if (motionLoss is not null)
+                {
+                    totals.narrow(0, 4, 1).add_(motionLoss.detach());
+                }
             }
         }
     }

@@ -94,7 +94,7 @@ public sealed record TrainingOptions
 
         if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(MotionLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))
         {
-            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}) and VisualLossWeight ({VisualLossWeight}) and MotionLossWeight ({MotionLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
+            throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}), VisualLossWeight ({VisualLossWeight}) and MotionLossWeight ({MotionLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
         }
 
         if (InitialModel is not null && !File.Exists(Path.Combine(InitialModel, "config.json")))

@@ -32,11 +32,11 @@ internal sealed class VisualTargets
 
     private VisualTargets(long[] color, long[] shape, long[] size, float[] offset, long[] motion)
     {
-        Motion = motion;
         Color = color;
         Shape = shape;
         Size = size;
         Offset = offset;
+        Motion = motion;
     }
 
     /// <summary>Colour class per cell (frame-major, then row-major cells); <c>ColorClasses - 1</c> for no object.</summary>
@@ -67,17 +67,19 @@ internal sealed class VisualTargets
         long[] size = new long[color.Length];
         float[] offset = new float[color.Length * 2];
         long[] motion = new long[color.Length];
-        Array.Fill(motion, Ignore);
-        var seen = new HashSet<SceneObject>();
         Array.Fill(color, ColorClasses - 1);
         Array.Fill(shape, Ignore);
         Array.Fill(size, Ignore);
+        Array.Fill(motion, Ignore);
+        bool inFrame = position == PositionTarget.InFrame;
+        var seen = new HashSet<SceneObject>();
         double[] nearest = new double[color.Length];
         Array.Fill(nearest, double.MaxValue);
         for (int i = 0; i < frames.Count; i++)
         {
             int frame = (int)frames[i];
-            foreach (var o in scene.Objects.Where(o => o.IsVisible(frame)).OrderBy(o => o.Color))
+            var visible = scene.Objects.Where(o => o.IsVisible(frame)).OrderBy(o => o.Color).ToList();
+            foreach (var o in visible)
             {
                 var (x, y) = o.PositionAt(frame);
                 double gx = Math.Clamp(x * cellsPerSide, 0, cellsPerSide - 1e-9), gy = Math.Clamp(y * cellsPerSide, 0, cellsPerSide - 1e-9);
@@ -96,12 +98,11 @@ internal sealed class VisualTargets
                 shape[cell] = (int)o.Shape;
                 size[cell] = (int)o.Size;
                 motion[cell] = seen.Contains(o) ? (int)o.Motion : Ignore;
-                bool inFrame = position == PositionTarget.InFrame;
                 offset[2 * cell] = (float)(inFrame ? gx / cellsPerSide : fx);
                 offset[(2 * cell) + 1] = (float)(inFrame ? gy / cellsPerSide : fy);
             }
 
-            seen.UnionWith(scene.Objects.Where(o => o.IsVisible(frame)));
+            seen.UnionWith(visible);
         }
 
         return new VisualTargets(color, shape, size, offset, motion);

@@ -54,9 +54,8 @@ internal static class PixelOps
         {
             if (mode == InterpolationMode.Bicubic && type == ScalarType.Byte)
             {
-                using var low = 0.ToScalar();
                 using var high = 255.ToScalar();
-                x = x.clamp(low, high);
+                x = x.clamp(Scalars.Zero, high);
             }
 
             if (!torch.is_floating_point(images))

@@ -220,14 +220,14 @@ __device__ void attend(const Params& p) {
     extern __shared__ float4 sharedRaw[];
     float* shared = (float*)sharedRaw;
     const int C = (int)p.C, nq = (int)p.nq, dv = (int)p.dv;
-    const int lanesAll = THREADS / dv;
+    const int lanes = THREADS / dv;  // threads per value channel
     float* qT = shared;                                        // [C, NQ] query rows, transposed
     float* sc = qT + align4(NQ * C);                           // [TPS, NQ] scores, then probabilities
     float* rowM = sc + NQ * TPS;                               // [NQ] running max
     float* rowL = rowM + NQ;                                   // [NQ] running sum
     float* corr = rowL + NQ;                                   // [NQ] this chunk's rescaling of what came before
     float* partial = rowM + align4(3 * NQ);                    // [THREADS / dv, NQ, dv] when dv < THREADS
-    float2* sz = (float2*)(partial + align4(lanesAll > 1 ? lanesAll * NQ * dv : 0));  // [metaGroups, C] key (scale, zero)
+    float2* sz = (float2*)(partial + align4(lanes > 1 ? lanes * NQ * dv : 0));  // [metaGroups, C] key (scale, zero)
     i64* vRow = (i64*)((float*)sz + align4(2 * p.metaGroups * C));                  // [TPS] value row of each token
     u8* vSrc = (u8*)(vRow + TPS);                                                    // [TPS] 0: rest, 1: protected
     u8* vCodes = vSrc + TPS;                                                         // [TPS, valueStride] packed value rows
@@ -240,7 +240,7 @@ __device__ void attend(const Params& p) {
     if (tid < NQ) { rowM[tid] = NEG_INF; rowL[tid] = 0.f; }
 
     // Value channels: thread tid takes channel d0 and every lanes-th token of a chunk (dv <= THREADS is checked by the host).
-    const int lanes = lanesAll, d0 = tid % dv, part = tid / dv;
+    const int d0 = tid % dv, part = tid / dv;
     const bool valueThread = part < lanes;
     float acc[NQ];
 #pragma unroll
