@@ -67,6 +67,11 @@ public sealed class SyntheticTrainer
         using var model = _options.InitialModel is { } from
             ? LlavaOnevisionModel.Load(from, new ModelLoadOptions { Device = device })
             : LlavaOnevisionModel.Create(VidKvTinyRecipe.ModelConfig(tokenizer), new ModelLoadOptions { Device = device }, _options.Seed);
+        if (_options.MotionLayer is { } layer && layer > model.Config.Text.NumLayers)
+        {
+            throw new ArgumentException($"MotionLayer ({layer}) must be a decoder layer, 1 to {model.Config.Text.NumLayers} for this model.");
+        }
+
         model.SetTrainable(true);
         using var head = Head(model.Config.Text.HiddenSize, VisualTargets.HeadOutputs, 1, device);
         string? headFrom = LoadHead(head, VisualHeadFile);
@@ -85,7 +90,7 @@ public sealed class SyntheticTrainer
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
             + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
-            + (motionHead is null ? string.Empty : motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}"));
+            + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state")));
         using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
@@ -102,8 +107,9 @@ public sealed class SyntheticTrainer
         using var producer = new BatchProducer<PreparedBatch>(step => PrepareBatch(step, sceneOptions, tokenizer, model.Config, endOfTurn), 1);
         int step = 0;
         long seen = 0;
-        using var totals = zeros(5, device: device);
+        using var totals = zeros(6, device: device);
         int since = 0;
+        long motionCells = 0;
         var profile = _options.Profile ? new StepProfile(device) : null;
         while (Progress(++step - 1, clock.Elapsed) < 1.0)
         {
@@ -117,6 +123,7 @@ public sealed class SyntheticTrainer
             optimizer.step();
             profile?.Mark(StepPart.Optimizer);
             seen += batch.Samples;
+            motionCells += batch.MotionCells;
             since++;
             if (step % 50 == 0 || step == 1)
             {
@@ -128,9 +135,10 @@ public sealed class SyntheticTrainer
                 }
 
                 _log($"step {step}: answer loss {t[0] / since:F4}, visual loss {t[1] / since:F4}, visual colour accuracy {t[2] / Math.Max(1, t[3]):P1}"
-                    + (motionHead is null ? " " : $", motion loss {t[4] / since:F4} ")
+                    + (motionHead is null ? " " : $", motion loss {t[4] / since:F4}, motion accuracy {t[5] / Math.Max(1, motionCells):P1} ")
                     + $"(means of {since} steps); {seen / clock.Elapsed.TotalSeconds:F0} samples/s, {clock.Elapsed.TotalSeconds:F0} s{profile?.Report()}");
                 since = 0;
+                motionCells = 0;
             }
 
             bool last = Progress(step, clock.Elapsed) >= 1.0;
@@ -225,7 +233,7 @@ public sealed class SyntheticTrainer
     /// is one batched pass: one copy and preprocessing of all its frames, one vision tower pass, one merge of the visual
     /// rows into the right-padded prompts and one decoder pass. Losses are sums divided by the whole batch's counts, so
     /// the gradient is that of the batch mean whatever the grouping. The step's losses and visual colour hits are added
-    /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells, motion): nothing here waits for the
+    /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells, motion loss, motion hits): nothing here waits for the
     /// device.
     /// </summary>
     private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
@@ -268,18 +276,28 @@ public sealed class SyntheticTrainer
             var embeds = model.Embed(idTensor);
             long d = embeds.shape[^1];
             var merged = embeds.reshape(-1, d).index_copy(0, tensor(group.VideoPositions, device: device), visualRows.to(embeds.dtype)).view(count, longest, d);
-            var hidden = model.Forward(merged);
+            var layerOutputs = motionHead is not null && _options.MotionLayer is not null ? new List<Tensor>() : null;
+            var hidden = model.Forward(merged, layerOutputs: layerOutputs);
             var logits = model.Logits(hidden);
             var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(group.AnswerRows, device: device));
             var answerLoss = nn.functional.cross_entropy(predicted, tensor(group.AnswerTargets, device: device), reduction: sum).mul(scale[3]);
             var loss = Scalars.Add(answerLoss, visualLoss.mul(scale[4]));
 
-            // The decoder's motion objective: its last hidden state at each pooled token names the motion of the object there.
-            Tensor? motionLoss = null;
+            // The decoder's motion objective: its hidden state (final, or a chosen layer's output) at each pooled token names
+            // the motion of the object there.
+            Tensor? motionLoss = null, motionHits = null;
             if (motionHead is not null)
             {
-                var cells = hidden.reshape(-1, d).index_select(0, tensor(group.CellPositions, device: device));
-                motionLoss = nn.functional.cross_entropy(motionHead.forward(cells), tensor(group.Motion, device: device), reduction: sum).mul(scale[5]);
+                var source = layerOutputs is null ? hidden : layerOutputs[_options.MotionLayer!.Value - 1];
+                var cells = source.reshape(-1, d).index_select(0, tensor(group.CellPositions, device: device));
+                var motionLogits = motionHead.forward(cells);
+                var motionTarget = tensor(group.Motion, device: device);
+                motionLoss = nn.functional.cross_entropy(motionLogits, motionTarget, reduction: sum).mul(scale[5]);
+                using (no_grad())
+                {
+                    motionHits = motionLogits.argmax(1).eq(motionTarget).sum().to(ScalarType.Float32);
+                }
+
                 loss = Scalars.Add(loss, motionLoss);
             }
 
@@ -293,7 +311,7 @@ public sealed class SyntheticTrainer
                 totals.narrow(0, 0, 4).add_(stack(new[] { answerLoss.detach(), visualLoss.detach(), hits.to(ScalarType.Float32), hasObject.sum().to(ScalarType.Float32) }));
                 if (motionLoss is not null)
                 {
-                    totals.narrow(0, 4, 1).add_(motionLoss.detach());
+                    totals.narrow(0, 4, 2).add_(stack(new[] { motionLoss.detach(), motionHits! }));
                 }
             }
         }

@@ -40,6 +40,13 @@ public sealed record TrainingOptions
     /// </summary>
     public double MotionLossWeight { get; init; }
 
+    /// <summary>
+    /// The decoder layer (1 to the model's layer count) whose output the motion objective reads; <see langword="null"/>
+    /// (default) for the final, normed hidden state. An earlier layer leaves the layers above it to carry the motion
+    /// found at the object's tokens on to the question that asks for it.
+    /// </summary>
+    public int? MotionLayer { get; init; }
+
     /// <summary>Where the auxiliary visual objective places each token's object: in its cell (default) or in the frame.</summary>
     public PositionTarget Position { get; init; } = PositionTarget.InCell;
 
@@ -95,6 +102,11 @@ public sealed record TrainingOptions
         if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(MotionLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))
         {
             throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}), VisualLossWeight ({VisualLossWeight}) and MotionLossWeight ({MotionLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
+        }
+
+        if (MotionLayer is < 1)
+        {
+            throw new ArgumentException($"MotionLayer ({MotionLayer}) must be a decoder layer, 1 or more (the model's layer count at most).");
         }
 
         if (InitialModel is not null && !File.Exists(Path.Combine(InitialModel, "config.json")))

@@ -80,9 +80,16 @@ public sealed class SyntheticTrainerTests : IDisposable
         Assert.True(value > 0.1 && value < 10, $"motion loss {value}");
         Assert.True(File.Exists(Path.Combine(first, SyntheticTrainer.MotionHeadFile)));
 
+        Assert.Contains(log, l => l.Contains("on the final hidden state", StringComparison.Ordinal));
+        var accuracy = log.Select(l => System.Text.RegularExpressions.Regex.Match(l, @"motion accuracy ([0-9.]+) ?%")).First(m => m.Success);
+        double hits = double.Parse(accuracy.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(hits, 0, 100);
+
+        // Continued, with the head on the first layer's output instead.
         var again = new List<string>();
-        new SyntheticTrainer(options with { Seed = 6, InitialModel = first }, again.Add).Train(second);
-        Assert.Contains(again, l => l.Contains($"motion head from {Path.Combine(first, SyntheticTrainer.MotionHeadFile)}", StringComparison.Ordinal));
+        new SyntheticTrainer(options with { Seed = 6, InitialModel = first, MotionLayer = 1 }, again.Add).Train(second);
+        Assert.Contains(again, l => l.Contains($"motion head from {Path.Combine(first, SyntheticTrainer.MotionHeadFile)} on layer 1", StringComparison.Ordinal));
+        Assert.Contains(again, l => l.Contains("motion loss", StringComparison.Ordinal));
 
         // Without the objective there is no motion head and no motion loss.
         var plain = new List<string>();
@@ -90,6 +97,9 @@ public sealed class SyntheticTrainerTests : IDisposable
         Assert.DoesNotContain(plain, l => l.Contains("motion loss", StringComparison.Ordinal) || l.Contains("motion head", StringComparison.Ordinal));
         Assert.False(File.Exists(Path.Combine(_temp, "plain", SyntheticTrainer.MotionHeadFile)));
         Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { MotionLossWeight = -1 }));
+        Assert.Contains("MotionLayer (0)", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { MotionLayer = 0 })).Message, StringComparison.Ordinal);
+        var tooDeep = Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { MotionLayer = 99, InitialModel = first }).Train(Path.Combine(_temp, "deep")));
+        Assert.Contains("MotionLayer (99)", tooDeep.Message, StringComparison.Ordinal);
     }
 
     [Fact]
