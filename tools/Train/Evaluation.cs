@@ -80,9 +80,9 @@ internal static class Evaluation
                     int shown = 0;
                     var result = SyntheticEvaluator.Evaluate(model, test, options, $"{profile} {preset} {axis}", maxFrames, default, (s, reply) =>
                     {
-                        if (preset == "fp16" && shown++ < show)
+                        if (!SyntheticEvaluator.IsCorrect(reply, s.Answer) && shown++ < show)
                         {
-                            Console.Error.WriteLine($"  {s.Question} expected '{s.Answer}', got '{reply}'");
+                            Console.Error.WriteLine($"  [{profile} {preset} {axis}] {s.Family}: {s.Question} expected '{s.Answer}', got '{reply}'");
                         }
                     });
                     Row(profile.ToString(), preset, preset == "fp16" ? "-" : options.ValueAxis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"));

@@ -4,6 +4,7 @@ using VidKV.AI.Backend.Synthetic;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Backend.Vision;
 using VidKV.AI.Quantization;
+using VidKV.AI.Quantization.Cache;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Training;
@@ -78,6 +79,13 @@ public sealed class SyntheticTrainer
         using var motionHead = _options.MotionLossWeight > 0 ? Head(model.Config.Text.HiddenSize, VisualTargets.MotionClasses, 2, device) : null;
         string? motionFrom = motionHead is null ? null : LoadHead(motionHead, MotionHeadFile);
 
+        // The quantized cache in the loop: one round trip per profile, chosen per batch group by a generator of its own.
+        CacheRoundTrip[] roundTrips = _options.QuantizedCacheShare > 0
+            ? [.. new[] { CacheProfile.Reference, CacheProfile.Compact }.Select(p => new CacheRoundTrip(KVCacheOptions.FromPreset(_options.QuantizedCachePreset, p)))]
+            : [];
+        var cacheChoice = new Random(unchecked((_options.Seed * 7919) + 17));
+        CacheRoundTrip? ChooseRoundTrip() => roundTrips.Length > 0 && cacheChoice.NextDouble() < _options.QuantizedCacheShare ? roundTrips[cacheChoice.Next(roundTrips.Length)] : null;
+
         var trained = model.parameters().Concat(head.parameters()).Concat(motionHead?.parameters() ?? []).ToList();
 
         if (device.type == TorchSharp.DeviceType.CUDA)
@@ -90,7 +98,8 @@ public sealed class SyntheticTrainer
         long parameters = model.parameters().Sum(p => p.NumberOfElements);
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
             + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
-            + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state")));
+            + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state"))
+            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups"));
         using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
@@ -118,7 +127,7 @@ public sealed class SyntheticTrainer
             optimizer.zero_grad();
             using var batch = producer.Take();
             profile?.Mark(StepPart.Data);
-            BatchLoss(model, head, motionHead, preprocessor, batch, device, totals, profile);
+            BatchLoss(model, head, motionHead, ChooseRoundTrip, preprocessor, batch, device, totals, profile);
             nn.utils.clip_grad_norm_(trained, 1.0);
             optimizer.step();
             profile?.Mark(StepPart.Optimizer);
@@ -145,11 +154,13 @@ public sealed class SyntheticTrainer
             if (_options.EvaluateEvery > 0 && (step % _options.EvaluateEvery == 0 || last))
             {
                 model.SetTrainable(false);
-                var accuracy = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device);
+                var accuracy = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, null);
+                var compressed = roundTrips.Length > 0 ? QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, roundTrips[^1]) : default;
                 model.Save(outputDirectory);
                 SaveHeads(outputDirectory, head, motionHead);
                 model.SetTrainable(true);
-                _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily}) (saved)");
+                _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily})"
+                    + (roundTrips.Length == 0 ? string.Empty : $"; through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed.Overall:P1} ({compressed.PerFamily})") + " (saved)");
             }
         }
 
@@ -236,7 +247,7 @@ public sealed class SyntheticTrainer
     /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells, motion loss, motion hits): nothing here waits for the
     /// device.
     /// </summary>
-    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
+    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, Func<CacheRoundTrip?> roundTrip, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
     {
         int c = VisualTargets.ColorClasses, s = VisualTargets.ShapeClasses, z = VisualTargets.SizeClasses;
         foreach (var group in batch.Groups)
@@ -277,7 +288,7 @@ public sealed class SyntheticTrainer
             long d = embeds.shape[^1];
             var merged = embeds.reshape(-1, d).index_copy(0, tensor(group.VideoPositions, device: device), visualRows.to(embeds.dtype)).view(count, longest, d);
             var layerOutputs = motionHead is not null && _options.MotionLayer is not null ? new List<Tensor>() : null;
-            var hidden = model.Forward(merged, layerOutputs: layerOutputs);
+            var hidden = roundTrip() is { } trip ? model.Forward(merged, trip.Apply, layerOutputs) : model.Forward(merged, layerOutputs: layerOutputs);
             var logits = model.Logits(hidden);
             var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(group.AnswerRows, device: device));
             var answerLoss = nn.functional.cross_entropy(predicted, tensor(group.AnswerTargets, device: device), reduction: sum).mul(scale[3]);
@@ -371,7 +382,12 @@ public sealed class SyntheticTrainer
         return preprocessor.Preprocess(tensor(p.Rgb, [p.Frames, side, side, 3], ScalarType.Byte).to(device));
     }
 
-    private (double Overall, string PerFamily) QuickAccuracy(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device)
+    /// <summary>
+    /// Teacher-forced exact match on the validation split; with <paramref name="roundTrip"/>, every layer attends to its
+    /// keys and values as that cache gives them back (all tokens, the prompt's too: stricter than generation, where only
+    /// the tokens after the prompt read the cache).
+    /// </summary>
+    private (double Overall, string PerFamily) QuickAccuracy(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device, CacheRoundTrip? roundTrip)
     {
         var counts = new Dictionary<QuestionFamily, (int Correct, int Total)>();
         for (int i = 0; i < _options.ValidationSamples; i++)
@@ -382,7 +398,7 @@ public sealed class SyntheticTrainer
             var video = Video(p, preprocessor, device);
             var input = tensor(p.Ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
             var embeds = model.MergeVisual(input, model.Embed(input), model.EncodeVideo(video), null);
-            var logits = model.Logits(model.Forward(embeds)).squeeze(0);
+            var logits = model.Logits(roundTrip is null ? model.Forward(embeds) : model.Forward(embeds, roundTrip.Apply)).squeeze(0);
 
             // Teacher-forced exact match: every answer token (and the end of turn) must be the most likely one.
             var predicted = logits.narrow(0, p.AnswerStart - 1, p.FirstAnswerTokens).argmax(-1);

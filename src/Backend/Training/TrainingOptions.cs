@@ -47,6 +47,17 @@ public sealed record TrainingOptions
     /// </summary>
     public int? MotionLayer { get; init; }
 
+    /// <summary>
+    /// The KV cache preset (<see cref="VidKV.AI.Quantization.Cache.KVCacheOptions.PresetNames"/>, quantized) put in the
+    /// training loop for <see cref="QuantizedCacheShare"/> of the batch groups: there every decoder layer attends to its
+    /// keys and values as that cache gives them back (Reference and Compact profiles alternately chosen at random), with
+    /// gradients passed straight through, so the model learns to answer from a compressed cache too. Default vidkv-1.5/1.58.
+    /// </summary>
+    public string QuantizedCachePreset { get; init; } = "vidkv-1.5/1.58";
+
+    /// <summary>Share of batch groups trained through <see cref="QuantizedCachePreset"/>, 0 (default: none) to 1.</summary>
+    public double QuantizedCacheShare { get; init; }
+
     /// <summary>Where the auxiliary visual objective places each token's object: in its cell (default) or in the frame.</summary>
     public PositionTarget Position { get; init; } = PositionTarget.InCell;
 
@@ -102,6 +113,16 @@ public sealed record TrainingOptions
         if (!(LearningRate > 0) || !(WeightDecay >= 0) || !(VisualLossWeight >= 0) || !(MotionLossWeight >= 0) || !(QuestionFirst is >= 0 and <= 1))
         {
             throw new ArgumentException($"LearningRate ({LearningRate}) must be positive, WeightDecay ({WeightDecay}), VisualLossWeight ({VisualLossWeight}) and MotionLossWeight ({MotionLossWeight}) not negative, QuestionFirst ({QuestionFirst}) 0 to 1.");
+        }
+
+        if (!(QuantizedCacheShare is >= 0 and <= 1))
+        {
+            throw new ArgumentException($"QuantizedCacheShare ({QuantizedCacheShare}) must be 0 to 1.");
+        }
+
+        if (QuantizedCacheShare > 0 && !VidKV.AI.Quantization.Cache.KVCacheOptions.FromPreset(QuantizedCachePreset).IsQuantized)
+        {
+            throw new ArgumentException($"QuantizedCachePreset '{QuantizedCachePreset}' does not quantize; allowed: a quantized preset of {string.Join(", ", VidKV.AI.Quantization.Cache.KVCacheOptions.PresetNames)}.");
         }
 
         if (MotionLayer is < 1)

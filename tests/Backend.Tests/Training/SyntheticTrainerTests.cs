@@ -103,6 +103,23 @@ public sealed class SyntheticTrainerTests : IDisposable
     }
 
     [Fact]
+    public void QuantizedCacheInTheLoop_TrainsAndValidatesThroughTheCache()
+    {
+        var options = new TrainingOptions { Steps = 2, BatchSize = 2, WarmupSteps = 1, EvaluateEvery = 2, ValidationSamples = 5, Seed = 5, MaxVideoFrames = 16, QuantizedCacheShare = 1, Families = VidKV.AI.Backend.Synthetic.FamilyMix.Parse("Counting,MotionDirection") };
+        var log = new List<string>();
+        new SyntheticTrainer(options, log.Add).Train(Path.Combine(_temp, "qat"));
+
+        Assert.Contains(log, l => l.Contains("vidkv-1.5/1.58 cache in the loop for 100 % of batch groups", StringComparison.Ordinal));
+        var validation = Assert.Single(log, l => l.Contains("validation", StringComparison.Ordinal));
+        Assert.Contains("through the Compact vidkv-1.5/1.58 cache", validation, StringComparison.Ordinal);
+        Assert.Matches(@"answer loss [0-9]+\.[0-9]+", log.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
+
+        Assert.Contains("QuantizedCacheShare (1.5)", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCacheShare = 1.5 })).Message, StringComparison.Ordinal);
+        Assert.Contains("'fp16'", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCachePreset = "fp16" })).Message, StringComparison.Ordinal);
+        Assert.Contains("'nope'", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCachePreset = "nope" })).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void InitialModel_ThatIsNotACheckpoint_IsRejectedByName()
     {
         var ex = Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { InitialModel = _temp }));

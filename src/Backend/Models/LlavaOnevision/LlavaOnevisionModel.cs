@@ -443,6 +443,17 @@ public sealed class LlavaOnevisionModel : nn.Module
         return language_model.Forward(embeds.to(DType), start, cache?.Layers, importance, layerOutputs);
     }
 
+    /// <summary>
+    /// Runs the decoder without a cache over embeddings [B, T, D] from position 0, each layer's keys and values replaced by
+    /// <paramref name="transform"/> before its attention (training with the cache's quantization in the loop).
+    /// </summary>
+    internal Tensor Forward(Tensor embeds, KeyValueTransform transform, List<Tensor>? layerOutputs = null)
+    {
+        ArgumentNullException.ThrowIfNull(embeds);
+        ArgumentNullException.ThrowIfNull(transform);
+        return language_model.Forward(embeds.to(DType), 0, null, null, layerOutputs, transform);
+    }
+
     /// <summary>Logits [.., V] (float32) for hidden states [.., D].</summary>
     public Tensor Logits(Tensor hidden)
     {

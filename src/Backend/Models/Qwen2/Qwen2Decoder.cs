@@ -33,6 +33,12 @@ internal static class Rope
     }
 }
 
+/// <summary>
+/// Replaces a layer's keys and values [B, H_kv, T, hd] before attention without a cache (for training: e.g. their round
+/// trip through a quantized cache). Gets the layer's index.
+/// </summary>
+internal delegate (Tensor Keys, Tensor Values) KeyValueTransform(int layer, Tensor keys, Tensor values);
+
 /// <summary>Grouped-query self-attention with q/k/v biases whose keys and values live in a <see cref="QuantizedKVCache"/>.</summary>
 internal sealed class Qwen2Attention : nn.Module
 {
@@ -61,7 +67,7 @@ internal sealed class Qwen2Attention : nn.Module
     /// the same (prefill attention uses the unquantized keys and values), then the cache is filled. Otherwise the new
     /// keys and values are appended and the queries attend over the whole cache.
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance, int layer = 0, KeyValueTransform? transform = null)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
@@ -70,6 +76,16 @@ internal sealed class Qwen2Attention : nn.Module
         var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);                        // [B, Hkv, T, hd]
 
         Tensor output;
+        if (transform is not null)
+        {
+            if (cache is not null)
+            {
+                throw new ArgumentException("A key/value transform is for attention without a cache.", nameof(transform));
+            }
+
+            (k, v) = transform(layer, k, v);
+        }
+
         if (cache is null || cache.Length == 0)
         {
             int groups = _heads / _kvHeads;
@@ -134,10 +150,10 @@ internal sealed class Qwen2DecoderLayer : nn.Module
         register_module(nameof(mlp), mlp);
     }
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance, int layer = 0, KeyValueTransform? transform = null)
     {
         using var scope = NewDisposeScope();
-        var h = Scalars.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance));
+        var h = Scalars.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance, layer, transform));
         return Scalars.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
@@ -166,9 +182,10 @@ internal sealed class Qwen2Decoder : nn.Module
 
     /// <summary>
     /// Runs the layers over embeddings [B, T, D] at positions start..start+T-1 and returns the final-normed hidden states.
-    /// <paramref name="layerOutputs"/>, when given, receives each layer's output.
+    /// <paramref name="layerOutputs"/>, when given, receives each layer's output; <paramref name="transform"/> (without
+    /// caches) replaces each layer's keys and values before its attention.
     /// </summary>
-    public Tensor Forward(Tensor embeds, long start, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, List<Tensor>? layerOutputs)
+    public Tensor Forward(Tensor embeds, long start, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, List<Tensor>? layerOutputs, KeyValueTransform? transform = null)
     {
         using var scope = NewDisposeScope();
         using var first = start.ToScalar();
@@ -178,7 +195,7 @@ internal sealed class Qwen2Decoder : nn.Module
         var h = embeds;
         for (int i = 0; i < layers.Count; i++)
         {
-            h = layers[i].Forward(h, cos, sin, caches?[i], importance);
+            h = layers[i].Forward(h, cos, sin, caches?[i], importance, i, transform);
             layerOutputs?.Add(h.MoveToOuterDisposeScope());
         }
 

@@ -1,0 +1,47 @@
+using VidKV.AI.Backend.Training;
+using VidKV.AI.Quantization.Cache;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Tests.Training;
+
+public sealed class CacheRoundTripTests
+{
+    [Theory]
+    [InlineData(CacheProfile.Reference)]
+    [InlineData(CacheProfile.Compact)]
+    public void Apply_GivesWhatTheCacheGivesBack_WithTheGradientPassedStraightThrough(CacheProfile profile)
+    {
+        using var scope = NewDisposeScope();
+        var options = KVCacheOptions.FromPreset("vidkv-1.5/1.58", profile);
+        var trip = new CacheRoundTrip(options);
+        var generator = new TorchSharp.torch.Generator(11);
+        var keys = randn([2, 2, 70, 64], generator: generator).requires_grad_(true);
+        var values = randn([2, 2, 70, 64], generator: generator).requires_grad_(true);
+
+        var (k, v) = trip.Apply(0, keys, values);
+
+        using var cache = new QuantizedKVCache(options);
+        cache.Prefill(keys.detach(), values.detach());
+        var (expectedKeys, expectedValues) = cache.GetKeysValues();
+        Assert.True(k.detach().allclose(expectedKeys.to(k.dtype), rtol: 1e-5, atol: 1e-5), "keys differ from the cache's reconstruction");
+        Assert.True(v.detach().allclose(expectedValues.to(v.dtype), rtol: 1e-5, atol: 1e-5), "values differ from the cache's reconstruction");
+
+        // Quantized where the cache quantizes (64 whole-group tokens of 70), exact in the residual (the last 6).
+        Assert.False(v.detach().narrow(2, 0, 64).allclose(values.detach().narrow(2, 0, 64)));
+        Assert.True(v.detach().narrow(2, 64, 6).eq(values.detach().narrow(2, 64, 6)).all().item<bool>());
+        Assert.True(k.detach().narrow(2, 64, 6).eq(keys.detach().narrow(2, 64, 6)).all().item<bool>());
+
+        var wk = randn(keys.shape, generator: generator);
+        var wv = randn(values.shape, generator: generator);
+        (k * wk + v * wv).sum().backward();
+        Assert.True(keys.grad!.allclose(wk), "the keys' gradient is not passed straight through");
+        Assert.True(values.grad!.allclose(wv), "the values' gradient is not passed straight through");
+    }
+
+    [Fact]
+    public void AnUnquantizedPreset_IsRejectedByName()
+    {
+        var ex = Assert.Throws<ArgumentException>(() => new CacheRoundTrip(KVCacheOptions.FromPreset("fp16")));
+        Assert.Contains("'fp16'", ex.Message, StringComparison.Ordinal);
+    }
+}
