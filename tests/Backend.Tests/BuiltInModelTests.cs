@@ -49,21 +49,21 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
         int agree = fp16Replies.Zip(compressedReplies).Count(p => SyntheticEvaluator.IsCorrect(p.First, p.Second));
         output.WriteLine($"fp16 {fp16.Accuracy:P1}, vidkv-1.5/1.58 {compressed.Accuracy:P1}, objects removed {blank.Accuracy:P1}, same reply {agree}/{HeldOut.Count}");
 
-        // Replies are answers of the task (a colour, shape, size, count, direction, time or object); measured 197 of 200.
+        // Replies are answers of the task (a colour, shape, size, count, direction, time or object); measured 198 of 200.
         var strays = fp16Replies.Concat(compressedReplies).Where(r => !SceneVocabulary.AllAnswers.Any(a => SyntheticEvaluator.IsCorrect(r, a))).ToList();
         output.WriteLine($"replies outside the task's answers: {string.Join(", ", strays.Select(r => $"'{r}'"))}");
         Assert.True(strays.Count <= 0.05 * 2 * HeldOut.Count, $"{strays.Count} replies are not answers of the task");
 
         // The model reads the video: it answers far more questions with the objects in view than with them removed
-        // (measured 73 % against 15 % with the model shipped on 2026-11-29, run 7).
-        Assert.True(fp16.Accuracy >= blank.Accuracy + 0.40, $"fp16 {fp16.Accuracy:P1} with the video, {blank.Accuracy:P1} with the objects removed");
+        // (measured 90 % against 20 % with the model shipped on 2026-11-29, run 10).
+        Assert.True(fp16.Accuracy >= blank.Accuracy + 0.55, $"fp16 {fp16.Accuracy:P1} with the video, {blank.Accuracy:P1} with the objects removed");
 
-        // The compressed cache gives the FP16 reply to most questions (measured 90 of 100); the issue's bars (90 %
-        // accuracy, vidkv-1.5/1.58 within 3 points) are not met by this model: docs/BENCHMARKS.md.
-        Assert.True(agree >= 0.85 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
+        // The compressed cache gives the FP16 reply to most questions (measured 93 of 100); its accuracy is still 5 to
+        // 6.5 points below FP16 on the 200 questions of docs/BENCHMARKS.md (the issue asks for 3).
+        Assert.True(agree >= 0.88 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
 
         // A fixed set of held-out questions, every family, that the shipped model answers correctly with both caches:
-        // each reply must be the generator's answer. Up to 2 of the 46 may flip, since another processor sums in another
+        // each reply must be the generator's answer. Up to 2 of the 50 may flip, since another processor sums in another
         // order and a close greedy choice can go the other way.
         var missed = FixedSet.SelectMany(i => new[] { ("fp16", i, fp16Replies[i]), ("vidkv-1.5/1.58", i, compressedReplies[i]) })
             .Where(x => !SyntheticEvaluator.IsCorrect(x.Item3, HeldOut[x.i].Answer))
@@ -79,8 +79,8 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
         Assert.True(missed.Count(m => m.StartsWith("vidkv", StringComparison.Ordinal)) <= 2, string.Join("; ", missed));
     }
 
-    // Indices into HeldOut: 12 attribute, 8 counting, 4 motion, 8 temporal-order and 14 needle questions (the model
-    // shipped on 2026-11-29, run 7, answers 64 of the 100 correctly with both caches; the test prints them).
+    // Indices into HeldOut: the first 10 questions of each family that the model shipped on 2026-11-29 (run 10) answers
+    // correctly with both caches (it does 80 of the 100; the test prints them).
     private static readonly int[] FixedSet =
-        [1, 4, 8, 9, 11, 13, 14, 15, 17, 18, 19, 20, 23, 25, 26, 28, 29, 30, 31, 33, 35, 36, 37, 38, 40, 41, 43, 44, 45, 46, 47, 49, 55, 59, 64, 65, 69, 74, 80, 82, 85, 89, 94, 95, 96, 99];
+        [1, 2, 7, 8, 9, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 47, 48, 49, 51, 53, 54, 55, 56, 58, 59, 60, 61, 65];
 }
