@@ -124,6 +124,12 @@ internal sealed class BatchGroup : IDisposable
     /// <summary>Flat indices of the positions that predict an answer token (the token before it).</summary>
     public long[] AnswerRows { get; private init; } = [];
 
+    /// <summary>
+    /// Flat indices of the answer tokens that predict the next answer token (or the end of turn): the positions whose
+    /// queries read the cache when the answer is generated (the first answer token comes from the prompt's prefill).
+    /// </summary>
+    public long[] DecodeRows { get; private init; } = [];
+
     /// <summary>The answer tokens those positions predict.</summary>
     public long[] AnswerTargets { get; private init; } = [];
 
@@ -150,6 +156,7 @@ internal sealed class BatchGroup : IDisposable
         var positions = new List<long>();
         var cellPositions = new List<long>();
         var rows = new List<long>();
+        var decodeRows = new List<long>();
         var targets = new List<long>();
         int offset = 0;
         for (int b = 0; b < samples.Count; b++)
@@ -177,6 +184,10 @@ internal sealed class BatchGroup : IDisposable
                     // Position t - 1 predicts token t: the answer tokens and the end of turn.
                     rows.Add(((long)b * longest) + t - 1);
                     targets.Add(p.Ids[t]);
+                    if (t > from)
+                    {
+                        decodeRows.Add(((long)b * longest) + t - 1);
+                    }
                 }
             }
         }
@@ -187,6 +198,7 @@ internal sealed class BatchGroup : IDisposable
             VideoPositions = [.. positions],
             CellPositions = [.. cellPositions],
             AnswerRows = [.. rows],
+            DecodeRows = [.. decodeRows],
             AnswerTargets = [.. targets],
             FramesPerVideo = [.. samples.Select(p => p.Frames)],
             Color = [.. samples.SelectMany(p => p.Targets.Color)],

@@ -99,7 +99,7 @@ public sealed class SyntheticTrainer
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
             + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
             + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state"))
-            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups"));
+            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {(_options.QuantizedCacheQueries == CacheQueries.All ? "every query" : "the answers' queries")}"));
         using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
@@ -160,7 +160,7 @@ public sealed class SyntheticTrainer
                 SaveHeads(outputDirectory, head, motionHead);
                 model.SetTrainable(true);
                 _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily})"
-                    + (roundTrips.Length == 0 ? string.Empty : $"; through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed.Overall:P1} ({compressed.PerFamily})") + " (saved)");
+                    + (roundTrips.Length == 0 ? string.Empty : $"; answers decoded through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed.Overall:P1} ({compressed.PerFamily})") + " (saved)");
             }
         }
 
@@ -288,7 +288,9 @@ public sealed class SyntheticTrainer
             long d = embeds.shape[^1];
             var merged = embeds.reshape(-1, d).index_copy(0, tensor(group.VideoPositions, device: device), visualRows.to(embeds.dtype)).view(count, longest, d);
             var layerOutputs = motionHead is not null && _options.MotionLayer is not null ? new List<Tensor>() : null;
-            var hidden = roundTrip() is { } trip ? model.Forward(merged, trip.Apply, layerOutputs) : model.Forward(merged, layerOutputs: layerOutputs);
+            var hidden = roundTrip() is { } trip
+                ? model.Forward(merged, trip.Apply, layerOutputs, _options.QuantizedCacheQueries == CacheQueries.Answers ? RowMask(group.DecodeRows, count, longest, device) : null)
+                : model.Forward(merged, layerOutputs: layerOutputs);
             var logits = model.Logits(hidden);
             var predicted = logits.reshape(-1, logits.shape[^1]).index_select(0, tensor(group.AnswerRows, device: device));
             var answerLoss = nn.functional.cross_entropy(predicted, tensor(group.AnswerTargets, device: device), reduction: sum).mul(scale[3]);
@@ -382,10 +384,22 @@ public sealed class SyntheticTrainer
         return preprocessor.Preprocess(tensor(p.Rgb, [p.Frames, side, side, 3], ScalarType.Byte).to(device));
     }
 
+    /// <summary>A bool mask [rows, columns] that is true at the given flat indices.</summary>
+    private static Tensor RowMask(long[] flat, int rows, int columns, Device device)
+    {
+        bool[] mask = new bool[rows * columns];
+        foreach (long i in flat)
+        {
+            mask[i] = true;
+        }
+
+        return tensor(mask, [rows, columns], device: device);
+    }
+
     /// <summary>
-    /// Teacher-forced exact match on the validation split; with <paramref name="roundTrip"/>, every layer attends to its
-    /// keys and values as that cache gives them back (all tokens, the prompt's too: stricter than generation, where only
-    /// the tokens after the prompt read the cache).
+    /// Teacher-forced exact match on the validation split; with <paramref name="roundTrip"/>, the answer tokens attend to
+    /// every layer's keys and values as that cache gives them back, as the decode steps of generation do (the first
+    /// answer token is predicted from the prompt in full precision, as at prefill).
     /// </summary>
     private (double Overall, string PerFamily) QuickAccuracy(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device, CacheRoundTrip? roundTrip)
     {
@@ -398,7 +412,8 @@ public sealed class SyntheticTrainer
             var video = Video(p, preprocessor, device);
             var input = tensor(p.Ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
             var embeds = model.MergeVisual(input, model.Embed(input), model.EncodeVideo(video), null);
-            var logits = model.Logits(roundTrip is null ? model.Forward(embeds) : model.Forward(embeds, roundTrip.Apply)).squeeze(0);
+            var decodeRows = Enumerable.Range(p.AnswerStart, p.FirstAnswerTokens - 1).Select(i => (long)i).ToArray();
+            var logits = model.Logits(roundTrip is null ? model.Forward(embeds) : model.Forward(embeds, roundTrip.Apply, null, RowMask(decodeRows, 1, p.Ids.Count, device))).squeeze(0);
 
             // Teacher-forced exact match: every answer token (and the end of turn) must be the most likely one.
             var predicted = logits.narrow(0, p.AnswerStart - 1, p.FirstAnswerTokens).argmax(-1);

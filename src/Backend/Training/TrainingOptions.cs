@@ -58,6 +58,9 @@ public sealed record TrainingOptions
     /// <summary>Share of batch groups trained through <see cref="QuantizedCachePreset"/>, 0 (default: none) to 1.</summary>
     public double QuantizedCacheShare { get; init; }
 
+    /// <summary>Which queries read the cache's keys and values in those groups: every one (default) or, as in generation, only the answers'.</summary>
+    public CacheQueries QuantizedCacheQueries { get; init; } = CacheQueries.All;
+
     /// <summary>Where the auxiliary visual objective places each token's object: in its cell (default) or in the frame.</summary>
     public PositionTarget Position { get; init; } = PositionTarget.InCell;
 
@@ -120,6 +123,11 @@ public sealed record TrainingOptions
             throw new ArgumentException($"QuantizedCacheShare ({QuantizedCacheShare}) must be 0 to 1.");
         }
 
+        if (!Enum.IsDefined(QuantizedCacheQueries))
+        {
+            throw new ArgumentException($"QuantizedCacheQueries ({QuantizedCacheQueries}) must be All or Answers.");
+        }
+
         if (QuantizedCacheShare > 0 && !VidKV.AI.Quantization.Cache.KVCacheOptions.FromPreset(QuantizedCachePreset).IsQuantized)
         {
             throw new ArgumentException($"QuantizedCachePreset '{QuantizedCachePreset}' does not quantize; allowed: a quantized preset of {string.Join(", ", VidKV.AI.Quantization.Cache.KVCacheOptions.PresetNames)}.");
@@ -135,4 +143,17 @@ public sealed record TrainingOptions
             throw new ArgumentException($"InitialModel '{InitialModel}' is not a checkpoint folder (no config.json).");
         }
     }
+}
+
+/// <summary>Which queries read the quantized cache's keys and values when it is in the training loop.</summary>
+public enum CacheQueries
+{
+    /// <summary>Every query, the prompt's too: stricter than generation.</summary>
+    All,
+
+    /// <summary>
+    /// Only the answer tokens that predict the next answer token, as in generation, where the prompt is attended in full
+    /// precision at prefill and only the decode steps read the cache; the other queries read the exact keys and values.
+    /// </summary>
+    Answers,
 }

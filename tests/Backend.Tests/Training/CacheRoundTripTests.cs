@@ -45,3 +45,36 @@ public sealed class CacheRoundTripTests
         Assert.Contains("'fp16'", ex.Message, StringComparison.Ordinal);
     }
 }
+
+public sealed class CacheInTheLoopForwardTests
+{
+    [Fact]
+    public void TransformedQueries_ChooseWhichRowsReadTheCache_TheOthersAreExactlyTheModelsOwn()
+    {
+        using var model = VidKV.AI.Backend.Models.LlavaOnevision.LlavaOnevisionModel.Create(
+            VidKV.AI.Backend.Models.LlavaOnevision.LlavaOnevisionConfig.Load(Fixtures.Model), null, seed: 3);
+        using var scope = NewDisposeScope();
+        var trip = new CacheRoundTrip(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact));
+        long t = 70, d = model.Config.Text.HiddenSize;
+        var embeds = randn([2, t, d], generator: new TorchSharp.torch.Generator(4));
+        var plain = model.Forward(embeds);
+        var all = model.Forward(embeds, trip.Apply);
+
+        // No row marked: the model's own forward; every row marked: the same as no mask.
+        var none = model.Forward(embeds, trip.Apply, null, zeros([2, t], ScalarType.Bool));
+        Assert.True(none.allclose(plain, rtol: 1e-5, atol: 1e-5));
+        var every = model.Forward(embeds, trip.Apply, null, ones([2, t], ScalarType.Bool));
+        Assert.True(every.allclose(all, rtol: 1e-5, atol: 1e-5));
+        Assert.False(all.allclose(plain, rtol: 1e-3, atol: 1e-3), "the cache's round trip changed nothing");
+
+        // The last 5 rows marked: the rows before them are untouched (causal), the marked ones read the cache.
+        var mask = zeros([2, t], ScalarType.Bool);
+        mask.narrow(1, t - 5, 5).fill_(true);
+        var tail = model.Forward(embeds, trip.Apply, null, mask);
+        Assert.True(tail.narrow(1, 0, t - 5).allclose(plain.narrow(1, 0, t - 5), rtol: 1e-5, atol: 1e-5));
+        Assert.False(tail.narrow(1, t - 5, 5).allclose(plain.narrow(1, t - 5, 5), rtol: 1e-3, atol: 1e-3));
+
+        var ex = Assert.Throws<ArgumentException>(() => model.Forward(embeds, trip.Apply, null, ones([2, t - 1], ScalarType.Bool)));
+        Assert.Contains("transformedQueries", ex.Message, StringComparison.Ordinal);
+    }
+}

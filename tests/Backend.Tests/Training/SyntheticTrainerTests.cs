@@ -109,9 +109,14 @@ public sealed class SyntheticTrainerTests : IDisposable
         var log = new List<string>();
         new SyntheticTrainer(options, log.Add).Train(Path.Combine(_temp, "qat"));
 
-        Assert.Contains(log, l => l.Contains("vidkv-1.5/1.58 cache in the loop for 100 % of batch groups", StringComparison.Ordinal));
+        Assert.Contains(log, l => l.Contains("vidkv-1.5/1.58 cache in the loop for 100 % of batch groups, read by every query", StringComparison.Ordinal));
         var validation = Assert.Single(log, l => l.Contains("validation", StringComparison.Ordinal));
-        Assert.Contains("through the Compact vidkv-1.5/1.58 cache", validation, StringComparison.Ordinal);
+        Assert.Contains("answers decoded through the Compact vidkv-1.5/1.58 cache", validation, StringComparison.Ordinal);
+
+        var answers = new List<string>();
+        new SyntheticTrainer(options with { QuantizedCacheQueries = CacheQueries.Answers, EvaluateEvery = 0 }, answers.Add).Train(Path.Combine(_temp, "qat-answers"));
+        Assert.Contains(answers, l => l.Contains("read by the answers' queries", StringComparison.Ordinal));
+        Assert.Matches(@"answer loss [0-9]+\.[0-9]+", answers.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
         Assert.Matches(@"answer loss [0-9]+\.[0-9]+", log.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
 
         Assert.Contains("QuantizedCacheShare (1.5)", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCacheShare = 1.5 })).Message, StringComparison.Ordinal);
@@ -195,6 +200,13 @@ public sealed class SyntheticTrainerTests : IDisposable
             {
                 Assert.Equal(g.AnswerTargets[k], g.Ids[g.AnswerRows[k] + 1]);
             }
+
+            // The decode rows are the answer rows less each answer's first (predicted from the prompt, as at prefill).
+            int answers = g.Samples.Sum(p => p.Answers.Count);
+            Assert.Equal(g.AnswerRows.Length - answers, g.DecodeRows.Length);
+            Assert.Subset(g.AnswerRows.ToHashSet(), g.DecodeRows.ToHashSet());
+            var firstRows = g.Samples.SelectMany((p, b) => p.Answers.Select(a => ((long)b * g.Longest) + a.Start - 1)).ToHashSet();
+            Assert.Empty(firstRows.Intersect(g.DecodeRows));
 
             // The frames of the second sample start right after the first's.
             var second = g.Samples.Count > 1 ? g.Samples[1] : null;

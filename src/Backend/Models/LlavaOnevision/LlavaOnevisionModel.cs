@@ -445,13 +445,19 @@ public sealed class LlavaOnevisionModel : nn.Module
 
     /// <summary>
     /// Runs the decoder without a cache over embeddings [B, T, D] from position 0, each layer's keys and values replaced by
-    /// <paramref name="transform"/> before its attention (training with the cache's quantization in the loop).
+    /// <paramref name="transform"/> for the queries marked in <paramref name="transformedQueries"/> ([B, T] bool; every
+    /// query when null): training with the cache's quantization in the loop.
     /// </summary>
-    internal Tensor Forward(Tensor embeds, KeyValueTransform transform, List<Tensor>? layerOutputs = null)
+    internal Tensor Forward(Tensor embeds, KeyValueTransform transform, List<Tensor>? layerOutputs = null, Tensor? transformedQueries = null)
     {
         ArgumentNullException.ThrowIfNull(embeds);
         ArgumentNullException.ThrowIfNull(transform);
-        return language_model.Forward(embeds.to(DType), 0, null, null, layerOutputs, transform);
+        if (transformedQueries is not null && (transformedQueries.dtype != ScalarType.Bool || !transformedQueries.shape.SequenceEqual(embeds.shape.Take(2))))
+        {
+            throw new ArgumentException($"transformedQueries must be bool [{embeds.shape[0]}, {embeds.shape[1]}]; got {transformedQueries.dtype} [{string.Join(", ", transformedQueries.shape)}].", nameof(transformedQueries));
+        }
+
+        return language_model.Forward(embeds.to(DType), 0, null, null, layerOutputs, transform, transformedQueries);
     }
 
     /// <summary>Logits [.., V] (float32) for hidden states [.., D].</summary>

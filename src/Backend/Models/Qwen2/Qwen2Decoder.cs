@@ -67,13 +67,17 @@ internal sealed class Qwen2Attention : nn.Module
     /// the same (prefill attention uses the unquantized keys and values), then the cache is filled. Otherwise the new
     /// keys and values are appended and the queries attend over the whole cache.
     /// </summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance, int layer = 0, KeyValueTransform? transform = null)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance, int layer = 0, KeyValueTransform? transform = null, Tensor? transformedQueries = null)
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1];
         var q = Rope.Apply(q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2), cos, sin);     // [B, H, T, hd]
         var k = Rope.Apply(k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2), cos, sin);   // [B, Hkv, T, hd]
         var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);                        // [B, Hkv, T, hd]
+
+        int groups = _heads / _kvHeads;
+        Tensor Attend(Tensor keys, Tensor values) => nn.functional.scaled_dot_product_attention(
+            q, groups > 1 ? keys.repeat_interleave(groups, 1) : keys, groups > 1 ? values.repeat_interleave(groups, 1) : values, null, 0.0, t > 1);
 
         Tensor output;
         if (transform is not null)
@@ -83,15 +87,15 @@ internal sealed class Qwen2Attention : nn.Module
                 throw new ArgumentException("A key/value transform is for attention without a cache.", nameof(transform));
             }
 
-            (k, v) = transform(layer, k, v);
+            // Every query reads the transformed keys and values, or only the rows marked in transformedQueries [B, T].
+            var (kt, vt) = transform(layer, k, v);
+            output = transformedQueries is null
+                ? Attend(kt, vt)
+                : where(transformedQueries.view(b, 1, t, 1), Attend(kt, vt), Attend(k, v));
         }
-
-        if (cache is null || cache.Length == 0)
+        else if (cache is null || cache.Length == 0)
         {
-            int groups = _heads / _kvHeads;
-            var kk = groups > 1 ? k.repeat_interleave(groups, 1) : k;
-            var vv = groups > 1 ? v.repeat_interleave(groups, 1) : v;
-            output = nn.functional.scaled_dot_product_attention(q, kk, vv, null, 0.0, t > 1);
+            output = Attend(k, v);
             cache?.Prefill(k, v, importance);
         }
         else
@@ -150,10 +154,10 @@ internal sealed class Qwen2DecoderLayer : nn.Module
         register_module(nameof(mlp), mlp);
     }
 
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance, int layer = 0, KeyValueTransform? transform = null)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, QuantizedKVCache? cache, Tensor? importance, int layer = 0, KeyValueTransform? transform = null, Tensor? transformedQueries = null)
     {
         using var scope = NewDisposeScope();
-        var h = Scalars.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance, layer, transform));
+        var h = Scalars.Add(x, self_attn.Forward(input_layernorm.forward(x), cos, sin, cache, importance, layer, transform, transformedQueries));
         return Scalars.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 }
@@ -183,9 +187,10 @@ internal sealed class Qwen2Decoder : nn.Module
     /// <summary>
     /// Runs the layers over embeddings [B, T, D] at positions start..start+T-1 and returns the final-normed hidden states.
     /// <paramref name="layerOutputs"/>, when given, receives each layer's output; <paramref name="transform"/> (without
-    /// caches) replaces each layer's keys and values before its attention.
+    /// caches) replaces each layer's keys and values for the queries marked in <paramref name="transformedQueries"/>
+    /// ([B, T] bool; all when null).
     /// </summary>
-    public Tensor Forward(Tensor embeds, long start, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, List<Tensor>? layerOutputs, KeyValueTransform? transform = null)
+    public Tensor Forward(Tensor embeds, long start, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, List<Tensor>? layerOutputs, KeyValueTransform? transform = null, Tensor? transformedQueries = null)
     {
         using var scope = NewDisposeScope();
         using var first = start.ToScalar();
@@ -195,7 +200,7 @@ internal sealed class Qwen2Decoder : nn.Module
         var h = embeds;
         for (int i = 0; i < layers.Count; i++)
         {
-            h = layers[i].Forward(h, cos, sin, caches?[i], importance, i, transform);
+            h = layers[i].Forward(h, cos, sin, caches?[i], importance, i, transform, transformedQueries);
             layerOutputs?.Add(h.MoveToOuterDisposeScope());
         }
 
