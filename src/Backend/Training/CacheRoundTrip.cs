@@ -13,8 +13,6 @@ namespace VidKV.AI.Backend.Training;
 /// </summary>
 internal sealed class CacheRoundTrip
 {
-    private readonly KVCacheOptions _options;
-
     /// <exception cref="ArgumentException">The options do not quantize or are not valid.</exception>
     public CacheRoundTrip(KVCacheOptions options)
     {
@@ -25,11 +23,11 @@ internal sealed class CacheRoundTrip
             throw new ArgumentException($"The cache preset '{options.Preset}' does not quantize; training with it in the loop would change nothing.", nameof(options));
         }
 
-        _options = options;
+        Options = options;
     }
 
     /// <summary>The cache settings.</summary>
-    public KVCacheOptions Options => _options;
+    public KVCacheOptions Options { get; }
 
     /// <summary>Keys and values [B, H, T, D] as the cache gives them back, with the gradient of the inputs.</summary>
     public (Tensor Keys, Tensor Values) Apply(int layer, Tensor keys, Tensor values)
@@ -38,7 +36,7 @@ internal sealed class CacheRoundTrip
         Tensor keysBack, valuesBack;
         using (no_grad())
         {
-            using var cache = new QuantizedKVCache(_options);
+            using var cache = new QuantizedKVCache(Options);
             cache.Prefill(keys.detach(), values.detach());
             (keysBack, valuesBack) = cache.GetKeysValues();
         }

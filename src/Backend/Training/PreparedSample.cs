@@ -20,6 +20,12 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
     /// <summary>Tokens of the first answer, its end of turn included.</summary>
     public int FirstAnswerTokens => Answers[0].End - Answers[0].Start;
 
+    /// <summary>
+    /// Positions of an answer's tokens that predict the next answer token (or the end of turn): the queries that read the
+    /// cache when the answer is generated (its first token is predicted from the prompt, at prefill).
+    /// </summary>
+    public IEnumerable<int> DecodePositions(int answer) => Enumerable.Range(Answers[answer].Start, Answers[answer].End - Answers[answer].Start - 1);
+
     /// <summary>Answer tokens (and ends of turn) the loss is taken over, in every answer.</summary>
     public int AnswerTokens => Answers.Sum(a => a.End - a.Start);
 
@@ -184,11 +190,12 @@ internal sealed class BatchGroup : IDisposable
                     // Position t - 1 predicts token t: the answer tokens and the end of turn.
                     rows.Add(((long)b * longest) + t - 1);
                     targets.Add(p.Ids[t]);
-                    if (t > from)
-                    {
-                        decodeRows.Add(((long)b * longest) + t - 1);
-                    }
                 }
+            }
+
+            for (int a = 0; a < p.Answers.Count; a++)
+            {
+                decodeRows.AddRange(p.DecodePositions(a).Select(t => ((long)b * longest) + t));
             }
         }
 

@@ -154,13 +154,12 @@ public sealed class SyntheticTrainer
             if (_options.EvaluateEvery > 0 && (step % _options.EvaluateEvery == 0 || last))
             {
                 model.SetTrainable(false);
-                var accuracy = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, null);
-                var compressed = roundTrips.Length > 0 ? QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, roundTrips[^1]) : default;
+                var (accuracy, compressed) = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, roundTrips.Length > 0 ? roundTrips[^1] : null);
                 model.Save(outputDirectory);
                 SaveHeads(outputDirectory, head, motionHead);
                 model.SetTrainable(true);
                 _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily})"
-                    + (roundTrips.Length == 0 ? string.Empty : $"; answers decoded through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed.Overall:P1} ({compressed.PerFamily})") + " (saved)");
+                    + (roundTrips.Length == 0 ? string.Empty : $"; answers decoded through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed!.Value.Overall:P1} ({compressed.Value.PerFamily})") + " (saved)");
             }
         }
 
@@ -397,13 +396,15 @@ public sealed class SyntheticTrainer
     }
 
     /// <summary>
-    /// Teacher-forced exact match on the validation split; with <paramref name="roundTrip"/>, the answer tokens attend to
-    /// every layer's keys and values as that cache gives them back, as the decode steps of generation do (the first
-    /// answer token is predicted from the prompt in full precision, as at prefill).
+    /// Teacher-forced exact match on the validation split; with <paramref name="roundTrip"/>, also with the answer tokens
+    /// attending to every layer's keys and values as that cache gives them back, as the decode steps of generation do
+    /// (the first answer token is predicted from the prompt in full precision, as at prefill). Each video is encoded once.
     /// </summary>
-    private (double Overall, string PerFamily) QuickAccuracy(LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device, CacheRoundTrip? roundTrip)
+    private ((double Overall, string PerFamily) Exact, (double Overall, string PerFamily)? ThroughCache) QuickAccuracy(
+        LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device, CacheRoundTrip? roundTrip)
     {
-        var counts = new Dictionary<QuestionFamily, (int Correct, int Total)>();
+        var exact = new Dictionary<QuestionFamily, (int Correct, int Total)>();
+        var throughCache = new Dictionary<QuestionFamily, (int Correct, int Total)>();
         for (int i = 0; i < _options.ValidationSamples; i++)
         {
             var sample = SceneGenerator.Generate(SyntheticDataset.SeedOf(_options.Seed, DatasetSplit.Validation, i), sceneOptions);
@@ -412,18 +413,28 @@ public sealed class SyntheticTrainer
             var video = Video(p, preprocessor, device);
             var input = tensor(p.Ids.Select(x => (long)x).ToArray(), device: device).reshape(1, -1);
             var embeds = model.MergeVisual(input, model.Embed(input), model.EncodeVideo(video), null);
-            var decodeRows = Enumerable.Range(p.AnswerStart, p.FirstAnswerTokens - 1).Select(i => (long)i).ToArray();
-            var logits = model.Logits(roundTrip is null ? model.Forward(embeds) : model.Forward(embeds, roundTrip.Apply, null, RowMask(decodeRows, 1, p.Ids.Count, device))).squeeze(0);
+            var targets = input.squeeze(0).narrow(0, p.AnswerStart, p.FirstAnswerTokens);
 
             // Teacher-forced exact match: every answer token (and the end of turn) must be the most likely one.
-            var predicted = logits.narrow(0, p.AnswerStart - 1, p.FirstAnswerTokens).argmax(-1);
-            var targets = input.squeeze(0).narrow(0, p.AnswerStart, p.FirstAnswerTokens);
-            var (correct, total) = counts.GetValueOrDefault(sample.Family);
-            counts[sample.Family] = (correct + (predicted.eq(targets).all().item<bool>() ? 1 : 0), total + 1);
+            void Score(Dictionary<QuestionFamily, (int Correct, int Total)> counts, Tensor hidden)
+            {
+                var predicted = model.Logits(hidden).squeeze(0).narrow(0, p.AnswerStart - 1, p.FirstAnswerTokens).argmax(-1);
+                var (correct, total) = counts.GetValueOrDefault(sample.Family);
+                counts[sample.Family] = (correct + (predicted.eq(targets).all().item<bool>() ? 1 : 0), total + 1);
+            }
+
+            Score(exact, model.Forward(embeds));
+            if (roundTrip is not null)
+            {
+                long[] decodeRows = [.. p.DecodePositions(0).Select(t => (long)t)];
+                Score(throughCache, model.Forward(embeds, roundTrip.Apply, null, RowMask(decodeRows, 1, p.Ids.Count, device)));
+            }
         }
 
-        double overall = (double)counts.Values.Sum(v => v.Correct) / _options.ValidationSamples;
-        return (overall, string.Join(", ", counts.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key} {(double)kv.Value.Correct / kv.Value.Total:P0}")));
+        (double, string) Summary(Dictionary<QuestionFamily, (int Correct, int Total)> counts) => (
+            (double)counts.Values.Sum(v => v.Correct) / _options.ValidationSamples,
+            string.Join(", ", counts.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key} {(double)kv.Value.Correct / kv.Value.Total:P0}")));
+        return (Summary(exact), roundTrip is null ? null : Summary(throughCache));
     }
 
     /// <summary>Fraction of the run done after <paramref name="steps"/> steps: steps or time, whichever is further along.</summary>

@@ -34,8 +34,8 @@ public sealed record TrainingOptions
     public double VisualLossWeight { get; init; } = 1.0;
 
     /// <summary>
-    /// Weight of the decoder's motion objective: a small head reads the decoder's last hidden state at every pooled video
-    /// token and names the motion of the object in it (<see cref="VisualTargets.Motion"/>), so the decoder learns to
+    /// Weight of the decoder's motion objective: a small head reads a decoder hidden state (<see cref="MotionLayer"/>) at
+    /// every pooled video token and names the motion of the object in it (<see cref="VisualTargets.Motion"/>), so the decoder learns to
     /// compare an object's place with where it was in earlier frames; 0 (default) turns it off.
     /// </summary>
     public double MotionLossWeight { get; init; }
