@@ -21,6 +21,7 @@ internal sealed partial class FfmpegDecodeRun : IDisposable
     private readonly CancellationTokenRegistration _cancellation;
     private double _timeBase = double.NaN;
     private bool _timesMissing;
+    private volatile bool _showInfoSeen;
     private bool _exited;
 
     private FfmpegDecodeRun(Process process, CancellationToken cancellationToken)
@@ -136,11 +137,15 @@ internal sealed partial class FfmpegDecodeRun : IDisposable
 
         PeakResidentBytes = Math.Max(PeakResidentBytes, ReadPeakResident(_process.Id));
 
-        // showinfo logs the frame before it is encoded, so its line is on its way when the bytes arrive. Should an
-        // ffmpeg print it differently, stop waiting after the first miss: the caller then uses the target time.
+        // showinfo logs the frame before it is encoded, so its line is on its way when the bytes arrive, however late the
+        // reader of ffmpeg's messages runs on a busy machine: once showinfo has been heard from, wait for the line (the
+        // wait ends if the messages end). Should an ffmpeg print it differently (nothing heard within 5 s), stop waiting
+        // for good: the caller then uses the target time.
         if (!_timesMissing)
         {
-            if (_times.TryTake(out double t, TimeSpan.FromSeconds(5)))
+            bool taken = _times.TryTake(out double t, TimeSpan.FromSeconds(5))
+                || (_showInfoSeen && _times.TryTake(out t, Timeout.InfiniteTimeSpan));
+            if (taken)
             {
                 time = t;
             }
@@ -224,10 +229,12 @@ internal sealed partial class FfmpegDecodeRun : IDisposable
             double time = long.TryParse(frame.Groups[1].Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long pts) && !double.IsNaN(_timeBase)
                 ? pts * _timeBase
                 : double.TryParse(frame.Groups[2].Value, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds) ? seconds : double.NaN;
+            _showInfoSeen = true;
             _times.Add(time);
         }
         else if (line.Contains("config in time_base:", StringComparison.Ordinal) && TimeBasePattern().Match(line) is { Success: true } tb)
         {
+            _showInfoSeen = true;
             double num = double.Parse(tb.Groups[1].Value, CultureInfo.InvariantCulture), den = double.Parse(tb.Groups[2].Value, CultureInfo.InvariantCulture);
             _timeBase = num > 0 && den > 0 ? num / den : double.NaN;
         }
