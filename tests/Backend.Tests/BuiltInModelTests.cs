@@ -36,7 +36,7 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public void ShippedModel_ReadsTheVideo_AnswersAFixedSetCorrectly_WithFp16AndVidkv158_AndTheCacheMostlyAgreesWithFp16()
+    public void ShippedModel_ReadsTheVideo_AnswersAFixedSetCorrectly_WithFp16AndVidkv158_AndTheCacheAgreesWithFp16_WithinThreePoints()
     {
         using var vlm = BuiltInModel.Load();
         var fp16Replies = new List<string>();
@@ -55,12 +55,14 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
         Assert.True(strays.Count <= 0.05 * 2 * HeldOut.Count, $"{strays.Count} replies are not answers of the task");
 
         // The model reads the video: it answers far more questions with the objects in view than with them removed
-        // (measured 90 % against 20 % with the model shipped on 2026-11-29, run 10).
+        // (measured 91 % against 17 % with the model shipped on 2026-11-29, run 13).
         Assert.True(fp16.Accuracy >= blank.Accuracy + 0.55, $"fp16 {fp16.Accuracy:P1} with the video, {blank.Accuracy:P1} with the objects removed");
 
-        // The compressed cache gives the FP16 reply to most questions (measured 93 of 100); its accuracy is still 5 to
-        // 6.5 points below FP16 on the 200 questions of docs/BENCHMARKS.md (the issue asks for 3).
-        Assert.True(agree >= 0.88 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
+        // The compressed cache gives the FP16 reply to nearly every question (measured 99 of 100) and its accuracy is
+        // within 3 points of FP16 (measured 90 % against 91 %; 93.0 against 93.5 % on the 200 questions of
+        // docs/BENCHMARKS.md).
+        Assert.True(agree >= 0.95 * HeldOut.Count, $"vidkv-1.5/1.58 gave the FP16 reply on {agree} of {HeldOut.Count} questions");
+        Assert.True(compressed.Accuracy >= fp16.Accuracy - 0.03, $"vidkv-1.5/1.58 {compressed.Accuracy:P1} against fp16 {fp16.Accuracy:P1}");
 
         // A fixed set of held-out questions, every family, that the shipped model answers correctly with both caches:
         // each reply must be the generator's answer. Up to 2 of the 50 may flip, since another processor sums in another
@@ -79,8 +81,8 @@ public sealed class BuiltInModelTests(ITestOutputHelper output)
         Assert.True(missed.Count(m => m.StartsWith("vidkv", StringComparison.Ordinal)) <= 2, string.Join("; ", missed));
     }
 
-    // Indices into HeldOut: the first 10 questions of each family that the model shipped on 2026-11-29 (run 10) answers
-    // correctly with both caches (it does 80 of the 100; the test prints them).
+    // Indices into HeldOut: the first 10 questions of each family that the model shipped on 2026-11-29 (run 13) answers
+    // correctly with both caches (it does 90 of the 100; the test prints them).
     private static readonly int[] FixedSet =
-        [1, 2, 7, 8, 9, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 40, 41, 42, 43, 44, 45, 47, 48, 49, 51, 53, 54, 55, 56, 58, 59, 60, 61, 65];
+        [1, 2, 3, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 54, 55, 65, 80];
 }

@@ -206,6 +206,13 @@ public sealed class SyntheticTrainer
     /// <summary>Seeds of training samples: disjoint from the held-out ranges the evaluator uses (below 1,000,000).</summary>
     public static int SyntheticSeed(int step, int index) => 10_000_000 + (step * 64) + index;
 
+    /// <summary>
+    /// Seeds of the validation samples scored during training: the validation part of seed base 0, the same for every
+    /// run (so runs side by side are scored on the same questions) and disjoint from the test part the evaluator scores
+    /// by default (<see cref="SyntheticDataset.SeedOf"/>(0, <see cref="DatasetSplit.Test"/>, i)) and from training.
+    /// </summary>
+    public static int ValidationSeed(int index) => SyntheticDataset.SeedOf(0, DatasetSplit.Validation, index);
+
     private PreparedBatch PrepareBatch(int step, SceneOptions sceneOptions, Qwen2Tokenizer tokenizer, LlavaOnevisionConfig config, int endOfTurn)
     {
         var batch = new PreparedSample[_options.BatchSize];
@@ -407,7 +414,7 @@ public sealed class SyntheticTrainer
         var throughCache = new Dictionary<QuestionFamily, (int Correct, int Total)>();
         for (int i = 0; i < _options.ValidationSamples; i++)
         {
-            var sample = SceneGenerator.Generate(SyntheticDataset.SeedOf(_options.Seed, DatasetSplit.Validation, i), sceneOptions);
+            var sample = SceneGenerator.Generate(ValidationSeed(i), sceneOptions);
             var p = PreparedSample.Create(sample, s => Encode(tokenizer, model.Config, s, endOfTurn, _options.QuestionFirst >= 0.5), VidKvTinyRecipe.ImageSize, VidKvTinyRecipe.CellsPerSide);
             using var scope = NewDisposeScope();
             var video = Video(p, preprocessor, device);

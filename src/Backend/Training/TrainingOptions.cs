@@ -21,7 +21,11 @@ public sealed record TrainingOptions
     /// <summary>Weight decay. Default 0.01.</summary>
     public double WeightDecay { get; init; } = 0.01;
 
-    /// <summary>Seed of initialization and data order.</summary>
+    /// <summary>
+    /// Seed of the model's initialization (without <see cref="InitialModel"/>), the auxiliary heads' initialization and
+    /// the choice of batch groups that read the quantized cache. The training videos do not depend on it: step s of every
+    /// run sees the videos of <see cref="SyntheticTrainer.SyntheticSeed"/>(s, i).
+    /// </summary>
     public int Seed { get; init; }
 
     /// <summary>Longest training video in frames. Default 64.</summary>

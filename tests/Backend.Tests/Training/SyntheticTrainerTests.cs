@@ -125,6 +125,18 @@ public sealed class SyntheticTrainerTests : IDisposable
     }
 
     [Fact]
+    public void ValidationQuestions_AreTheSameForEveryRun_AndNeverTestOrTrainingQuestions()
+    {
+        // The evaluator scores the test part of seed base 0; training reads seeds from 10,000,000 up.
+        var validation = Enumerable.Range(0, 100_000).Select(SyntheticTrainer.ValidationSeed).ToHashSet();
+        var test = Enumerable.Range(0, 100_000).Select(i => SyntheticDataset.SeedOf(0, DatasetSplit.Test, i));
+        Assert.Equal(100_000, validation.Count);
+        Assert.DoesNotContain(test, validation.Contains);
+        Assert.True(validation.Max() < SyntheticTrainer.SyntheticSeed(1, 0), $"validation reaches seed {validation.Max()}");
+        Assert.Equal(SyntheticDataset.SeedOf(0, DatasetSplit.Validation, 7), SyntheticTrainer.ValidationSeed(7));
+    }
+
+    [Fact]
     public void InitialModel_ThatIsNotACheckpoint_IsRejectedByName()
     {
         var ex = Assert.Throws<ArgumentException>(() => new SyntheticTrainer(new TrainingOptions { InitialModel = _temp }));
