@@ -183,18 +183,16 @@ internal sealed class BatchGroup : IDisposable
             // The video's last placeholder is its newline feature; the others are its frames' pooled tokens.
             cellPositions.AddRange(positions.Skip(first).SkipLast(1));
 
-            foreach (var (from, to) in p.Answers)
+            for (int a = 0; a < p.Answers.Count; a++)
             {
+                var (from, to) = p.Answers[a];
                 for (int t = from; t < to; t++)
                 {
                     // Position t - 1 predicts token t: the answer tokens and the end of turn.
                     rows.Add(((long)b * longest) + t - 1);
                     targets.Add(p.Ids[t]);
                 }
-            }
 
-            for (int a = 0; a < p.Answers.Count; a++)
-            {
                 decodeRows.AddRange(p.DecodePositions(a).Select(t => ((long)b * longest) + t));
             }
         }
