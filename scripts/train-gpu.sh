@@ -8,7 +8,7 @@
 # There:
 #   mkdir train && tar xJf vidkv-train.tar.xz -C train
 #   OUT=/some/folder bash scripts/train-gpu.sh train --init models/vidkv-tiny --minutes 8 --steps 100000 --batch 64 --lr 1e-3 --questions 8 --max-video-frames 256 --position frame
-# DEVICE=cpu VIDKV_LIBTORCH= runs it on the CPU with the packaged libtorch (a check of the script). Writes $OUT/train.log and $OUT/checkpoint.tar (config, weights, tokenizer, preprocessor config and the visual head of
+# DEVICE=cpu VIDKV_LIBTORCH= runs it on the CPU with the packaged libtorch (a check of the script). Writes $OUT/train.log and $OUT/checkpoint.tar (config, weights, tokenizer, preprocessor config, and beside it checkpoint-training/ with the visual head of
 # the last save: also after a failure, when one was saved).
 set -uo pipefail
 if [ $# -lt 1 ] || [ ! -x "$1/vidkv-train" ]; then
@@ -25,7 +25,7 @@ trap 'rm -rf "$work"' EXIT
 "$dir/vidkv-train" train --out "$work/checkpoint" --device "${DEVICE:-cuda}" "$@" 2>&1 | tee "$OUT/train.log"
 status=${PIPESTATUS[0]}
 if [ -f "$work/checkpoint/model.safetensors" ]; then
-  tar cf "$OUT/checkpoint.tar" -C "$work" checkpoint
+  tar cf "$OUT/checkpoint.tar" -C "$work" checkpoint $( [ -d "$work/checkpoint-training" ] && echo checkpoint-training )
   echo "checkpoint: $OUT/checkpoint.tar"
 else
   echo "no checkpoint was saved" >&2

@@ -1,3 +1,4 @@
+using VidKV.AI.Backend;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;

@@ -1,3 +1,7 @@
+using VidKV.AI.Backend.Models;
+using VidKV.AI.Backend;
+using VidKV.AI.Backend.Models.Siglip;
+using VidKV.AI.Backend.Models.Qwen2;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -58,7 +62,7 @@ internal static class ModelDecodeBenchmark
 
                     var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev).mul(tensor(0.02f, dtype: dtype, device: dev));
                     var importance = rand([tokens], device: dev);
-                    full.Forward(embeds, 0, cache, importance);
+                    full.Forward(new DecoderInput(embeds) { Cache = cache, Importance = importance });
                     Sync(onCuda);
                 }
 
@@ -69,7 +73,7 @@ internal static class ModelDecodeBenchmark
                     var id = tensor(new long[] { 1000 + i + 2 }, device: dev).reshape(1, 1);
                     Sync(onCuda);
                     var watch = Stopwatch.StartNew();
-                    var logits = full.Logits(full.Forward(full.Embed(id), cache.Length, cache));
+                    var logits = full.Logits(full.Forward(new DecoderInput(full.Embed(id)) { Cache = cache }));
                     Sync(onCuda);
                     if (i >= 0)
                     {

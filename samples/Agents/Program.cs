@@ -7,7 +7,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.SemanticKernel;
 using VidKV.AI.Backend;
-using VidKV.AI.Backend.Synthetic;
+using VidKV.AI.Training.Synthetic;
 using VidKV.AI.Connector;
 using VidKV.AI.Quantization.Native;
 using ChatMessage = Microsoft.Extensions.AI.ChatMessage;

@@ -52,6 +52,7 @@ try
 
     var load = Stopwatch.StartNew();
     using var vlm = VideoLanguageModel.Load(a.Model, new ModelLoadOptions { DType = a.DType, Device = torch.device(a.Device) });
+    Console.Error.WriteLine($"family {vlm.Info.Family}, context {vlm.Info.ContextLength} tokens");
     Console.Error.WriteLine($"loaded {a.Model} in {load.Elapsed.TotalSeconds:F1} s ({a.DType} on {a.Device})");
 
     using var scope = NewDisposeScope();
@@ -59,22 +60,22 @@ try
     var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new[] { media, new TextPart(a.Question) }) });
     if (a.Video is not null)
     {
-        var decode = Stopwatch.StartNew();
-        using var source = FrameSources.Open(a.Video);
-        var info = source.Info;
-        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{a.Video}: {info.Format}/{info.Codec} {info.Width}x{info.Height}, {info.Duration.TotalSeconds:F2} s, {info.FrameCount} frames at {info.FrameRate:F3} fps"));
-        // Each frame is preprocessed as it is decoded, so the full-size frames are never held together.
-        var video = VideoFrames.LoadForModel(source, a.Sampling, vlm.VideoPreprocessor, CancellationToken.None); // freed with the scope
-        request = request with { Videos = new[] { video.PixelValues } };
-        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"sampled {video.Timestamps.Count} frames in {decode.Elapsed.TotalSeconds:F2} s at: {string.Join(", ", video.Timestamps.Select(t => t.TotalSeconds.ToString("F2", CultureInfo.InvariantCulture)))} s"));
+        using (var source = FrameSources.Open(a.Video))
+        {
+            var info = source.Info;
+            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{a.Video}: {info.Format}/{info.Codec} {info.Width}x{info.Height}, {info.Duration.TotalSeconds:F2} s, {info.FrameCount} frames at {info.FrameRate:F3} fps"));
+        }
+
+        // The model decodes the video itself, preprocessing each frame as it is decoded (the full-size frames are never
+        // held together), and frees the frames after the prefill.
+        request = request with { Videos = new[] { MediaSource.FromFile(a.Video) }, Sampling = a.Sampling };
     }
     else
     {
         request = a.Image is null
-            ? request with { Videos = new[] { ImageFiles.LoadFrames(a.Frames) } }
-            : request with { Images = new[] { ImageFiles.Load(a.Image) } };
+            ? request with { Videos = new[] { MediaSource.FromPixels(ImageFiles.LoadFrames(a.Frames)) } }
+            : request with { Images = new[] { MediaSource.FromFile(a.Image) } };
     }
 
     var cacheOptions = KVCacheOptions.FromPreset(a.Preset, a.Profile);

@@ -7,8 +7,8 @@ using System.Diagnostics;
 using Microsoft.Extensions.AI;
 using VidKV.AI.Backend;
 using VidKV.AI.Backend.Media;
-using VidKV.AI.Backend.Synthetic;
-using VidKV.AI.Backend.Training;
+using VidKV.AI.Training.Synthetic;
+using VidKV.AI.Training;
 using VidKV.AI.Connector;
 using VidKV.AI.Quantization.Native;
 

@@ -32,7 +32,7 @@ public static class BuiltInModel
     /// <summary>Loads the built-in model.</summary>
     /// <param name="options">Device and dtype; <see langword="null"/> for float32 on the CPU.</param>
     /// <exception cref="DirectoryNotFoundException">The model's files are not where <see cref="Directory"/> says.</exception>
-    public static VideoLanguageModel Load(ModelLoadOptions? options = null)
+    public static LlavaOnevisionVideoModel Load(ModelLoadOptions? options = null)
     {
         if (!IsAvailable)
         {
@@ -41,6 +41,6 @@ public static class BuiltInModel
                 + $"VidKV.AI.Backend build; set {DirectoryVariable} to a folder holding it, or load a checkpoint folder with VideoLanguageModel.Load.");
         }
 
-        return VideoLanguageModel.Load(Directory, options);
+        return LlavaOnevisionVideoModel.Load(Directory, options);
     }
 }

@@ -1,21 +1,21 @@
+using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Text;
-using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend;
 
 /// <summary>
-/// A conversation and its pixels: <see cref="Videos"/> fill the <see cref="VideoPart"/>s and <see cref="Images"/> the
-/// <see cref="ImagePart"/>s, in order of appearance.
+/// A conversation and its media: <see cref="Videos"/> fill the <see cref="VideoPart"/>s and <see cref="Images"/> the
+/// <see cref="ImagePart"/>s, in order of appearance. The model decodes the media when it runs the request.
 /// </summary>
 /// <param name="Turns">The conversation.</param>
 public sealed record ChatRequest(IReadOnlyList<ChatTurn> Turns)
 {
-    /// <summary>
-    /// Each video's frames: uint8 [F, H, W, 3] RGB, or frames already preprocessed for the model, float [F, 3, S, S]
-    /// (as <c>VideoFrames.LoadForModel</c> returns them, without holding the decoded frames).
-    /// </summary>
-    public IReadOnlyList<Tensor> Videos { get; init; } = Array.Empty<Tensor>();
+    /// <summary>Each video part's media.</summary>
+    public IReadOnlyList<MediaSource> Videos { get; init; } = Array.Empty<MediaSource>();
 
-    /// <summary>Each image, uint8 [H, W, 3] RGB.</summary>
-    public IReadOnlyList<Tensor> Images { get; init; } = Array.Empty<Tensor>();
+    /// <summary>Each image part's media.</summary>
+    public IReadOnlyList<MediaSource> Images { get; init; } = Array.Empty<MediaSource>();
+
+    /// <summary>Which frames of each video are read (not used for videos given as pixels).</summary>
+    public FrameSamplingOptions Sampling { get; init; } = new();
 }

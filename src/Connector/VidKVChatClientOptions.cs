@@ -73,7 +73,7 @@ public sealed class VidKVChatClientOptions
             throw new ArgumentException($"VidKV:Device is '{Device}'; allowed: cpu, cuda or cuda:N.");
         }
 
-        _ = ParseDType(DType);
+        _ = ToLoadOptions();
         if (string.IsNullOrWhiteSpace(CachePreset) || !KVCacheOptions.PresetNames.Contains(CachePreset.Trim().ToLowerInvariant()))
         {
             throw new ArgumentException($"VidKV:CachePreset is '{CachePreset}'; allowed: {string.Join(", ", KVCacheOptions.PresetNames)}.");
@@ -140,11 +140,18 @@ public sealed class VidKVChatClientOptions
         return copy;
     }
 
-    internal static TorchSharp.torch.ScalarType ParseDType(string? dtype) => dtype?.Trim().ToLowerInvariant() switch
+    /// <summary>Device and type as the backend takes them.</summary>
+    /// <exception cref="ArgumentException">Device or DType is not allowed; the message names the setting.</exception>
+    internal ModelLoadOptions ToLoadOptions()
     {
-        "float32" or "fp32" or "float" => TorchSharp.torch.ScalarType.Float32,
-        "bfloat16" or "bf16" => TorchSharp.torch.ScalarType.BFloat16,
-        "float16" or "fp16" or "half" => TorchSharp.torch.ScalarType.Float16,
-        _ => throw new ArgumentException($"VidKV:DType is '{dtype}'; allowed: float32, bfloat16, float16."),
-    };
+        try
+        {
+            return ModelLoadOptions.Parse(Device, DType);
+        }
+        catch (ArgumentException e)
+        {
+            string setting = e.ParamName == "device" ? $"VidKV:Device is '{Device}'" : $"VidKV:DType is '{DType}'";
+            throw new ArgumentException($"{setting}; allowed: {(e.ParamName == "device" ? "cpu, cuda or cuda:N" : "float32, bfloat16, float16")}.", e);
+        }
+    }
 }

@@ -2,10 +2,10 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.AI;
 using SkiaSharp;
 using VidKV.AI.Backend.Models.LlavaOnevision;
-using VidKV.AI.Backend.Synthetic;
+using VidKV.AI.Training.Synthetic;
 using VidKV.AI.Backend.Text;
 using ChatRole = Microsoft.Extensions.AI.ChatRole;
-using VidKV.AI.Backend.Training;
+using VidKV.AI.Training;
 using VidKV.AI.Quantization.Native;
 
 namespace VidKV.AI.Connector.Tests;

@@ -3,8 +3,8 @@ using System.Text;
 using TorchSharp;
 using VidKV.AI.Backend;
 using VidKV.AI.Backend.Models.LlavaOnevision;
-using VidKV.AI.Backend.Synthetic;
-using VidKV.AI.Backend.Training;
+using VidKV.AI.Training.Synthetic;
+using VidKV.AI.Training;
 using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Native;
 using VidKV.AI.Quantization.Quantizers;
@@ -62,7 +62,7 @@ internal static class Evaluation
         }
 
         TorchRuntime.EnsureLoaded();
-        using var model = VideoLanguageModel.Load(modelDir, new ModelLoadOptions { Device = torch.device(device) });
+        using var model = LlavaOnevisionVideoModel.Load(modelDir, new ModelLoadOptions { Device = torch.device(device) });
         var sceneOptions = new SceneOptions { MinFrames = 8, MaxFrames = 256 };
         var test = SyntheticDataset.Generate(seed, DatasetSplit.Test, samples, sceneOptions);
         var families = Enum.GetValues<QuestionFamily>();

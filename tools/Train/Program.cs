@@ -2,7 +2,7 @@
 //   dotnet run -c Release --project tools/Train -- train --out models/vidkv-tiny [--steps N] [--batch B] [--lr X] [--seed S] [--device cpu|cuda]
 using System.Globalization;
 using TorchSharp;
-using VidKV.AI.Backend.Training;
+using VidKV.AI.Training;
 using VidKV.AI.Quantization.Native;
 
 try
@@ -49,11 +49,11 @@ try
             "--motion-layer" => options with { MotionLayer = int.Parse(Value(), CultureInfo.InvariantCulture) },
             "--position" => options with { Position = Value() switch
             {
-                "cell" => VidKV.AI.Backend.Training.PositionTarget.InCell,
-                "frame" => VidKV.AI.Backend.Training.PositionTarget.InFrame,
+                "cell" => VidKV.AI.Training.PositionTarget.InCell,
+                "frame" => VidKV.AI.Training.PositionTarget.InFrame,
                 var other => throw new ArgumentException($"--position is '{other}'; allowed: cell, frame."),
             } },
-            "--families" => options with { Families = VidKV.AI.Backend.Synthetic.FamilyMix.Parse(Value()) },
+            "--families" => options with { Families = VidKV.AI.Training.Synthetic.FamilyMix.Parse(Value()) },
             "--question-first" => options with { QuestionFirst = double.Parse(Value(), CultureInfo.InvariantCulture) },
             "--questions" => options with { QuestionsPerVideo = Int() },
             "--init" => options with { InitialModel = Value() },

@@ -6,7 +6,7 @@ namespace VidKV.AI.Backend.Checkpoints;
 /// The weights of a Hugging Face checkpoint folder: <c>model.safetensors</c>, or shards listed by
 /// <c>model.safetensors.index.json</c>. Names are looked up across shards.
 /// </summary>
-public sealed class CheckpointFolder : IDisposable
+internal sealed class CheckpointFolder : IDisposable
 {
     private readonly Dictionary<string, SafetensorsFile> _byName;
     private readonly List<SafetensorsFile> _files;

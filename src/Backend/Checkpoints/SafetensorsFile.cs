@@ -11,14 +11,14 @@ namespace VidKV.AI.Backend.Checkpoints;
 /// <param name="Shape">Shape.</param>
 /// <param name="Offset">Byte offset of the data from the start of the data section.</param>
 /// <param name="Length">Byte length of the data.</param>
-public sealed record SafetensorInfo(string Name, ScalarType DType, long[] Shape, long Offset, long Length);
+internal sealed record SafetensorInfo(string Name, ScalarType DType, long[] Shape, long Offset, long Length);
 
 /// <summary>
 /// A safetensors file. Tensors are read from the file straight into their destination's memory (no memory mapping,
 /// no staging buffer when the types agree), so loading a checkpoint does not hold a second copy of it.
 /// </summary>
 /// <remarks>Reading is thread-safe; dispose once done.</remarks>
-public sealed class SafetensorsFile : IDisposable
+internal sealed class SafetensorsFile : IDisposable
 {
     private readonly SafeFileHandle _handle;
     private readonly long _dataStart;

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Backend.Checkpoints;
 
 /// <summary>Writes tensors as a safetensors file (u64 header length, JSON header, raw little-endian data).</summary>
-public static class SafetensorsWriter
+internal static class SafetensorsWriter
 {
     /// <summary>Writes <paramref name="tensors"/> (any device; copied to the CPU one at a time) to <paramref name="path"/>.</summary>
     /// <exception cref="NotSupportedException">A tensor has a type safetensors cannot hold here.</exception>

@@ -4,7 +4,7 @@ namespace VidKV.AI.Backend.Generation;
 /// Finds stop sequences in text that arrives in pieces. Text that might be the start of a stop sequence is held back
 /// until it is known not to be one, so a stop sequence is never emitted, even when it spans several tokens.
 /// </summary>
-public sealed class StopSequenceMatcher
+internal sealed class StopSequenceMatcher
 {
     private readonly string[] _stops;
     private string _pending = string.Empty;

@@ -7,7 +7,7 @@ namespace VidKV.AI.Backend.Generation;
 /// Picks the next token from logits: greedy at temperature 0, otherwise temperature, top-k and top-p (nucleus) sampling
 /// with a seeded generator. One sampler per request; not thread-safe.
 /// </summary>
-public sealed class TokenSampler : IDisposable
+internal sealed class TokenSampler : IDisposable
 {
     private static readonly Scalar NegativeInfinity = double.NegativeInfinity;
     private readonly GenerationOptions _options;

@@ -17,7 +17,7 @@ namespace VidKV.AI.Backend.Media;
 /// </para>
 /// <para>Not thread-safe. The encoded file is held in memory until disposed.</para>
 /// </remarks>
-public sealed class AnimatedImageFrameSource : IFrameSource
+internal sealed class AnimatedImageFrameSource : IFrameSource
 {
     /// <summary>Durations at or below this (milliseconds) count as <see cref="DefaultFrameDuration"/>.</summary>
     private const int MinimumFrameDuration = 10;

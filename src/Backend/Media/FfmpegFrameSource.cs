@@ -41,7 +41,7 @@ namespace VidKV.AI.Backend.Media;
 /// </para>
 /// <para>Not thread-safe; one <see cref="Sample"/> enumeration at a time. Dispose to delete the temporary copy of a stream or byte array.</para>
 /// </remarks>
-public sealed class FfmpegFrameSource : IFrameSource
+internal sealed class FfmpegFrameSource : IFrameSource
 {
     /// <summary>Most frames one ffmpeg process selects (keeps its select expression short).</summary>
     private const int MaxFramesPerRun = 128;

@@ -8,4 +8,4 @@ namespace VidKV.AI.Backend.Media;
 /// The largest peak resident memory of one decoding ffmpeg process, in bytes, as read from /proc when frames arrived
 /// (Linux; 0 elsewhere).
 /// </param>
-public sealed record FfmpegStatistics(int Processes, TimeSpan ProcessTime, long FramesDelivered, long PeakDecoderMemory);
+internal sealed record FfmpegStatistics(int Processes, TimeSpan ProcessTime, long FramesDelivered, long PeakDecoderMemory);

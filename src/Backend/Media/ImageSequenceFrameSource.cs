@@ -11,7 +11,7 @@ namespace VidKV.AI.Backend.Media;
 /// Opening reads every file's header (not its pixels) and rejects frames whose size differs from the first; sampling
 /// decodes only the frames it returns. Not thread-safe.
 /// </remarks>
-public sealed class ImageSequenceFrameSource : IFrameSource
+internal sealed class ImageSequenceFrameSource : IFrameSource
 {
     /// <summary>The file extensions a folder is searched for (case-insensitive).</summary>
     public static IReadOnlyList<string> FrameExtensions { get; } = new[] { ".png", ".jpg", ".jpeg", ".webp", ".bmp" };

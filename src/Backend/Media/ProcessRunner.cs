@@ -9,12 +9,16 @@ internal sealed record ProcessResult(int ExitCode, string StandardOutput, string
 /// <summary>Runs a short-lived tool (ffprobe, <c>ffmpeg -version</c>) to completion and collects its output.</summary>
 internal static class ProcessRunner
 {
-    /// <summary>Runs <paramref name="fileName"/> with arguments passed verbatim (no shell, no quoting).</summary>
+    /// <summary>
+    /// Runs <paramref name="fileName"/> with arguments passed verbatim (no shell, no quoting), writing <paramref name="standardInput"/>
+    /// (when not empty) to its standard input.
+    /// </summary>
     /// <exception cref="OperationCanceledException">Cancelled; the process is killed.</exception>
     /// <exception cref="TimeoutException">It ran longer than <paramref name="timeout"/>; the process is killed.</exception>
-    public static ProcessResult Run(string fileName, IEnumerable<string> arguments, TimeSpan timeout, CancellationToken cancellationToken)
+    public static ProcessResult Run(string fileName, IEnumerable<string> arguments, TimeSpan timeout, CancellationToken cancellationToken, ReadOnlyMemory<byte> standardInput = default)
     {
         using var process = new Process { StartInfo = CreateStartInfo(fileName, arguments) };
+        process.StartInfo.RedirectStandardInput = !standardInput.IsEmpty;
         var clock = Stopwatch.StartNew();
         var stdout = new StringBuilder();
         var stderr = new StringBuilder();
@@ -23,6 +27,7 @@ internal static class ProcessRunner
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
+        var writer = standardInput.IsEmpty ? Task.CompletedTask : Task.Run(() => WriteInput(process, standardInput), CancellationToken.None);
         using (cancellationToken.Register(() => Kill(process)))
         {
             if (!process.WaitForExit(timeout))
@@ -35,6 +40,8 @@ internal static class ProcessRunner
 
             process.WaitForExit(); // drains the asynchronous readers
         }
+
+        writer.GetAwaiter().GetResult();
 
         cancellationToken.ThrowIfCancellationRequested();
         lock (stdout)
@@ -64,6 +71,19 @@ internal static class ProcessRunner
         }
 
         return info;
+    }
+
+    private static void WriteInput(Process process, ReadOnlyMemory<byte> bytes)
+    {
+        try
+        {
+            using var input = process.StandardInput.BaseStream;
+            input.Write(bytes.Span);
+        }
+        catch (IOException)
+        {
+            // The tool stopped reading (it failed or was killed); its exit code and error output say why.
+        }
     }
 
     /// <summary>Kills the process (only that process: ffmpeg starts no children), ignoring one that has already exited.</summary>

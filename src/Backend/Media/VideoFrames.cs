@@ -52,7 +52,7 @@ public static class VideoFrames
     /// </summary>
     /// <param name="source">The media.</param>
     /// <param name="options">Which frames; <see langword="null"/> for 32 uniformly.</param>
-    /// <param name="preprocessor">The checkpoint's video preprocessing (<see cref="VideoLanguageModel.VideoPreprocessor"/>).</param>
+    /// <param name="preprocessor">The checkpoint's video preprocessing (<see cref="Models.LlavaOnevision.LlavaOnevisionVideoModel.VideoPreprocessor"/>).</param>
     /// <param name="cancellationToken">Checked between frames.</param>
     /// <exception cref="ArgumentException">The options are invalid or select no frame.</exception>
     /// <exception cref="InvalidDataException">The media is damaged where a frame was needed.</exception>

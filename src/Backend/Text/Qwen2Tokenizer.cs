@@ -244,7 +244,7 @@ public sealed class Qwen2Tokenizer
     /// </summary>
     /// <param name="skipSpecialTokens">Whether to leave out the tokens in <see cref="SpecialTokenIds"/>.</param>
     /// <returns>A new decoder with nothing pending.</returns>
-    public StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
+    internal StreamingDecoder CreateStreamingDecoder(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
 
     /// <summary>Gets the id of a token written as in the vocabulary (byte-level form, e.g. "Ġthe") or an added token.</summary>
     /// <param name="token">The token.</param>

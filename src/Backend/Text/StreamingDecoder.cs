@@ -18,7 +18,7 @@ namespace VidKV.AI.Backend.Text;
 /// </para>
 /// <para>Not thread-safe: use one instance per generated sequence, from one thread at a time.</para>
 /// </remarks>
-public sealed class StreamingDecoder
+internal sealed class StreamingDecoder
 {
     private readonly Qwen2Tokenizer _tokenizer;
     private readonly bool _skipSpecialTokens;

@@ -14,7 +14,7 @@ namespace VidKV.AI.Backend.Vision;
 /// <c>math.ceil</c>, <c>round(x, 7)</c>, float floor division) so that sizes agree with transformers to the pixel.
 /// Sizes are (height, width). All members are pure and thread-safe.
 /// </remarks>
-public static class AnyResGeometry
+internal static class AnyResGeometry
 {
     private const string MaxPrefix = "anyres_max_";
 

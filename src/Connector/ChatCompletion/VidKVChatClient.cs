@@ -4,10 +4,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using VidKV.AI.Backend;
-using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Connector.Inference;
-using VidKV.AI.Quantization.Native;
-using static TorchSharp.torch;
 using BackendFinish = VidKV.AI.Backend.Generation.FinishReason;
 
 namespace VidKV.AI.Connector;
@@ -80,7 +77,7 @@ public sealed partial class VidKVChatClient : IChatClient
     /// <param name="ownsModel">Whether <see cref="Dispose"/> disposes the model.</param>
     /// <param name="loggerFactory">Where to log; <see langword="null"/> for none.</param>
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
-    public VidKVChatClient(VideoLanguageModel model, VidKVChatClientOptions? options = null, bool ownsModel = false, ILoggerFactory? loggerFactory = null)
+    public VidKVChatClient(IVideoLanguageModel model, VidKVChatClientOptions? options = null, bool ownsModel = false, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         _options = (options ?? new VidKVChatClientOptions()).Clone();
@@ -182,8 +179,9 @@ public sealed partial class VidKVChatClient : IChatClient
 
     /// <inheritdoc />
     /// <remarks>
-    /// Returns the <see cref="ChatClientMetadata"/>, the <see cref="VideoLanguageModel"/> (read its configuration only),
-    /// a copy of the <see cref="VidKVChatClientOptions"/>, or this client; <see langword="null"/> for anything else or a key.
+    /// Returns the <see cref="ChatClientMetadata"/>, the model's <see cref="ModelInfo"/>, the model itself as
+    /// <see cref="IVideoLanguageModel"/> or its family type (read it only: run work through this client), a copy of the
+    /// <see cref="VidKVChatClientOptions"/>, or this client; <see langword="null"/> for anything else or a key.
     /// </remarks>
     public object? GetService(Type serviceType, object? serviceKey = null)
     {
@@ -198,14 +196,10 @@ public sealed partial class VidKVChatClient : IChatClient
             return Metadata;
         }
 
-        if (serviceType == typeof(VideoLanguageModel))
+        if (serviceType == typeof(ModelInfo) || typeof(IVideoLanguageModel).IsAssignableFrom(serviceType))
         {
-            return Volatile.Read(ref _disposed) == 0 ? _worker.Model : null;
-        }
-
-        if (serviceType == typeof(LlavaOnevisionConfig))
-        {
-            return Volatile.Read(ref _disposed) == 0 ? _worker.Model.Model.Config : null;
+            var model = Volatile.Read(ref _disposed) == 0 ? _worker.Model : null;
+            return serviceType == typeof(ModelInfo) ? model?.Info : serviceType.IsInstanceOfType(model) ? model : null;
         }
 
         if (serviceType == typeof(VidKVChatClientOptions))
@@ -228,27 +222,22 @@ public sealed partial class VidKVChatClient : IChatClient
         }
     }
 
-    private static VideoLanguageModel LoadModel(VidKVChatClientOptions options)
+    private static IVideoLanguageModel LoadModel(VidKVChatClientOptions options)
     {
-        TorchRuntime.EnsureLoaded();
-        var load = new ModelLoadOptions { DType = VidKVChatClientOptions.ParseDType(options.DType), Device = new Device(options.Device) };
+        var load = options.ToLoadOptions();
         return string.IsNullOrEmpty(options.ModelPath) ? BuiltInModel.Load(load) : VideoLanguageModel.Load(options.ModelPath, load);
     }
 
-    private void Generate(VideoLanguageModel model, PreparedRequest prepared, ChannelWriter<GenerationUpdate> writer, CancellationToken cancellationToken)
+    private void Generate(IVideoLanguageModel model, PreparedRequest prepared, ChannelWriter<GenerationUpdate> writer, CancellationToken cancellationToken)
     {
-        // The worker thread: every tensor of this request (frames, images, activations) is freed with this scope.
+        // The worker thread: the model decodes the media and frees every tensor of the request before Generate's enumeration ends.
         int tokens = 0;
         try
         {
-            using (NewDisposeScope())
+            foreach (var update in model.Generate(prepared.ToChatRequest(), prepared.Generation, prepared.Cache, cancellationToken))
             {
-                var request = prepared.Decode(model, cancellationToken);
-                foreach (var update in model.Generate(request, prepared.Generation, prepared.Cache, cancellationToken))
-                {
-                    tokens += update.TokenId is null ? 0 : 1;
-                    writer.TryWrite(update);
-                }
+                tokens += update.TokenId is null ? 0 : 1;
+                writer.TryWrite(update);
             }
 
             writer.TryComplete();

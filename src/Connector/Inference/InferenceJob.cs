@@ -9,7 +9,7 @@ namespace VidKV.AI.Connector.Inference;
 internal sealed class InferenceJob
 {
     private const int Queued = 0, Running = 1, Abandoned = 2;
-    private readonly Action<VideoLanguageModel, CancellationToken> _work;
+    private readonly Action<IVideoLanguageModel, CancellationToken> _work;
     private readonly CancellationToken _cancellationToken;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -17,7 +17,7 @@ internal sealed class InferenceJob
 
     /// <summary>Creates a job; <paramref name="work"/> runs on the worker thread with a token that is cancelled
     /// when <paramref name="cancellationToken"/> is or the worker stops.</summary>
-    public InferenceJob(Action<VideoLanguageModel, CancellationToken> work, CancellationToken cancellationToken)
+    public InferenceJob(Action<IVideoLanguageModel, CancellationToken> work, CancellationToken cancellationToken)
     {
         _work = work;
         _cancellationToken = cancellationToken;
@@ -70,7 +70,7 @@ internal sealed class InferenceJob
     }
 
     /// <summary>Runs the work on the calling (worker) thread.</summary>
-    public void Execute(VideoLanguageModel model, CancellationToken stopping)
+    public void Execute(IVideoLanguageModel model, CancellationToken stopping)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(_cancellationToken, stopping);
         try

@@ -4,7 +4,7 @@ using VidKV.AI.Backend;
 namespace VidKV.AI.Connector.Inference;
 
 /// <summary>
-/// The one thread that owns a <see cref="VideoLanguageModel"/>: it runs queued jobs one at a time, so that every tensor
+/// The one thread that owns a <see cref="IVideoLanguageModel"/>: it runs queued jobs one at a time, so that every tensor
 /// of a request is created, used and disposed on this thread (TorchSharp's dispose scopes belong to a thread).
 /// </summary>
 /// <remarks>
@@ -18,14 +18,14 @@ internal sealed class InferenceWorker : IDisposable
     private readonly Thread _thread;
     private readonly int _maxQueueLength;
     private readonly CancellationTokenSource _stopping = new();
-    private VideoLanguageModel? _model;
+    private IVideoLanguageModel? _model;
     private bool _ownsModel;
     private int _waiting;
     private bool _running;
     private int _disposed;
 
     /// <summary>Starts the thread; <paramref name="load"/> runs first on it and gives the model.</summary>
-    public InferenceWorker(Func<VideoLanguageModel> load, bool ownsModel, int maxQueueLength, string name)
+    public InferenceWorker(Func<IVideoLanguageModel> load, bool ownsModel, int maxQueueLength, string name)
     {
         _maxQueueLength = maxQueueLength;
         var loaded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -35,7 +35,7 @@ internal sealed class InferenceWorker : IDisposable
     }
 
     /// <summary>The model (read its configuration only; run work through <see cref="Enqueue"/>).</summary>
-    public VideoLanguageModel Model => _model ?? throw new ObjectDisposedException(nameof(InferenceWorker));
+    public IVideoLanguageModel Model => _model ?? throw new ObjectDisposedException(nameof(InferenceWorker));
 
     /// <summary>Requests waiting for the model (not counting the running one).</summary>
     public int Waiting => Volatile.Read(ref _waiting);
@@ -71,7 +71,7 @@ internal sealed class InferenceWorker : IDisposable
     }
 
     /// <summary>Runs a function on the worker thread, queued like any request, and returns its result.</summary>
-    public Task<T> RunAsync<T>(Func<VideoLanguageModel, T> work)
+    public Task<T> RunAsync<T>(Func<IVideoLanguageModel, T> work)
     {
         var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
         var job = new InferenceJob((model, _) => result.TrySetResult(work(model)), CancellationToken.None);
@@ -109,7 +109,7 @@ internal sealed class InferenceWorker : IDisposable
         _queue.Dispose();
     }
 
-    private void Run(Func<VideoLanguageModel> load, bool ownsModel, TaskCompletionSource loaded)
+    private void Run(Func<IVideoLanguageModel> load, bool ownsModel, TaskCompletionSource loaded)
     {
         try
         {

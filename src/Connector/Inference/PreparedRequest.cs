@@ -4,18 +4,14 @@ using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Quantization.Cache;
-using static TorchSharp.torch;
 using BackendRole = VidKV.AI.Backend.Text.ChatRole;
 using MeaiRole = Microsoft.Extensions.AI.ChatRole;
 
 namespace VidKV.AI.Connector.Inference;
 
-/// <summary>A media item of a request, as the caller gave it: bytes in memory or a local file.</summary>
-internal sealed record MediaInput(bool IsVideo, string Name, ReadOnlyMemory<byte>? Bytes, string? Path);
-
 /// <summary>
 /// A request checked and translated on the caller's thread (no tensors yet): the turns, the media to decode and the
-/// generation, cache and sampling settings. <see cref="Decode"/> makes the tensors on the worker thread.
+/// generation, cache and sampling settings. The model decodes the media on its worker thread.
 /// </summary>
 internal sealed class PreparedRequest
 {
@@ -73,33 +69,13 @@ internal sealed class PreparedRequest
         return new PreparedRequest(turns, media, generation, cache, sampling);
     }
 
-    /// <summary>Decodes the media into tensors (on the worker thread, inside its dispose scope) and builds the request.</summary>
-    public ChatRequest Decode(VideoLanguageModel model, CancellationToken cancellationToken)
+    /// <summary>The backend's request: turns, media sources and frame sampling (the model decodes the media).</summary>
+    public ChatRequest ToChatRequest() => new(Turns)
     {
-        var videos = new List<Tensor>();
-        var images = new List<Tensor>();
-        foreach (var item in Media)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (item.IsVideo)
-            {
-                using var source = item.Path is { } path ? FrameSources.Open(path) : FrameSources.Open(item.Bytes!.Value, item.Name);
-                var video = VideoFrames.LoadForModel(source, Sampling, model.VideoPreprocessor, cancellationToken);
-                videos.Add(video.PixelValues);
-            }
-            else if (item.Path is { } imagePath)
-            {
-                images.Add(ImageFiles.Load(imagePath));
-            }
-            else
-            {
-                using var stream = new MemoryStream(item.Bytes!.Value.ToArray(), writable: false);
-                images.Add(ImageFiles.Decode(stream, item.Name));
-            }
-        }
-
-        return new ChatRequest(Turns) { Videos = videos, Images = images };
-    }
+        Videos = Media.Where(m => m.IsVideo).Select(m => m.Source).ToList(),
+        Images = Media.Where(m => !m.IsVideo).Select(m => m.Source).ToList(),
+        Sampling = Sampling,
+    };
 
     private static ChatTurn MapMessage(ChatMessage message, int index, List<MediaInput> media, VidKVChatClientOptions settings)
     {
@@ -161,7 +137,7 @@ internal sealed class PreparedRequest
             }
         }
 
-        media.Add(new MediaInput(video, name, bytes, path));
+        media.Add(new MediaInput(video, path is not null ? MediaSource.FromFile(path) : MediaSource.FromBytes(bytes!.Value, name)));
         return video ? new VideoPart() : new ImagePart();
     }
 

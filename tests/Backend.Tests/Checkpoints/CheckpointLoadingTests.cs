@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Models;
 using System.Text.Json.Nodes;
 using VidKV.AI.Backend.Checkpoints;
 using VidKV.AI.Backend.Models.LlavaOnevision;
@@ -32,8 +33,8 @@ public sealed class CheckpointLoadingTests : IDisposable
 
         using var scope = NewDisposeScope();
         var ids = tensor(new long[] { 481, 12, 40 }).reshape(1, 3);
-        var altLogits = alt.Logits(alt.Forward(alt.Embed(ids)));
-        var mainHead = main.Logits(main.Forward(alt.Embed(ids)));
+        var altLogits = alt.Logits(alt.Forward(new DecoderInput(alt.Embed(ids))));
+        var mainHead = main.Logits(main.Forward(new DecoderInput(alt.Embed(ids))));
         Assert.True((altLogits - mainHead).abs().max().item<float>() < 0.05, "bf16-rounded weights give nearly the same logits");
     }
 

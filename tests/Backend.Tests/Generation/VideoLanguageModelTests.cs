@@ -1,3 +1,5 @@
+using VidKV.AI.Backend.Models;
+using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Checkpoints;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Models.LlavaOnevision;
@@ -20,7 +22,7 @@ public sealed class VideoLanguageModelTests : IClassFixture<PipelineFixture>
     }
 
     private static ChatRequest VideoQuestion(Tensor frames, string question = "What happens in this video?")
-        => new(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart(question) }) }) { Videos = new[] { frames } };
+        => new(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart(question) }) }) { Videos = new[] { MediaSource.FromPixels(frames) } };
 
     [Fact]
     public void Layout_EqualsTheProcessorsInputIds()
@@ -186,7 +188,7 @@ public sealed class VideoLanguageModelTests : IClassFixture<PipelineFixture>
         random.manual_seed(3);
         var embeds = randn(1, 10, 4);
 
-        var scores = VideoLanguageModel.ImportanceScores(embeds, new[] { (2, 5) });
+        var scores = PromptImportance.Scores(embeds, new[] { (2, 5) });
 
         var values = scores.data<float>().ToArray();
         Assert.All(new[] { 0, 1, 7, 8, 9 }, i => Assert.True(float.IsNaN(values[i])));
@@ -202,7 +204,7 @@ public sealed class VideoLanguageModelTests : IClassFixture<PipelineFixture>
         var noVideo = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart("?") }) });
         Assert.Contains("more video parts", Assert.Throws<ArgumentException>(() => _f.Vlm.Layout(noVideo)).Message, StringComparison.Ordinal);
 
-        var extra = VideoQuestion(frames) with { Images = new[] { zeros(new long[] { 10, 10, 3 }, ScalarType.Byte) } };
+        var extra = VideoQuestion(frames) with { Images = new[] { MediaSource.FromPixels(zeros(new long[] { 10, 10, 3 }, ScalarType.Byte)) } };
         Assert.Contains("1 images were given", Assert.Throws<ArgumentException>(() => _f.Vlm.Layout(extra)).Message, StringComparison.Ordinal);
 
         var tooLong = new GenerationOptions { MaxNewTokens = 2000 };
@@ -220,7 +222,7 @@ public sealed class PipelineFixture : IDisposable
 {
     private readonly SafetensorsFile _reference = SafetensorsFile.Open(Fixtures.Reference);
 
-    public VideoLanguageModel Vlm { get; } = VideoLanguageModel.Load(Fixtures.Model);
+    public LlavaOnevisionVideoModel Vlm { get; } = LlavaOnevisionVideoModel.Load(Fixtures.Model);
 
     public Tensor Ref(string name) => _reference.Read(name);
 

@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Models.LlavaOnevision;
 using SkiaSharp;
 using VidKV.AI.Backend.Checkpoints;
 using VidKV.AI.Backend.Generation;
@@ -43,8 +44,8 @@ public sealed class ImageFilesTests : IDisposable
         Assert.Equal(frames.shape, decoded.shape);
         Assert.True(decoded.eq(frames).all().item<bool>());
 
-        using var vlm = VideoLanguageModel.Load(Fixtures.Model);
-        var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart("What happens in this video?") }) }) { Videos = new[] { decoded } };
+        using var vlm = LlavaOnevisionVideoModel.Load(Fixtures.Model);
+        var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart("What happens in this video?") }) }) { Videos = new[] { MediaSource.FromPixels(decoded) } };
         var tokens = vlm.Generate(request, new GenerationOptions { MaxNewTokens = 10, StopAtEndOfTurn = false }, KVCacheOptions.FromPreset("fp16")).Select(u => (long)u.TokenId!.Value);
         Assert.Equal(reference.Read("video.greedy_tokens").data<long>().ToArray(), tokens);
     }

@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Text;
@@ -12,7 +13,7 @@ public sealed class VideoFramesTests
     public void Mp4_ToTheModel_EndToEnd_ProducesTokens()
     {
         using var scope = NewDisposeScope();
-        using var vlm = VideoLanguageModel.Load(Fixtures.Model);
+        using var vlm = LlavaOnevisionVideoModel.Load(Fixtures.Model);
         using var source = FrameSources.Open(TestClips.Mp4);
         var options = new FrameSamplingOptions { FrameCount = 4 };
 
@@ -31,8 +32,8 @@ public sealed class VideoFramesTests
 
         var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart("What happens in this video?") }) });
         var generation = new GenerationOptions { MaxNewTokens = 5, StopAtEndOfTurn = false };
-        var fromRaw = vlm.Generate(request with { Videos = new[] { raw.Frames } }, generation, KVCacheOptions.FromPreset("vidkv-1.5/1.58")).ToList();
-        var fromPreprocessed = vlm.Generate(request with { Videos = new[] { preprocessed.PixelValues } }, generation, KVCacheOptions.FromPreset("vidkv-1.5/1.58")).ToList();
+        var fromRaw = vlm.Generate(request with { Videos = new[] { MediaSource.FromPixels(raw.Frames) } }, generation, KVCacheOptions.FromPreset("vidkv-1.5/1.58")).ToList();
+        var fromPreprocessed = vlm.Generate(request with { Videos = new[] { MediaSource.FromPixels(preprocessed.PixelValues) } }, generation, KVCacheOptions.FromPreset("vidkv-1.5/1.58")).ToList();
 
         Assert.Equal(5, fromRaw.Count(u => u.TokenId is not null));
         Assert.Equal(4 * 9 + 1, fromRaw[^1].Usage!.VideoTokens);

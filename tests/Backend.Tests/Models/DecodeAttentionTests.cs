@@ -1,3 +1,5 @@
+using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Quantization.Cache;
@@ -24,11 +26,11 @@ public sealed class DecodeAttentionTests
     public void FusedDecode_GivesTheTokensAndScoresOfDequantizeThenAttend(string preset, CacheProfile profile)
     {
         using var scope = NewDisposeScope();
-        using var vlm = VideoLanguageModel.Load(Fixtures.Model);
+        using var vlm = LlavaOnevisionVideoModel.Load(Fixtures.Model);
         var frames = randint(0, 256, [6, 48, 40, 3], generator: new Generator(5)).to(ScalarType.Byte);
         var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart("What moves?") }) })
         {
-            Videos = new[] { frames },
+            Videos = new[] { MediaSource.FromPixels(frames) },
         };
 
         // A residual shorter than the prompt, so that decoding attends over quantized blocks.

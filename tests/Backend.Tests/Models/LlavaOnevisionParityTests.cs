@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Models;
 using VidKV.AI.Backend.Checkpoints;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Quantization.Cache;
@@ -55,7 +56,7 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
 
         var features = _f.Model.EncodeImage(_f.Ref("image.pixel_values")[0], (int)size[0], (int)size[1]);
         var embeds = _f.Model.MergeVisual(ids, _f.Model.Embed(ids), null, features);
-        var logits = _f.Model.Logits(_f.Model.Forward(embeds));
+        var logits = _f.Model.Logits(_f.Model.Forward(new DecoderInput(embeds)));
 
         Assert.Equal(185, features.shape[0]); // reference.json "image_tokens"
         AssertClose(_f.Ref("image.inputs_embeds"), embeds, "image merged input embeddings");
@@ -70,7 +71,7 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
         var ids = _f.Ref("video.input_ids");
         var embeds = bf16.MergeVisual(ids, bf16.Embed(ids), bf16.EncodeVideo(_f.Ref("video.pixel_values")[0]), null);
 
-        var logits = bf16.Logits(bf16.Forward(embeds));
+        var logits = bf16.Logits(bf16.Forward(new DecoderInput(embeds)));
 
         var reference = _f.Ref("video.logits");
         double relative = ((logits - reference).norm() / reference.norm()).item<float>();
@@ -99,9 +100,10 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
         using var scope = NewDisposeScope();
         var ids = _f.Ref("video.input_ids");
         var embeds = _f.Ref("video.inputs_embeds");
-        var layers = new List<Tensor>();
+        var collector = new LayerOutputs();
+        var layers = collector.Outputs;
 
-        var hidden = _f.Model.Forward(embeds, layerOutputs: layers);
+        var hidden = _f.Model.Forward(new DecoderInput(embeds) { Hook = collector });
         var logits = _f.Model.Logits(hidden);
 
         Assert.Equal(_f.Model.Config.Text.NumLayers, layers.Count);
@@ -138,14 +140,14 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
         using var cache = _f.Model.CreateCache(KVCacheOptions.FromPreset("fp16"));
 
         // Prefill all but the last 5 positions, then feed those one at a time.
-        var first = _f.Model.Forward(embeds.narrow(1, 0, n - 5), 0, cache);
+        var first = _f.Model.Forward(new DecoderInput(embeds.narrow(1, 0, n - 5)) { Cache = cache });
         var steps = new List<Tensor> { first };
         for (long p = n - 5; p < n; p++)
         {
-            steps.Add(_f.Model.Forward(embeds.narrow(1, p, 1), p, cache));
+            steps.Add(_f.Model.Forward(new DecoderInput(embeds.narrow(1, p, 1)) { Cache = cache }));
         }
 
-        var full = _f.Model.Forward(embeds);
+        var full = _f.Model.Forward(new DecoderInput(embeds));
         double diff = (cat(steps, 1) - full).abs().max().item<float>();
         _output.WriteLine($"cached vs full forward, max |diff| of hidden states: {diff:E2}");
         Assert.True(diff < 1e-5, $"cached decode differs from the full forward by {diff}");
@@ -193,7 +195,7 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
         var embeds = _f.Ref("video.inputs_embeds");
         var logits = new List<Tensor>();
         var tokens = new List<long>();
-        var last = _f.Model.Logits(_f.Model.Forward(embeds, 0, cache)).select(1, -1)[0];
+        var last = _f.Model.Logits(_f.Model.Forward(new DecoderInput(embeds) { Cache = cache })).select(1, -1)[0];
         long position = embeds.shape[1];
         for (int i = 0; i < steps; i++)
         {
@@ -203,7 +205,7 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
             if (i + 1 < steps)
             {
                 var e = _f.Model.Embed(tensor(new[] { next }).reshape(1, 1));
-                last = _f.Model.Logits(_f.Model.Forward(e, position++, cache)).select(1, -1)[0];
+                last = _f.Model.Logits(_f.Model.Forward(new DecoderInput(e) { Cache = cache, PositionIds = LlavaOnevisionModel.ConsecutivePositions(position++, 1, CPU) })).select(1, -1)[0];
             }
         }
 
@@ -244,4 +246,12 @@ public sealed class TinyModelFixture : IDisposable
         Model.Dispose();
         _reference.Dispose();
     }
+}
+
+/// <summary>A decoder hook that keeps each layer's output (the model's one training hook, used here to compare layers).</summary>
+internal sealed class LayerOutputs : IDecoderHook
+{
+    public List<Tensor> Outputs { get; } = new();
+
+    public void OnLayerOutput(int layer, Tensor hidden) => Outputs.Add(hidden.MoveToOuterDisposeScope());
 }

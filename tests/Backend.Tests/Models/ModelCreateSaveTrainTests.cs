@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Models;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using static TorchSharp.torch;
 
@@ -42,8 +43,8 @@ public sealed class ModelCreateSaveTrainTests : IDisposable
         using var loaded = LlavaOnevisionModel.Load(_temp);
 
         var ids = tensor(new long[] { 481, 20, 30, 40 }).reshape(1, 4);
-        var expected = model.Logits(model.Forward(model.Embed(ids)));
-        var actual = loaded.Logits(loaded.Forward(loaded.Embed(ids)));
+        var expected = model.Logits(model.Forward(new DecoderInput(model.Embed(ids))));
+        var actual = loaded.Logits(loaded.Forward(new DecoderInput(loaded.Embed(ids))));
         Assert.Equal(0, (expected - actual).abs().max().item<float>());
         Assert.Equal(model.Config.Text with { EosTokenIds = Array.Empty<int>() }, loaded.Config.Text with { EosTokenIds = Array.Empty<int>() });
         Assert.Equal(model.Config.Vision, loaded.Config.Vision);
@@ -90,7 +91,7 @@ public sealed class ModelCreateSaveTrainTests : IDisposable
             using var stepScope = NewDisposeScope();
             optimizer.zero_grad();
             var embeds = model.MergeVisual(ids, model.Embed(ids), model.EncodeVideo(pixels), null);
-            var logits = model.Logits(model.Forward(embeds)).narrow(1, 0, ids.shape[1] - 1).reshape(-1, config.Text.VocabSize);
+            var logits = model.Logits(model.Forward(new DecoderInput(embeds))).narrow(1, 0, ids.shape[1] - 1).reshape(-1, config.Text.VocabSize);
             // Learn only the text after the video.
             var mask = targets.ne(config.VideoTokenId);
             var loss = nn.functional.cross_entropy(logits[mask], targets[mask]);

@@ -1,3 +1,5 @@
+using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend;
 
 namespace VidKV.AI.Connector.Tests.ChatCompletion;
@@ -12,7 +14,7 @@ public sealed class ClientFixture : IDisposable
 
     public VidKVChatClient Client { get; }
 
-    public VideoLanguageModel Model => (VideoLanguageModel)Client.GetService(typeof(VideoLanguageModel))!;
+    public LlavaOnevisionVideoModel Model => (LlavaOnevisionVideoModel)Client.GetService(typeof(LlavaOnevisionVideoModel))!;
 
     /// <summary>Tensors alive on the inference thread (the model's parameters included).</summary>
     public Task<long> LiveTensorsAsync() => Client.Worker.RunAsync(_ => TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount);

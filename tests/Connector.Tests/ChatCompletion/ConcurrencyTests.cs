@@ -97,7 +97,7 @@ public sealed class ConcurrencyTests
 
         await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting);
         await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetResponseAsync([TinyModel.VideoQuestion()]));
-        Assert.Null(client.GetService<Backend.VideoLanguageModel>());
+        Assert.Null(client.GetService<Backend.IVideoLanguageModel>());
         client.Dispose();
     }
 

@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Models.LlavaOnevision;
 using Microsoft.Extensions.AI;
 using VidKV.AI.Backend;
 using VidKV.AI.Backend.Generation;
@@ -50,10 +51,11 @@ public sealed class VidKVChatClientTests : IClassFixture<ClientFixture>
         // The same request run on the backend directly gives the same counts.
         var expected = await Client.Worker.RunAsync(model =>
         {
-            using var scope = NewDisposeScope();
-            using var source = FrameSources.Open(TinyModel.VideoBytes, "scene.mp4");
-            using var video = VideoFrames.LoadForModel(source, new FrameSamplingOptions { FrameCount = 4 }, model.VideoPreprocessor);
-            var request = new ChatRequest([new ChatTurn(Backend.Text.ChatRole.User, [new VideoPart(), new TextPart("What color is the circle?")])]) { Videos = [video.PixelValues] };
+            var request = new ChatRequest([new ChatTurn(Backend.Text.ChatRole.User, [new VideoPart(), new TextPart("What color is the circle?")])])
+            {
+                Videos = [MediaSource.FromBytes(TinyModel.VideoBytes, "scene.mp4")],
+                Sampling = new FrameSamplingOptions { FrameCount = 4 },
+            };
             return model.Generate(request, new GenerationOptions { MaxNewTokens = 6 }, KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact)).ToList();
         });
         var final = expected[^1].Usage!;
@@ -146,7 +148,7 @@ public sealed class VidKVChatClientTests : IClassFixture<ClientFixture>
 
         var expected = await Client.Worker.RunAsync(model =>
         {
-            var system = model.Tokenizer.Encode("<|im_start|>system \nYou are a helpful assistant.<|im_end|>").Count;
+            var system = ((LlavaOnevisionVideoModel)model).Tokenizer.Encode("<|im_start|>system \nYou are a helpful assistant.<|im_end|>").Count;
             return system;
         });
         Assert.Equal(plain.Usage!.InputTokenCount + expected, instructed.Usage!.InputTokenCount);
@@ -165,7 +167,7 @@ public sealed class VidKVChatClientTests : IClassFixture<ClientFixture>
 
         var three = await Client.GetResponseAsync(history, new ChatOptions { MaxOutputTokens = 1 });
 
-        int extra = await Client.Worker.RunAsync(model => model.Tokenizer.Encode("<|im_start|>assistant \nred<|im_end|><|im_start|>user \nAnd the square?<|im_end|>").Count);
+        int extra = await Client.Worker.RunAsync(model => ((LlavaOnevisionVideoModel)model).Tokenizer.Encode("<|im_start|>assistant \nred<|im_end|><|im_start|>user \nAnd the square?<|im_end|>").Count);
         Assert.Equal(one.Usage!.InputTokenCount + extra, three.Usage!.InputTokenCount);
     }
 
@@ -255,7 +257,7 @@ public sealed class VidKVChatClientTests : IClassFixture<ClientFixture>
         Assert.NotNull(metadata);
         Assert.Equal(VidKVChatClient.ProviderName, metadata.ProviderName);
         Assert.Equal("vidkv-tiny-random", metadata.DefaultModelId);
-        Assert.Same(_f.Model, Client.GetService<VideoLanguageModel>());
+        Assert.Same(_f.Model, Client.GetService<LlavaOnevisionVideoModel>());
         Assert.Equal(4, Client.GetService<VidKVChatClientOptions>()!.FrameCount);
         Assert.Same(Client, Client.GetService<IChatClient>());
         Assert.Null(Client.GetService<ChatClientMetadata>("key"));

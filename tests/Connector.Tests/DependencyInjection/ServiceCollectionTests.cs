@@ -116,11 +116,11 @@ public sealed class ServiceCollectionTests
         {
             await host.StartAsync();
             client = host.Services.GetRequiredService<VidKVChatClient>();
-            Assert.NotNull(client.GetService<Backend.VideoLanguageModel>());
+            Assert.NotNull(client.GetService<Backend.IVideoLanguageModel>());
             await host.StopAsync();
         }
 
-        Assert.Null(client.GetService<Backend.VideoLanguageModel>());
+        Assert.Null(client.GetService<Backend.IVideoLanguageModel>());
         await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetResponseAsync([TinyModel.VideoQuestion()]));
     }
 }

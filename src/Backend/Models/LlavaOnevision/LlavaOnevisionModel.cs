@@ -8,16 +8,6 @@ using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Models.LlavaOnevision;
 
-/// <summary>Where and in which type a model is loaded.</summary>
-public sealed record ModelLoadOptions
-{
-    /// <summary>Computation type: Float32 (default) or BFloat16 on CPU; Float16 or BFloat16 on CUDA.</summary>
-    public ScalarType DType { get; init; } = ScalarType.Float32;
-
-    /// <summary>Device; <see langword="null"/> for the CPU.</summary>
-    public Device? Device { get; init; }
-}
-
 /// <summary>
 /// LLaVA-OneVision (SigLIP vision tower, 2-layer projector, Qwen2 decoder) in TorchSharp, loaded from a Hugging Face
 /// checkpoint folder. Attention layers keep their keys and values in a <see cref="ModelKVCache"/>.
@@ -423,41 +413,39 @@ public sealed class LlavaOnevisionModel : nn.Module
     }
 
     /// <summary>
-    /// Runs the decoder over embeddings [B, T, D] at positions start..start+T-1, with the given cache (or none), and
-    /// returns the final-normed hidden states [B, T, D]. <paramref name="importance"/> ([T] or [B, T]; NaN for tokens
-    /// that may not be protected) goes to the caches' semantic token protection at prefill.
+    /// Runs the decoder over <see cref="DecoderInput.Embeddings"/> [B, T, D] and returns the final-normed hidden states
+    /// [B, T, D]. Positions default to consecutive ones from the cache's length; with a cache, keys and values are kept in it
+    /// (an empty cache is filled by this prefill, else the inputs are appended and attend over the whole cache).
     /// </summary>
-    public Tensor Forward(Tensor embeds, long start = 0, ModelKVCache? cache = null, Tensor? importance = null, List<Tensor>? layerOutputs = null)
+    /// <exception cref="ArgumentException">The cache has another layer count, the positions are not [T], or a hook replaces
+    /// keys and values while a cache is given.</exception>
+    public Tensor Forward(DecoderInput input)
     {
-        ArgumentNullException.ThrowIfNull(embeds);
+        ArgumentNullException.ThrowIfNull(input);
+        var cache = input.Cache;
         if (cache is not null && cache.Layers.Count != Config.Text.NumLayers)
         {
-            throw new ArgumentException($"The cache has {cache.Layers.Count} layers; this model has {Config.Text.NumLayers}.", nameof(cache));
+            throw new ArgumentException($"The cache has {cache.Layers.Count} layers; this model has {Config.Text.NumLayers}.", nameof(input));
         }
 
-        if (cache is not null && cache.Length != start)
+        long t = input.Embeddings.shape[1];
+        if (input.PositionIds is { } given && (given.dim() != 1 || given.shape[0] != t))
         {
-            throw new ArgumentException($"The cache holds {cache.Length} tokens, so the next position is {cache.Length}, not {start}.", nameof(start));
+            throw new ArgumentException($"Position ids must be [{t}] (one per input); got [{string.Join(", ", given.shape)}].", nameof(input));
         }
 
-        return language_model.Forward(embeds.to(DType), start, cache?.Layers, importance, layerOutputs);
+        // No dispose scope here: a hook's kept layer outputs move to the scope around the decoder's, the caller's.
+        using var consecutive = input.PositionIds is null ? ConsecutivePositions(cache?.Length ?? 0, t, Device) : null;
+        var positions = consecutive ?? input.PositionIds!.to(Device);
+        return language_model.Forward(input.Embeddings.to(DType), positions, cache?.Layers, input.Importance, input.Hook);
     }
 
-    /// <summary>
-    /// Runs the decoder without a cache over embeddings [B, T, D] from position 0, each layer's keys and values replaced by
-    /// <paramref name="transform"/> for the queries marked in <paramref name="transformedQueries"/> ([B, T] bool; every
-    /// query when null): training with the cache's quantization in the loop.
-    /// </summary>
-    internal Tensor Forward(Tensor embeds, KeyValueTransform transform, List<Tensor>? layerOutputs = null, Tensor? transformedQueries = null)
+    /// <summary>Positions start..start+count-1 as int64 [count].</summary>
+    internal static Tensor ConsecutivePositions(long start, long count, Device device)
     {
-        ArgumentNullException.ThrowIfNull(embeds);
-        ArgumentNullException.ThrowIfNull(transform);
-        if (transformedQueries is not null && (transformedQueries.dtype != ScalarType.Bool || !transformedQueries.shape.SequenceEqual(embeds.shape.Take(2))))
-        {
-            throw new ArgumentException($"transformedQueries must be bool [{embeds.shape[0]}, {embeds.shape[1]}]; got {transformedQueries.dtype} [{string.Join(", ", transformedQueries.shape)}].", nameof(transformedQueries));
-        }
-
-        return language_model.Forward(embeds.to(DType), 0, null, null, layerOutputs, transform, transformedQueries);
+        using var first = start.ToScalar();
+        using var end = (start + count).ToScalar();
+        return arange(first, end, VidKV.AI.Quantization.Scalars.OneInt64, ScalarType.Int64, device);
     }
 
     /// <summary>Logits [.., V] (float32) for hidden states [.., D].</summary>
@@ -469,7 +457,7 @@ public sealed class LlavaOnevisionModel : nn.Module
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
-    /// <summary>A new, empty cache for this model.</summary>
+    /// <summary>A new, empty cache for this model: one compressed cache per decoder layer.</summary>
     public ModelKVCache CreateCache(VidKV.AI.Quantization.Cache.KVCacheOptions options) => new(Config.Text.NumLayers, options);
 
     private void CheckPixels(Tensor pixels)
@@ -480,27 +468,5 @@ public sealed class LlavaOnevisionModel : nn.Module
         {
             throw new ArgumentException($"Pixels must be [N, {Config.Vision.NumChannels}, {s}, {s}] (preprocessed frames); got [{string.Join(", ", pixels.shape)}].", nameof(pixels));
         }
-    }
-}
-
-/// <summary>linear_2(gelu(linear_1(x))).</summary>
-internal sealed class Projector : nn.Module<Tensor, Tensor>
-{
-    private readonly LinearLayer linear_1;
-    private readonly LinearLayer linear_2;
-
-    public Projector(long visionDim, long textDim, bool bias, ScalarType dtype, Device device)
-        : base(nameof(Projector))
-    {
-        linear_1 = new LinearLayer(visionDim, textDim, bias, dtype, device);
-        linear_2 = new LinearLayer(textDim, textDim, bias, dtype, device);
-        register_module(nameof(linear_1), linear_1);
-        register_module(nameof(linear_2), linear_2);
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        return linear_2.forward(nn.functional.gelu(linear_1.forward(x))).MoveToOuterDisposeScope();
     }
 }

@@ -1,0 +1,8 @@
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Generation;
+
+/// <summary>A request's media decoded for the model: each video's frames and each image, in the family's own input form.</summary>
+/// <param name="Videos">Each video's frames.</param>
+/// <param name="Images">Each image.</param>
+internal sealed record DecodedMedia(IReadOnlyList<Tensor> Videos, IReadOnlyList<Tensor> Images);

@@ -1,0 +1,86 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Models.Layers;
+
+/// <summary>
+/// Multi-head self-attention with optional grouped-query heads, projection biases and rotary positions, whose keys and values
+/// can live in a <see cref="VidKV.AI.Quantization.Cache.QuantizedKVCache"/>. One module for decoders (causal, RoPE, cache) and
+/// CLIP-style vision towers (full attention, no positions).
+/// </summary>
+internal sealed class Attention : nn.Module
+{
+    private readonly LinearLayer q_proj;
+    private readonly LinearLayer k_proj;
+    private readonly LinearLayer v_proj;
+    private readonly LinearLayer o_proj;
+    private readonly int _heads, _kvHeads, _headDim;
+
+    public Attention(AttentionConfig c, ScalarType dtype, Device device)
+        : base(nameof(Attention))
+    {
+        (_heads, _kvHeads, _headDim) = (c.NumHeads, c.NumKeyValueHeads, c.HeadDim);
+        q_proj = new LinearLayer(c.HiddenSize, c.NumHeads * c.HeadDim, c.QkvBias, dtype, device);
+        k_proj = new LinearLayer(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, c.QkvBias, dtype, device);
+        v_proj = new LinearLayer(c.HiddenSize, c.NumKeyValueHeads * c.HeadDim, c.QkvBias, dtype, device);
+        o_proj = new LinearLayer(c.NumHeads * c.HeadDim, c.HiddenSize, c.OutputBias, dtype, device);
+        register_module(nameof(q_proj), q_proj);
+        register_module(nameof(k_proj), k_proj);
+        register_module(nameof(v_proj), v_proj);
+        register_module(c.OutputName, o_proj);
+    }
+
+    /// <summary>
+    /// <see cref="AttentionInput.Hidden"/> [B, T, D] at consecutive positions. Without a cache: attention over the input alone.
+    /// With an empty cache: the same (prefill attention uses the exact keys and values), then the cache is filled. Otherwise
+    /// the new keys and values are appended and the queries attend over the whole cache.
+    /// </summary>
+    public Tensor forward(AttentionInput input)
+    {
+        using var scope = NewDisposeScope();
+        var x = input.Hidden;
+        long b = x.shape[0], t = x.shape[1];
+        Tensor Heads(Tensor y, int heads) => y.view(b, t, heads, _headDim).transpose(1, 2);
+        Tensor Rotate(Tensor y) => input.Rotary is { } r ? RotaryEmbedding.Apply(y, r) : y;
+        var q = Rotate(Heads(q_proj.forward(x), _heads));    // [B, H, T, hd]
+        var k = Rotate(Heads(k_proj.forward(x), _kvHeads));  // [B, Hkv, T, hd]
+        var v = Heads(v_proj.forward(x), _kvHeads);          // [B, Hkv, T, hd]
+
+        int groups = _heads / _kvHeads;
+        bool causal = input.Causal && t > 1;
+        Tensor Attend(Tensor keys, Tensor values) => nn.functional.scaled_dot_product_attention(
+            q, groups > 1 ? keys.repeat_interleave(groups, 1) : keys, groups > 1 ? values.repeat_interleave(groups, 1) : values, null, 0.0, causal);
+
+        var cache = input.Cache;
+        Tensor output;
+        if (input.Hook?.ReplaceKeyValues(input.Layer, k, v) is { } replaced)
+        {
+            if (cache is not null)
+            {
+                throw new ArgumentException("A hook that replaces keys and values is for attention without a cache.", nameof(input));
+            }
+
+            if (replaced.QueryMask is { } m && (m.dtype != ScalarType.Bool || m.dim() != 2 || m.shape[0] != b || m.shape[1] != t))
+            {
+                throw new ArgumentException($"KeyValueReplacement.QueryMask must be bool [{b}, {t}]; got {m.dtype} [{string.Join(", ", m.shape)}].", nameof(input));
+            }
+
+            // Every query reads the replaced keys and values, or only the rows marked in QueryMask [B, T].
+            output = replaced.QueryMask is not { } mask
+                ? Attend(replaced.Keys, replaced.Values)
+                : where(mask.view(b, 1, t, 1), Attend(replaced.Keys, replaced.Values), Attend(k, v));
+        }
+        else if (cache is null || cache.Length == 0)
+        {
+            output = Attend(k, v);
+            cache?.Prefill(k, v, input.Importance);
+        }
+        else
+        {
+            cache.Append(k, v);
+            output = cache.AttendForDecode(q, causal: true).to(x.dtype);
+        }
+
+        return o_proj.forward(output.transpose(1, 2).reshape(b, t, _heads * _headDim)).MoveToOuterDisposeScope();
+    }
+}

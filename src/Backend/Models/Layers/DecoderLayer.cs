@@ -1,0 +1,35 @@
+using TorchSharp;
+using VidKV.AI.Quantization;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Backend.Models.Layers;
+
+/// <summary>Pre-norm decoder block of Qwen2-style models: x + attn(rmsnorm(x)), then h + mlp(rmsnorm(h)).</summary>
+internal sealed class DecoderLayer : nn.Module
+{
+    private readonly RmsNormLayer input_layernorm;
+    private readonly Attention self_attn;
+    private readonly RmsNormLayer post_attention_layernorm;
+    private readonly GatedMlp mlp;
+
+    public DecoderLayer(AttentionConfig attention, long intermediateSize, double rmsNormEps, ScalarType dtype, Device device)
+        : base(nameof(DecoderLayer))
+    {
+        input_layernorm = new RmsNormLayer(attention.HiddenSize, rmsNormEps, dtype, device);
+        self_attn = new Attention(attention, dtype, device);
+        post_attention_layernorm = new RmsNormLayer(attention.HiddenSize, rmsNormEps, dtype, device);
+        mlp = new GatedMlp(attention.HiddenSize, intermediateSize, false, dtype, device);
+        register_module(nameof(input_layernorm), input_layernorm);
+        register_module(nameof(self_attn), self_attn);
+        register_module(nameof(post_attention_layernorm), post_attention_layernorm);
+        register_module(nameof(mlp), mlp);
+    }
+
+    public Tensor forward(AttentionInput input)
+    {
+        using var scope = NewDisposeScope();
+        var x = input.Hidden;
+        var h = Scalars.Add(x, self_attn.forward(input with { Hidden = input_layernorm.forward(x) }));
+        return Scalars.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+    }
+}
