@@ -21,7 +21,7 @@ internal static class KVCacheSnapshotFormat
     /// <summary>The version this code writes and reads; raise it whenever the layout or the meaning of a field changes.</summary>
     public const int Version = 1;
 
-    private const int MaxHeaderBytes = 256 << 20;
+    private const int MaxHeaderBytes = 64 << 20;
     private const int MaxRank = 8;
     private const int CopyChunk = 1 << 20;
     private static readonly byte[] Magic = "VIDKVSNP"u8.ToArray();
@@ -262,6 +262,11 @@ internal static class KVCacheSnapshotFormat
         if (length is <= 0 or > MaxHeaderBytes)
         {
             throw new InvalidSnapshotException($"The KV cache snapshot is corrupt: it declares a {length}-byte header (allowed: 1 to {MaxHeaderBytes}).");
+        }
+
+        if (source.CanSeek && length > source.Length - source.Position)
+        {
+            throw new InvalidSnapshotException($"The KV cache snapshot is truncated: it declares a {length}-byte header, {source.Length - source.Position} bytes follow.");
         }
 
         var header = new byte[length];
