@@ -75,7 +75,8 @@ public sealed class QuantizedKVCacheSnapshot : IDisposable
 
     /// <summary>
     /// A new cache with the snapshot's content that appends its own tokens: the blocks are shared, the residual and
-    /// scores copied (at most <see cref="KVCacheOptions.ResidualLength"/> tokens).
+    /// scores copied (fewer than <see cref="KVCacheOptions.ResidualLength"/> tokens; with the fp16 preset, which
+    /// quantizes nothing, the residual is the whole cache, so a fork copies it all).
     /// </summary>
     /// <returns>A cache the caller owns and must dispose; disposing it never frees the shared blocks.</returns>
     /// <exception cref="ObjectDisposedException">The snapshot was disposed.</exception>
