@@ -26,6 +26,10 @@ internal static class Program
                    for every preset, profile and variant of the unit tests (which run on the CPU only); exit code 1 on
                    any difference beyond 1e-4. Needs VIDKV_LIBTORCH.
 
+          snapshot [--frames 32,64] [--repeats 5] [--out PATH]
+                   KV cache snapshots at LLaVA-OneVision-0.5B's cache geometry after a prefill of that many frames:
+                   snapshot bytes of each preset against a 16-bit cache, fork time, serialized size, write and read time.
+
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
                    (once) and measures the resident memory of loading it as the given type.
@@ -94,10 +98,16 @@ internal static class Program
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "cuda-check":
                     return CudaCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "snapshot":
+                    return SnapshotBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 32, 64 },
+                        args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 5,
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, load.");
             }
         }
         catch (ArgumentException ex)

@@ -14,6 +14,14 @@ namespace VidKV.AI.Quantization.Cache;
 /// quantized. A cache is not thread-safe: use one per request (and per layer) on one thread.</para>
 /// <para>Tensors returned by <see cref="GetKeysValues"/> and <see cref="Attend"/> belong to the caller. The cache owns
 /// copies of everything it holds (never views of the caller's tensors), so <see cref="Memory"/> is what it really holds.</para>
+/// <para>Reference profile with per-token values (<see cref="FlushPolicy.RequantizeAll"/> and
+/// <see cref="QuantizationAxis.PerToken"/>, e.g. kivi-2): as the released code, the values of every prefilled token are
+/// quantized, the last N mod G included, while those tokens' keys stay in the residual (per-channel key groups need G
+/// tokens). Per-token codes depend on their own token only, so the residual holds those values as read back from their
+/// codes (in the residual's type), and a later re-quantization starts from them as the released code does. Values with
+/// semantic token protection are not quantized early: protection ranks the tokens of a whole block.</para>
+/// <para><see cref="CreateSnapshot"/> freezes the cache's content into a <see cref="QuantizedKVCacheSnapshot"/> whose
+/// <see cref="QuantizedKVCacheSnapshot.Fork"/> makes new caches that share the quantized blocks read-only.</para>
 /// </remarks>
 public sealed class QuantizedKVCache : IDisposable
 {
@@ -88,24 +96,104 @@ public sealed class QuantizedKVCache : IDisposable
     /// <summary>The type keys and values arrived in, and are returned in.</summary>
     public ScalarType DType => _dtype;
 
-    /// <summary>Bytes actually held, by kind.</summary>
-    public CacheMemory Memory
+    /// <summary>
+    /// Bytes actually held, by kind. A cache forked from a snapshot counts the blocks it shares with the snapshot too:
+    /// they are held for it.
+    /// </summary>
+    public CacheMemory Memory => Measure(_blocks, _residualKeys, _residualValues, _scores, Shape);
+
+    private CacheShape Shape => new(_batch, _heads, _keyDim, _valueDim, _dtype);
+
+    /// <summary>
+    /// Freezes what the cache holds now (typically right after the prefill of a prompt prefix) into an immutable
+    /// snapshot. The quantized blocks are shared with the snapshot, not copied; the residual and the retained
+    /// importance scores are copied. The cache stays usable and independent: appending to it, flushing or disposing it
+    /// never changes the snapshot.
+    /// </summary>
+    /// <returns>A snapshot the caller owns and must dispose.</returns>
+    /// <exception cref="InvalidOperationException">The cache is empty.</exception>
+    public QuantizedKVCacheSnapshot CreateSnapshot()
     {
-        get
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Length == 0)
         {
-            long perToken = _batch * _heads * (_keyDim + _valueDim);
-            long codes = 0, meta = 0, index = QuantizedTensor.Bytes(_scores);
+            throw new InvalidOperationException("An empty cache has nothing to snapshot: prefill it first.");
+        }
+
+        var blocks = new List<QuantizedBlock>(_blocks.Count);
+        Tensor? keys = null, values = null, scores = null;
+        try
+        {
             foreach (var b in _blocks)
             {
-                codes += b.Keys.CodeBytes + b.Values.CodeBytes;
-                meta += b.Keys.MetadataBytes + b.Values.MetadataBytes;
-                index += b.Keys.IndexBytes + b.Values.IndexBytes;
+                blocks.Add(b.Share());
             }
 
-            long residual = QuantizedTensor.Bytes(_residualKeys) + QuantizedTensor.Bytes(_residualValues);
-            return new CacheMemory(codes, meta, index, residual, QuantizedLength * perToken, ResidualLength * perToken);
+            keys = Copy(_residualKeys);
+            values = Copy(_residualValues);
+            scores = Copy(_scores);
+            return new QuantizedKVCacheSnapshot(Options, Shape, blocks.ToArray(), keys, values, scores, FlushCount);
+        }
+        catch
+        {
+            blocks.ForEach(b => b.Dispose());
+            keys?.Dispose();
+            values?.Dispose();
+            scores?.Dispose();
+            throw;
         }
     }
+
+    /// <summary>Fills this new, empty cache with a snapshot's content: its blocks shared, its residual and scores copied.</summary>
+    internal void Restore(QuantizedKVCacheSnapshot snapshot)
+    {
+        var blocks = new List<QuantizedBlock>(snapshot.Blocks.Count);
+        Tensor? keys = null, values = null, scores = null;
+        try
+        {
+            foreach (var b in snapshot.Blocks)
+            {
+                blocks.Add(b.Share());
+            }
+
+            keys = Copy(snapshot.ResidualKeys);
+            values = Copy(snapshot.ResidualValues);
+            scores = Copy(snapshot.RetainedScores);
+        }
+        catch
+        {
+            blocks.ForEach(b => b.Dispose());
+            keys?.Dispose();
+            values?.Dispose();
+            scores?.Dispose();
+            throw;
+        }
+
+        _blocks.AddRange(blocks);
+        (_residualKeys, _residualValues, _scores) = (keys, values, scores);
+        (_batch, _heads, _keyDim, _valueDim, _dtype) = snapshot.Shape;
+        FlushCount = snapshot.FlushCount;
+    }
+
+    /// <summary>The bytes that the given tensors hold, by kind.</summary>
+    internal static CacheMemory Measure(IReadOnlyList<QuantizedBlock> blocks, Tensor? residualKeys, Tensor? residualValues, Tensor? scores, CacheShape shape)
+    {
+        long codes = 0, meta = 0, index = QuantizedTensor.Bytes(scores), quantized = 0;
+        foreach (var b in blocks)
+        {
+            codes += b.Keys.CodeBytes + b.Values.CodeBytes;
+            meta += b.Keys.MetadataBytes + b.Values.MetadataBytes;
+            index += b.Keys.IndexBytes + b.Values.IndexBytes;
+            quantized += b.Tokens;
+        }
+
+        long residual = QuantizedTensor.Bytes(residualKeys) + QuantizedTensor.Bytes(residualValues);
+        long residualTokens = residualKeys?.shape[2] ?? 0;
+        return new CacheMemory(codes, meta, index, residual, quantized * shape.ElementsPerToken, residualTokens * shape.ElementsPerToken);
+    }
+
+    /// <summary>A compact copy of a held tensor, outside every dispose scope (the copy keeps the tensor's type).</summary>
+    private static Tensor? Copy(Tensor? t) => t?.clone().DetachFromDisposeScope();
 
     /// <summary>
     /// Fills an empty cache with a prompt's keys and values [B, H, N, D] and quantizes the whole groups.
@@ -142,7 +230,7 @@ public sealed class QuantizedKVCache : IDisposable
             _blocks.Add(QuantizeBlock(0, keys.narrow(2, 0, quantized), values.narrow(2, 0, quantized), scores?.narrow(1, 0, quantized)));
         }
 
-        SetResidual(keys.narrow(2, quantized, n - quantized), values.narrow(2, quantized, n - quantized));
+        SetResidual(keys.narrow(2, quantized, n - quantized), TailValues(values.narrow(2, quantized, n - quantized)));
         if (scores is not null && Options.Flush == FlushPolicy.RequantizeAll && _valueQuantizer!.Protection is not null)
         {
             // Re-quantizing everything later needs the prompt's scores again.
@@ -196,7 +284,7 @@ public sealed class QuantizedKVCache : IDisposable
             var block = QuantizeBlock(0, allKeys.narrow(2, 0, quantized), allValues.narrow(2, 0, quantized), scores);
             ClearBlocks();
             _blocks.Add(block);
-            SetResidual(allKeys.narrow(2, quantized, total - quantized), allValues.narrow(2, quantized, total - quantized));
+            SetResidual(allKeys.narrow(2, quantized, total - quantized), TailValues(allValues.narrow(2, quantized, total - quantized)));
             FlushCount++;
         }
     }
@@ -289,6 +377,23 @@ public sealed class QuantizedKVCache : IDisposable
 
     private QuantizedBlock QuantizeBlock(long start, Tensor keys, Tensor values, Tensor? scores)
         => new(start, _keyQuantizer!.Quantize(keys), _valueQuantizer!.Quantize(values, scores));
+
+    /// <summary>
+    /// The values of tokens left in the residual after a quantization: as read back from their per-token codes where
+    /// the released code quantizes every token's values (re-quantize-all flush, per-token values, no protection), else
+    /// unchanged.
+    /// </summary>
+    private Tensor TailValues(Tensor values)
+    {
+        if (values.shape[2] == 0 || !Options.IsQuantized || Options.Flush != FlushPolicy.RequantizeAll || Options.ValueAxis != QuantizationAxis.PerToken
+            || _valueQuantizer!.Protection is not null)
+        {
+            return values;
+        }
+
+        using var codes = _valueQuantizer.Quantize(values, null);
+        return _valueQuantizer.Dequantize(codes);
+    }
 
     private (Tensor Keys, Tensor Values) Materialize(ScalarType type)
     {

@@ -326,4 +326,52 @@ public sealed class QuantizedKVCacheTests
         Assert.Contains("do not match", Assert.Throws<ArgumentException>(() => cache.Append(randn(1, 3, 1, 8), randn(1, 3, 1, 8))).Message, StringComparison.Ordinal);
         Assert.Equal(40, cache.Length);
     }
+
+    [Theory]
+    [InlineData(77)] // 13 tokens past the last whole group
+    [InlineData(20)] // less than a group: no key is quantized yet
+    public void ReferencePerTokenValues_QuantizeEveryPrefillTokensValues_AsTheReleasedCode(int n)
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(12);
+        var k = randn(1, 2, n, 64).half();
+        var v = randn(1, 2, n, 64).half();
+        long tail = n % 32;
+        using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("kivi-2", CacheProfile.Reference));
+        cache.Prefill(k, v);
+
+        // The released LM cache: every token's values at 2 bits per token (groups of 32 channels); the last n mod 32
+        // tokens' keys in full precision, since per-channel key groups need 32 tokens.
+        var perToken = new AsymmetricQuantizer(2, QuantizationAxis.PerToken, 32, ScalarType.Float16);
+        using var codes = perToken.Quantize(v);
+        var expected = perToken.Dequantize(codes).half();
+        var (ck, cv) = cache.GetKeysValues();
+        Assert.Equal(tail, cache.ResidualLength);
+        Assert.True(cv.eq(expected).all().item<bool>(), "every prefill token's values are read back from per-token codes");
+        Assert.True(MaxAbsDiff(cv.narrow(2, n - tail, tail), v.narrow(2, n - tail, tail)) > 0.01, "the tail's values are quantized");
+        Assert.Equal(0, MaxAbsDiff(ck.narrow(2, n - tail, tail), k.narrow(2, n - tail, tail)));
+
+        // Per-channel values (vidkv-2) and the Compact profile keep the tail's values exact.
+        foreach (var options in new[] { KVCacheOptions.FromPreset("vidkv-2", CacheProfile.Reference), KVCacheOptions.FromPreset("kivi-2", CacheProfile.Compact) })
+        {
+            using var other = new QuantizedKVCache(options);
+            other.Prefill(k, v);
+            Assert.Equal(0, MaxAbsDiff(other.GetKeysValues().Values.narrow(2, n - tail, tail), v.narrow(2, n - tail, tail)));
+        }
+
+        // Decoding: a new token's values stay exact until the residual reaches R = 128 keys; that flush re-quantizes
+        // everything and leaves no residual, as the released code does.
+        int steps = 128 - (int)tail;
+        for (int i = 0; i < steps; i++)
+        {
+            var nv = randn(1, 2, 1, 64).half();
+            cache.Append(randn(1, 2, 1, 64).half(), nv);
+            if (i < steps - 1)
+            {
+                Assert.Equal(0, MaxAbsDiff(cache.GetKeysValues().Values.narrow(2, n + i, 1), nv));
+            }
+        }
+
+        Assert.Equal((1, 0L, n + (long)steps), (cache.FlushCount, cache.ResidualLength, cache.QuantizedLength));
+    }
 }
