@@ -1,7 +1,8 @@
 // QuickStart: the built-in VideoLLM (VidKV-Tiny) answers questions about a video through Microsoft.Extensions.AI's
 // IChatClient, with its key-value cache compressed by VidKV; it prints each answer, the time taken and the bytes the
 // KV cache held against an FP16 cache of the same tokens.
-//   dotnet run -c Release --project samples/QuickStart                       # a synthetic scene made on the spot
+//   dotnet run -c Release --project samples/QuickStart                       # synthetic scenes made on the spot (mp4 through
+//                                                                            # ffmpeg, or PNG frame folders when it is missing)
 //   dotnet run -c Release --project samples/QuickStart -- clip.mp4 "What moves?"
 using System.Diagnostics;
 using Microsoft.Extensions.AI;
@@ -38,10 +39,24 @@ try
         foreach (var family in new[] { QuestionFamily.Attribute, QuestionFamily.Counting, QuestionFamily.MotionDirection })
         {
             var sample = SceneGenerator.Generate(seed++, new SceneOptions { Family = family, MinFrames = 32, MaxFrames = 64 });
-            string path = Path.Combine(folder, $"{family}.mp4");
-            SampleWriter.WriteMp4(sample, path);
+            string path = Path.Combine(folder, family.ToString());
+            if (HasFfmpeg())
+            {
+                path += ".mp4";
+                SampleWriter.WriteMp4(sample, path);
+            }
+            else
+            {
+                SampleWriter.WriteFrames(sample, path); // numbered PNG frames, read without ffmpeg
+            }
+
             questions.Add((path, sample.Question, sample.Answer, VidKvTinyRecipe.FramesFor(sample)));
         }
+    }
+
+    if (!HasFfmpeg() && args.Length < 2)
+    {
+        Console.WriteLine("ffmpeg is not installed: the demo videos are written as folders of PNG frames, which the library reads without it.");
     }
 
     var clock = Stopwatch.StartNew();
@@ -55,7 +70,8 @@ try
         Console.Write("Answer:   ");
         clock.Restart();
         UsageDetails? usage = null;
-        var message = new ChatMessage(ChatRole.User, [VidKVMedia.FromFile(video), new TextContent(question)]);
+        var media = Directory.Exists(video) ? VidKVMedia.FromFrameFolder(video) : VidKVMedia.FromFile(video);
+        var message = new ChatMessage(ChatRole.User, [media, new TextContent(question)]);
         await foreach (var update in client.GetStreamingResponseAsync([message], new ChatOptions().WithFrameCount(frames)))
         {
             Console.Write(update.Text);
@@ -77,6 +93,7 @@ try
 }
 catch (FfmpegNotFoundException e)
 {
+    // Only a video file of the user's own needs ffmpeg.
     Console.Error.WriteLine(e.Message);
     Console.Error.WriteLine("Install it with: bash scripts/ensure-ffmpeg.sh");
     return 1;
@@ -84,4 +101,17 @@ catch (FfmpegNotFoundException e)
 finally
 {
     Directory.Delete(folder, recursive: true);
+}
+
+static bool HasFfmpeg()
+{
+    try
+    {
+        FfmpegTools.Locate("ffmpeg");
+        return true;
+    }
+    catch (FfmpegNotFoundException)
+    {
+        return false;
+    }
 }

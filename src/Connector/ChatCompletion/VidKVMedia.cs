@@ -6,6 +6,9 @@ namespace VidKV.AI.Connector;
 /// <remarks>Stateless and thread-safe.</remarks>
 public static class VidKVMedia
 {
+    /// <summary>The media type of a folder of frame images read as a video.</summary>
+    public const string ImageSequenceMediaType = "video/x-image-sequence";
+
     private static readonly Dictionary<string, string> Types = new(StringComparer.OrdinalIgnoreCase)
     {
         [".mp4"] = "video/mp4", [".m4v"] = "video/mp4", [".mov"] = "video/quicktime", [".mkv"] = "video/x-matroska",
@@ -50,4 +53,21 @@ public static class VidKVMedia
 
         return new UriContent(new Uri(full), mediaType ?? MediaTypeOf(full));
     }
-}
+
+
+    /// <summary>
+    /// A folder of frame images (PNG, JPEG, ...; taken in natural file-name order) as one video, read without ffmpeg. Its
+    /// media type is <c>video/x-image-sequence</c>.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
+    public static UriContent FromFrameFolder(string folder)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(folder);
+        string full = Path.GetFullPath(folder);
+        if (!Directory.Exists(full))
+        {
+            throw new DirectoryNotFoundException($"Frame folder '{folder}' does not exist.");
+        }
+
+        return new UriContent(new Uri(Path.TrimEndingDirectorySeparator(full) + Path.DirectorySeparatorChar), ImageSequenceMediaType);
+    }}

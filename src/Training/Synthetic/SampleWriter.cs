@@ -1,3 +1,4 @@
+using SkiaSharp;
 using VidKV.AI.Backend.Media;
 using System.Globalization;
 using static TorchSharp.torch;
@@ -85,6 +86,41 @@ public static class SampleWriter
     {
         var (rgb, count, width, height) = ToRgb(frames);
         Write(rgb, count, width, height, path, framesPerSecond, gif: true);
+    }
+
+    /// <summary>
+    /// Writes a sample's video as numbered PNG frames (frame_00001.png, ...) into <paramref name="folder"/>, created if needed:
+    /// a video the library reads without ffmpeg (<c>FrameSources.Open(folder)</c>).
+    /// </summary>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="IOException">A frame could not be written.</exception>
+    public static void WriteFrames(VideoQaSample sample, string folder)
+    {
+        ArgumentNullException.ThrowIfNull(sample);
+        ArgumentException.ThrowIfNullOrWhiteSpace(folder);
+        Directory.CreateDirectory(folder);
+        byte[] rgb = SceneRenderer.RenderRgb(sample.Scene, sample.Width, sample.Height);
+        int frameBytes = sample.Width * sample.Height * 3;
+        var info = new SKImageInfo(sample.Width, sample.Height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        using var bitmap = new SKBitmap(info);
+        var rgba = new byte[sample.Width * sample.Height * 4];
+        for (int f = 0; f < sample.FrameCount; f++)
+        {
+            var frame = rgb.AsSpan(f * frameBytes, frameBytes);
+            for (int i = 0, j = 0; i < frame.Length; i += 3, j += 4)
+            {
+                rgba[j] = frame[i];
+                rgba[j + 1] = frame[i + 1];
+                rgba[j + 2] = frame[i + 2];
+                rgba[j + 3] = 255;
+            }
+
+            System.Runtime.InteropServices.Marshal.Copy(rgba, 0, bitmap.GetPixels(), rgba.Length);
+            using var image = SKImage.FromBitmap(bitmap);
+            using var png = image.Encode(SKEncodedImageFormat.Png, 100) ?? throw new IOException($"Frame {f + 1} of {sample.FrameCount} could not be encoded as PNG.");
+            using var file = File.Create(Path.Combine(folder, $"frame_{f + 1:D5}.png"));
+            png.SaveTo(file);
+        }
     }
 
     private static (byte[] Rgb, int Count, int Width, int Height) ToRgb(Tensor frames)
