@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 
 # The video tests make clips with ffmpeg and decode them through it: install it if missing, or stop with the fix.
 bash scripts/ensure-ffmpeg.sh || exit 1
+# The distributed video-memory tests start their own Redis (on 127.0.0.1, a free port, no persistence) and stop it.
+bash scripts/ensure-redis.sh || exit 1
 
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
