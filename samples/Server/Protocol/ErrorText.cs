@@ -26,6 +26,7 @@ internal static partial class ErrorText
             .Replace("(VidKVChatClientOptions.MaxFrames)", "(the server's VidKV:MaxFrames)", StringComparison.Ordinal)
             .Replace("Invalid ChatOptions: ", string.Empty, StringComparison.Ordinal);
         text = AdditionalProperty().Replace(text, m => m.Groups[1].Value);
+        text = LeadingBytes().Replace(text, "its content matches");
         text = text.Replace(Path.GetTempPath(), "<temp>/", StringComparison.Ordinal);
         text = Pointer().Replace(text, "0x?");
         text = UnixPath().Replace(text, "<path>");
@@ -34,6 +35,10 @@ internal static partial class ErrorText
 
     [GeneratedRegex("""ChatOptions\.AdditionalProperties\[\\?"vidkv\.([a-z_]+)\\?"\]""")]
     private static partial Regex AdditionalProperty();
+
+    // The backend quotes a file's first bytes (and what they look like) to help a local user; a client gets neither.
+    [GeneratedRegex(@"its content starts with bytes [0-9A-Fa-f]*(?: \([^)]*\))?, which match")]
+    private static partial Regex LeadingBytes();
 
     [GeneratedRegex("0x[0-9a-fA-F]{6,}")]
     private static partial Regex Pointer();
