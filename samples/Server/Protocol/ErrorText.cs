@@ -6,7 +6,7 @@ namespace VidKV.AI.Server;
 /// Makes an exception's message fit for a client: the connector's .NET names become the request's field names, and
 /// the server's paths and native pointers (ffmpeg writes heap addresses) are removed.
 /// </summary>
-internal static partial class ErrorText
+public static partial class ErrorText
 {
     /// <summary>The message for a client.</summary>
     /// <param name="message">The exception's message.</param>

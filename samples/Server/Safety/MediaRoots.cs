@@ -22,9 +22,11 @@ public sealed class MediaRoots
     /// <param name="roots">Absolute folders; links in them are resolved once, here.</param>
     /// <param name="maxBytes">The largest file read, in bytes.</param>
     /// <param name="readTimeout">How long one read may take.</param>
+    /// <param name="settingName">The setting that lists the roots, for messages.</param>
     /// <exception cref="ArgumentException">A root is not an absolute path to an existing folder, or a limit is not positive.</exception>
-    public MediaRoots(IEnumerable<string> roots, long maxBytes, TimeSpan readTimeout)
+    public MediaRoots(IEnumerable<string> roots, long maxBytes, TimeSpan readTimeout, string settingName = "Server:MediaRoots")
     {
+        SettingName = settingName;
         ArgumentNullException.ThrowIfNull(roots);
         if (maxBytes < 1)
         {
@@ -33,7 +35,7 @@ public sealed class MediaRoots
 
         if (readTimeout <= TimeSpan.Zero)
         {
-            throw new ArgumentException($"Server:MediaReadTimeout is {readTimeout}; allowed: a positive time span.", nameof(readTimeout));
+            throw new ArgumentException($"The media read timeout is {readTimeout}; allowed: a positive time span.", nameof(readTimeout));
         }
 
         var resolved = new List<string>();
@@ -42,13 +44,13 @@ public sealed class MediaRoots
         {
             if (string.IsNullOrWhiteSpace(root) || !Path.IsPathFullyQualified(root))
             {
-                throw new ArgumentException($"Server:MediaRoots:{index} is '{root}'; allowed: an absolute path to a folder.", nameof(roots));
+                throw new ArgumentException($"{settingName}:{index} is '{root}'; allowed: an absolute path to a folder.", nameof(roots));
             }
 
             string canonical = Canonical(root);
             if (!Directory.Exists(canonical))
             {
-                throw new ArgumentException($"Server:MediaRoots:{index} ('{root}') is not an existing folder.", nameof(roots));
+                throw new ArgumentException($"{settingName}:{index} ('{root}') is not an existing folder.", nameof(roots));
             }
 
             resolved.Add(Path.TrimEndingDirectorySeparator(canonical));
@@ -62,6 +64,9 @@ public sealed class MediaRoots
 
     /// <summary>No roots: paths are refused.</summary>
     public static MediaRoots None { get; } = new([], 1, TimeSpan.FromSeconds(1));
+
+    /// <summary>The setting that lists the roots, for messages.</summary>
+    public string SettingName { get; }
 
     /// <summary>Whether any path may be read.</summary>
     public bool Enabled => _roots.Length > 0;
@@ -87,7 +92,7 @@ public sealed class MediaRoots
         ArgumentNullException.ThrowIfNull(path);
         if (!Enabled)
         {
-            throw ApiError.Invalid($"'{where}' names a file, and this server reads no files (Server:MediaRoots is empty); send the media as a data URL (data:video/mp4;base64,...) or in a 'file' part's file_data.", where, "file_paths_disabled");
+            throw ApiError.Invalid($"'{where}' names a file, and this server reads no files ({SettingName} is empty); send the media as a data URL (data:video/mp4;base64,...) or in a 'file' part's file_data.", where, "file_paths_disabled");
         }
 
         string requested = path.StartsWith("file:", StringComparison.OrdinalIgnoreCase) && Uri.TryCreate(path, UriKind.Absolute, out var uri) && uri.IsFile
@@ -134,7 +139,7 @@ public sealed class MediaRoots
         }
         catch (TimeoutException)
         {
-            throw ApiError.Invalid($"'{where}' names a file that could not be read within {ReadTimeout.TotalSeconds:0.#} s (Server:MediaReadTimeout).", where, "file_read_timeout");
+            throw ApiError.Invalid($"'{where}' names a file that could not be read within {ReadTimeout.TotalSeconds:0.#} s (the media read timeout).", where, "file_read_timeout");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -223,8 +228,8 @@ public sealed class MediaRoots
         return current;
     }
 
-    private static ApiError NotAllowed(string where) => ApiError.Invalid(
-        $"'{where}' names a file that is not allowed or not found: this server reads only regular files under its media roots (Server:MediaRoots).",
+    private ApiError NotAllowed(string where) => ApiError.Invalid(
+        $"'{where}' names a file that is not allowed or not found: this server reads only regular files under its media roots ({SettingName}).",
         where,
         "file_not_allowed");
 

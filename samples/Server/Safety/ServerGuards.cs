@@ -9,9 +9,11 @@ namespace VidKV.AI.Server;
 /// <c>Host</c>, the API key when one is set, a JSON content type and a body within the size limit; and a JSON body
 /// for every error status an endpoint did not write (404, 405, 413 from Kestrel).
 /// </summary>
-internal static partial class ServerGuards
+public static partial class ServerGuards
 {
     /// <summary>Adds the checks to the pipeline.</summary>
+    /// <param name="app">The application.</param>
+    /// <param name="options">The <c>Server</c> settings.</param>
     public static void UseServerGuards(this WebApplication app, ServerOptions options)
     {
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("VidKV.AI.Server");
@@ -136,6 +138,10 @@ internal static partial class ServerGuards
     private static bool IsJson(string? contentType) =>
         MediaTypeHeaderValue.TryParse(contentType, out var parsed) && parsed.MediaType is { } type
         && (type.Equals("application/json", StringComparison.OrdinalIgnoreCase) || type.EndsWith("+json", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Compares a header with the expected value in constant time.</summary>
+    public static bool SameKey(string given, string expected) =>
+        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(given ?? string.Empty)), SHA256.HashData(Encoding.UTF8.GetBytes(expected ?? string.Empty)));
 
     private static bool KeyMatches(string header, byte[] key)
     {
