@@ -64,7 +64,7 @@ public static partial class ServerApp
             await context.Response.WriteAsJsonAsync(OpenAIProtocol.Model(client.ModelId, started)).ConfigureAwait(false);
         });
 
-        app.MapPost("/v1/chat/completions", async (HttpContext context, VidKVChatClient model, MediaRoots media, IOptions<VidKVChatClientOptions> settings) =>
+        app.MapPost("/v1/chat/completions", async (HttpContext context, IChatClient chat, VidKVChatClient model, MediaRoots media, IOptions<VidKVChatClientOptions> settings) =>
         {
             CompletionRequest request;
             try
@@ -92,17 +92,16 @@ public static partial class ServerApp
                 return;
             }
 
-            await CompleteAsync(context, model, request, logger).ConfigureAwait(false);
+            await CompleteAsync(context, chat, model.ModelId, request, logger).ConfigureAwait(false);
         });
 
         return app;
     }
 
-    private static async Task CompleteAsync(HttpContext context, IChatClient chat, CompletionRequest request, ILogger logger)
+    private static async Task CompleteAsync(HttpContext context, IChatClient chat, string modelId, CompletionRequest request, ILogger logger)
     {
         // The request's token is HttpContext.RequestAborted: a client that disconnects cancels its generation.
         var cancellationToken = context.RequestAborted;
-        string modelId = ((VidKVChatClient)chat).ModelId;
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
         bool started = false;
