@@ -15,35 +15,19 @@ namespace VidKV.AI.Connector.Tests.Server;
 /// <summary>The OpenAI-compatible server over real HTTP on loopback (Kestrel on a free port).</summary>
 public sealed class ServerTests : IAsyncLifetime
 {
-    private WebApplication _app = null!;
+    private ServerHost _host = null!;
     private HttpClient _http = null!;
 
-    private VidKVChatClient Model => _app.Services.GetRequiredService<VidKVChatClient>();
+    private VidKVChatClient Model => _host.Model;
 
     public async Task InitializeAsync()
     {
-        _app = ServerApp.Create([], builder => builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
-        {
-            ["Urls"] = "http://127.0.0.1:0",
-            ["VidKV:ModelPath"] = TinyModel.Folder,
-            ["VidKV:FrameCount"] = "4",
-            ["VidKV:MaxOutputTokens"] = "6",
-            ["VidKV:MaxQueueLength"] = "1",
-            ["VidKV:QueueTimeout"] = "00:00:03",
-            ["VidKV:Resilience:MaxRetryAttempts"] = "0",
-            ["Logging:LogLevel:Default"] = "Warning",
-        }));
-        await _app.StartAsync();
-        string address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        _http = new HttpClient { BaseAddress = new Uri(address), Timeout = TimeSpan.FromMinutes(2) };
+        // File paths only under the tests' temporary folder (paths are off by default: see ServerSafetyTests).
+        _host = await ServerHost.StartAsync(new Dictionary<string, string?> { ["Server:MediaRoots:0"] = TinyModel.TempFolder });
+        _http = _host.Http;
     }
 
-    public async Task DisposeAsync()
-    {
-        _http.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-    }
+    public async Task DisposeAsync() => await _host.DisposeAsync();
 
     private static string VideoDataUrl => "data:video/mp4;base64," + Convert.ToBase64String(TinyModel.VideoBytes);
 
@@ -87,11 +71,13 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task ChatCompletions_Sse_WithAFilePath_StreamsTheSameTextAsJson()
+    public async Task ChatCompletions_Sse_WithAFilePathUnderAMediaRoot_StreamsTheSameTextAsJson_UsageLastWithNoChoices()
     {
         var expected = JsonNode.Parse(await (await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: false))).Content.ReadAsStringAsync())!;
 
-        using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(Request(TinyModel.VideoPath, stream: true)) };
+        var request = Request(TinyModel.VideoPath, stream: true);
+        request["stream_options"] = new JsonObject { ["include_usage"] = true };
+        using var message = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = JsonContent.Create(request) };
         using var response = await _http.SendAsync(message, HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
@@ -101,12 +87,39 @@ public sealed class ServerTests : IAsyncLifetime
         var chunks = events.SkipLast(1).Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
         Assert.Single(chunks.Select(c => (string?)c["id"]).Distinct());
         Assert.Equal("assistant", (string?)chunks[0]["choices"]![0]!["delta"]!["role"]);
-        string text = string.Concat(chunks.Select(c => (string?)c["choices"]![0]!["delta"]!["content"] ?? string.Empty));
+
+        // OpenAI's usage chunk: last, no choices; every other chunk has "usage": null.
+        var usage = chunks[^1];
+        Assert.Empty(usage["choices"]!.AsArray());
+        Assert.Equal((long?)expected["usage"]!["completion_tokens"], (long?)usage["usage"]!["completion_tokens"]);
+        Assert.Equal((long?)expected["usage"]!["prompt_tokens"], (long?)usage["usage"]!["prompt_tokens"]);
+        var choices = chunks.SkipLast(1).ToList();
+        Assert.All(choices, c => Assert.True(c.AsObject().TryGetPropertyValue("usage", out var u) && u is null));
+        string text = string.Concat(choices.Select(c => (string?)c["choices"]![0]!["delta"]!["content"] ?? string.Empty));
         Assert.Equal((string?)expected["choices"]![0]!["message"]!["content"], text);
-        var last = chunks[^1];
-        Assert.Equal((string?)expected["choices"]![0]!["finish_reason"], (string?)last["choices"]![0]!["finish_reason"]);
-        Assert.Equal((long?)expected["usage"]!["completion_tokens"], (long?)last["usage"]!["completion_tokens"]);
-        Assert.All(chunks.SkipLast(1), c => Assert.Null(c["choices"]![0]!["finish_reason"]));
+        Assert.Equal((string?)expected["choices"]![0]!["finish_reason"], (string?)choices[^1]["choices"]![0]!["finish_reason"]);
+        Assert.All(choices.SkipLast(1), c => Assert.Null(c["choices"]![0]!["finish_reason"]));
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(false)]
+    public async Task ChatCompletions_Sse_WithoutIncludeUsage_SendsNoUsage(bool? includeUsage)
+    {
+        var request = Request(VideoDataUrl, stream: true);
+        if (includeUsage is { } include)
+        {
+            request["stream_options"] = new JsonObject { ["include_usage"] = include };
+        }
+
+        using var response = await _http.PostAsJsonAsync("/v1/chat/completions", request);
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var chunks = body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e.Trim()).Where(e => e != "data: [DONE]").Select(e => JsonNode.Parse(e["data: ".Length..])!.AsObject()).ToList();
+        Assert.True(chunks.Count >= 2, body);
+        Assert.All(chunks, c => Assert.False(c.ContainsKey("usage"), c.ToJsonString()));
+        Assert.All(chunks, c => Assert.Single(c["choices"]!.AsArray()));
+        Assert.NotNull((string?)chunks[^1]["choices"]![0]!["finish_reason"]);
     }
 
     [Fact]
@@ -160,11 +173,16 @@ public sealed class ServerTests : IAsyncLifetime
             using var refused = await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: true));
             Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
             Assert.True(refused.Headers.RetryAfter is not null);
-            Assert.Contains("MaxQueueLength", await refused.Content.ReadAsStringAsync());
+            var full = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Contains("MaxQueueLength", (string?)full["message"]);
+            Assert.Equal("rate_limit_exceeded", (string?)full["code"]);
 
             using var timedOut = await waiting;
             Assert.Equal(HttpStatusCode.ServiceUnavailable, timedOut.StatusCode);
-            Assert.Contains("QueueTimeout", await timedOut.Content.ReadAsStringAsync());
+            var late = JsonNode.Parse(await timedOut.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Contains("QueueTimeout", (string?)late["message"]);
+            Assert.Equal("server_overloaded", (string?)late["code"]);
+            Assert.Equal("server_error", (string?)late["type"]);
         }
         finally
         {
@@ -175,17 +193,23 @@ public sealed class ServerTests : IAsyncLifetime
 
     [Theory]
     [InlineData("""{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}""", HttpStatusCode.NotFound, "serves 'vidkv-tiny-random'")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stop":[null]}""", HttpStatusCode.BadRequest, "Invalid type for 'stop[0]': expected a string, but got null instead.")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"max_tokens":"5"}""", HttpStatusCode.BadRequest, "Invalid type for 'max_tokens': expected an integer, but got a string instead.")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":0}""", HttpStatusCode.BadRequest, "Invalid 'max_completion_tokens': integer below minimum value")]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"text","text":5}]}]}""", HttpStatusCode.BadRequest, "Invalid type for 'messages[0].content[0].text': expected a string, but got a number instead.")]
     [InlineData("""{"messages":[]}""", HttpStatusCode.BadRequest, "'messages' must be a non-empty array")]
-    [InlineData("""{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}""", HttpStatusCode.BadRequest, "allowed: text, image_url, video_url")]
+    [InlineData("""{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}""", HttpStatusCode.BadRequest, "allowed: text, image_url, video_url, file")]
     [InlineData("""{"messages":[{"role":"user","content":[{"type":"video_url","video_url":{"url":"data:audio/wav;base64,AAAA"}}]}]}""", HttpStatusCode.BadRequest, "audio/wav")]
-    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"temperature":-2}""", HttpStatusCode.BadRequest, "Temperature is -2")]
-    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stream":true,"cache_preset":"zip"}""", HttpStatusCode.BadRequest, "Unknown KV cache preset 'zip'")]
-    [InlineData("not json", HttpStatusCode.BadRequest, "invalid")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"temperature":-2}""", HttpStatusCode.BadRequest, "Invalid 'temperature': decimal below minimum value. Expected a value >= 0, but got -2 instead.")]
+    [InlineData("""{"messages":[{"role":"user","content":"hi"}],"stream":true,"cache_preset":"zip"}""", HttpStatusCode.BadRequest, "cache_preset")]
+    [InlineData("not json", HttpStatusCode.BadRequest, "could not parse the JSON body")]
     public async Task BadRequests_GetAClearError(string body, HttpStatusCode status, string expected)
     {
         using var response = await _http.PostAsync("/v1/chat/completions", new StringContent(body, Encoding.UTF8, "application/json"));
         string text = await response.Content.ReadAsStringAsync();
         Assert.Equal(status, response.StatusCode);
         Assert.Contains(expected, text, StringComparison.OrdinalIgnoreCase);
+        var error = JsonNode.Parse(text)!["error"]!.AsObject();
+        Assert.Equal(["message", "type", "param", "code"], error.Select(p => p.Key));
     }
 }
