@@ -10,7 +10,7 @@ namespace VidKV.AI.Quantization;
 /// <c>Scalar::toFloat</c> check failure under allocation pressure). Long-lived scalars are never freed mid-call.
 /// </summary>
 /// <remarks>Thread-safe: the scalars are immutable.</remarks>
-public static class Scalars
+internal static class Scalars
 {
     /// <summary>The scalar 0.</summary>
     public static readonly Scalar Zero = 0.0;

@@ -7,7 +7,7 @@ namespace VidKV.AI.Quantization.Attention;
 /// Plain scaled dot-product attention in float32 over full-precision keys and values, with grouped-query
 /// attention: the reference every faster path is checked against.
 /// </summary>
-public static class ReferenceAttention
+internal static class ReferenceAttention
 {
     /// <summary>
     /// Attends queries [B, Hq, Tq, D] over keys [B, Hkv, N, D] and values [B, Hkv, N, Dv]; Hq must be a multiple of Hkv.

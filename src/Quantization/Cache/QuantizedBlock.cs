@@ -11,7 +11,7 @@ namespace VidKV.AI.Quantization.Cache;
 /// owner holds one reference and gives it back once through <see cref="Dispose"/>; the tensors are freed when the last
 /// owner does. The reference count is thread-safe, so owners on different threads may release in any order.
 /// </remarks>
-public sealed class QuantizedBlock : IDisposable
+internal sealed class QuantizedBlock : IDisposable
 {
     private int _owners = 1;
 

@@ -82,7 +82,7 @@ public sealed class QuantizedKVCache : IDisposable
     public int FlushCount { get; private set; }
 
     /// <summary>The quantized blocks, oldest first.</summary>
-    public IReadOnlyList<QuantizedBlock> Blocks => _blocks;
+    internal IReadOnlyList<QuantizedBlock> Blocks => _blocks;
 
     /// <summary>Residual keys [B, H, R', D] (not a copy; do not dispose), or <see langword="null"/>.</summary>
     public Tensor? ResidualKeys => _residualKeys;

@@ -27,7 +27,7 @@ public enum CodeFormat
 /// digit <c>i</c> (least significant first) in base <c>2^bits</c>, or in base 3 for <see cref="CodeFormat.Trits"/>.
 /// </summary>
 /// <remarks>Pure tensor operations: works on any device, thread-safe, no state.</remarks>
-public static class CodePacking
+internal static class CodePacking
 {
     /// <summary>Number of codes per byte for a format.</summary>
     public static int CodesPerByte(CodeFormat format) => format switch

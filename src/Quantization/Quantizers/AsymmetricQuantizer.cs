@@ -11,7 +11,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// </summary>
 /// <remarks>Codes are computed against the stored (rounded) scale and zero point, so that what is read back is
 /// exactly <c>q·s + mn</c> with the values held.</remarks>
-public sealed class AsymmetricQuantizer : TensorQuantizer
+internal sealed class AsymmetricQuantizer : TensorQuantizer
 {
     // 2^b - 1 for each allowed b, alive for the process (a temporary Scalar may be freed while a native call reads it).
     private static readonly Scalar Levels2 = 3L.ToScalar(), Levels4 = 15L.ToScalar(), Levels8 = 255L.ToScalar();

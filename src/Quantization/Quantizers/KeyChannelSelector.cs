@@ -21,7 +21,7 @@ public enum ChannelStatistic
 /// channels. The statistic is taken per channel index over every batch item, head and token at once: one split
 /// of length D per call.
 /// </summary>
-public sealed class KeyChannelSelector
+internal sealed class KeyChannelSelector
 {
     // M as a Scalar for the selector's lifetime (a temporary one may be freed while a native call reads it).
     private readonly Scalar _threshold;

@@ -7,7 +7,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// b-bit asymmetric per-channel quantization, the rest 1 bit (FFT, real FFT or time-domain). kBits is 1.25, 1.5,
 /// 1.75 or 2 (all channels b-bit), or 1 (all channels 1 bit).
 /// </summary>
-public sealed class MixedPrecisionKeyQuantizer
+internal sealed class MixedPrecisionKeyQuantizer
 {
     /// <summary>The key bit widths the method defines.</summary>
     public static readonly IReadOnlyList<double> AllowedKeyBits = new[] { 1.0, 1.25, 1.5, 1.75, 2.0 };

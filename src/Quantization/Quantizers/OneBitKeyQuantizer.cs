@@ -23,7 +23,7 @@ public enum OneBitKeyMode
 /// 1-bit quantization of the easy key channels ([..., tokens, De]): optionally moved to the frequency domain
 /// along the channel axis, then sign-quantized per channel (groups of G tokens of one component).
 /// </summary>
-public sealed class OneBitKeyQuantizer
+internal sealed class OneBitKeyQuantizer
 {
     private readonly SignQuantizer _sign;
 

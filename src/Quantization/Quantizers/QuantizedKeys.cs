@@ -6,7 +6,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// Mixed-precision keys of one block: outlier channels at b-bit per channel, easy channels at 1 bit, with the
 /// channel split they were quantized under. Owns its tensors.
 /// </summary>
-public sealed class QuantizedKeys : IDisposable
+internal sealed class QuantizedKeys : IDisposable
 {
     internal QuantizedKeys(long[] shape, Tensor outlierChannels, Tensor easyChannels, QuantizedTensor? outliers, QuantizedTensor? easy)
     {

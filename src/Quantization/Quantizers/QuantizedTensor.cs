@@ -7,7 +7,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// Packed codes of a tensor of logical shape <see cref="Shape"/> (last two dimensions: tokens, channels),
 /// with the per-group scale and zero point its quantizer stored. Owns its tensors.
 /// </summary>
-public sealed class QuantizedTensor : IDisposable
+internal sealed class QuantizedTensor : IDisposable
 {
     private readonly bool _owned;
 

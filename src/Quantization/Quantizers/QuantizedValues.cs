@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Quantization.Quantizers;
 
 /// <summary>Values of one block: protected tokens (if any) and the rest, each with its own quantizer. Owns its tensors.</summary>
-public sealed class QuantizedValues : IDisposable
+internal sealed class QuantizedValues : IDisposable
 {
     internal QuantizedValues(long[] shape, Tensor? protectedTokens, QuantizedTensor? protectedValues, QuantizedTensor rest)
     {

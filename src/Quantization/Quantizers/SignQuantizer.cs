@@ -17,7 +17,7 @@ public enum SignReconstruction
 /// Sign 1-bit quantization: <c>bit = x &gt;= 0</c>, <c>s = mean|x|</c> over the group; read back as {0, s}
 /// (default) or {-s, +s}.
 /// </summary>
-public sealed class SignQuantizer : TensorQuantizer
+internal sealed class SignQuantizer : TensorQuantizer
 {
     /// <summary>Creates the quantizer.</summary>
     /// <param name="axis">Grouping axis.</param>

@@ -5,7 +5,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// <summary>
 /// A group-wise quantizer of [..., tokens, channels] tensors. Quantizers are immutable and thread-safe.
 /// </summary>
-public abstract class TensorQuantizer
+internal abstract class TensorQuantizer
 {
     /// <summary>Initializes the grouping shared by every quantizer.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A value is outside what is allowed; the message says which.</exception>

@@ -9,7 +9,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// <c>x &lt; -t</c>, else 0. Read back as bare {-1, 0, +1} (the released code and paper Alg. 1), or, with
 /// <see cref="Scaled"/>, times the least-squares scale <c>mean |x|</c> over the group's non-zero codes.
 /// </summary>
-public sealed class TernaryQuantizer : TensorQuantizer
+internal sealed class TernaryQuantizer : TensorQuantizer
 {
     // Gamma as a Scalar for the quantizer's lifetime (a temporary one may be freed while a native call reads it).
     private readonly Scalar _gamma;

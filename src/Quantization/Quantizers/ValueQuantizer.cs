@@ -6,7 +6,7 @@ namespace VidKV.AI.Quantization.Quantizers;
 /// Quantizes values [B, H, N, D] with one quantizer, or, with semantic token protection, the protected tokens with
 /// a second (higher-precision) quantizer and the rest with the first.
 /// </summary>
-public sealed class ValueQuantizer
+internal sealed class ValueQuantizer
 {
     /// <summary>Creates the quantizer.</summary>
     /// <param name="main">Quantizer of all (or all unprotected) tokens.</param>
