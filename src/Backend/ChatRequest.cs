@@ -18,4 +18,10 @@ public sealed record ChatRequest(IReadOnlyList<ChatTurn> Turns)
 
     /// <summary>Which frames of each video are read (not used for videos given as pixels).</summary>
     public FrameSamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>
+    /// What decoding this request's files and bytes may cost, for all of them together: encoded bytes, declared sizes and
+    /// frame counts (checked before decoding), decoded pixels and time. Media given as pixels are not limited.
+    /// </summary>
+    public MediaLimits Limits { get; init; } = MediaLimits.Default;
 }

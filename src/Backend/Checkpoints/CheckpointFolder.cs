@@ -1,4 +1,5 @@
 using System.Text.Json;
+using VidKV.AI.Backend.Media;
 
 namespace VidKV.AI.Backend.Checkpoints;
 
@@ -8,6 +9,9 @@ namespace VidKV.AI.Backend.Checkpoints;
 /// </summary>
 internal sealed class CheckpointFolder : IDisposable
 {
+    /// <summary>The largest index read (the Hub's largest are a few megabytes).</summary>
+    private const long MaxIndexBytes = 64L * 1024 * 1024;
+
     private readonly Dictionary<string, SafetensorsFile> _byName;
     private readonly List<SafetensorsFile> _files;
 
@@ -24,10 +28,18 @@ internal sealed class CheckpointFolder : IDisposable
     /// <summary>Every tensor name in the checkpoint.</summary>
     public IReadOnlyCollection<string> Names => _byName.Keys;
 
-    /// <summary>Opens the weights of a checkpoint folder.</summary>
+    /// <summary>
+    /// Opens the weights of a checkpoint folder. Files may be symbolic links (the Hugging Face cache links
+    /// <c>snapshots/&lt;revision&gt;/*</c> to <c>blobs/</c>): links are followed, wherever they point. The index names shards
+    /// by plain file name only (no folder, no <c>..</c>), so a shard is always an entry of the folder itself; only the
+    /// folder's own links can lead elsewhere.
+    /// </summary>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="FileNotFoundException">Neither model.safetensors nor model.safetensors.index.json is there, or a shard is missing.</exception>
-    /// <exception cref="InvalidDataException">A file is malformed, or a tensor is in two files.</exception>
+    /// <exception cref="InvalidDataException">
+    /// A file is malformed, not a regular file, a shard name is not a plain file name, a tensor is in two files or not
+    /// in the shard the index names.
+    /// </exception>
     public static CheckpointFolder Open(string directory)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
@@ -39,16 +51,16 @@ internal sealed class CheckpointFolder : IDisposable
         string single = Path.Combine(directory, "model.safetensors");
         string index = Path.Combine(directory, "model.safetensors.index.json");
         var shardNames = new List<string>();
+        var listed = new Dictionary<string, string>(StringComparer.Ordinal);
         if (File.Exists(index))
         {
-            try
+            foreach (var (tensor, shard) in ReadIndex(index))
             {
-                using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
-                shardNames.AddRange(doc.RootElement.GetProperty("weight_map").EnumerateObject().Select(p => p.Value.GetString()!).Distinct(StringComparer.Ordinal));
-            }
-            catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
-            {
-                throw new InvalidDataException($"'{index}' is not a valid safetensors index (expected a \"weight_map\" of tensor names to shard files): {ex.Message}", ex);
+                listed[tensor] = shard;
+                if (!shardNames.Contains(shard, StringComparer.Ordinal))
+                {
+                    shardNames.Add(shard);
+                }
             }
         }
         else if (File.Exists(single))
@@ -83,6 +95,15 @@ internal sealed class CheckpointFolder : IDisposable
                     }
                 }
             }
+
+            foreach (var (tensor, shard) in listed)
+            {
+                if (!byName.TryGetValue(tensor, out var holder) || Path.GetFileName(holder.Path) != shard)
+                {
+                    throw new InvalidDataException(
+                        $"'{index}' places tensor '{tensor}' in '{shard}', but {(holder is null ? "no shard holds it" : $"it is in '{Path.GetFileName(holder.Path)}'")}; the index and the shards disagree.");
+                }
+            }
         }
         catch
         {
@@ -91,6 +112,53 @@ internal sealed class CheckpointFolder : IDisposable
         }
 
         return new CheckpointFolder(directory, files, byName);
+    }
+
+    /// <summary>Whether a shard name from an index is a plain file name: no folder part, not "." or "..", no control characters.</summary>
+    internal static bool IsPlainFileName(string name)
+        => name.Length is > 0 and <= 255 && name is not ("." or "..") && name.IndexOfAny(['/', '\\', '\0']) < 0
+           && !name.Any(char.IsControl) && Path.GetFileName(name) == name && !Path.IsPathRooted(name);
+
+    /// <summary>The index's weight_map: tensor name to shard file name, each shard a plain file name ending in .safetensors.</summary>
+    private static List<(string Tensor, string Shard)> ReadIndex(string index)
+    {
+        var map = new List<(string, string)>();
+        try
+        {
+            using var handle = RegularFile.Open(index, $"Safetensors index '{index}'");
+            long length = RandomAccess.GetLength(handle);
+            if (length > MaxIndexBytes)
+            {
+                throw new InvalidDataException($"'{index}' is {length} bytes; a safetensors index may be at most {MaxIndexBytes} bytes.");
+            }
+
+            var bytes = new byte[length];
+            int read = RandomAccess.Read(handle, bytes, 0);
+            using var doc = JsonDocument.Parse(bytes.AsMemory(0, read));
+            var weightMap = doc.RootElement.GetProperty("weight_map");
+            foreach (var entry in weightMap.EnumerateObject())
+            {
+                string shard = entry.Value.GetString()!;
+                if (!IsPlainFileName(shard) || !shard.EndsWith(".safetensors", StringComparison.Ordinal))
+                {
+                    throw new InvalidDataException(
+                        $"'{index}' places tensor '{entry.Name}' in '{shard}'; allowed: the plain name of a .safetensors file in the checkpoint folder (no folders, no '..').");
+                }
+
+                map.Add((entry.Name, shard));
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or ArgumentNullException)
+        {
+            throw new InvalidDataException($"'{index}' is not a valid safetensors index (expected a \"weight_map\" of tensor names to shard files): {ex.Message}", ex);
+        }
+
+        if (map.Count == 0)
+        {
+            throw new InvalidDataException($"'{index}' has an empty weight_map; it must place every tensor in a shard.");
+        }
+
+        return map;
     }
 
     /// <summary>Whether the checkpoint has a tensor of that name.</summary>

@@ -1,6 +1,7 @@
 using Microsoft.Win32.SafeHandles;
 using System.Text.Json;
 using TorchSharp;
+using VidKV.AI.Backend.Media;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Checkpoints;
@@ -20,6 +21,9 @@ internal sealed record SafetensorInfo(string Name, ScalarType DType, long[] Shap
 /// <remarks>Reading is thread-safe; dispose once done.</remarks>
 internal sealed class SafetensorsFile : IDisposable
 {
+    /// <summary>The largest JSON header read (the safetensors format's own limit).</summary>
+    private const long MaxHeaderBytes = 100_000_000;
+
     private readonly SafeFileHandle _handle;
     private readonly long _dataStart;
 
@@ -43,26 +47,23 @@ internal sealed class SafetensorsFile : IDisposable
     public static SafetensorsFile Open(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path))
-        {
-            throw new FileNotFoundException($"Safetensors file '{path}' does not exist.", path);
-        }
 
-        long size = new FileInfo(path).Length;
-        if (size < 8)
-        {
-            throw new InvalidDataException($"'{path}' is {size} bytes long: too short for a safetensors file (8-byte header length, JSON header, data).");
-        }
-
-        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess);
+        // The handle's length is the file's, through any symbolic link (the Hub's cache links snapshots to blobs).
+        var handle = RegularFile.Open(path, $"Safetensors file '{path}'");
         try
         {
+            long size = RandomAccess.GetLength(handle);
+            if (size < 8)
+            {
+                throw new InvalidDataException($"'{path}' is {size} bytes long: too short for a safetensors file (8-byte header length, JSON header, data).");
+            }
+
             Span<byte> lengthBytes = stackalloc byte[8];
             RandomAccess.Read(handle, lengthBytes, 0);
             long headerLength = BitConverter.ToInt64(lengthBytes);
-            if (headerLength <= 0 || headerLength > size - 8 || headerLength > 100_000_000)
+            if (headerLength <= 0 || headerLength > size - 8 || headerLength > MaxHeaderBytes)
             {
-                throw new InvalidDataException($"'{path}' declares a {headerLength}-byte header in a {size}-byte file: not a safetensors file, or truncated.");
+                throw new InvalidDataException($"'{path}' declares a {headerLength}-byte header in a {size}-byte file: not a safetensors file, or truncated (headers may be 1 to {MaxHeaderBytes} bytes).");
             }
 
             var header = new byte[headerLength];
@@ -155,6 +156,11 @@ internal sealed class SafetensorsFile : IDisposable
         try
         {
             using var doc = JsonDocument.Parse(header);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"'{path}' has a safetensors header that is not a JSON object.");
+            }
+
             foreach (var entry in doc.RootElement.EnumerateObject())
             {
                 if (entry.Name == "__metadata__")
@@ -167,7 +173,7 @@ internal sealed class SafetensorsFile : IDisposable
                 var shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
                 var offsets = e.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
                 var type = ParseType(path, entry.Name, dtype);
-                long count = shape.Aggregate(1L, (a, b) => a * b);
+                long count = ElementCount(path, entry.Name, shape, dataLength);
                 long expected = count * ElementSize(type);
                 if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength || offsets[1] - offsets[0] != expected)
                 {
@@ -175,7 +181,10 @@ internal sealed class SafetensorsFile : IDisposable
                         $"Tensor '{entry.Name}' in '{path}' has data offsets [{string.Join(", ", offsets)}] that do not hold {count} {dtype} values inside the {dataLength}-byte data section (file truncated or corrupt).");
                 }
 
-                result[entry.Name] = new SafetensorInfo(entry.Name, type, shape, offsets[0], offsets[1] - offsets[0]);
+                if (!result.TryAdd(entry.Name, new SafetensorInfo(entry.Name, type, shape, offsets[0], offsets[1] - offsets[0])))
+                {
+                    throw new InvalidDataException($"'{path}' lists tensor '{entry.Name}' twice in its header.");
+                }
             }
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
@@ -183,7 +192,53 @@ internal sealed class SafetensorsFile : IDisposable
             throw new InvalidDataException($"'{path}' has a malformed safetensors header: {ex.Message}", ex);
         }
 
+        CheckNoOverlap(path, result.Values);
         return result;
+    }
+
+    /// <summary>The number of elements of a shape: every dimension 0 or more, the product no larger than the data section.</summary>
+    private static long ElementCount(string path, string name, long[] shape, long dataLength)
+    {
+        if (shape.Any(d => d < 0))
+        {
+            throw new InvalidDataException($"Tensor '{name}' in '{path}' has shape [{string.Join(", ", shape)}]; dimensions must be 0 or more.");
+        }
+
+        if (shape.Contains(0))
+        {
+            return 0;
+        }
+
+        long count = 1;
+        foreach (long d in shape)
+        {
+            if (count > dataLength / d)
+            {
+                // More values than the data section has bytes: they cannot be stored there (and the product may overflow).
+                throw new InvalidDataException(
+                    $"Tensor '{name}' in '{path}' has shape [{string.Join(", ", shape)}], more values than the {dataLength}-byte data section can hold (file truncated or corrupt).");
+            }
+
+            count *= d;
+        }
+
+        return count;
+    }
+
+    /// <summary>Refuses tensors whose data overlap: each byte of the data section belongs to at most one tensor.</summary>
+    private static void CheckNoOverlap(string path, IEnumerable<SafetensorInfo> tensors)
+    {
+        SafetensorInfo? previous = null;
+        foreach (var t in tensors.Where(t => t.Length > 0).OrderBy(t => t.Offset))
+        {
+            if (previous is not null && t.Offset < previous.Offset + previous.Length)
+            {
+                throw new InvalidDataException(
+                    $"Tensors '{previous.Name}' (bytes {previous.Offset} to {previous.Offset + previous.Length}) and '{t.Name}' (bytes {t.Offset} to {t.Offset + t.Length}) overlap in '{path}'; every tensor must have its own bytes (file corrupt or crafted).");
+            }
+
+            previous = t;
+        }
     }
 
     private static ScalarType ParseType(string path, string name, string dtype) => dtype switch

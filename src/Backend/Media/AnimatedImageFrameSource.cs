@@ -15,7 +15,7 @@ namespace VidKV.AI.Backend.Media;
 /// colour the decoder gives them (alpha is dropped, as PIL's <c>convert("RGB")</c> does). A still image's EXIF
 /// orientation is applied.
 /// </para>
-/// <para>Not thread-safe. The encoded file is held in memory until disposed.</para>
+/// <para>Not thread-safe. The encoded file is held in memory (once) until disposed.</para>
 /// </remarks>
 internal sealed class AnimatedImageFrameSource : IFrameSource
 {
@@ -26,15 +26,17 @@ internal sealed class AnimatedImageFrameSource : IFrameSource
     private static readonly TimeSpan DefaultFrameDuration = TimeSpan.FromMilliseconds(100);
 
     private readonly SKData _data;
+    private readonly MediaBudget _budget;
     private readonly SKCodecFrameInfo[] _frames;
     private readonly double[] _starts;
     private readonly SKEncodedOrigin _origin;
     private bool _disposed;
 
-    private AnimatedImageFrameSource(string name, string format, SKData data, SKCodec codec)
+    private AnimatedImageFrameSource(string name, string format, SKData data, SKCodec codec, MediaBudget budget)
     {
         Name = name;
         _data = data;
+        _budget = budget;
         _origin = codec.EncodedOrigin;
         _frames = codec.FrameCount > 1 ? codec.FrameInfo : Array.Empty<SKCodecFrameInfo>();
         var durations = _frames.Length > 1
@@ -68,53 +70,83 @@ internal sealed class AnimatedImageFrameSource : IFrameSource
     /// <summary>How long each frame is shown (after the 10 ms rule); one zero for a still image.</summary>
     public IReadOnlyList<TimeSpan> FrameDurations { get; }
 
-    /// <summary>Opens an image file.</summary>
-    /// <param name="path">A GIF, WebP, PNG, JPEG or BMP file.</param>
+    /// <summary>Opens an image file, reading it once into native memory.</summary>
+    /// <param name="path">A GIF, WebP, PNG, JPEG or BMP file (links are followed; it must be a regular file).</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
+    /// <param name="cancellationToken">Checked while the file is read.</param>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    /// <exception cref="InvalidDataException">It is empty, or not an image SkiaSharp can decode (e.g. truncated).</exception>
-    public static AnimatedImageFrameSource Open(string path)
+    /// <exception cref="InvalidDataException">It is empty, not a regular file, or not an image SkiaSharp can decode (e.g. truncated).</exception>
+    /// <exception cref="MediaLimitExceededException">The file, its declared size or its frame count is over a limit.</exception>
+    public static AnimatedImageFrameSource Open(string path, MediaBudget? budget = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path))
+        budget ??= new MediaBudget(MediaLimits.Default, sharedDeadline: false);
+        using var operation = budget.Begin(cancellationToken);
+        SKData data;
+        try
         {
-            throw new FileNotFoundException($"Image file '{path}' does not exist.", path);
+            using var handle = EncodedMedia.OpenFile(path, "Image file", budget, out long length);
+            data = EncodedMedia.ReadFile(handle, length, path, operation.Token);
+        }
+        catch (OperationCanceledException ex)
+        {
+            throw operation.Stop(path, ex);
         }
 
-        return Open(File.ReadAllBytes(path), path);
+        return Open(data, path, budget);
     }
 
-    /// <summary>Opens an image held in memory (the bytes are copied).</summary>
+    /// <summary>Opens an image held in memory (the bytes are pinned, not copied, until the source is disposed).</summary>
     /// <param name="bytes">The encoded image.</param>
     /// <param name="name">Names it in messages and <see cref="MediaInfo.Source"/>.</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
     /// <exception cref="InvalidDataException">It is empty, or not an image SkiaSharp can decode.</exception>
-    public static AnimatedImageFrameSource Open(ReadOnlyMemory<byte> bytes, string name)
+    /// <exception cref="MediaLimitExceededException">The bytes, the declared size or the frame count are over a limit.</exception>
+    public static AnimatedImageFrameSource Open(ReadOnlyMemory<byte> bytes, string name, MediaBudget? budget = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        if (bytes.IsEmpty)
-        {
-            throw new InvalidDataException($"'{name}' is empty (0 bytes): there is no image in it. Check that the upload or copy completed.");
-        }
+        budget ??= new MediaBudget(MediaLimits.Default, sharedDeadline: false);
+        budget.CheckBytes(name, bytes.Length);
+        return Open(EncodedMedia.Wrap(bytes), name, budget);
+    }
 
-        var type = MediaSniffer.Sniff(bytes.Span[..Math.Min(bytes.Length, MediaSniffer.HeadLength)]);
-        var data = SKData.CreateCopy(bytes.Span);
-        using var codec = SKCodec.Create(data);
-        if (codec is null)
+    /// <summary>Opens encoded data, taking ownership of it: the header's size and frame count are checked before any decoding.</summary>
+    internal static unsafe AnimatedImageFrameSource Open(SKData data, string name, MediaBudget budget)
+    {
+        try
+        {
+            if (data.Size == 0)
+            {
+                throw new InvalidDataException($"'{name}' is empty (0 bytes): there is no image in it. Check that the upload or copy completed.");
+            }
+
+            var type = MediaSniffer.Sniff(new ReadOnlySpan<byte>((void*)data.Data, (int)Math.Min(data.Size, MediaSniffer.HeadLength)));
+            using var codec = SKCodec.Create(data);
+            if (codec is null)
+            {
+                string what = type.Family == MediaFamily.Image ? $"starts like a {type.Format.ToUpperInvariant()} image but cannot be decoded: it is truncated or corrupt" : "is not an image this library can decode (PNG, JPEG, WebP, BMP, GIF)";
+                throw new InvalidDataException($"'{name}' {what}.");
+            }
+
+            bool swap = codec.FrameCount <= 1 && ImageFiles.SwapsAxes(codec.EncodedOrigin);
+            budget.CheckSize(name, swap ? codec.Info.Height : codec.Info.Width, swap ? codec.Info.Width : codec.Info.Height);
+            budget.CheckFrames(name, codec.FrameCount);
+            string format = codec.EncodedFormat switch
+            {
+                SKEncodedImageFormat.Gif => "gif",
+                SKEncodedImageFormat.Webp => "webp",
+                SKEncodedImageFormat.Png => "png",
+                SKEncodedImageFormat.Jpeg => "jpeg",
+                SKEncodedImageFormat.Bmp => "bmp",
+                var other => other.ToString().ToLowerInvariant(),
+            };
+            return new AnimatedImageFrameSource(name, format, data, codec, budget);
+        }
+        catch
         {
             data.Dispose();
-            string what = type.Family == MediaFamily.Image ? $"starts like a {type.Format.ToUpperInvariant()} image but cannot be decoded: it is truncated or corrupt" : "is not an image this library can decode (PNG, JPEG, WebP, BMP, GIF)";
-            throw new InvalidDataException($"'{name}' {what}.");
+            throw;
         }
-
-        string format = codec.EncodedFormat switch
-        {
-            SKEncodedImageFormat.Gif => "gif",
-            SKEncodedImageFormat.Webp => "webp",
-            SKEncodedImageFormat.Png => "png",
-            SKEncodedImageFormat.Jpeg => "jpeg",
-            SKEncodedImageFormat.Bmp => "bmp",
-            var other => other.ToString().ToLowerInvariant(),
-        };
-        return new AnimatedImageFrameSource(name, format, data, codec);
     }
 
     /// <inheritdoc />
@@ -125,7 +157,12 @@ internal sealed class AnimatedImageFrameSource : IFrameSource
         ObjectDisposedException.ThrowIf(_disposed, this);
         options.Validate();
         var indices = FrameIndexSampler.Select(_starts.Length, i => _starts[i], Info.Duration.TotalSeconds, options, Name);
-        return IsAnimated ? SampleAnimation(indices, cancellationToken) : SampleStill(cancellationToken);
+        var plan = IsAnimated ? Plan(indices) : new List<(int Frame, int Prior, bool Keep)> { (0, -1, true) };
+
+        // Every frame composited on the way to the sampled ones is decoded: all are taken from the budget before the first.
+        _budget.Charge(Name, plan.Count, Info.Width, Info.Height);
+        var operation = _budget.Begin(cancellationToken);
+        return operation.Guard(IsAnimated ? SampleAnimation(plan, operation.Token) : SampleStill(operation.Token), Name);
     }
 
     /// <summary>Releases the encoded image.</summary>
@@ -149,20 +186,27 @@ internal sealed class AnimatedImageFrameSource : IFrameSource
     private IEnumerable<SampledFrame> SampleStill(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        using var stream = new MemoryStream(_data.ToArray(), writable: false);
-        yield return new SampledFrame(ImageFiles.Decode(stream, Name), TimeSpan.Zero, 0);
+        yield return new SampledFrame(ImageFiles.Decode(_data, Name, _budget, charged: true, cancellationToken), TimeSpan.Zero, 0);
     }
 
-    private IEnumerable<SampledFrame> SampleAnimation(long[] indices, CancellationToken cancellationToken)
+    /// <summary>
+    /// The frames to decode, in order, to produce the sampled ones: each frame is composited over the canvas holding the
+    /// previous step (Prior) or from scratch (-1), walking forward from the nearest frame that depends on nothing before it.
+    /// </summary>
+    private List<(int Frame, int Prior, bool Keep)> Plan(long[] indices)
     {
-        using var codec = SKCodec.Create(_data) ?? throw new InvalidDataException($"'{Name}' can no longer be decoded.");
-        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
-        using var canvas = new SKBitmap(info); // the composited frame 'current'
+        var steps = new List<(int Frame, int Prior, bool Keep)>();
         int current = -1;
+        void Step(int index, bool keep)
+        {
+            // Skia's rule: any frame in [RequiredFrame, index) not disposed with RestorePrevious is a valid base.
+            int prior = CanBuildOn(current, index) && _frames[index].RequiredFrame >= 0 ? current : -1;
+            steps.Add((index, prior, keep));
+            current = index;
+        }
+
         foreach (long target in indices)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            ObjectDisposedException.ThrowIf(_disposed, this);
             int j = (int)target;
             if (!CanBuildOn(current, j))
             {
@@ -179,29 +223,35 @@ internal sealed class AnimatedImageFrameSource : IFrameSource
 
                 for (int k = start; k < j; k++)
                 {
-                    DecodeFrame(codec, info, canvas, k, current);
-                    current = k;
+                    Step(k, keep: false);
                 }
             }
 
-            DecodeFrame(codec, info, canvas, j, current);
-            current = j;
-            yield return new SampledFrame(ImageFiles.ToRgb(canvas), TimeSpan.FromSeconds(_starts[j]), j);
+            Step(j, keep: true);
+        }
+
+        return steps;
+    }
+
+    private IEnumerable<SampledFrame> SampleAnimation(List<(int Frame, int Prior, bool Keep)> plan, CancellationToken cancellationToken)
+    {
+        using var codec = SKCodec.Create(_data) ?? throw new InvalidDataException($"'{Name}' can no longer be decoded.");
+        var info = new SKImageInfo(codec.Info.Width, codec.Info.Height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
+        using var canvas = ImageFiles.AllocatePixels(Name, info.Width, info.Height); // the composited frame, [H, W, 4]
+        foreach (var (frame, prior, keep) in plan)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ImageFiles.DecodeInto(codec, info, canvas, Name, new SKCodecOptions(frame, prior), $"frame {frame} of {_frames.Length}");
+            if (keep)
+            {
+                using var rgb = canvas.narrow(2, 0, 3);
+                yield return new SampledFrame(rgb.contiguous(), TimeSpan.FromSeconds(_starts[frame]), frame);
+            }
         }
     }
 
     /// <summary>Whether frame <paramref name="j"/> can be drawn over the canvas holding frame <paramref name="current"/>.</summary>
     private bool CanBuildOn(int current, int j)
         => _frames[j].RequiredFrame < 0 || (current >= _frames[j].RequiredFrame && current < j && _frames[current].DisposalMethod != SKCodecAnimationDisposalMethod.RestorePrevious);
-
-    private void DecodeFrame(SKCodec codec, SKImageInfo info, SKBitmap canvas, int index, int current)
-    {
-        // Skia's rule: any frame in [RequiredFrame, index) not disposed with RestorePrevious is a valid base.
-        int prior = CanBuildOn(current, index) && _frames[index].RequiredFrame >= 0 ? current : -1;
-        var result = codec.GetPixels(info, canvas.GetPixels(), new SKCodecOptions(index, prior));
-        if (result is not (SKCodecResult.Success or SKCodecResult.IncompleteInput))
-        {
-            throw new InvalidDataException($"'{Name}': frame {index} of {_frames.Length} could not be decoded ({result}); the file is truncated or corrupt.");
-        }
-    }
 }

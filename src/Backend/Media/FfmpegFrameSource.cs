@@ -48,6 +48,7 @@ internal sealed class FfmpegFrameSource : IFrameSource
 
     private readonly FfmpegBinaries _binaries;
     private readonly FfmpegProbe _probe;
+    private readonly MediaBudget _budget;
     private readonly string? _temporaryCopy;
     private int _processes;
     private TimeSpan _processTime;
@@ -55,9 +56,10 @@ internal sealed class FfmpegFrameSource : IFrameSource
     private long _peakDecoderMemory;
     private bool _disposed;
 
-    private FfmpegFrameSource(string name, string filePath, string? temporaryCopy, string format, FfmpegBinaries binaries, FfmpegProbe probe, int processes, TimeSpan processTime)
+    private FfmpegFrameSource(string name, string filePath, string? temporaryCopy, string format, FfmpegBinaries binaries, FfmpegProbe probe, int processes, TimeSpan processTime, MediaBudget budget)
     {
         Name = name;
+        _budget = budget;
         FilePath = filePath;
         _temporaryCopy = temporaryCopy;
         _binaries = binaries;
@@ -89,20 +91,23 @@ internal sealed class FfmpegFrameSource : IFrameSource
     /// <summary>Opens a video file.</summary>
     /// <param name="path">The file.</param>
     /// <param name="options">Where ffmpeg is; <see langword="null"/> for <see cref="FfmpegOptions.Default"/>.</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
+    /// <param name="cancellationToken">Stops probing (ffprobe is killed).</param>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">It is empty, truncated or corrupt, has no video stream, or its video stream has no frames.</exception>
     /// <exception cref="NotSupportedException">Neither this library nor ffmpeg recognises its content.</exception>
     /// <exception cref="FfmpegNotFoundException">ffmpeg or ffprobe is not installed where <paramref name="options"/> say.</exception>
-    public static FfmpegFrameSource Open(string path, FfmpegOptions? options = null)
+    public static FfmpegFrameSource Open(string path, FfmpegOptions? options = null, MediaBudget? budget = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        if (!File.Exists(path))
+        budget ??= new MediaBudget(MediaLimits.Default, sharedDeadline: false);
+        byte[] head;
+        using (var handle = EncodedMedia.OpenFile(path, "Video file", budget, out _))
         {
-            throw new FileNotFoundException($"Video file '{path}' does not exist.", path);
+            head = EncodedMedia.ReadHead(handle);
         }
 
-        var head = MediaSniffer.ReadHead(path);
-        return Create(path, path, null, head, options ?? FfmpegOptions.Default);
+        return Create(path, path, null, head, options ?? FfmpegOptions.Default, budget, cancellationToken);
     }
 
     /// <summary>
@@ -112,29 +117,35 @@ internal sealed class FfmpegFrameSource : IFrameSource
     /// <param name="stream">The encoded video.</param>
     /// <param name="name">Names it in messages and <see cref="MediaInfo.Source"/>, e.g. the uploaded file's name.</param>
     /// <param name="options">Where ffmpeg is and where the copy goes.</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
+    /// <param name="cancellationToken">Stops probing (ffprobe is killed).</param>
     /// <exception cref="InvalidDataException">Empty, truncated or corrupt, no video stream, or no frames.</exception>
     /// <exception cref="NotSupportedException">Neither this library nor ffmpeg recognises its content.</exception>
     /// <exception cref="FfmpegNotFoundException">ffmpeg or ffprobe is not installed.</exception>
-    public static FfmpegFrameSource Open(Stream stream, string name, FfmpegOptions? options = null)
+    public static FfmpegFrameSource Open(Stream stream, string name, FfmpegOptions? options = null, MediaBudget? budget = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentException.ThrowIfNullOrEmpty(name);
         var head = new byte[MediaSniffer.HeadLength];
         int read = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
-        return FromCopy(name, head.AsMemory(0, read), stream, options ?? FfmpegOptions.Default);
+        return FromCopy(name, head.AsMemory(0, read), stream, options ?? FfmpegOptions.Default, budget ?? new MediaBudget(MediaLimits.Default, sharedDeadline: false), cancellationToken);
     }
 
     /// <summary>Opens a video held in memory (e.g. an HTTP upload); it is copied to a temporary file deleted on <see cref="Dispose"/>.</summary>
     /// <param name="bytes">The encoded video.</param>
     /// <param name="name">Names it in messages and <see cref="MediaInfo.Source"/>.</param>
     /// <param name="options">Where ffmpeg is and where the copy goes.</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
+    /// <param name="cancellationToken">Stops probing (ffprobe is killed).</param>
     /// <exception cref="InvalidDataException">Empty, truncated or corrupt, no video stream, or no frames.</exception>
     /// <exception cref="NotSupportedException">Neither this library nor ffmpeg recognises its content.</exception>
     /// <exception cref="FfmpegNotFoundException">ffmpeg or ffprobe is not installed.</exception>
-    public static FfmpegFrameSource Open(ReadOnlyMemory<byte> bytes, string name, FfmpegOptions? options = null)
+    public static FfmpegFrameSource Open(ReadOnlyMemory<byte> bytes, string name, FfmpegOptions? options = null, MediaBudget? budget = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        return FromCopy(name, bytes, null, options ?? FfmpegOptions.Default);
+        budget ??= new MediaBudget(MediaLimits.Default, sharedDeadline: false);
+        budget.CheckBytes(name, bytes.Length);
+        return FromCopy(name, bytes, null, options ?? FfmpegOptions.Default, budget, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -147,7 +158,9 @@ internal sealed class FfmpegFrameSource : IFrameSource
         options.Validate();
         double fps = _probe.FrameRate;
         var indices = FrameIndexSampler.Select(_probe.FrameCount, i => i / fps, _probe.Duration, options, Name);
-        return SampleCore(indices, cancellationToken);
+        _budget.Charge(Name, indices.Length, _probe.Width, _probe.Height);
+        var operation = _budget.Begin(cancellationToken);
+        return operation.Guard(SampleCore(indices, operation.Token), Name);
     }
 
     /// <summary>Deletes the temporary copy, if any.</summary>
@@ -162,7 +175,7 @@ internal sealed class FfmpegFrameSource : IFrameSource
         DeleteQuietly(_temporaryCopy);
     }
 
-    internal static FfmpegFrameSource Create(string name, string filePath, string? temporaryCopy, ReadOnlySpan<byte> head, FfmpegOptions options)
+    internal static FfmpegFrameSource Create(string name, string filePath, string? temporaryCopy, ReadOnlySpan<byte> head, FfmpegOptions options, MediaBudget budget, CancellationToken cancellationToken)
     {
         var type = MediaSniffer.Sniff(head);
         if (type.Family == MediaFamily.Empty)
@@ -172,7 +185,7 @@ internal sealed class FfmpegFrameSource : IFrameSource
 
         if (type.Family == MediaFamily.Unsupported)
         {
-            throw MediaSniffer.NotSupported(name, head, type);
+            throw MediaSniffer.NotSupported(name, type);
         }
 
         var binaries = FfmpegBinaries.Resolve(options, name);
@@ -184,23 +197,29 @@ internal sealed class FfmpegFrameSource : IFrameSource
             time += elapsed;
         }
 
+        using var operation = budget.Begin(cancellationToken);
         FfmpegProbe probe;
         try
         {
-            probe = FfmpegProbe.Run(binaries, filePath, name, type.Format, Timed);
+            // The declared size and frame count are checked as soon as ffprobe has read them, before anything is decoded.
+            probe = FfmpegProbe.Run(binaries, filePath, name, type.Format, Timed, budget, operation.Token);
+            probe = probe.WithKeyframeInterval(binaries, filePath, Timed, operation.Token);
         }
         catch (InvalidDataException ex) when (type.Family == MediaFamily.Unknown && ex.Data.Contains(FfmpegProbe.UnreadableKey))
         {
-            throw MediaSniffer.NotSupported(name, head, type);
+            throw MediaSniffer.NotSupported(name, type);
+        }
+        catch (OperationCanceledException ex)
+        {
+            throw operation.Stop(name, ex);
         }
 
-        probe = probe.WithKeyframeInterval(binaries, filePath, Timed);
         string format = type.Family == MediaFamily.Unknown ? probe.ContainerName.Split(',')[0] : type.Format;
-        return new FfmpegFrameSource(name, filePath, temporaryCopy, format, binaries, probe, processes, time);
+        return new FfmpegFrameSource(name, filePath, temporaryCopy, format, binaries, probe, processes, time, budget);
     }
 
-    /// <summary>Writes the head and the rest of the stream to a temporary file and opens that.</summary>
-    internal static FfmpegFrameSource FromCopy(string name, ReadOnlyMemory<byte> head, Stream? rest, FfmpegOptions options)
+    /// <summary>Writes the head and the rest of the stream (at most <see cref="MediaLimits.MaxBytes"/> in all) to a temporary file and opens that.</summary>
+    internal static FfmpegFrameSource FromCopy(string name, ReadOnlyMemory<byte> head, Stream? rest, FfmpegOptions options, MediaBudget budget, CancellationToken cancellationToken)
     {
         var type = MediaSniffer.Sniff(head.Span[..Math.Min(head.Length, MediaSniffer.HeadLength)]);
         if (type.Family == MediaFamily.Empty)
@@ -208,18 +227,30 @@ internal sealed class FfmpegFrameSource : IFrameSource
             throw new InvalidDataException($"'{name}' is empty (0 bytes): there is no video in it. Check that the upload or copy completed.");
         }
 
+        budget.CheckBytes(name, head.Length);
         FfmpegBinaries.Resolve(options, name); // fail before copying anything
         string folder = options.TemporaryFolder ?? Path.GetTempPath();
         string copy = Path.Combine(folder, $"vidkv-media-{Guid.NewGuid():N}{type.Extension}");
         try
         {
+            using (var operation = budget.Begin(cancellationToken))
             using (var file = new FileStream(copy, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
                 file.Write(head.Span);
-                rest?.CopyTo(file, 1 << 20);
+                if (rest is not null)
+                {
+                    try
+                    {
+                        EncodedMedia.CopyCapped(rest, file, head.Length, name, budget, operation.Token);
+                    }
+                    catch (OperationCanceledException ex)
+                    {
+                        throw operation.Stop(name, ex);
+                    }
+                }
             }
 
-            return Create(name, copy, copy, head.Span[..Math.Min(head.Length, MediaSniffer.HeadLength)], options);
+            return Create(name, copy, copy, head.Span[..Math.Min(head.Length, MediaSniffer.HeadLength)], options, budget, cancellationToken);
         }
         catch
         {
@@ -426,7 +457,9 @@ internal sealed class FfmpegFrameSource : IFrameSource
 
     private InvalidDataException Damaged(double target, FfmpegDecodeRun decode)
     {
-        string detail = decode.Errors.Count > 0 ? string.Join(" / ", decode.Errors.Take(3)) : $"ffmpeg exited with code {decode.ExitCode}";
+        string detail = decode.Errors.Count > 0
+            ? string.Join(" / ", decode.Errors.Take(3).Select(e => FfmpegMessages.Clean(e, FilePath, Name)))
+            : $"ffmpeg exited with code {decode.ExitCode}";
         return new InvalidDataException(
             $"'{Name}': the frame at {Clock(target)} could not be decoded (ffmpeg: {detail}); the file is truncated or corrupt. Re-download or re-export it, or sample with End before the damage.");
     }

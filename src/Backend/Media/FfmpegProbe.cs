@@ -55,17 +55,22 @@ internal sealed record FfmpegProbe
     /// <summary>Estimated longest distance between keyframes, in seconds.</summary>
     public double KeyframeInterval { get; init; } = DefaultKeyframeInterval;
 
-    /// <summary>Runs ffprobe on <paramref name="path"/> and reads its video stream.</summary>
+    /// <summary>
+    /// Runs ffprobe on <paramref name="path"/> and reads its video stream; the declared size and frame count are checked
+    /// against <paramref name="budget"/>'s limits as soon as they are known.
+    /// </summary>
     /// <exception cref="InvalidDataException">ffprobe cannot read the file, it has no video stream, or the stream has no frames.</exception>
-    public static FfmpegProbe Run(FfmpegBinaries binaries, string path, string name, string format, Action<TimeSpan> timed)
+    /// <exception cref="MediaLimitExceededException">The declared size or frame count is over a limit.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled (ffprobe is killed).</exception>
+    public static FfmpegProbe Run(FfmpegBinaries binaries, string path, string name, string format, Action<TimeSpan> timed, MediaBudget budget, CancellationToken cancellationToken)
     {
         var result = ProcessRunner.Run(binaries.Ffprobe,
             new[] { "-loglevel", "error", "-print_format", "json", "-show_format", "-sexagesimal", "-show_streams", "-show_chapters", path },
-            TimeSpan.FromMinutes(2), CancellationToken.None);
+            TimeSpan.FromMinutes(2), cancellationToken);
         timed(result.Elapsed);
         if (result.ExitCode != 0 || result.StandardOutput.Trim().Length <= 2)
         {
-            string why = FirstLines(result.StandardError, 2);
+            string why = FirstLines(result.StandardError, 2, path, name);
             throw new InvalidDataException(
                 $"'{name}' starts like a {format.ToUpperInvariant()} file but ffprobe cannot read it ({why}): it is truncated or corrupt. Re-download or re-export it (an MP4 cut off before its end loses its index, the 'moov' box).")
             {
@@ -108,11 +113,15 @@ internal sealed record FfmpegProbe
         long declared = Extension(video, "nb_frames") is { } nb && long.TryParse(nb, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) ? n : -1;
         double fps = avg > 0 ? avg : real > 0 ? real : declared > 0 && duration > 0 ? declared / duration : 0;
         int codedWidth = video.Width ?? 0, codedHeight = video.Height ?? 0;
+        int rotation = ReadRotation(video);
+        bool swap = rotation is 90 or 270;
+        budget.CheckSize(name, swap ? codedHeight : codedWidth, swap ? codedWidth : codedHeight);
+        budget.CheckFrames(name, declared);
         if (declared <= 0 && (duration <= 0 || !(fps > 0 && fps <= 1000)) && codedWidth > 0)
         {
             // No frame count and no usable duration or rate (a live recording, e.g. a browser's MediaRecorder WebM):
             // count the packets, which reads the file once without decoding.
-            (declared, double first, double last) = CountPackets(binaries, path, video.Index, timed);
+            (declared, double first, double last) = CountPackets(binaries, path, video.Index, timed, cancellationToken);
             if (declared > 0)
             {
                 double span = last - first;
@@ -122,20 +131,20 @@ internal sealed record FfmpegProbe
             }
         }
 
-        long frames = declared > 0 ? declared : fps > 0 && duration > 0 ? (long)Math.Round(duration * fps) : 0;
+        double estimate = fps > 0 && duration > 0 ? Math.Round(duration * fps) : 0;
+        long frames = declared > 0 ? declared : estimate >= long.MaxValue ? long.MaxValue : (long)estimate;
         if (frames <= 0 || fps <= 0 || codedWidth <= 0 || codedHeight <= 0)
         {
             throw new InvalidDataException(
                 $"'{name}' has a video stream ({video.CodecName}, {codedWidth}x{codedHeight}) but no frames (ffprobe finds {(declared >= 0 ? declared.ToString(CultureInfo.InvariantCulture) + " frames" : "no frame count")}, duration {duration.ToString("0.###", CultureInfo.InvariantCulture)} s, {fps.ToString("0.###", CultureInfo.InvariantCulture)} fps). Re-export the video.");
         }
 
+        budget.CheckFrames(name, frames);
         if (duration <= 0)
         {
             duration = frames / fps;
         }
 
-        int rotation = ReadRotation(video);
-        bool swap = rotation is 90 or 270;
         double streamStart = ParseSeconds(video.StartTime);
         double fileStart = ParseSeconds(analysis.Raw.Format?.StartTime);
         return new FfmpegProbe
@@ -160,7 +169,8 @@ internal sealed record FfmpegProbe
     /// longest keyframe interval, including how far before the middle the nearest keyframe lies (a screen recording
     /// may have a single keyframe at the start).
     /// </summary>
-    public FfmpegProbe WithKeyframeInterval(FfmpegBinaries binaries, string path, Action<TimeSpan> timed)
+    /// <exception cref="OperationCanceledException">Cancelled (ffprobe is killed).</exception>
+    public FfmpegProbe WithKeyframeInterval(FfmpegBinaries binaries, string path, Action<TimeSpan> timed, CancellationToken cancellationToken)
     {
         double middle = Math.Floor(Duration / 2);
         string intervals = middle > 20 ? $"%+#300,{(middle + StreamStart).ToString("0.###", CultureInfo.InvariantCulture)}%+#300" : "%+#300";
@@ -170,7 +180,7 @@ internal sealed record FfmpegProbe
             result = ProcessRunner.Run(binaries.Ffprobe,
                 new[] { "-loglevel", "error", "-select_streams", StreamIndex.ToString(CultureInfo.InvariantCulture), "-read_intervals", intervals,
                     "-show_entries", "packet=pts_time,dts_time,flags", "-print_format", "json", path },
-                TimeSpan.FromMinutes(1), CancellationToken.None);
+                TimeSpan.FromMinutes(1), cancellationToken);
         }
         catch (TimeoutException)
         {
@@ -248,11 +258,11 @@ internal sealed record FfmpegProbe
     }
 
     /// <summary>Counts the stream's packets and finds their first and last presentation times (no decoding).</summary>
-    private static (long Count, double First, double Last) CountPackets(FfmpegBinaries binaries, string path, int stream, Action<TimeSpan> timed)
+    private static (long Count, double First, double Last) CountPackets(FfmpegBinaries binaries, string path, int stream, Action<TimeSpan> timed, CancellationToken cancellationToken)
     {
         var result = ProcessRunner.Run(binaries.Ffprobe,
             new[] { "-loglevel", "error", "-select_streams", stream.ToString(CultureInfo.InvariantCulture), "-show_entries", "packet=pts_time", "-of", "csv=p=0", path },
-            TimeSpan.FromMinutes(10), CancellationToken.None);
+            TimeSpan.FromMinutes(10), cancellationToken);
         timed(result.Elapsed);
         long count = 0;
         double first = double.PositiveInfinity, last = double.NegativeInfinity;
@@ -341,9 +351,9 @@ internal sealed record FfmpegProbe
         return text.TrimStart().StartsWith('-') ? -Math.Abs(total) : total;
     }
 
-    private static string FirstLines(string text, int count)
+    private static string FirstLines(string text, int count, string path, string name)
     {
-        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Take(count).ToList();
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Take(count).Select(l => FfmpegMessages.Clean(l, path, name)).ToList();
         return lines.Count == 0 ? "no message" : "ffprobe: " + string.Join(" / ", lines);
     }
 }

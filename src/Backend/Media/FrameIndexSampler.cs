@@ -74,6 +74,11 @@ internal static class FrameIndexSampler
                     return Linspace(first, end - 1, options.MaxFrames);
                 }
             }
+
+            if (index >= end - 1)
+            {
+                break; // later times show the last frame in range too: a declared duration far past it costs nothing
+            }
         }
 
         return picked.Count > 0 ? picked.ToArray() : new[] { first };

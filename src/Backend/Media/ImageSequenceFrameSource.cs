@@ -17,11 +17,13 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
     public static IReadOnlyList<string> FrameExtensions { get; } = new[] { ".png", ".jpg", ".jpeg", ".webp", ".bmp" };
 
     private readonly double _fps;
+    private readonly MediaBudget _budget;
 
-    private ImageSequenceFrameSource(string name, IReadOnlyList<string> files, double framesPerSecond, int width, int height, string codec)
+    private ImageSequenceFrameSource(string name, IReadOnlyList<string> files, double framesPerSecond, int width, int height, string codec, MediaBudget budget)
     {
         Files = files;
         _fps = framesPerSecond;
+        _budget = budget;
         Info = new MediaInfo(name, "frames", codec, width, height, TimeSpan.FromSeconds(files.Count / framesPerSecond), framesPerSecond, files.Count);
     }
 
@@ -34,10 +36,12 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
     /// <summary>Opens the frame images of a folder (<see cref="FrameExtensions"/>), in natural file-name order.</summary>
     /// <param name="folder">The folder.</param>
     /// <param name="framesPerSecond">The rate the frames were taken at (for timestamps and frames-per-second sampling). Default 1.</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist.</exception>
     /// <exception cref="InvalidDataException">It holds no frame image, or a file is not a decodable image, or the frames differ in size.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="framesPerSecond"/> is not greater than 0 and at most 240.</exception>
-    public static ImageSequenceFrameSource FromFolder(string folder, double framesPerSecond = 1)
+    /// <exception cref="MediaLimitExceededException">The folder holds more frames, or a file is longer or declares a larger size, than the limits allow.</exception>
+    public static ImageSequenceFrameSource FromFolder(string folder, double framesPerSecond = 1, MediaBudget? budget = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(folder);
         CheckRate(framesPerSecond);
@@ -55,17 +59,19 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
             throw new InvalidDataException($"Frame folder '{folder}' holds no frame images (files ending in {string.Join(", ", FrameExtensions)}); it has zero frames.");
         }
 
-        return Create(folder, files, framesPerSecond);
+        return Create(folder, files, framesPerSecond, budget);
     }
 
     /// <summary>Opens frame images in the given order.</summary>
     /// <param name="files">The frame files, first frame first.</param>
     /// <param name="framesPerSecond">The rate the frames were taken at. Default 1.</param>
+    /// <param name="budget">The limits; <see langword="null"/> for <see cref="MediaLimits.Default"/>.</param>
     /// <exception cref="ArgumentException">The list is empty.</exception>
     /// <exception cref="FileNotFoundException">A file does not exist; the message names it.</exception>
     /// <exception cref="InvalidDataException">A file is not a decodable image, or the frames differ in size.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="framesPerSecond"/> is not greater than 0 and at most 240.</exception>
-    public static ImageSequenceFrameSource FromFiles(IReadOnlyList<string> files, double framesPerSecond = 1)
+    /// <exception cref="MediaLimitExceededException">There are more frames, or a file is longer or declares a larger size, than the limits allow.</exception>
+    public static ImageSequenceFrameSource FromFiles(IReadOnlyList<string> files, double framesPerSecond = 1, MediaBudget? budget = null)
     {
         ArgumentNullException.ThrowIfNull(files);
         CheckRate(framesPerSecond);
@@ -75,7 +81,7 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
         }
 
         string name = files.Count == 1 ? files[0] : $"{files[0]} ... {Path.GetFileName(files[^1])} ({files.Count} frames)";
-        return Create(name, files.ToArray(), framesPerSecond);
+        return Create(name, files.ToArray(), framesPerSecond, budget);
     }
 
     /// <inheritdoc />
@@ -85,7 +91,9 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
         options.Validate();
         double fps = _fps;
         var indices = FrameIndexSampler.Select(Files.Count, i => i / fps, Files.Count / fps, options, Info.Source);
-        return SampleCore(indices, cancellationToken);
+        _budget.Charge(Info.Source, indices.Length, Info.Width, Info.Height);
+        var operation = _budget.Begin(cancellationToken);
+        return operation.Guard(SampleCore(indices, operation.Token), Info.Source);
     }
 
     /// <summary>Nothing to release: files are opened only while a frame is decoded.</summary>
@@ -102,19 +110,16 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
         }
     }
 
-    private static ImageSequenceFrameSource Create(string name, IReadOnlyList<string> files, double framesPerSecond)
+    private static ImageSequenceFrameSource Create(string name, IReadOnlyList<string> files, double framesPerSecond, MediaBudget? budget)
     {
+        budget ??= new MediaBudget(MediaLimits.Default, sharedDeadline: false);
+        budget.CheckFrames(name, files.Count);
         int width = 0, height = 0;
         string? firstFile = null;
         var formats = new SortedSet<string>(StringComparer.Ordinal);
         foreach (string file in files)
         {
-            if (!File.Exists(file))
-            {
-                throw new FileNotFoundException($"Frame image '{file}' does not exist.", file);
-            }
-
-            var (w, h, format) = ReadHeader(file);
+            var (w, h, format) = ReadHeader(file, budget);
             formats.Add(format);
             if (firstFile is null)
             {
@@ -127,12 +132,14 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
             }
         }
 
-        return new ImageSequenceFrameSource(name, files, framesPerSecond, width, height, string.Join("+", formats));
+        return new ImageSequenceFrameSource(name, files, framesPerSecond, width, height, string.Join("+", formats), budget);
     }
 
-    private static (int Width, int Height, string Format) ReadHeader(string file)
+    /// <summary>Reads a frame's header only (its length and declared size checked), never its pixels.</summary>
+    private static (int Width, int Height, string Format) ReadHeader(string file, MediaBudget budget)
     {
-        var head = MediaSniffer.ReadHead(file);
+        using var handle = EncodedMedia.OpenFile(file, "Frame image", budget, out long length);
+        var head = EncodedMedia.ReadHead(handle);
         var type = MediaSniffer.Sniff(head);
         if (type.Family == MediaFamily.Empty)
         {
@@ -144,10 +151,12 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
             throw new InvalidDataException($"Frame '{file}' is not a PNG, JPEG, WebP or BMP image (its content is {(type.Family == MediaFamily.Ffmpeg ? type.Format : "unrecognised")}); a frame sequence holds one image per frame.");
         }
 
-        using var stream = File.OpenRead(file);
+        using var stream = new FileStream(handle, FileAccess.Read, bufferSize: 1);
         using var codec = SKCodec.Create(stream) ?? throw new InvalidDataException($"Frame image '{file}' starts like a {type.Format.ToUpperInvariant()} but cannot be decoded: it is truncated or corrupt.");
         bool swap = ImageFiles.SwapsAxes(codec.EncodedOrigin);
-        return (swap ? codec.Info.Height : codec.Info.Width, swap ? codec.Info.Width : codec.Info.Height, type.Format);
+        int width = swap ? codec.Info.Height : codec.Info.Width, height = swap ? codec.Info.Width : codec.Info.Height;
+        budget.CheckSize(file, width, height);
+        return (width, height, type.Format);
     }
 
     private IEnumerable<SampledFrame> SampleCore(long[] indices, CancellationToken cancellationToken)
@@ -155,7 +164,7 @@ internal sealed class ImageSequenceFrameSource : IFrameSource
         foreach (long index in indices)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var pixels = ImageFiles.Load(Files[(int)index]);
+            var pixels = ImageFiles.Load(Files[(int)index], _budget, charged: true, cancellationToken);
             if (pixels.shape[0] != Info.Height || pixels.shape[1] != Info.Width)
             {
                 pixels.Dispose();

@@ -162,8 +162,11 @@ internal static class MediaSniffer
         return new MediaType(MediaFamily.Unknown, "unknown");
     }
 
-    /// <summary>The exception for media that is not supported, naming it and listing what is.</summary>
-    public static NotSupportedException NotSupported(string name, ReadOnlySpan<byte> head, MediaType type)
+    /// <summary>
+    /// The exception for media that is not supported, naming it and listing what is. It quotes none of the content (a
+    /// file named by a caller may be anything, e.g. a link to a secret).
+    /// </summary>
+    public static NotSupportedException NotSupported(string name, MediaType type)
     {
         if (type.Family == MediaFamily.Unsupported)
         {
@@ -171,20 +174,7 @@ internal static class MediaSniffer
                 $"'{name}' is a {type.Format.ToUpperInvariant()} image (HEIF/AVIF), which this library does not decode; convert it to PNG or JPEG. Supported: {Supported}.");
         }
 
-        var shown = head[..Math.Min(head.Length, 8)];
-        string bytes = Convert.ToHexString(shown);
-        bool text = head.Length > 0 && !head[..Math.Min(head.Length, 64)].ContainsAnyExceptInRange((byte)0x09, (byte)0x7E);
-        string looks = text ? " (it looks like text)" : string.Empty;
         return new NotSupportedException(
-            $"'{name}' is not a supported media type: its content starts with bytes {bytes}{looks}, which match no supported format, whatever its extension says. Supported: {Supported}.");
-    }
-
-    /// <summary>Reads up to <see cref="HeadLength"/> bytes of a file.</summary>
-    public static byte[] ReadHead(string path)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.None);
-        var head = new byte[HeadLength];
-        int read = stream.ReadAtLeast(head, HeadLength, throwOnEndOfStream: false);
-        return head[..read];
+            $"'{name}' is not a supported media type: its content matches no supported format, whatever its extension says. Supported: {Supported}.");
     }
 }

@@ -60,15 +60,18 @@ public sealed class MediaSource
         return new MediaSource($"pixels {pixels.dtype} [{string.Join(", ", pixels.shape)}]", null, null, pixels);
     }
 
-    /// <summary>Opens the media as a frame source (a video, an animated image, or a folder of frames).</summary>
+    /// <summary>Opens the media as a frame source (a video, an animated image, or a folder of frames) under a request's budget.</summary>
     /// <exception cref="InvalidOperationException">The media came as pixels.</exception>
-    internal IFrameSource OpenFrames(FfmpegOptions? ffmpeg = null)
-        => Path is { } path ? FrameSources.Open(path, ffmpeg)
-            : Bytes is { } bytes ? FrameSources.Open(bytes, Name, ffmpeg)
+    internal IFrameSource OpenFrames(MediaBudget budget, CancellationToken cancellationToken, FfmpegOptions? ffmpeg = null)
+        => Path is { } path ? FrameSources.Open(path, ffmpeg, budget, cancellationToken)
+            : Bytes is { } bytes ? FrameSources.Open(bytes, Name, ffmpeg, budget, cancellationToken)
             : throw new InvalidOperationException($"{Name} is decoded already.");
 
-    /// <summary>Decodes the media as one image: uint8 [H, W, 3] RGB (pixels are returned as given, not copied).</summary>
-    internal Tensor LoadImage()
+    /// <summary>
+    /// Decodes the media as one image under a request's budget: uint8 [H, W, 3] RGB (pixels are returned as given, not
+    /// copied). A file is read once; bytes are decoded in place.
+    /// </summary>
+    internal Tensor LoadImage(MediaBudget budget, CancellationToken cancellationToken)
     {
         if (Pixels is { } pixels)
         {
@@ -77,11 +80,12 @@ public sealed class MediaSource
 
         if (Path is { } path)
         {
-            return ImageFiles.Load(path);
+            return ImageFiles.Load(path, budget, charged: false, cancellationToken);
         }
 
-        using var stream = new MemoryStream(Bytes!.Value.ToArray(), writable: false);
-        return ImageFiles.Decode(stream, Name);
+        budget.CheckBytes(Name, Bytes!.Value.Length);
+        using var data = EncodedMedia.Wrap(Bytes.Value);
+        return ImageFiles.Decode(data, Name, budget, charged: false, cancellationToken);
     }
 
     /// <inheritdoc />

@@ -17,6 +17,7 @@ internal static class ProcessRunner
     /// <exception cref="TimeoutException">It ran longer than <paramref name="timeout"/>; the process is killed.</exception>
     public static ProcessResult Run(string fileName, IEnumerable<string> arguments, TimeSpan timeout, CancellationToken cancellationToken, ReadOnlyMemory<byte> standardInput = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         using var process = new Process { StartInfo = CreateStartInfo(fileName, arguments) };
         process.StartInfo.RedirectStandardInput = !standardInput.IsEmpty;
         var clock = Stopwatch.StartNew();

@@ -85,6 +85,9 @@ internal static class TestClips
         return path;
     })).Value;
 
+    /// <summary>H.264 in MP4 at 8192x8192, 2 frames of grey: about 200 KB that declare 67 million pixels a frame.</summary>
+    public static string Huge8192 => Make("huge-8192.mp4", "-f lavfi -i color=c=gray:s=8192x8192:r=2 -frames:v 2 -c:v libx264 -preset ultrafast -pix_fmt yuv420p");
+
     /// <summary>An AAC sine tone in MP4: no video stream.</summary>
     public static string AudioOnly => Make("audio.m4a", "-f lavfi -i sine=frequency=440:duration=2 -c:a aac");
 

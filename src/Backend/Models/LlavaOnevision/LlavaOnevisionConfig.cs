@@ -125,43 +125,59 @@ public sealed record LlavaOnevisionConfig
     }
 
     /// <summary>Parses a config object; <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="InvalidDataException">
+    /// A value has the wrong type or is outside what is allowed (<see cref="Validate"/>); the message names the source, the
+    /// field and the allowed values. Nothing is allocated from an unchecked number.
+    /// </exception>
     public static LlavaOnevisionConfig Parse(JsonElement root, string source)
     {
-        var reader = new ConfigReader(root, source);
-        var text = root.TryGetProperty("text_config", out var t) && t.ValueKind == JsonValueKind.Object ? new ConfigReader(t, source + ": text_config") : reader;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new InvalidDataException($"'{source}' is not a JSON object.");
+        }
+
+        var reader = new ConfigReader(root, source, string.Empty);
+        var text = root.TryGetProperty("text_config", out var t) && t.ValueKind == JsonValueKind.Object ? new ConfigReader(t, source, "text_config.") : reader;
         var vision = root.TryGetProperty("vision_config", out var v) && v.ValueKind == JsonValueKind.Object
-            ? new ConfigReader(v, source + ": vision_config")
+            ? new ConfigReader(v, source, "vision_config.")
             : throw new InvalidDataException($"'{source}' has no vision_config object; is it a LLaVA-OneVision checkpoint?");
 
-        int hidden = text.Int("hidden_size", 896);
-        int heads = text.Int("num_attention_heads", 14);
+        int hidden = text.Int("hidden_size", 896, Widths);
+        int heads = text.Int("num_attention_heads", 14, Heads);
+        bool explicitHeadDim = text.Element("head_dim") is { ValueKind: JsonValueKind.Number };
+        if (!explicitHeadDim && hidden % heads != 0)
+        {
+            throw new InvalidDataException(
+                $"'{source}': {text.Prefix}hidden_size ({hidden}) is not a multiple of {text.Prefix}num_attention_heads ({heads}), and no head_dim is given; the heads must divide the hidden size.");
+        }
+
         double theta = text.Element("rope_parameters") is { ValueKind: JsonValueKind.Object } rp && rp.TryGetProperty("rope_theta", out var rt)
-            ? rt.GetDouble()
+            ? text.Number(rt, "rope_parameters.rope_theta")
             : text.Double("rope_theta", 10000.0);
         var textConfig = new Qwen2Config
         {
-            VocabSize = text.Int("vocab_size", 151936),
+            VocabSize = text.Int("vocab_size", 151936, Vocabulary),
             HiddenSize = hidden,
-            IntermediateSize = text.Int("intermediate_size", 4864),
-            NumLayers = text.Int("num_hidden_layers", 24),
+            IntermediateSize = text.Int("intermediate_size", 4864, InnerWidths),
+            NumLayers = text.Int("num_hidden_layers", 24, Layers),
             NumHeads = heads,
-            NumKeyValueHeads = text.Int("num_key_value_heads", heads),
-            HeadDim = text.Element("head_dim") is { ValueKind: JsonValueKind.Number } hd ? hd.GetInt32() : hidden / heads,
+            NumKeyValueHeads = text.Int("num_key_value_heads", heads, Heads),
+            HeadDim = explicitHeadDim ? text.Int("head_dim", 0, HeadDims) : hidden / heads,
             RmsNormEps = text.Double("rms_norm_eps", 1e-6),
             RopeTheta = theta,
-            MaxPositionEmbeddings = text.Int("max_position_embeddings", 32768),
+            MaxPositionEmbeddings = text.Int("max_position_embeddings", 32768, Positions),
             TieWordEmbeddings = text.Bool("tie_word_embeddings", reader.Bool("tie_word_embeddings", false)),
             EosTokenIds = text.IntList("eos_token_id"),
         };
         var visionConfig = new SiglipVisionConfig
         {
-            HiddenSize = vision.Int("hidden_size", 768),
-            IntermediateSize = vision.Int("intermediate_size", 3072),
-            NumLayers = vision.Int("num_hidden_layers", 12),
-            NumHeads = vision.Int("num_attention_heads", 12),
-            ImageSize = vision.Int("image_size", 224),
-            PatchSize = vision.Int("patch_size", 16),
-            NumChannels = vision.Int("num_channels", 3),
+            HiddenSize = vision.Int("hidden_size", 768, Widths),
+            IntermediateSize = vision.Int("intermediate_size", 3072, InnerWidths),
+            NumLayers = vision.Int("num_hidden_layers", 12, Layers),
+            NumHeads = vision.Int("num_attention_heads", 12, Heads),
+            ImageSize = vision.Int("image_size", 224, ImageSizes),
+            PatchSize = vision.Int("patch_size", 16, ImageSizes),
+            NumChannels = vision.Int("num_channels", 3, (3, 3)),
             LayerNormEps = vision.Double("layer_norm_eps", 1e-6),
         };
 
@@ -169,16 +185,14 @@ public sealed record LlavaOnevisionConfig
         {
             Text = textConfig,
             Vision = visionConfig,
-            ImageTokenId = reader.Int("image_token_index", reader.Int("image_token_id", 151646)),
-            VideoTokenId = reader.Int("video_token_index", reader.Int("video_token_id", 151647)),
+            ImageTokenId = reader.Int("image_token_index", reader.Int("image_token_id", 151646, TokenIds), TokenIds),
+            VideoTokenId = reader.Int("video_token_index", reader.Int("video_token_id", 151647, TokenIds), TokenIds),
             VisionFeatureLayer = reader.Element("vision_feature_layer") is { ValueKind: JsonValueKind.Array }
                 ? throw new InvalidDataException($"'{source}': vision_feature_layer lists several layers; only a single layer is supported.")
-                : reader.Int("vision_feature_layer", -1),
+                : reader.Int("vision_feature_layer", -1, (-Layers.Max - 1, Layers.Max)),
             VisionFeatureSelectStrategy = reader.String("vision_feature_select_strategy", "full"),
             VisionAspectRatio = reader.String("vision_aspect_ratio", "anyres_max_9"),
-            ImageGridPinpoints = reader.Element("image_grid_pinpoints") is { ValueKind: JsonValueKind.Array } pins
-                ? pins.EnumerateArray().Select(p => (p[0].GetInt32(), p[1].GetInt32())).ToArray()
-                : Array.Empty<(int, int)>(),
+            ImageGridPinpoints = reader.Pinpoints("image_grid_pinpoints"),
             ProjectorBias = reader.Bool("multimodal_projector_bias", true),
             CheckpointDType = ParseDType(reader.String("dtype", reader.String("torch_dtype", text.String("dtype", text.String("torch_dtype", string.Empty))))),
         };
@@ -186,32 +200,87 @@ public sealed record LlavaOnevisionConfig
         return config;
     }
 
-    private void Validate(string source)
+    /// <summary>
+    /// Checks every number before anything is allocated from it: sizes within the ranges below, heads that divide the
+    /// hidden size, key-value heads that divide the heads, an even head size, token ids inside the vocabulary, positive
+    /// finite epsilons and rotary base. The message names <paramref name="source"/>, the field and what is allowed.
+    /// </summary>
+    /// <remarks>
+    /// Ranges: vocab_size 1 to 16,777,216; hidden_size 1 to 65,536; intermediate_size 1 to 1,048,576; num_hidden_layers 1
+    /// to 1,024; num_attention_heads and num_key_value_heads 1 to 1,024; head_dim an even number 2 to 4,096;
+    /// max_position_embeddings 1 to 1,073,741,824; image_size and patch_size 1 to 16,384 (patch at most the image);
+    /// num_channels 3; image_grid_pinpoints sides 1 to 16,384.
+    /// </remarks>
+    /// <param name="source">Names the configuration in messages (its file).</param>
+    /// <exception cref="InvalidDataException">A value is not allowed.</exception>
+    public void Validate(string source)
     {
-        void Positive(int value, string name)
+        ArgumentNullException.ThrowIfNull(source);
+        void Range(long value, (int Min, int Max) allowed, string name)
         {
-            if (value <= 0)
+            if (value < allowed.Min || value > allowed.Max)
             {
-                throw new InvalidDataException($"'{source}': {name} is {value}; it must be positive.");
+                throw new InvalidDataException($"'{source}': {name} is {value}; allowed: {Describe(allowed)}.");
             }
         }
 
-        Positive(Text.VocabSize, "text_config.vocab_size");
-        Positive(Text.HiddenSize, "text_config.hidden_size");
-        Positive(Text.NumLayers, "text_config.num_hidden_layers");
-        Positive(Text.NumHeads, "text_config.num_attention_heads");
-        Positive(Text.NumKeyValueHeads, "text_config.num_key_value_heads");
-        Positive(Vision.HiddenSize, "vision_config.hidden_size");
-        Positive(Vision.PatchSize, "vision_config.patch_size");
-        Positive(Vision.ImageSize, "vision_config.image_size");
-        if (Text.NumHeads % Text.NumKeyValueHeads != 0)
+        void PositiveFinite(double value, string name, double below)
         {
-            throw new InvalidDataException($"'{source}': num_attention_heads ({Text.NumHeads}) must be a multiple of num_key_value_heads ({Text.NumKeyValueHeads}).");
+            if (!(value > 0 && value < below && double.IsFinite(value)))
+            {
+                string allowed = double.IsFinite(below)
+                    ? $"greater than 0 and less than {below.ToString(System.Globalization.CultureInfo.InvariantCulture)}"
+                    : "a finite number greater than 0";
+                throw new InvalidDataException($"'{source}': {name} is {value.ToString(System.Globalization.CultureInfo.InvariantCulture)}; allowed: {allowed}.");
+            }
         }
 
+        ArgumentNullException.ThrowIfNull(Text);
+        ArgumentNullException.ThrowIfNull(Vision);
+        Range(Text.VocabSize, Vocabulary, "text_config.vocab_size");
+        Range(Text.HiddenSize, Widths, "text_config.hidden_size");
+        Range(Text.IntermediateSize, InnerWidths, "text_config.intermediate_size");
+        Range(Text.NumLayers, Layers, "text_config.num_hidden_layers");
+        Range(Text.NumHeads, Heads, "text_config.num_attention_heads");
+        Range(Text.NumKeyValueHeads, Heads, "text_config.num_key_value_heads");
+        Range(Text.HeadDim, HeadDims, "text_config.head_dim");
+        Range(Text.MaxPositionEmbeddings, Positions, "text_config.max_position_embeddings");
+        PositiveFinite(Text.RmsNormEps, "text_config.rms_norm_eps", 1);
+        PositiveFinite(Text.RopeTheta, "text_config.rope_theta", double.PositiveInfinity);
+        if (Text.HeadDim % 2 != 0)
+        {
+            throw new InvalidDataException($"'{source}': text_config.head_dim is {Text.HeadDim}; allowed: an even number (rotary embeddings rotate pairs).");
+        }
+
+        if (Text.NumHeads % Text.NumKeyValueHeads != 0)
+        {
+            throw new InvalidDataException($"'{source}': text_config.num_attention_heads ({Text.NumHeads}) must be a multiple of num_key_value_heads ({Text.NumKeyValueHeads}).");
+        }
+
+        foreach (int eos in Text.EosTokenIds)
+        {
+            Range(eos, (0, Text.VocabSize - 1), "text_config.eos_token_id");
+        }
+
+        Range(Vision.HiddenSize, Widths, "vision_config.hidden_size");
+        Range(Vision.IntermediateSize, InnerWidths, "vision_config.intermediate_size");
+        Range(Vision.NumLayers, Layers, "vision_config.num_hidden_layers");
+        Range(Vision.NumHeads, Heads, "vision_config.num_attention_heads");
+        Range(Vision.ImageSize, ImageSizes, "vision_config.image_size");
+        Range(Vision.PatchSize, (1, Vision.ImageSize), "vision_config.patch_size");
+        Range(Vision.NumChannels, (3, 3), "vision_config.num_channels");
+        PositiveFinite(Vision.LayerNormEps, "vision_config.layer_norm_eps", 1);
         if (Vision.HiddenSize % Vision.NumHeads != 0)
         {
-            throw new InvalidDataException($"'{source}': vision hidden_size ({Vision.HiddenSize}) must be a multiple of num_attention_heads ({Vision.NumHeads}).");
+            throw new InvalidDataException($"'{source}': vision_config.hidden_size ({Vision.HiddenSize}) must be a multiple of num_attention_heads ({Vision.NumHeads}).");
+        }
+
+        Range(ImageTokenId, (0, Text.VocabSize - 1), "image_token_index");
+        Range(VideoTokenId, (0, Text.VocabSize - 1), "video_token_index");
+        foreach (var (h, w) in ImageGridPinpoints)
+        {
+            Range(h, ImageSizes, "image_grid_pinpoints (height)");
+            Range(w, ImageSizes, "image_grid_pinpoints (width)");
         }
 
         if (VisionFeatureSelectStrategy is not ("full" or "default"))
@@ -225,6 +294,20 @@ public sealed record LlavaOnevisionConfig
         }
     }
 
+    private static readonly (int Min, int Max) Vocabulary = (1, 1 << 24);
+    private static readonly (int Min, int Max) Widths = (1, 1 << 16);
+    private static readonly (int Min, int Max) InnerWidths = (1, 1 << 20);
+    private static readonly (int Min, int Max) Layers = (1, 1024);
+    private static readonly (int Min, int Max) Heads = (1, 1024);
+    private static readonly (int Min, int Max) HeadDims = (2, 4096);
+    private static readonly (int Min, int Max) Positions = (1, 1 << 30);
+    private static readonly (int Min, int Max) ImageSizes = (1, 1 << 14);
+    private static readonly (int Min, int Max) TokenIds = (0, (1 << 24) - 1);
+
+    private static string Describe((int Min, int Max) allowed)
+        => allowed.Min == allowed.Max ? allowed.Min.ToString(System.Globalization.CultureInfo.InvariantCulture)
+            : $"{allowed.Min.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)} to {allowed.Max.ToString("N0", System.Globalization.CultureInfo.InvariantCulture)}";
+
     private static ScalarType? ParseDType(string name) => name switch
     {
         "float32" => ScalarType.Float32,
@@ -233,36 +316,95 @@ public sealed record LlavaOnevisionConfig
         _ => null,
     };
 
-    /// <summary>Typed reads with defaults and errors that name the key.</summary>
-    private readonly struct ConfigReader(JsonElement element, string source)
+    /// <summary>Typed reads with defaults and errors that name the file, the key and what is allowed.</summary>
+    private readonly struct ConfigReader(JsonElement element, string source, string prefix)
     {
+        public string Prefix => prefix;
+
         public JsonElement? Element(string key) => element.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
-        public int Int(string key, int fallback) => Element(key) is { } v ? Read(key, () => v.GetInt32()) : fallback;
+        public int Int(string key, int fallback, (int Min, int Max) allowed)
+        {
+            if (Element(key) is not { } v)
+            {
+                return fallback;
+            }
 
-        public double Double(string key, double fallback) => Element(key) is { } v ? Read(key, () => v.GetDouble()) : fallback;
+            // Integers may be written as 2e9 or 64.0: read them as numbers, then require a whole value in range.
+            double value = v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
+            if (!(value >= allowed.Min && value <= allowed.Max && Math.Floor(value) == value))
+            {
+                string shown = v.ValueKind == JsonValueKind.Number ? v.GetRawText() : $"{v.GetRawText()} ({v.ValueKind})";
+                string range = allowed.Min == allowed.Max ? Describe(allowed) : "an integer from " + Describe(allowed);
+                throw new InvalidDataException($"'{source}': {prefix}{key} is {shown}; allowed: {range}.");
+            }
 
-        public bool Bool(string key, bool fallback) => Element(key) is { } v ? Read(key, () => v.GetBoolean()) : fallback;
+            return (int)value;
+        }
+
+        public double Double(string key, double fallback) => Element(key) is { } v ? Number(v, key) : fallback;
+
+        public double Number(JsonElement v, string key)
+            => v.ValueKind == JsonValueKind.Number
+                ? v.GetDouble()
+                : throw new InvalidDataException($"'{source}': {prefix}{key} is {v.GetRawText()}; allowed: a number.");
+
+        public bool Bool(string key, bool fallback) => Element(key) switch
+        {
+            null => fallback,
+            { ValueKind: JsonValueKind.True } => true,
+            { ValueKind: JsonValueKind.False } => false,
+            { } v => throw new InvalidDataException($"'{source}': {prefix}{key} is {v.GetRawText()}; allowed: true or false."),
+        };
 
         public string String(string key, string fallback) => Element(key) is { ValueKind: JsonValueKind.String } v ? v.GetString()! : fallback;
 
-        public IReadOnlyList<int> IntList(string key) => Element(key) switch
+        public IReadOnlyList<int> IntList(string key)
         {
-            { ValueKind: JsonValueKind.Number } v => new[] { v.GetInt32() },
-            { ValueKind: JsonValueKind.Array } v => v.EnumerateArray().Select(e => e.GetInt32()).ToArray(),
-            _ => Array.Empty<int>(),
-        };
+            switch (Element(key))
+            {
+                case { ValueKind: JsonValueKind.Number }:
+                    return new[] { Int(key, 0, TokenIds) };
+                case { ValueKind: JsonValueKind.Array } v:
+                    var ids = new List<int>();
+                    foreach (var e in v.EnumerateArray())
+                    {
+                        ids.Add(WholeNumber(e, key, TokenIds));
+                    }
 
-        private T Read<T>(string key, Func<T> read)
+                    return ids;
+                default:
+                    return Array.Empty<int>();
+            }
+        }
+
+        public IReadOnlyList<(int Height, int Width)> Pinpoints(string key)
         {
-            try
+            if (Element(key) is not { ValueKind: JsonValueKind.Array } pins)
             {
-                return read();
+                return Array.Empty<(int, int)>();
             }
-            catch (Exception ex) when (ex is InvalidOperationException or FormatException)
+
+            var result = new List<(int, int)>();
+            foreach (var p in pins.EnumerateArray())
             {
-                throw new InvalidDataException($"'{source}': {key} has the wrong type ({ex.Message}).", ex);
+                if (p.ValueKind != JsonValueKind.Array || p.GetArrayLength() != 2 || result.Count >= 4096)
+                {
+                    throw new InvalidDataException($"'{source}': {prefix}{key} holds {p.GetRawText()}; allowed: at most 4096 [height, width] pairs.");
+                }
+
+                result.Add((WholeNumber(p[0], key, ImageSizes), WholeNumber(p[1], key, ImageSizes)));
             }
+
+            return result;
+        }
+
+        private int WholeNumber(JsonElement e, string key, (int Min, int Max) allowed)
+        {
+            double value = e.ValueKind == JsonValueKind.Number ? e.GetDouble() : double.NaN;
+            return value >= allowed.Min && value <= allowed.Max && Math.Floor(value) == value
+                ? (int)value
+                : throw new InvalidDataException($"'{source}': {prefix}{key} holds {e.GetRawText()}; allowed: integers from {Describe(allowed)}.");
         }
     }
 }

@@ -94,26 +94,41 @@ public sealed class LlavaOnevisionModel : nn.Module
             throw new InvalidDataException($"Checkpoint '{directory}' has no lm_head.weight and its config does not tie word embeddings (tie_word_embeddings is false).");
         }
 
-        var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead: hasHead && !config.Text.TieWordEmbeddings);
-        try
+        // Every parameter is checked against the tensor headers before anything is allocated, so the sizes allocated are
+        // those of tensors that exist in the files: a config.json whose numbers disagree with the weights fails here.
+        bool separateHead = hasHead && !config.Text.TieWordEmbeddings;
+        var expected = ParameterShapes(config, tiedEmbeddings: !separateHead);
+        foreach (var (name, shape) in expected)
         {
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var (name, parameter) in model.named_parameters())
+            if (!names.TryGetValue(name, out var stored))
             {
-                if (!names.TryGetValue(name, out var stored))
-                {
-                    throw new InvalidDataException($"Checkpoint '{directory}' has no tensor for '{name}' (looked for it under the Hub's, transformers 5's and the module names).");
-                }
-
-                checkpoint.FileOf(stored).CopyInto(stored, parameter);
-                used.Add(name);
+                throw new InvalidDataException($"Checkpoint '{directory}' has no tensor for '{name}' (looked for it under the Hub's, transformers 5's and the module names).");
             }
 
-            var unexpected = names.Keys.Where(n => !used.Contains(n) && n != "lm_head.weight" && !UnusedPrefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToList();
-            if (unexpected.Count > 0)
+            var file = checkpoint.FileOf(stored);
+            var info = file.Info(stored);
+            if (!info.Shape.SequenceEqual(shape))
             {
                 throw new InvalidDataException(
-                    $"Checkpoint '{directory}' has {unexpected.Count} tensors this model does not use, e.g. {string.Join(", ", unexpected.Take(5).Select(n => $"'{names[n]}'"))}; is it a LLaVA-OneVision checkpoint with this config?");
+                    $"Tensor '{stored}' in '{file.Path}' has shape [{string.Join(", ", info.Shape)}], but the model expects [{string.Join(", ", shape)}] from its config.json; the config and the weights disagree.");
+            }
+        }
+
+        var used = expected.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        var unexpected = names.Keys.Where(n => !used.Contains(n) && n != "lm_head.weight" && !UnusedPrefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToList();
+        if (unexpected.Count > 0)
+        {
+            throw new InvalidDataException(
+                $"Checkpoint '{directory}' has {unexpected.Count} tensors this model does not use, e.g. {string.Join(", ", unexpected.Take(5).Select(n => $"'{names[n]}'"))}; is it a LLaVA-OneVision checkpoint with this config?");
+        }
+
+        var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead);
+        try
+        {
+            foreach (var (name, parameter) in model.named_parameters())
+            {
+                string stored = names[name];
+                checkpoint.FileOf(stored).CopyInto(stored, parameter);
             }
         }
         catch
@@ -133,6 +148,7 @@ public sealed class LlavaOnevisionModel : nn.Module
     public static LlavaOnevisionModel Create(LlavaOnevisionConfig config, ModelLoadOptions? options, long seed, bool drawOnDevice = false)
     {
         ArgumentNullException.ThrowIfNull(config);
+        config.Validate("the configuration given to Create");
         options ??= new ModelLoadOptions();
         var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead: !config.Text.TieWordEmbeddings);
         using var noGrad = torch.no_grad();
@@ -190,12 +206,12 @@ public sealed class LlavaOnevisionModel : nn.Module
 
     /// <summary>
     /// The parameter names and shapes a checkpoint must provide for <paramref name="config"/> (Hub naming rules apart):
-    /// the model is built with unallocated-in-practice empty tensors, so this costs no real memory.
+    /// the model is built on the meta device (shapes without storage), so this allocates no weights whatever the config says.
     /// </summary>
     public static IReadOnlyList<(string Name, long[] Shape)> ParameterShapes(LlavaOnevisionConfig config, bool tiedEmbeddings)
     {
         ArgumentNullException.ThrowIfNull(config);
-        using var model = new LlavaOnevisionModel(config, ScalarType.BFloat16, CPU, separateHead: !tiedEmbeddings);
+        using var model = new LlavaOnevisionModel(config, ScalarType.BFloat16, new Device(DeviceType.META), separateHead: !tiedEmbeddings);
         return model.named_parameters().Select(p => (p.name, p.parameter.shape)).ToList();
     }
 

@@ -77,6 +77,8 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
     /// <inheritdoc />
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
     {
+        // One budget for the request: its limits hold for all its media together, under one deadline.
+        var budget = new MediaBudget(request.Limits ?? throw new ArgumentException("ChatRequest.Limits is null.", nameof(request)), sharedDeadline: true);
         var videos = new List<Tensor>(request.Videos.Count);
         for (int i = 0; i < request.Videos.Count; i++)
         {
@@ -89,7 +91,7 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
             }
             else
             {
-                using var reader = source.OpenFrames();
+                using var reader = source.OpenFrames(budget, cancellationToken);
                 videos.Add(VideoFrames.LoadForModel(reader, request.Sampling, VideoPreprocessor, cancellationToken).PixelValues);
             }
         }
@@ -98,7 +100,19 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
         for (int i = 0; i < request.Images.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var image = request.Images[i].LoadImage();
+            Tensor image;
+            using (var operation = budget.Begin(cancellationToken))
+            {
+                try
+                {
+                    image = request.Images[i].LoadImage(budget, operation.Token);
+                }
+                catch (OperationCanceledException ex)
+                {
+                    throw operation.Stop(request.Images[i].Name, ex);
+                }
+            }
+
             if (image.dim() != 3 || image.shape[2] != 3 || image.dtype != ScalarType.Byte)
             {
                 throw new ArgumentException($"Image {i + 1} must be uint8 [H, W, 3] RGB; got {image.dtype} [{string.Join(", ", image.shape)}].", nameof(request));
