@@ -8,18 +8,23 @@ inputs (images and videos of odd sizes and frame counts), and writes under OUT_D
 
   qwen25vl/model/        save_pretrained's layout (config.json with model_type qwen2_5_vl, safetensors, tied
                          embeddings), tokenizer, preprocessor and video preprocessor configs, chat template
-  qwen25vl/model-alt/    the same weights under the Hub's key names (visual.*, model.layers.*, lm_head.weight),
-                         two shards with an index, an older config.json style (rope_scaling, torch_dtype)
+  qwen25vl/model-alt/    the same weights in bf16 under the Hub's key names (visual.*, model.layers.*, lm_head.weight,
+                         which transformers 5.17 also writes), two shards with an index, the Hub's flat config.json
+                         (rope_scaling with mrope_section, torch_dtype)
   qwen25vl/reference.safetensors  per case: raw pixels, pixel_values and grid_thw, vision block outputs and
                          features, input ids, inputs_embeds, the 3-D position ids the language model received,
                          each decoder layer's output, logits, greedy tokens with and without the cache and the
                          logits of each generated step
   qwen25vl/reference.json        renderings of the chat template, ids, second_per_grid_ts, greedy margins,
                          smart_resize for many sizes, frame sampling indices
-  qwen2vl/...            the same for Qwen2-VL (LayerNorm + quick-GELU vision blocks, no windows, untied lm_head)
+  qwen2vl/...            the same for Qwen2-VL (LayerNorm + quick-GELU vision blocks, no windows, untied lm_head);
+                         its inputs (raw pixels, pixel values) equal Qwen2.5-VL's and are left out of its reference file
   sources.tar.gz         transformers' own files for both models, to read the reference behaviour
 
 Usage: python3 tools/make_qwen25vl_fixtures.py OUT_DIR
+Then copy OUT_DIR/qwen25vl/* to tests/Backend.Tests/Fixtures/qwen25vl-tiny/ and OUT_DIR/qwen2vl/* to its qwen2vl/.
+The committed fixtures were made by this script on the GPU machine (CPU, float32) with transformers 5.17.0 and torch 2.11;
+the last step (shrink) was applied to them afterwards by an equivalent script without torch.
 """
 import inspect
 import io
@@ -339,7 +344,7 @@ def make_family(kind):
             try:
                 fn = find(model, "model.get_rope_index", "get_rope_index")
                 sig = inspect.signature(fn)
-                kw = {k: inputs[k] for k in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts", "attention_mask") if k in inputs and k in sig.parameters}
+                kw = {k: inputs[k] for k in ("mm_token_type_ids", "image_grid_thw", "video_grid_thw", "second_per_grid_ts", "attention_mask") if k in inputs and k in sig.parameters}
                 if "second_per_grid_ts" in kw and not torch.is_tensor(kw["second_per_grid_ts"]):
                     kw["second_per_grid_ts"] = torch.tensor(kw["second_per_grid_ts"])
                 pos, deltas = fn(inputs["input_ids"], **kw)
@@ -420,6 +425,34 @@ for family in ("qwen25vl", "qwen2vl"):
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         print("FAILED", family, flush=True)
+
+
+def shrink():
+    """Keeps the fixtures small: Qwen2-VL's inputs equal Qwen2.5-VL's; the Hub-style checkpoint is stored in bf16."""
+    a = load_file(os.path.join(OUT, "qwen25vl", "reference.safetensors"))
+    path = os.path.join(OUT, "qwen2vl", "reference.safetensors")
+    b = load_file(path)
+    shared = [k for k in b if (k.endswith(".raw") or k.endswith("pixel_values") or k.endswith("pixel_values_videos"))
+              and k in a and torch.equal(a[k], b[k])]
+    save_file({k: v.contiguous() for k, v in b.items() if k not in shared}, path)
+    alt = os.path.join(OUT, "qwen25vl", "model-alt")
+    for name in os.listdir(alt):
+        if name.endswith(".safetensors"):
+            tensors = load_file(os.path.join(alt, name))
+            save_file({k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}, os.path.join(alt, name), metadata={"format": "pt"})
+    for name, edit in (("config.json", lambda c: c.update(torch_dtype="bfloat16")),
+                       ("model.safetensors.index.json", lambda c: c["metadata"].update(total_size=c["metadata"]["total_size"] // 2))):
+        with open(os.path.join(alt, name)) as f:
+            data = json.load(f)
+        edit(data)
+        with open(os.path.join(alt, name), "w") as f:
+            json.dump(data, f, indent=2)
+
+
+try:
+    shrink()
+except Exception:  # noqa: BLE001
+    traceback.print_exc()
 
 # transformers' own sources for both models, to read what the fixtures reproduce.
 with tarfile.open(os.path.join(OUT, "sources.tar.gz"), "w:gz") as tar:
