@@ -1,20 +1,25 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Backend.Models.Qwen25VL;
 using VidKV.AI.Quantization.Native;
 
 namespace VidKV.AI.Backend;
 
 /// <summary>
 /// Loads a checkpoint folder as the family its <c>config.json</c> names (<c>model_type</c>): the entry point for every
-/// video-language model. LLaVA-OneVision is built in; other families are added with <see cref="RegisterFamily"/>.
+/// video-language model. LLaVA-OneVision, Qwen2.5-VL and Qwen2-VL are built in; other families are added with <see cref="RegisterFamily"/>.
 /// </summary>
 /// <remarks>Thread-safe.</remarks>
 public static class VideoLanguageModel
 {
     private static readonly ConcurrentDictionary<string, IModelFamily> Registered = new(StringComparer.Ordinal);
 
-    static VideoLanguageModel() => RegisterFamily(new LlavaOnevisionFamily());
+    static VideoLanguageModel()
+    {
+        RegisterFamily(new LlavaOnevisionFamily());
+        RegisterFamily(new Qwen25VLFamily());
+    }
 
     /// <summary>The <c>model_type</c> values that can be loaded, sorted.</summary>
     public static IReadOnlyList<string> SupportedModelTypes => Registered.Keys.Order(StringComparer.Ordinal).ToList();

@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Text;
 using TorchSharp;
 using VidKV.AI.Backend;
-using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Training.Synthetic;
 using VidKV.AI.Training;
 using VidKV.AI.Quantization.Cache;
@@ -62,13 +61,14 @@ internal static class Evaluation
         }
 
         TorchRuntime.EnsureLoaded();
-        using var model = LlavaOnevisionVideoModel.Load(modelDir, new ModelLoadOptions { Device = torch.device(device) });
+        // Any family VideoLanguageModel loads (LLaVA-OneVision, Qwen2.5-VL, Qwen2-VL, ...): config.json's model_type picks it.
+        using var model = VideoLanguageModel.Load(modelDir, new ModelLoadOptions { Device = torch.device(device) });
         var sceneOptions = new SceneOptions { MinFrames = 8, MaxFrames = 256 };
         var test = SyntheticDataset.Generate(seed, DatasetSplit.Test, samples, sceneOptions);
         var families = Enum.GetValues<QuestionFamily>();
         var table = new StringBuilder();
         table.AppendLine($"Command: `dotnet run -c Release --project tools/Train -- {string.Join(' ', args)}`");
-        table.AppendLine($"Model: {modelDir}; {samples} held-out questions (test split, seed base {seed}), videos sampled to at most {maxFrames} frames except needle videos (every frame); greedy, exact match.");
+        table.AppendLine($"Model: {modelDir} ({model.Info.Family}); {samples} held-out questions (test split, seed base {seed}), videos sampled to at most {maxFrames} frames except needle videos (every frame); greedy, exact match.");
         table.AppendLine();
         table.AppendLine($"| profile | preset | values | {string.Join(" | ", families)} | overall | KV bits/elem |");
         table.AppendLine($"|---|---|---|{string.Concat(families.Select(_ => "---:|"))}---:|---:|");
