@@ -92,6 +92,8 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
     {
         var videos = new List<Tensor>(request.Videos.Count);
+        // One budget for the request: its limits hold for all its media together, under one deadline.
+        var budget = new MediaBudget(request.Limits ?? throw new ArgumentException("ChatRequest.Limits is null.", nameof(request)), sharedDeadline: true);
         var rates = new List<double>(request.Videos.Count);
         for (int i = 0; i < request.Videos.Count; i++)
         {
@@ -104,7 +106,7 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
             }
             else
             {
-                using var reader = source.OpenFrames();
+                using var reader = source.OpenFrames(budget, cancellationToken);
                 var (pixels, rate) = Sample(reader, request.Sampling, cancellationToken);
                 videos.Add(pixels);
                 rates.Add(rate);
@@ -115,7 +117,19 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
         for (int i = 0; i < request.Images.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var image = request.Images[i].LoadImage();
+            Tensor image;
+            using (var operation = budget.Begin(cancellationToken))
+            {
+                try
+                {
+                    image = request.Images[i].LoadImage(budget, operation.Token);
+                }
+                catch (OperationCanceledException ex)
+                {
+                    throw operation.Stop(request.Images[i].Name, ex);
+                }
+            }
+
             if (image.dim() != 3 || image.shape[2] != 3 || image.dtype != ScalarType.Byte)
             {
                 throw new ArgumentException($"Image {i + 1} must be uint8 [H, W, 3] RGB; got {image.dtype} [{string.Join(", ", image.shape)}].", nameof(request));
