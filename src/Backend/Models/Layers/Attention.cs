@@ -83,4 +83,33 @@ internal sealed class Attention : nn.Module
 
         return o_proj.forward(output.transpose(1, 2).reshape(b, t, _heads * _headDim)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// One decode step for N sequences at once: <paramref name="hidden"/> [N, 1, D] holds each sequence's new token, and
+    /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; attention
+    /// runs per sequence over its own compressed cache (append, then attend), so caches of different lengths and presets mix.
+    /// </summary>
+    /// <param name="hidden">Input [N, 1, D].</param>
+    /// <param name="rotary">Rotary tables with cos and sin [N, 1, 1, hd]: row i at sequence i's position.</param>
+    /// <param name="caches">N non-empty caches, one per row.</param>
+    public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches)
+    {
+        using var scope = NewDisposeScope();
+        long n = hidden.shape[0];
+        Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
+        var q = RotaryEmbedding.Apply(Heads(q_proj.forward(hidden), _heads), rotary);    // [N, H, 1, hd]
+        var k = RotaryEmbedding.Apply(Heads(k_proj.forward(hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
+        var v = Heads(v_proj.forward(hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
+        var outputs = new Tensor[n];
+        for (int i = 0; i < n; i++)
+        {
+            // A single kernel over sequences of different lengths (varlen) would replace this loop.
+            var cache = caches[i];
+            cache.Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
+            outputs[i] = cache.AttendForDecode(q.narrow(0, i, 1), causal: true).to(hidden.dtype); // [1, H, 1, hd]
+        }
+
+        var output = cat(outputs, 0); // [N, H, 1, hd]
+        return o_proj.forward(output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
+    }
 }
