@@ -14,8 +14,11 @@ namespace VidKV.AI.Backend.Batching;
 /// freed. Each sequence's updates are exactly those <see cref="VideoLanguageModelBase.Generate"/> yields for it alone.
 /// </summary>
 /// <remarks>
-/// Not thread-safe: run it on the thread that owns the model. Results do not depend on the batch: the projections and
-/// the LM head are computed row-independently by the CPU kernels (a test compares every preset with one-at-a-time runs).
+/// Not thread-safe: run it on the thread that owns the model. With <see cref="RowWise"/> (the default) a sequence's tokens
+/// are bitwise those it gets alone: BLAS gives other last bits for a matrix of N rows than for one row (MKL's one-row
+/// path differs from its N-row one, and N-row results change with N), so the matrix products run once per row while
+/// everything else (embeddings, norms, rotary, activations, bookkeeping) runs once over the batch. Without it the products
+/// run once over the batch: faster, logits equal to about 1e-6, tokens equal unless two logits are that close.
 /// </remarks>
 internal sealed class BatchedGenerator : IDisposable
 {
@@ -26,12 +29,18 @@ internal sealed class BatchedGenerator : IDisposable
     private bool _disposed;
 
     /// <summary>Creates a generator over <paramref name="model"/> (not owned).</summary>
-    public BatchedGenerator(VideoLanguageModelBase model)
+    /// <param name="model">The model.</param>
+    /// <param name="rowWise">Matrix products once per row, so that results do not depend on the batch (see remarks).</param>
+    public BatchedGenerator(VideoLanguageModelBase model, bool rowWise = true)
     {
         ArgumentNullException.ThrowIfNull(model);
         _model = model;
         _decoder = BatchedDecoderOf(model);
+        RowWise = rowWise;
     }
+
+    /// <summary>Whether matrix products run once per row (results independent of the batch).</summary>
+    public bool RowWise { get; }
 
     /// <summary>The active sequences, in order of admission.</summary>
     public IReadOnlyList<BatchedSequence> Active => _active;
@@ -217,14 +226,15 @@ internal sealed class BatchedGenerator : IDisposable
         Tensor hidden;
         if (_decoder is not null)
         {
-            hidden = _decoder.ForwardDecodeBatch(_model.Embed(ids), positions, sequences.Select(s => s.Cache).ToArray());
+            hidden = _decoder.ForwardDecodeBatch(_model.Embed(ids), positions, sequences.Select(s => s.Cache).ToArray(), RowWise);
         }
         else
         {
             hidden = cat(sequences.Select((s, i) => _model.Forward(new DecoderInput(_model.Embed(ids.narrow(0, i, 1))) { PositionIds = positions[i], Cache = s.Cache })).ToArray(), 0);
         }
 
-        var logits = _model.Logits(hidden.select(1, -1)); // [N, V]
+        var last = hidden.select(1, -1); // [N, D]
+        var logits = RowWise || _decoder is null ? Models.Layers.Attention.PerRow(last, _model.Logits) : _model.Logits(last); // [N, V]
         var next = new int[n];
         for (int i = 0; i < n; i++)
         {

@@ -108,32 +108,34 @@ public sealed class BatchedGeneratorTests : IClassFixture<PipelineFixture>
         }
     }
 
-    [Fact]
-    public void BatchedStep_LogitsAreBitwiseThoseOfOneSequenceSteps()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BatchedStep_RowWiseLogitsAreBitwiseThoseOfOneSequenceSteps(bool rowWise)
     {
         using var scope = NewDisposeScope();
         var decoder = BatchedGenerator.BatchedDecoderOf(_f.Vlm)!;
         var requests = new[] { Question(4, "What happens?"), Question(2, "Which colour is the square in the first frame?"), Question(3, "Where?") };
         var presets = new[] { "fp16", "vidkv-1.5/1.58", "vidkv-2" };
         var ids = tensor(new long[] { 11, 220, 3 }).reshape(3, 1);
-        var single = new List<Tensor>();
         var alone = requests.Select((r, i) => Prefilled(r, Cache(presets[i]))).ToArray();
         var batched = requests.Select((r, i) => Prefilled(r, Cache(presets[i]))).ToArray();
+        double largest = 0;
         try
         {
             for (int step = 0; step < 20; step++)
             {
+                using var stepScope = NewDisposeScope();
+                var hb = decoder.ForwardDecodeBatch(_f.Vlm.Embed(ids), new Tensor?[3], batched, rowWise).select(1, -1);
                 for (int i = 0; i < 3; i++)
                 {
                     var h = _f.Vlm.Forward(new DecoderInput(_f.Vlm.Embed(ids.narrow(0, i, 1))) { Cache = alone[i] });
-                    single.Add(_f.Vlm.Logits(h.select(1, -1))[0]);
-                }
-
-                var hb = decoder.ForwardDecodeBatch(_f.Vlm.Embed(ids), new Tensor?[3], batched);
-                var logits = _f.Vlm.Logits(hb.select(1, -1));
-                for (int i = 0; i < 3; i++)
-                {
-                    Assert.True(single[^(3 - i)].eq(logits[i]).all().item<bool>(), $"step {step}, sequence {i}: max difference {(single[^(3 - i)] - logits[i]).abs().max().item<float>()}");
+                    var single = _f.Vlm.Logits(h.select(1, -1))[0];
+                    var row = _f.Vlm.Logits(hb.narrow(0, i, 1).clone())[0];
+                    double difference = (single - row).abs().max().item<float>();
+                    largest = Math.Max(largest, difference);
+                    Assert.True(!rowWise || difference == 0, $"step {step}, sequence {i}: logits differ by up to {difference}");
+                    Assert.True(difference < 1e-4, $"step {step}, sequence {i}: logits differ by up to {difference}");
                     Assert.Equal(alone[i].Length, batched[i].Length);
                 }
             }
@@ -145,6 +147,9 @@ public sealed class BatchedGeneratorTests : IClassFixture<PipelineFixture>
                 c.Dispose();
             }
         }
+
+        // Records what the batch-wide products cost in exactness (documented in BatchedGenerator's remarks).
+        Assert.True(rowWise ? largest == 0 : largest > 0, $"largest difference {largest}");
     }
 
     [Fact]

@@ -92,14 +92,17 @@ internal sealed class Attention : nn.Module
     /// <param name="hidden">Input [N, 1, D].</param>
     /// <param name="rotary">Rotary tables with cos and sin [N, 1, 1, hd]: row i at sequence i's position.</param>
     /// <param name="caches">N non-empty caches, one per row.</param>
-    public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches)
+    /// <param name="rowWise">Run each projection once per row (bitwise what a one-sequence step computes: BLAS gives other
+    /// last bits for a matrix of N rows than for one row), rather than once over the N rows.</param>
+    public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise)
     {
         using var scope = NewDisposeScope();
         long n = hidden.shape[0];
         Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
-        var q = RotaryEmbedding.Apply(Heads(q_proj.forward(hidden), _heads), rotary);    // [N, H, 1, hd]
-        var k = RotaryEmbedding.Apply(Heads(k_proj.forward(hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
-        var v = Heads(v_proj.forward(hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
+        Tensor Project(LinearLayer p, Tensor y) => rowWise ? PerRow(y, p.forward) : p.forward(y);
+        var q = RotaryEmbedding.Apply(Heads(Project(q_proj, hidden), _heads), rotary);    // [N, H, 1, hd]
+        var k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
+        var v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
         var outputs = new Tensor[n];
         for (int i = 0; i < n; i++)
         {
@@ -110,6 +113,19 @@ internal sealed class Attention : nn.Module
         }
 
         var output = cat(outputs, 0); // [N, H, 1, hd]
-        return o_proj.forward(output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
+        return Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><paramref name="f"/> applied to each row of x [N, ...] alone (a fresh contiguous copy, as a one-row input is), stacked.</summary>
+    internal static Tensor PerRow(Tensor x, Func<Tensor, Tensor> f)
+    {
+        using var scope = NewDisposeScope();
+        var rows = new Tensor[x.shape[0]];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            rows[i] = f(x.narrow(0, i, 1).clone());
+        }
+
+        return cat(rows, 0).MoveToOuterDisposeScope();
     }
 }

@@ -441,7 +441,7 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
     }
 
     /// <inheritdoc />
-    Tensor VidKV.AI.Backend.Batching.IBatchedDecoder.ForwardDecodeBatch(Tensor embeddings, IReadOnlyList<Tensor?> positionIds, IReadOnlyList<ModelKVCache> caches)
+    Tensor VidKV.AI.Backend.Batching.IBatchedDecoder.ForwardDecodeBatch(Tensor embeddings, IReadOnlyList<Tensor?> positionIds, IReadOnlyList<ModelKVCache> caches, bool rowWise)
     {
         ArgumentNullException.ThrowIfNull(embeddings);
         ArgumentNullException.ThrowIfNull(positionIds);
@@ -469,7 +469,7 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
         }
 
         var layers = caches.Select(c => c.Layers).ToArray();
-        return language_model.ForwardDecodeBatch(embeddings.to(DType), positions, layers).MoveToOuterDisposeScope();
+        return language_model.ForwardDecodeBatch(embeddings.to(DType), positions, layers, rowWise).MoveToOuterDisposeScope();
     }
 
     /// <summary>Positions start..start+count-1 as int64 [count].</summary>

@@ -51,8 +51,9 @@ internal sealed class Qwen2Decoder : nn.Module
     /// <summary>
     /// One decode step for N sequences: embeddings [N, 1, D], each row at its own position <paramref name="positions"/>[i]
     /// ([1]) over its own per-layer caches <paramref name="caches"/>[i]; returns the final-normed hidden states [N, 1, D].
+    /// <paramref name="rowWise"/>: projections once per row (see <see cref="Attention.ForwardDecodeBatch"/>).
     /// </summary>
-    public Tensor ForwardDecodeBatch(Tensor embeds, IReadOnlyList<Tensor> positions, IReadOnlyList<IReadOnlyList<QuantizedKVCache>> caches)
+    public Tensor ForwardDecodeBatch(Tensor embeds, IReadOnlyList<Tensor> positions, IReadOnlyList<IReadOnlyList<QuantizedKVCache>> caches, bool rowWise)
     {
         using var scope = NewDisposeScope();
         long n = embeds.shape[0];
@@ -71,7 +72,7 @@ internal sealed class Qwen2Decoder : nn.Module
                 layerCaches[s] = caches[s][i];
             }
 
-            h = layers[i].ForwardDecodeBatch(h, rotary, layerCaches);
+            h = layers[i].ForwardDecodeBatch(h, rotary, layerCaches, rowWise);
         }
 
         return norm.forward(h).MoveToOuterDisposeScope();
