@@ -5,6 +5,7 @@ using VidKV.AI.Backend;
 using VidKV.AI.Backend.Batching;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Text;
 using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Native;
 using static TorchSharp.torch;
