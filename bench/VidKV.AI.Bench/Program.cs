@@ -30,6 +30,10 @@ internal static class Program
                    KV cache snapshots at LLaVA-OneVision-0.5B's cache geometry after a prefill of that many frames:
                    snapshot bytes of each preset against a 16-bit cache, fork time, serialized size, write and read time.
 
+          batching [--streams 1,4,16] [--frames 8] [--tokens 32] [--out PATH]
+                   Many conversations at once with the built-in model on the CPU: aggregate decode tokens per second and
+                   per-stream first-token latency, FP16 against vidkv-1.5/1.58, row-wise against batch-wide products.
+
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
                    (once) and measures the resident memory of loading it as the given type.
@@ -104,10 +108,17 @@ internal static class Program
                         args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 32, 64 },
                         args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 5,
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "batching":
+                    return BatchingBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--streams") ? args[Array.IndexOf(args, "--streams") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 1, 4, 16 },
+                        args.Contains("--frames") ? int.Parse(args[Array.IndexOf(args, "--frames") + 1], CultureInfo.InvariantCulture) : 8,
+                        args.Contains("--tokens") ? int.Parse(args[Array.IndexOf(args, "--tokens") + 1], CultureInfo.InvariantCulture) : 32,
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, load.");
             }
         }
         catch (ArgumentException ex)

@@ -83,4 +83,49 @@ internal sealed class Attention : nn.Module
 
         return o_proj.forward(output.transpose(1, 2).reshape(b, t, _heads * _headDim)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// One decode step for N sequences at once: <paramref name="hidden"/> [N, 1, D] holds each sequence's new token, and
+    /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; attention
+    /// runs per sequence over its own compressed cache (append, then attend), so caches of different lengths and presets mix.
+    /// </summary>
+    /// <param name="hidden">Input [N, 1, D].</param>
+    /// <param name="rotary">Rotary tables with cos and sin [N, 1, 1, hd]: row i at sequence i's position.</param>
+    /// <param name="caches">N non-empty caches, one per row.</param>
+    /// <param name="rowWise">Run each projection once per row (bitwise what a one-sequence step computes: BLAS gives other
+    /// last bits for a matrix of N rows than for one row), rather than once over the N rows.</param>
+    public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise)
+    {
+        using var scope = NewDisposeScope();
+        long n = hidden.shape[0];
+        Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
+        Tensor Project(LinearLayer p, Tensor y) => rowWise ? PerRow(y, p.forward) : p.forward(y);
+        var q = RotaryEmbedding.Apply(Heads(Project(q_proj, hidden), _heads), rotary);    // [N, H, 1, hd]
+        var k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
+        var v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
+        var outputs = new Tensor[n];
+        for (int i = 0; i < n; i++)
+        {
+            // A single kernel over sequences of different lengths (varlen) would replace this loop.
+            var cache = caches[i];
+            cache.Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
+            outputs[i] = cache.AttendForDecode(q.narrow(0, i, 1), causal: true).to(hidden.dtype); // [1, H, 1, hd]
+        }
+
+        var output = cat(outputs, 0); // [N, H, 1, hd]
+        return Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary><paramref name="f"/> applied to each row of x [N, ...] alone (a fresh contiguous copy, as a one-row input is), stacked.</summary>
+    internal static Tensor PerRow(Tensor x, Func<Tensor, Tensor> f)
+    {
+        using var scope = NewDisposeScope();
+        var rows = new Tensor[x.shape[0]];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            rows[i] = f(x.narrow(0, i, 1).clone());
+        }
+
+        return cat(rows, 0).MoveToOuterDisposeScope();
+    }
 }

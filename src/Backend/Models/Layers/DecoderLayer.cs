@@ -32,4 +32,13 @@ internal sealed class DecoderLayer : nn.Module
         var h = Scalars.Add(x, self_attn.forward(input with { Hidden = input_layernorm.forward(x) }));
         return Scalars.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
+
+    /// <summary>One decode step for N sequences [N, 1, D], each over its own cache; see <see cref="Attention.ForwardDecodeBatch"/>.</summary>
+    public Tensor ForwardDecodeBatch(Tensor x, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise)
+    {
+        using var scope = NewDisposeScope();
+        var h = Scalars.Add(x, self_attn.ForwardDecodeBatch(input_layernorm.forward(x), rotary, caches, rowWise));
+        var normed = post_attention_layernorm.forward(h);
+        return Scalars.Add(h, rowWise ? Attention.PerRow(normed, mlp.forward) : mlp.forward(normed)).MoveToOuterDisposeScope();
+    }
 }

@@ -16,7 +16,7 @@ namespace VidKV.AI.Backend.Models.LlavaOnevision;
 /// Not thread-safe: TorchSharp dispose scopes belong to one thread, so run one request at a time on one thread.
 /// Results are returned in the caller's dispose scope. Dispose the model to free its weights.
 /// </remarks>
-public sealed class LlavaOnevisionModel : nn.Module
+public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.IBatchedDecoder
 {
     // Tensors of checkpoints that this model does not use: SigLIP's pooling head.
     private static readonly string[] UnusedPrefixes = { "vision_tower.head." };
@@ -454,6 +454,38 @@ public sealed class LlavaOnevisionModel : nn.Module
         using var consecutive = input.PositionIds is null ? ConsecutivePositions(cache?.Length ?? 0, t, Device) : null;
         var positions = consecutive ?? input.PositionIds!.to(Device);
         return language_model.Forward(input.Embeddings.to(DType), positions, cache?.Layers, input.Importance, input.Hook);
+    }
+
+    /// <inheritdoc />
+    Tensor VidKV.AI.Backend.Batching.IBatchedDecoder.ForwardDecodeBatch(Tensor embeddings, IReadOnlyList<Tensor?> positionIds, IReadOnlyList<ModelKVCache> caches, bool rowWise)
+    {
+        ArgumentNullException.ThrowIfNull(embeddings);
+        ArgumentNullException.ThrowIfNull(positionIds);
+        ArgumentNullException.ThrowIfNull(caches);
+        long n = embeddings.shape[0];
+        if (embeddings.dim() != 3 || embeddings.shape[1] != 1 || positionIds.Count != n || caches.Count != n)
+        {
+            throw new ArgumentException(
+                $"A batched decode step takes embeddings [N, 1, D] with N position ids and N caches; got [{string.Join(", ", embeddings.shape)}], {positionIds.Count} and {caches.Count}.", nameof(embeddings));
+        }
+
+        foreach (var cache in caches)
+        {
+            if (cache.Layers.Count != Config.Text.NumLayers || cache.Length == 0)
+            {
+                throw new ArgumentException($"Every cache of a batched decode step must be prefilled and have {Config.Text.NumLayers} layers; one has {cache.Layers.Count} layers and {cache.Length} tokens.", nameof(caches));
+            }
+        }
+
+        using var scope = NewDisposeScope();
+        var positions = new Tensor[n];
+        for (int i = 0; i < n; i++)
+        {
+            positions[i] = positionIds[i]?.to(Device) ?? ConsecutivePositions(caches[i].Length, 1, Device);
+        }
+
+        var layers = caches.Select(c => c.Layers).ToArray();
+        return language_model.ForwardDecodeBatch(embeddings.to(DType), positions, layers, rowWise).MoveToOuterDisposeScope();
     }
 
     /// <summary>Positions start..start+count-1 as int64 [count].</summary>

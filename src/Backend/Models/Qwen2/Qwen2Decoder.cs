@@ -47,4 +47,34 @@ internal sealed class Qwen2Decoder : nn.Module
 
         return norm.forward(h).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// One decode step for N sequences: embeddings [N, 1, D], each row at its own position <paramref name="positions"/>[i]
+    /// ([1]) over its own per-layer caches <paramref name="caches"/>[i]; returns the final-normed hidden states [N, 1, D].
+    /// <paramref name="rowWise"/>: projections once per row (see <see cref="Attention.ForwardDecodeBatch"/>).
+    /// </summary>
+    public Tensor ForwardDecodeBatch(Tensor embeds, IReadOnlyList<Tensor> positions, IReadOnlyList<IReadOnlyList<QuantizedKVCache>> caches, bool rowWise)
+    {
+        using var scope = NewDisposeScope();
+        long n = embeds.shape[0];
+
+        // Tables per sequence, as a one-sequence step computes them, stacked to [N, 1, 1, hd] to broadcast over heads.
+        var tables = positions.Select(p => RotaryEmbedding.Tables(p, _config.HeadDim, _config.RopeTheta)).ToArray();
+        var rotary = new RotaryTables(
+            cat(tables.Select(t => t.Cos).ToArray(), 0).view(n, 1, 1, _config.HeadDim),
+            cat(tables.Select(t => t.Sin).ToArray(), 0).view(n, 1, 1, _config.HeadDim));
+        var h = embeds;
+        var layerCaches = new QuantizedKVCache[n];
+        for (int i = 0; i < layers.Count; i++)
+        {
+            for (int s = 0; s < n; s++)
+            {
+                layerCaches[s] = caches[s][i];
+            }
+
+            h = layers[i].ForwardDecodeBatch(h, rotary, layerCaches, rowWise);
+        }
+
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
 }
