@@ -53,7 +53,7 @@ public sealed class SerializedVideoMemoryStore : IVideoMemoryStore
         {
             stream = await Blobs.OpenReadAsync(key.Value, cancellationToken).ConfigureAwait(false);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException)
         {
             await Reject(key, e.Message, cancellationToken).ConfigureAwait(false);
             return null;
@@ -71,7 +71,7 @@ public sealed class SerializedVideoMemoryStore : IVideoMemoryStore
             {
                 entry = VideoMemoryEntryFormat.Read(stream, key, options, Device, cancellationToken);
             }
-            catch (IOException e) // InvalidSnapshotException, InvalidDataException and failed reads
+            catch (Exception e) when (e is IOException or InvalidDataException) // InvalidSnapshotException and failed reads
             {
                 await Reject(key, e.Message, cancellationToken).ConfigureAwait(false);
                 return null;
