@@ -9,7 +9,14 @@ namespace VidKV.AI.Backend;
 /// <param name="ImageTokens">Prompt tokens that are image features.</param>
 /// <param name="OutputTokens">Tokens generated.</param>
 /// <param name="Cache">Bytes the key-value cache held at the end, with what an FP16 cache of the same tokens would hold.</param>
-public sealed record GenerationUsage(int PromptTokens, int VideoTokens, int ImageTokens, int OutputTokens, CacheMemory Cache);
+public sealed record GenerationUsage(int PromptTokens, int VideoTokens, int ImageTokens, int OutputTokens, CacheMemory Cache)
+{
+    /// <summary>
+    /// Prompt tokens (of <see cref="PromptTokens"/>) read from a stored prefix of the model's video memory instead of being
+    /// prefilled: 0 for a request that found none.
+    /// </summary>
+    public int CachedPromptTokens { get; init; }
+}
 
 /// <summary>
 /// One step of a streamed generation: new text (possibly empty while bytes of a character or a possible stop

@@ -1,4 +1,6 @@
 using VidKV.AI.Backend.Generation;
+using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Memory;
 using VidKV.AI.Backend.Models;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Quantization.Cache;
@@ -7,14 +9,19 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Backend;
 
 /// <summary>
-/// What every decoder-based family shares: the generation loop (decode the media, prefill, then one token a step with
-/// sampling, stop sequences, streaming text and the end-of-turn rule). A family supplies its media decoding, prompt layout,
-/// encoding (visual features, position ids, importance scores) and decoder. Families outside this library implement
+/// What every decoder-based family shares: the generation loop (prefill, reusing the video memory's stored prefixes, then
+/// one token a step with sampling, stop sequences, streaming text and the end-of-turn rule) and the video memory
+/// (<see cref="IVideoMemoryModel"/>). A family supplies its prompt tokens, media decoding, prompt layout, encoding (visual
+/// features, position ids, importance scores) and decoder. Families outside this library implement
 /// <see cref="IVideoLanguageModel"/> directly.
 /// </summary>
-public abstract class VideoLanguageModelBase : IVideoLanguageModel
+public abstract class VideoLanguageModelBase : IVideoMemoryModel
 {
     private readonly HashSet<int> _endOfTurn;
+    private readonly string _fingerprint;
+
+    /// <summary>Test hooks: requests whose media were decoded, and whose visual features were encoded (vision tower runs).</summary>
+    internal int MediaDecodes, VisualEncodes;
 
     private protected VideoLanguageModelBase(string directory, Qwen2Tokenizer tokenizer, IEnumerable<int> endOfSequenceIds)
     {
@@ -33,6 +40,9 @@ public abstract class VideoLanguageModelBase : IVideoLanguageModel
         {
             _endOfTurn.Add(eos);
         }
+
+        _fingerprint = ModelFingerprint.Compute(directory);
+        VideoMemory = new VideoMemory(_fingerprint, new VideoMemoryOptions());
     }
 
     /// <inheritdoc />
@@ -47,10 +57,16 @@ public abstract class VideoLanguageModelBase : IVideoLanguageModel
     /// <summary>Token ids that end a turn.</summary>
     public IReadOnlySet<int> EndOfTurnTokens => _endOfTurn;
 
+    /// <inheritdoc />
+    public VideoMemory VideoMemory { get; private set; }
+
     /// <summary>Test hook: called with each request's cache when it is created.</summary>
     internal Action<ModelKVCache>? CacheCreated { get; set; }
 
     /// <inheritdoc />
+    /// <remarks>With the video memory (on by default, see <see cref="Memory.VideoMemory"/>), a request whose prompt starts
+    /// with a stored prefix prefills only the rest and reports the reused tokens as
+    /// <see cref="GenerationUsage.CachedPromptTokens"/>.</remarks>
     public IEnumerable<GenerationUpdate> Generate(ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -63,7 +79,57 @@ public abstract class VideoLanguageModelBase : IVideoLanguageModel
     }
 
     /// <inheritdoc />
-    public abstract void Dispose();
+    public void ConfigureVideoMemory(VideoMemoryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var memory = new VideoMemory(_fingerprint, options);
+        VideoMemory.Dispose();
+        VideoMemory = memory;
+    }
+
+    /// <inheritdoc />
+    public RememberedVideo RememberVideo(ChatRequest request, KVCacheOptions cacheOptions, IProgress<VideoMemoryProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(cacheOptions);
+        cacheOptions.Validate();
+        request.Sampling.Validate();
+        cancellationToken.ThrowIfCancellationRequested();
+        return PromptPrefill.Remember(this, request, cacheOptions, progress, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public RememberedVideo RememberVideo(MediaSource video, FrameSamplingOptions? sampling, KVCacheOptions cacheOptions, IProgress<VideoMemoryProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(video);
+        var request = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart() }) })
+        {
+            Videos = new[] { video },
+            Sampling = sampling ?? new FrameSamplingOptions(),
+        };
+        return RememberVideo(request, cacheOptions, progress, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public int ForgetVideo(MediaSource video, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(video);
+        return VideoMemory.Forget(MediaHasher.Hash(video, cancellationToken), cancellationToken);
+    }
+
+    /// <summary>Frees the weights (<see cref="DisposeModel"/>) and the video memory's in-memory entries.</summary>
+    public void Dispose()
+    {
+        VideoMemory.Dispose();
+        DisposeModel();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Frees the family's weights.</summary>
+    private protected abstract void DisposeModel();
+
+    /// <summary>The rendered prompt's token ids before placeholder expansion (one placeholder per media item), without decoding media.</summary>
+    internal abstract PromptTokens Tokenize(ChatRequest request);
 
     /// <summary>Decodes and checks the request's media (in the caller's dispose scope).</summary>
     internal abstract DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken);
@@ -89,18 +155,20 @@ public abstract class VideoLanguageModelBase : IVideoLanguageModel
     /// <summary>Position ids of one generated token at <paramref name="position"/>; <see langword="null"/> for the cache's length.</summary>
     internal virtual Tensor? DecodePositionIds(long position) => null;
 
-    /// <summary>The model's context length in tokens.</summary>
-    private int ContextLength => Info.ContextLength;
+    /// <summary>Position ids of <paramref name="count"/> text tokens from <paramref name="start"/>; <see langword="null"/> for consecutive positions from the cache's length.</summary>
+    internal virtual Tensor? TextPositionIds(long start, int count) => null;
+
+    /// <summary>The position of the token after the first <paramref name="tokens"/> tokens of an encoded prompt.</summary>
+    internal virtual long PositionAfter(EncodedPrompt prompt, int tokens) => tokens;
 
     private IEnumerable<GenerationUpdate> GenerateCore(ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        using var cache = CreateCache(cacheOptions);
-        CacheCreated?.Invoke(cache);
         using var sampler = new TokenSampler(options);
         var decoder = Tokenizer.CreateStreamingDecoder(skipSpecialTokens: true);
         var stops = new StopSequenceMatcher(options.StopSequences);
-        var (layout, next, position) = Prefill(request, options, cache, sampler, cacheOptions, cancellationToken);
+        var (cache, layout, next, position, cached) = PromptPrefill.Run(this, request, options, cacheOptions, sampler.Next, cancellationToken);
+        using var owned = cache;
         int produced = 0;
         while (true)
         {
@@ -131,26 +199,7 @@ public abstract class VideoLanguageModelBase : IVideoLanguageModel
         }
 
         GenerationUpdate Final(string text, int? token, FinishReason reason)
-            => new(text, token, reason, new GenerationUsage(layout.Ids.Count, layout.VideoTokens, layout.ImageTokens, produced, cache.Memory));
-    }
-
-    /// <summary>Decodes the media, checks the context, encodes and prefills; the frames are freed before it returns.</summary>
-    private (PromptLayout Layout, int Next, long Position) Prefill(ChatRequest request, GenerationOptions options, ModelKVCache cache, TokenSampler sampler, KVCacheOptions cacheOptions, CancellationToken cancellationToken)
-    {
-        using var scope = NewDisposeScope();
-        var media = Decode(request, cancellationToken);
-        var layout = Layout(request, media);
-        if (layout.Ids.Count + options.MaxNewTokens > ContextLength)
-        {
-            throw new ArgumentException(
-                $"The prompt is {layout.Ids.Count} tokens ({layout.VideoTokens} of video, {layout.ImageTokens} of images) and {options.MaxNewTokens} new tokens were asked for; the model's context is {ContextLength} tokens. Use fewer frames or a smaller MaxNewTokens.");
-        }
-
-        cancellationToken.ThrowIfCancellationRequested();
-        var prompt = Encode(layout, media, cacheOptions);
-        var hidden = Forward(new DecoderInput(prompt.Embeddings) { PositionIds = prompt.PositionIds, Cache = cache, Importance = prompt.Importance });
-        int next = sampler.Next(Logits(hidden.select(1, -1))[0]);
-        return (layout, next, prompt.NextPosition);
+            => new(text, token, reason, new GenerationUsage(layout.Ids.Count, layout.VideoTokens, layout.ImageTokens, produced, cache.Memory) { CachedPromptTokens = cached });
     }
 
     private int Step(int token, long position, ModelKVCache cache, TokenSampler sampler)

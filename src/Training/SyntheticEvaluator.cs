@@ -1,5 +1,7 @@
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Memory;
+using VidKV.AI.Backend;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Training.Synthetic;
 using VidKV.AI.Backend.Text;
@@ -29,10 +31,13 @@ public static class SyntheticEvaluator
     /// needle questions, whose videos are given whole: the needle is visible on only a few frames, which sampling would skip.
     /// </summary>
     /// <remarks>
+    /// <para>With <paramref name="reuseVideo"/>, each video is first remembered (<see cref="IVideoMemoryModel.RememberVideo(ChatRequest, KVCacheOptions, IProgress{VideoMemoryProgress}?, CancellationToken)"/>:
+    /// prefilled up to its end and stored) and the question is then answered from the stored cache, as a follow-up question
+    /// about a known video is; without it every question is prefilled fresh in one pass (the video memory is not used).</para>
     /// Any model family: frames are rendered at <paramref name="frameSize"/> pixels square (0: the vision tower's input
     /// side for LLaVA-OneVision, else 384) and given to the model as pixels, which it preprocesses as it does any video.
     /// </remarks>
-    public static EvaluationResult Evaluate(IVideoLanguageModel model, IReadOnlyList<VideoQaSample> samples, KVCacheOptions cache, string label, int maxFrames = 32, CancellationToken cancellationToken = default, Action<VideoQaSample, string>? onReply = null, int frameSize = 0)
+    public static EvaluationResult Evaluate(IVideoLanguageModel model, IReadOnlyList<VideoQaSample> samples, KVCacheOptions cache, string label, int maxFrames = 32, CancellationToken cancellationToken = default, Action<VideoQaSample, string>? onReply = null, int frameSize = 0, bool reuseVideo = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(samples);
@@ -41,7 +46,10 @@ public static class SyntheticEvaluator
         int size = frameSize > 0 ? frameSize : model is LlavaOnevisionVideoModel llava ? llava.Model.Config.Vision.ImageSize : 384;
         var counts = new Dictionary<QuestionFamily, (int Correct, int Total)>();
         CacheMemory memory = default;
-        var options = new GenerationOptions { MaxNewTokens = 8 };
+        var options = new GenerationOptions { MaxNewTokens = 8, UseVideoMemory = reuseVideo };
+        var memoryModel = reuseVideo
+            ? model as IVideoMemoryModel ?? throw new ArgumentException($"reuseVideo needs a model with a video memory (IVideoMemoryModel); {model.GetType().Name} has none.", nameof(model))
+            : null;
         foreach (var sample in samples)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -53,13 +61,23 @@ public static class SyntheticEvaluator
                 Videos = new[] { MediaSource.FromPixels(frames) },
             };
             string reply = string.Empty;
+            memoryModel?.RememberVideo(request, cache, null, cancellationToken);
             foreach (var update in model.Generate(request, options, cache, cancellationToken))
             {
                 reply += update.Text;
                 if (update.Usage is { } usage)
                 {
                     memory = usage.Cache;
+                    if (memoryModel is not null && usage.CachedPromptTokens == 0)
+                    {
+                        throw new InvalidOperationException($"The question about a sample (seed {sample.Seed}) did not reuse its remembered video.");
+                    }
                 }
+            }
+
+            if (memoryModel is not null)
+            {
+                memoryModel.ForgetVideo(request.Videos[0], cancellationToken); // each sample's video is asked about once
             }
 
             onReply?.Invoke(sample, reply);

@@ -17,7 +17,9 @@ internal static class Evaluation
     {
         string? modelDir = null;
         int samples = 200, seed = 0, maxFrames = 32, needleSamples = 40, show = 0;
-        bool scaledTernary = false;
+        bool scaledTernary = false, reuse = false;
+        CacheProfile[] profiles = [CacheProfile.Reference, CacheProfile.Compact];
+        QuantizationAxis[] axes = [QuantizationAxis.PerChannel, QuantizationAxis.PerToken];
         double? gamma = null;
         string device = "cpu";
         string[] presets = AllPresets;
@@ -37,6 +39,9 @@ internal static class Evaluation
                 case "--show": show = Int(); break;
                 case "--presets": presets = Value().Split(','); break;
                 case "--scaled-ternary": scaledTernary = true; break;
+                case "--reuse": reuse = true; break;
+                case "--profiles": profiles = [.. Value().Split(',').Select(p => Enum.Parse<CacheProfile>(p, ignoreCase: true))]; break;
+                case "--axes": axes = [.. Value().Split(',').Select(a => Enum.Parse<QuantizationAxis>(a, ignoreCase: true))]; break;
                 case "--gamma": gamma = double.Parse(Value(), CultureInfo.InvariantCulture); break;
                 case "--needle-frames": needleFrames = [.. Value().Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture))]; break;
                 default: throw new ArgumentException($"Unknown argument '{args[i]}'.");
@@ -70,18 +75,28 @@ internal static class Evaluation
         table.AppendLine($"Command: `dotnet run -c Release --project tools/Train -- {string.Join(' ', args)}`");
         table.AppendLine($"Model: {modelDir} ({model.Info.Family}); {samples} held-out questions (test split, seed base {seed}), videos sampled to at most {maxFrames} frames except needle videos (every frame); greedy, exact match.");
         table.AppendLine();
-        table.AppendLine($"| profile | preset | values | {string.Join(" | ", families)} | overall | KV bits/elem |");
-        table.AppendLine($"|---|---|---|{string.Concat(families.Select(_ => "---:|"))}---:|---:|");
-        // One table row: the settings, accuracy per family and overall, and the KV bits per element.
-        void Row(string profile, string preset, string values, EvaluationResult result, string bits) => table.AppendLine(string.Create(
-            CultureInfo.InvariantCulture,
-            $"| {profile} | {preset} | {values} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {bits} |"));
+        if (reuse)
+        {
+            table.AppendLine("With --reuse, each preset also answers every question from a reused video cache: the video is remembered first");
+            table.AppendLine("(prefilled to its end and stored), then the question is prefilled over the stored compressed cache (\"reused\" columns).");
+            table.AppendLine("Presets with semantic token protection are never reused (their scores depend on the question).");
+            table.AppendLine();
+        }
 
-        foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+        string reuseHeader = reuse ? " reused overall | reused - fresh |" : string.Empty;
+        table.AppendLine($"| profile | preset | values | {string.Join(" | ", families)} | overall | KV bits/elem |{reuseHeader}");
+        table.AppendLine($"|---|---|---|{string.Concat(families.Select(_ => "---:|"))}---:|---:|{(reuse ? "---:|---:|" : string.Empty)}");
+        // One table row: the settings, accuracy per family and overall, and the KV bits per element (and, with --reuse, the
+        // accuracy from a reused video cache).
+        void Row(string profile, string preset, string values, EvaluationResult result, string bits, EvaluationResult? reused = null) => table.AppendLine(string.Create(
+            CultureInfo.InvariantCulture,
+            $"| {profile} | {preset} | {values} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {bits} |{(!reuse ? string.Empty : reused is null ? " not reused | - |" : $" {reused.Accuracy:P1} | {100 * (reused.Accuracy - result.Accuracy):+0.0;-0.0;0.0} pt |")}"));
+
+        foreach (var profile in profiles)
         {
             foreach (var preset in presets)
             {
-                foreach (var axis in new[] { QuantizationAxis.PerChannel, QuantizationAxis.PerToken })
+                foreach (var axis in axes)
                 {
                     var options = KVCacheOptions.FromPreset(preset, profile);
                     options = gamma is { } g ? options with { TernaryGamma = g } : options;
@@ -99,8 +114,11 @@ internal static class Evaluation
                             Console.Error.WriteLine($"  [{profile} {preset} {axis}] {s.Family}: {s.Question} expected '{s.Answer}', got '{reply}'");
                         }
                     });
-                    Row(profile.ToString(), preset, preset == "fp16" ? "-" : options.ValueAxis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"));
-                    Console.Error.WriteLine(result.Label + " done");
+                    var reused = reuse && options.Values != ValueQuantization.Protected
+                        ? SyntheticEvaluator.Evaluate(model, test, options, $"{profile} {preset} {axis} reused", maxFrames, reuseVideo: true)
+                        : null;
+                    Row(profile.ToString(), preset, preset == "fp16" ? "-" : options.ValueAxis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"), reused);
+                    Console.Error.WriteLine(result.Label + (reused is null ? string.Empty : $" {result.Accuracy:P1}, reused {reused.Accuracy:P1}") + " done");
                 }
             }
         }

@@ -26,6 +26,13 @@ public sealed record GenerationOptions
     /// <summary>Stop at the model's end-of-turn and end-of-text tokens (default true).</summary>
     public bool StopAtEndOfTurn { get; init; } = true;
 
+    /// <summary>
+    /// Whether the request may reuse, and store, prefixes in the model's video memory (default true; see
+    /// <see cref="Memory.VideoMemory"/>). False prefills the whole prompt in one pass and stores nothing (what the model
+    /// does without a memory).
+    /// </summary>
+    public bool UseVideoMemory { get; init; } = true;
+
     /// <summary>Checks every value; the message names the wrong one and what is allowed.</summary>
     /// <exception cref="ArgumentException">A value is not allowed.</exception>
     public void Validate()

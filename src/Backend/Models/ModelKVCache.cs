@@ -25,6 +25,13 @@ public sealed class ModelKVCache : IDisposable
         }
     }
 
+    /// <summary>Takes ownership of one cache per decoder layer (forked from a snapshot), all with <paramref name="options"/>.</summary>
+    internal ModelKVCache(QuantizedKVCache[] layers, KVCacheOptions options)
+    {
+        Options = options;
+        _layers = layers;
+    }
+
     /// <summary>The options every layer uses.</summary>
     public KVCacheOptions Options { get; }
 

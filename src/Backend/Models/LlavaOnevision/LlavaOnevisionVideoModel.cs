@@ -1,5 +1,6 @@
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
+using VidKV.AI.Backend.Memory;
 using VidKV.AI.Backend.Text;
 using VidKV.AI.Backend.Vision;
 using VidKV.AI.Quantization.Cache;
@@ -72,7 +73,29 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
     }
 
     /// <inheritdoc />
-    public override void Dispose() => Model.Dispose();
+    private protected override void DisposeModel() => Model.Dispose();
+
+    /// <inheritdoc />
+    internal override PromptTokens Tokenize(ChatRequest request)
+    {
+        var ids = Tokenizer.Encode(LlavaOnevisionChatTemplate.Render(request.Turns, addGenerationPrompt: true));
+        int mediaEnd = 0;
+        var turnEnds = new List<int>();
+        int? turnEnd = Tokenizer.TokenToId(LlavaOnevisionChatTemplate.TurnEnd);
+        for (int i = 0; i < ids.Count; i++)
+        {
+            if (ids[i] == Model.Config.VideoTokenId || ids[i] == Model.Config.ImageTokenId)
+            {
+                mediaEnd = i + 1;
+            }
+            else if (ids[i] == turnEnd)
+            {
+                turnEnds.Add(i + 1);
+            }
+        }
+
+        return new PromptTokens(ids, mediaEnd, turnEnds);
+    }
 
     /// <inheritdoc />
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
@@ -127,12 +150,11 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
     /// <inheritdoc />
     internal override PromptLayout Layout(ChatRequest request, DecodedMedia media)
     {
-        string text = LlavaOnevisionChatTemplate.Render(request.Turns, addGenerationPrompt: true);
         var ids = new List<int>();
         int videoIndex = 0, imageIndex = 0, videoTokens = 0, imageTokens = 0;
         var spans = new List<(int Start, int Length)>();
         var config = Model.Config;
-        foreach (int id in Tokenizer.Encode(text))
+        foreach (int id in Tokenize(request).Ids)
         {
             if (id == config.VideoTokenId)
             {

@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Memory;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Text;
@@ -86,7 +87,16 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     }
 
     /// <inheritdoc />
-    public override void Dispose() => Model.Dispose();
+    private protected override void DisposeModel() => Model.Dispose();
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// No prefix is offered for reuse yet (<see cref="PromptTokens.MediaEnd"/> is 0): a reused prefix needs the text after
+    /// it placed at the multimodal rotary positions that follow the video, which this family does not compute for a
+    /// cut prompt yet. Every request prefills its whole prompt.
+    /// </remarks>
+    internal override PromptTokens Tokenize(ChatRequest request)
+        => new(Tokenizer.Encode(QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true)), 0, Array.Empty<int>());
 
     /// <inheritdoc />
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
