@@ -37,20 +37,9 @@ internal static class LoadBenchmark
             "float32" => ScalarType.Float32,
             _ => throw new ArgumentException($"load takes bfloat16 or float32; got '{dtypeName}'."),
         };
-        string dir = Path.Combine(Path.GetTempPath(), "vidkv-load-bench");
-        Directory.CreateDirectory(dir);
-        File.WriteAllText(Path.Combine(dir, "config.json"), Config);
+        string dir = EnsureCheckpoint();
         string weights = Path.Combine(dir, "model.safetensors");
-        var config = LlavaOnevisionConfig.Load(dir);
-        var shapes = LlavaOnevisionModel.ParameterShapes(config, tiedEmbeddings: true);
-        long expected = shapes.Sum(s => s.Shape.Aggregate(1L, (a, b) => a * b) * 2);
-        if (!File.Exists(weights) || new FileInfo(weights).Length < expected)
-        {
-            var clock = Stopwatch.StartNew();
-            Write(weights, shapes);
-            Console.Error.WriteLine($"wrote {weights} in {clock.Elapsed.TotalSeconds:F1} s");
-        }
-
+        var shapes = LlavaOnevisionModel.ParameterShapes(LlavaOnevisionConfig.Load(dir), tiedEmbeddings: true);
         long fileBytes = new FileInfo(weights).Length;
         Console.WriteLine($"Command: `{commandLine}`");
         Console.WriteLine($"Checkpoint: LLaVA-OneVision-0.5B geometry, {shapes.Count} tensors, {fileBytes / 1e9:F3} GB bf16 safetensors; {TorchRuntime.Description}");
@@ -73,6 +62,26 @@ internal static class LoadBenchmark
         }
 
         return 0;
+    }
+
+    /// <summary>The random-weight 0.5B-geometry checkpoint folder (config.json, model.safetensors), written once.</summary>
+    public static string EnsureCheckpoint()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "vidkv-load-bench");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), Config);
+        string weights = Path.Combine(dir, "model.safetensors");
+        var config = LlavaOnevisionConfig.Load(dir);
+        var shapes = LlavaOnevisionModel.ParameterShapes(config, tiedEmbeddings: true);
+        long expected = shapes.Sum(s => s.Shape.Aggregate(1L, (a, b) => a * b) * 2);
+        if (!File.Exists(weights) || new FileInfo(weights).Length < expected)
+        {
+            var clock = Stopwatch.StartNew();
+            Write(weights, shapes);
+            Console.Error.WriteLine($"wrote {weights} in {clock.Elapsed.TotalSeconds:F1} s");
+        }
+
+        return dir;
     }
 
     private static void Write(string path, IReadOnlyList<(string Name, long[] Shape)> shapes)

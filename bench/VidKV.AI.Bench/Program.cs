@@ -34,6 +34,11 @@ internal static class Program
                    Many conversations at once with the built-in model on the CPU: aggregate decode tokens per second and
                    per-stream first-token latency, FP16 against vidkv-1.5/1.58, row-wise against batch-wide products.
 
+          memory [--frames 8,32,64] [--models builtin,0.5b] [--out PATH]
+                   The video memory: time to first token of a first question and of a follow-up question about the same
+                   clip (its cache reused) for the built-in model and the 0.5B-geometry checkpoint of 'load' side by side;
+                   the remembered video's bytes per preset against 16-bit, per minute of video; disk write and read time.
+
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
                    (once) and measures the resident memory of loading it as the given type.
@@ -115,10 +120,16 @@ internal static class Program
                         args.Contains("--frames") ? int.Parse(args[Array.IndexOf(args, "--frames") + 1], CultureInfo.InvariantCulture) : 8,
                         args.Contains("--tokens") ? int.Parse(args[Array.IndexOf(args, "--tokens") + 1], CultureInfo.InvariantCulture) : 32,
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "memory":
+                    return MemoryBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 8, 32, 64 },
+                        args.Contains("--models") ? args[Array.IndexOf(args, "--models") + 1].Split(',') : new[] { "builtin", "0.5b" },
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, load.");
             }
         }
         catch (ArgumentException ex)
