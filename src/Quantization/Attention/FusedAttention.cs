@@ -36,6 +36,19 @@ public static class FusedAttention
     /// </summary>
     public static long LastCudaTemporaryBytes => CudaFusedAttention.LastTemporaryBytes;
 
+    /// <summary>
+    /// Which CUDA kernels the last <see cref="FusedKernelPath.Cuda"/> call on this thread ran: the single-launch
+    /// tensor-core kernel (ternary per-channel values without a scale, b-bit keys with channel counts that are multiples
+    /// of 16, groups of a multiple of 32 tokens, at most 8 query rows per KV head) or the general kernels. For benchmarks.
+    /// </summary>
+    public static string LastCudaKernel => CudaFusedAttention.LastKernel;
+
+    /// <summary>
+    /// Environment variable read by each <see cref="FusedKernelPath.Cuda"/> call: <c>general</c> runs the general kernels even
+    /// where the single-launch tensor-core kernel fits (to compare the two in one process).
+    /// </summary>
+    public const string CudaKernelVariable = CudaFusedAttention.KernelVariable;
+
     /// <summary>Why <see cref="FusedKernelPath.Cuda"/> cannot run here, or which NVRTC it runs with.</summary>
     public static string CudaDescription => CudaFusedAttention.Description;
 
