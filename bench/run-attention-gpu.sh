@@ -48,11 +48,13 @@ if command -v ncu > /dev/null; then
   for n in 4096 131072; do
     ncu --clock-control none --kernel-name vidkv_mma --launch-skip 20 --launch-count 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section Occupancy \
-      --section LaunchStats --section WarpStateStats --section SchedulerStats \
+      --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats --section SourceCounters \
       "$dir/VidKV.AI.Bench" decode --device cuda --tokens "$n" --repeats 3 --copies 2 > "$OUT/ncu-mma-$n.txt" 2>&1 || true
   done
-  ncu --clock-control none --kernel-name regex:'cudnn|flash|fmha|sdpa' --launch-skip 20 --launch-count 1 --section SpeedOfLight \
-    python3 "$here/sdpa_baseline.py" --tokens 131072 --repeats 5 --backends cudnn > "$OUT/ncu-sdpa-131072.txt" 2>&1 || true
-  grep -E "Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Grid Size|Issue Slots Busy|No Eligible" "$OUT"/ncu-*.txt || true
+  for n in 4096 131072; do
+    ncu --clock-control none --kernel-name regex:'cudnn|flash|fmha|sdpa|attention' --launch-skip 20 --launch-count 3 --section SpeedOfLight \
+      python3 "$here/sdpa_baseline.py" --tokens "$n" --repeats 5 --backends cudnn > "$OUT/ncu-sdpa-$n.txt" 2>&1 || true
+  done
+  grep -E "^  [a-z_]|Duration|DRAM Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Grid Size|Issued Warp|Executed Instructions  " "$OUT"/ncu-*.txt || true
 fi
 exit $check

@@ -18,9 +18,10 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// </summary>
 internal static class MmaAttention
 {
-    private static readonly ConcurrentDictionary<int, Lazy<IntPtr>> Kernels = new();
+    private static readonly ConcurrentDictionary<int, Lazy<IReadOnlyDictionary<string, IntPtr>>> Kernels = new();
     private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
     private static readonly Lock PlanLock = new();
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
 
     /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
     public static bool Fits(QuantizedKVCache cache, Tensor query)
@@ -45,7 +46,21 @@ internal static class MmaAttention
 
         var o = cache.Options;
         return o.GroupSize % MmaKernelSource.UnitTokens == 0 && o.ValueAxis == QuantizationAxis.PerChannel
-            && o.Values == ValueQuantization.Ternary && !o.ScaledTernary && cache.Blocks.All(b => BlockFits(b, dv));
+            && o.Values == ValueQuantization.Ternary && !o.ScaledTernary && AllBlocksFit(cache.Blocks, dv);
+    }
+
+    /// <summary>Whether every block fits, each block checked once (its tensors never change).</summary>
+    private static bool AllBlocksFit(IReadOnlyList<QuantizedBlock> blocks, long dv)
+    {
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            if (!(bool)BlockFit.GetValue(blocks[i], b => BlockFits(b, dv)))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static bool BlockFits(QuantizedBlock block, long dv)
@@ -54,8 +69,11 @@ internal static class MmaAttention
         var v = block.Values;
         bool outliersFit = k.Outliers is null || (k.Outliers.Format is CodeFormat.Bits2 or CodeFormat.Bits4 or CodeFormat.Bits8 && k.Outliers.Shape[^1] % 16 == 0);
         bool easyFit = k.Easy is null || (k.Easy.Format == CodeFormat.Bits1 && k.Easy.Shape[^1] % 16 == 0);
+        static bool Aligned(Tensor? t) => t is null || (t.is_contiguous() && CudaRuntime.DataPointer(t) % 16 == 0);
+        bool aligned = Aligned(k.Outliers?.Codes) && Aligned(k.Outliers?.Scale) && Aligned(k.Outliers?.Zero) && Aligned(k.Easy?.Codes)
+            && Aligned(k.Easy?.Scale) && Aligned(k.Easy?.Zero) && Aligned(v.Rest.Codes);
         return (k.Outliers is not null || k.Easy is not null) && outliersFit && easyFit && v.Protected is null && v.Rest.Scale is null
-            && v.Rest.Format is CodeFormat.Trits or CodeFormat.Bits2 && v.Shape[3] == dv;
+            && v.Rest.Format is CodeFormat.Trits or CodeFormat.Bits2 && v.Shape[3] == dv && aligned;
     }
 
     /// <summary>Whether the kernel compiles for the device (once per device; a failure is remembered).</summary>
@@ -81,7 +99,7 @@ internal static class MmaAttention
     public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale, out long temporaryBytes)
     {
         int device = Math.Max(0, query.device_index);
-        var kernel = Kernel(device);
+        var kernels = Kernel(device);
         long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
         var plan = PlanOf(cache, device);
         long nq = hq / plan.KvHeads * tq;
@@ -116,26 +134,41 @@ internal static class MmaAttention
             Channels = plan.Channels,
             QuantSplits = plan.QuantSplits,
             TotalSplits = plan.QuantSplits + rSplits,
+            Stage = plan.Stage.Bytes,
+            OffsetOutlierCodes = plan.Stage.OutlierCodes,
+            OffsetEasyCodes = plan.Stage.EasyCodes,
+            OffsetValueCodes = plan.Stage.ValueCodes,
+            OffsetOutlierScale = plan.Stage.OutlierScale,
+            OffsetOutlierZero = plan.Stage.OutlierZero,
+            OffsetEasyScale = plan.Stage.EasyScale,
+            OffsetEasyZero = plan.Stage.EasyZero,
+            ValueMagic = plan.Stage.ValueMagic,
             Scale = (float)(scale / Math.Log(2)),
         };
-        CudaRuntime.Launch(kernel, device, ((uint)p.TotalSplits, (uint)(b * plan.KvHeads), 1), MmaKernelSource.Threads, (uint)SharedBytes(plan.Channels, d), ref p);
+        long shared = SharedBytes(plan.Channels, d, Math.Max(plan.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(plan.EasyChannels, p.TotalSplits)));
+        CudaRuntime.Launch(kernels[plan.KernelName], device, ((uint)p.TotalSplits, (uint)(b * plan.KvHeads), 1), MmaKernelSource.Threads, (uint)shared, ref p);
         return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>Dynamic shared memory of the kernel, as it lays it out.</summary>
-    private static long SharedBytes(long channels, long dim)
+    private static long SharedBytes(long channels, long dim, long stageBytes)
     {
         static long Align4(long f) => (f + 3) & ~3L;
         const long rows = MmaKernelSource.Rows, warps = MmaKernelSource.Threads / 32;
         long floats = Align4(Math.Max(rows * (channels + 8), rows * 32)) + Align4(rows * dim);
-        return (4 * floats) + (512 * 16) + (warps * 16 * MmaKernelSource.ValueStride * 2) + (2 * warps * rows * 4);
+        return (4 * floats) + (512 * 16) + (warps * 16 * MmaKernelSource.ValueStride * 2) + (2 * warps * rows * 4) + stageBytes;
     }
 
-    private static IntPtr Kernel(int device) => Kernels.GetOrAdd(device, dev => new Lazy<IntPtr>(() =>
+    private static IReadOnlyDictionary<string, IntPtr> Kernel(int device) => Kernels.GetOrAdd(device, dev => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
     {
-        var f = CudaRuntime.Compile(MmaKernelSource.Text, "vidkv_mma_attention.cu", dev, ["vidkv_mma"])["vidkv_mma"];
-        CudaRuntime.SetMaxDynamicSharedMemory(f, 160 * 1024, dev);
-        return f;
+        var names = new[] { 2, 4, 8 }.SelectMany(ob => new[] { 5, 4 }.Select(per => $"vidkv_mma_{ob}_{per}")).ToList();
+        var functions = CudaRuntime.Compile(MmaKernelSource.Text, "vidkv_mma_attention.cu", dev, names);
+        foreach (var f in functions.Values)
+        {
+            CudaRuntime.SetMaxDynamicSharedMemory(f, 200 * 1024, dev);
+        }
+
+        return functions;
     })).Value;
 
     private static Plan PlanOf(QuantizedKVCache cache, int device)
@@ -195,9 +228,9 @@ internal static class MmaAttention
             Channels = (first.Keys.Outliers?.Shape[^1] ?? 0) + (first.Keys.Easy?.Shape[^1] ?? 0);
             long bh = batch * KvHeads;
 
-            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor two blocks.
+            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor four blocks.
             int sms = CudaRuntime.MultiprocessorCount(device);
-            long target = Math.Max(1, 2L * sms / bh);
+            long target = Math.Max(1, 4L * sms / bh);
             long units = _blocks.Sum(x => x.Tokens / MmaKernelSource.UnitTokens);
             long perSplit = Math.Max(2, (units + target - 1) / target);
             var splits = new List<long>();
@@ -211,6 +244,10 @@ internal static class MmaAttention
             }
 
             QuantSplits = splits.Count / 3;
+            EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.shape[0];
+            long outlierBits = first.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 };
+            KernelName = $"vidkv_mma_{outlierBits}_{(first.Values.Rest.Format == CodeFormat.Trits ? 5 : 4)}";
+            Stage = new StageLayout(first);
             var words = new List<long>();
             foreach (var block in _blocks)
             {
@@ -228,6 +265,14 @@ internal static class MmaAttention
         }
 
         public long KvHeads { get; }
+
+        /// <summary>1-bit (easy) key channels before the transform.</summary>
+        public long EasyChannels { get; }
+
+        /// <summary>The kernel instantiation for the blocks' outlier bits and value packing.</summary>
+        public string KernelName { get; }
+
+        public StageLayout Stage { get; }
 
         public long ValueChannels { get; }
 
@@ -337,6 +382,47 @@ internal static class MmaAttention
         }
     }
 
+    /// <summary>A warp's staging buffer for one 32-token unit: byte offsets (16-byte aligned) of what it holds.</summary>
+    internal sealed class StageLayout
+    {
+        public StageLayout(QuantizedBlock block)
+        {
+            static int Align16(long x) => (int)((x + 15) & ~15L);
+            var k = block.Keys;
+            int meta = k.Outliers?.Scale?.dtype == ScalarType.Float32 || k.Easy?.Scale?.dtype == ScalarType.Float32 ? 4 : 2;
+            long chO = k.Outliers?.Shape[^1] ?? 0, chE = k.Easy?.Shape[^1] ?? 0;
+            long rbV = block.Values.Rest.Codes.shape[^1];
+            OutlierCodes = 0;
+            EasyCodes = Align16(32 * (k.Outliers?.Codes.shape[^1] ?? 0));
+            ValueCodes = EasyCodes + Align16(32 * (k.Easy?.Codes.shape[^1] ?? 0));
+            OutlierScale = ValueCodes + Align16(32 * rbV);
+            OutlierZero = OutlierScale + Align16(chO * meta);
+            EasyScale = OutlierZero + Align16(chO * meta);
+            EasyZero = EasyScale + Align16(chE * meta);
+            Bytes = EasyZero + Align16(chE * meta);
+            ValueMagic = (65536 / (int)((rbV + 1) / 2)) + 1;
+        }
+
+        public int OutlierCodes { get; }
+
+        public int EasyCodes { get; }
+
+        public int ValueCodes { get; }
+
+        public int OutlierScale { get; }
+
+        public int OutlierZero { get; }
+
+        public int EasyScale { get; }
+
+        public int EasyZero { get; }
+
+        public int Bytes { get; }
+
+        /// <summary>ceil(65536 / items of a value row) + 1 (an item is 2 bytes): row = (item index · magic) >> 16.</summary>
+        public int ValueMagic { get; }
+    }
+
     /// <summary>The kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct Params
@@ -362,6 +448,16 @@ internal static class MmaAttention
         public long Channels;
         public long QuantSplits;
         public long TotalSplits;
+        public int Stage;
+        public int OffsetOutlierCodes;
+        public int OffsetEasyCodes;
+        public int OffsetValueCodes;
+        public int OffsetOutlierScale;
+        public int OffsetOutlierZero;
+        public int OffsetEasyScale;
+        public int OffsetEasyZero;
+        public int ValueMagic;
+        public int Padding;
         public float Scale;
     }
 }

@@ -72,6 +72,9 @@ struct Params {
     const void* rk;            // residual keys [BH, rLen, D], or null
     const void* rv;            // residual values [BH, rLen, dv]
     i64 qType, rType, rLen, rStart, nq, tq, causal, causalBase, D, dv, C, qSplits, nSplits;
+    // A warp's staging buffer for one 32-token unit (bytes, 16-byte aligned offsets): outlier codes, 1-bit codes,
+    // value codes, then outlier scale and zero, 1-bit scale and zero of the unit's group.
+    int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE, vMagic, pad;
     float scale;               // softmax scale · log2(e)
 };
 
@@ -141,7 +144,25 @@ __device__ __forceinline__ float2 ld2(const void* p, i64 i, i64 type) {
 
 __device__ __forceinline__ i64 align4(i64 f) { return (f + 3) & ~(i64)3; }
 
-extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) {
+__device__ __forceinline__ void cpAsync16(u32 dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src));
+}
+
+// Copies n bytes (a multiple of 16, both ends 16-byte aligned) from global to shared memory, 16 bytes a lane.
+__device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lane) {
+    for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
+}
+
+// Two metadata values (channels c, c + 1) from a staged array of the given type.
+__device__ __forceinline__ float2 sm2(const u8* base, int c, int type) {
+    if (type == 0) return *(const float2*)(base + 4 * c);
+    const u32 w = *(const u32*)(base + 2 * c);
+    if (type == 1) return unpack2(w);
+    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+
+template <int OB, int VPER>
+__device__ __forceinline__ void mmaBody(const Params& p) {
     extern __shared__ float4 smem4[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const i64 bh = blockIdx.y;
@@ -152,6 +173,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
     uint4* lut = (uint4*)(qe + align4(ROWS * D));        // [2][256] value bytes -> fp16 digits
     u16* vt = (u16*)(lut + 512);                         // [WARPS][16][VSTRIDE] staged value digits
     float* red = (float*)(vt + WARPS * 16 * VSTRIDE);    // [2][WARPS][ROWS]
+    u8* stageBase = (u8*)(red + 2 * WARPS * ROWS);       // [WARPS][2][stage] staged units (16-byte aligned)
     float* scratch = (float*)vt;                         // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
     __shared__ int isLast;
 
@@ -209,16 +231,34 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
         const Split sp = p.splits[split];
         const Block& bk = p.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
+        // Outlier channels gathered; the 1-bit channels gathered (into the stage area), then put through the transform.
+        float* qg = (float*)stageBase;  // [ROWS][De]
         for (int i = tid; i < ROWS * C; i += THREADS) {
             const int r = i / C, c = i % C;
-            float v = 0.f;
-            if (c < dOut) v = qe[r * D + bk.outIdx[c]];
-            else if (c < dOut + comps) {
-                const int e = c - (int)dOut;
-                if (!bk.w) v = qe[r * D + bk.easyIdx[e]];
-                else for (int j = 0; j < (int)De; j++) v = fmaf(qe[r * D + bk.easyIdx[j]], bk.w[j * comps + e], v);
+            if (c < dOut) qs[r * QS + c] = qe[r * D + bk.outIdx[c]];
+        }
+        for (int i = tid; i < ROWS * De; i += THREADS) {
+            const int r = i / (int)De, j = i % (int)De;
+            qg[i] = qe[r * D + bk.easyIdx[j]];
+        }
+        __syncthreads();
+        for (int e = tid; e < comps; e += THREADS) {
+            float a[ROWS];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) a[r] = 0.f;
+            if (!bk.w) {
+#pragma unroll
+                for (int r = 0; r < ROWS; r++) a[r] = qg[r * De + e];
+            } else {
+#pragma unroll 4
+                for (int j = 0; j < (int)De; j++) {
+                    const float w = __ldg(bk.w + j * comps + e);
+#pragma unroll
+                    for (int r = 0; r < ROWS; r++) a[r] = fmaf(qg[r * De + j], w, a[r]);
+                }
             }
-            qs[r * QS + c] = v;
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + e] = a[r];
         }
         for (int i = tid; i < 512; i += THREADS) {
             const int variant = i >> 8;
@@ -240,49 +280,114 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
 #pragma unroll
         for (int m = 0; m < 8; m++) { acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f; }
         float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.f, 0.f};
-        const int per = (int)bk.vPer;
-        const int vItems = (int)((bk.vRowBytes + 1) / 2);
+        const int vRB = (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
         u16* myV = vt + warp * 16 * VSTRIDE;
         const u32 vBase = (u32)__cvta_generic_to_shared(myV);
-        const i64 groups = bk.tokens / bk.G;
+        u8* stage0 = stageBase + warp * 2 * p.stage;
+        const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
+        const int groups = (int)(bk.tokens / bk.G);
+        const int chO = (int)bk.k[0].channels, chE = (int)bk.k[1].channels;
+        const int rbO = (int)bk.k[0].rowBytes, rbE = (int)bk.k[1].rowBytes;
+        const int mt = (int)bk.metaType, ms = mt == 0 ? 4 : 2;
+        const float multO = bk.k[0].mult, offO = bk.k[0].offset, multE = bk.k[1].mult, offE = bk.k[1].offset;
+        const bool zeroO = bk.k[0].zero != 0, zeroE = bk.k[1].zero != 0;
+        const i64 rowBase = bh * bk.tokens;
 
-        for (i64 u = warp; u < sp.units; u += WARPS) {
+        // Stage a unit's packed codes and its group's metadata (cp.async, one group of copies per unit).
+        auto issue = [&](i64 u, int buf) {
             const i64 tok0 = (sp.unit0 + u) * 32;
             const i64 grp = tok0 / bk.G;
+            const u32 d = stageS + buf * p.stage;
+            if (chO) {
+                stageCopy(d + p.offKO, bk.k[0].codes + (rowBase + tok0) * rbO, 32 * rbO, lane);
+                stageCopy(d + p.offSO, (const u8*)bk.k[0].scale + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+                if (zeroO) stageCopy(d + p.offZO, (const u8*)bk.k[0].zero + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+            }
+            if (chE) {
+                stageCopy(d + p.offKE, bk.k[1].codes + (rowBase + tok0) * rbE, 32 * rbE, lane);
+                stageCopy(d + p.offSE, (const u8*)bk.k[1].scale + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
+                if (zeroE) stageCopy(d + p.offZE, (const u8*)bk.k[1].zero + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
+            }
+            stageCopy(d + p.offV, bk.vCodes + (rowBase + tok0) * vRB, 32 * vRB, lane);
+            asm volatile("cp.async.commit_group;");
+        };
+
+        int buf = 0;
+        if (warp < sp.units) issue(warp, 0);
+        for (i64 u = warp; u < sp.units; u += WARPS, buf ^= 1) {
+            if (u + WARPS < sp.units) { issue(u + WARPS, buf ^ 1); asm volatile("cp.async.wait_group 1;"); }
+            else asm volatile("cp.async.wait_group 0;");
+            __syncwarp();
+            const u8* st = stage0 + buf * p.stage;
+            const i64 tok0 = (sp.unit0 + u) * 32;
             float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
             float bias = 0.f;
-#pragma unroll
-            for (int src = 0; src < 2; src++) {
-                const KSrc& ks = bk.k[src];
-                if (ks.channels == 0) continue;
-                const int cOff = src ? (int)dOut : 0;
-                const u32 bits = (u32)ks.bits;
-                const i64 mb = (bh * groups + grp) * ks.channels;
-                const u8* rows = ks.codes + (bh * bk.tokens + tok0 + g) * ks.rowBytes;
-                const i64 rb8 = 8 * ks.rowBytes;
-                const int steps = (int)(ks.channels / 16);
-                for (int kk = 0; kk < steps; kk++) {
+            // Outlier channels: OB-bit codes.
+            {
+                const u8* rows = st + p.offKO + g * rbO;
+                const u8* sc = st + p.offSO;
+                const u8* zc = st + p.offZO;
+                for (int kk = 0; kk < chO / 16; kk++) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
-                    const float2 q0 = *(const float2*)(qs + g * QS + cOff + c0);
-                    const float2 q1 = *(const float2*)(qs + g * QS + cOff + c1);
-                    const float2 s0 = ld2(ks.scale, mb + c0, bk.metaType);
-                    const float2 s1 = ld2(ks.scale, mb + c1, bk.metaType);
+                    const float2 q0 = *(const float2*)(qs + g * QS + c0);
+                    const float2 q1 = *(const float2*)(qs + g * QS + c1);
+                    const float2 s0 = sm2(sc, c0, mt), s1 = sm2(sc, c1, mt);
                     float2 z0 = make_float2(0.f, 0.f), z1 = z0;
-                    if (ks.zero) { z0 = ld2(ks.zero, mb + c0, bk.metaType); z1 = ld2(ks.zero, mb + c1, bk.metaType); }
+                    if (zeroO) { z0 = sm2(zc, c0, mt); z1 = sm2(zc, c1, mt); }
                     u32 bh0, bl0, bh1, bl1;
-                    split2(q0.x * ks.mult * s0.x, q0.y * ks.mult * s0.y, bh0, bl0);
-                    split2(q1.x * ks.mult * s1.x, q1.y * ks.mult * s1.y, bh1, bl1);
-                    bias = fmaf(q0.x, fmaf(ks.offset, s0.x, z0.x), bias);
-                    bias = fmaf(q0.y, fmaf(ks.offset, s0.y, z0.y), bias);
-                    bias = fmaf(q1.x, fmaf(ks.offset, s1.x, z1.x), bias);
-                    bias = fmaf(q1.y, fmaf(ks.offset, s1.y, z1.y), bias);
-                    const u32 x0 = (u32)c0 * bits, x1 = (u32)c1 * bits;
+                    split2(q0.x * multO * s0.x, q0.y * multO * s0.y, bh0, bl0);
+                    split2(q1.x * multO * s1.x, q1.y * multO * s1.y, bh1, bl1);
+                    bias = fmaf(q0.x, fmaf(offO, s0.x, z0.x), bias);
+                    bias = fmaf(q0.y, fmaf(offO, s0.y, z0.y), bias);
+                    bias = fmaf(q1.x, fmaf(offO, s1.x, z1.x), bias);
+                    bias = fmaf(q1.y, fmaf(offO, s1.y, z1.y), bias);
                     u32 a[4][2];
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
-                        const u8* row = rows + i * rb8;
-                        a[i][0] = digits2(field(row, x0, bits), bits);
-                        a[i][1] = digits2(field(row, x1, bits), bits);
+                        const u8* row = rows + i * 8 * rbO;
+                        if (OB == 2) {
+                            const u32 w = *(const u32*)(row + 4 * kk);
+                            a[i][0] = digits2(w >> (4 * t), 2);
+                            a[i][1] = digits2(w >> (16 + 4 * t), 2);
+                        } else if (OB == 8) {
+                            a[i][0] = digits2(*(const u16*)(row + c0), 8);
+                            a[i][1] = digits2(*(const u16*)(row + c1), 8);
+                        } else {
+                            a[i][0] = digits2((u32)row[(c0 * OB) >> 3] >> ((c0 * OB) & 7), OB);
+                            a[i][1] = digits2((u32)row[(c1 * OB) >> 3] >> ((c1 * OB) & 7), OB);
+                        }
+                    }
+                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
+                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bh0, bh1);
+                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
+                }
+            }
+            // 1-bit components.
+            {
+                const u8* rows = st + p.offKE + g * rbE;
+                const u8* sc = st + p.offSE;
+                const u8* zc = st + p.offZE;
+                for (int kk = 0; kk < chE / 16; kk++) {
+                    const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
+                    const float2 q0 = *(const float2*)(qs + g * QS + chO + c0);
+                    const float2 q1 = *(const float2*)(qs + g * QS + chO + c1);
+                    const float2 s0 = sm2(sc, c0, mt), s1 = sm2(sc, c1, mt);
+                    float2 z0 = make_float2(0.f, 0.f), z1 = z0;
+                    if (zeroE) { z0 = sm2(zc, c0, mt); z1 = sm2(zc, c1, mt); }
+                    u32 bh0, bl0, bh1, bl1;
+                    split2(q0.x * multE * s0.x, q0.y * multE * s0.y, bh0, bl0);
+                    split2(q1.x * multE * s1.x, q1.y * multE * s1.y, bh1, bl1);
+                    bias = fmaf(q0.x, fmaf(offE, s0.x, z0.x), bias);
+                    bias = fmaf(q0.y, fmaf(offE, s0.y, z0.y), bias);
+                    bias = fmaf(q1.x, fmaf(offE, s1.x, z1.x), bias);
+                    bias = fmaf(q1.y, fmaf(offE, s1.y, z1.y), bias);
+                    u32 a[4][2];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const u32 w = *(const u16*)(rows + i * 8 * rbE + 2 * kk);
+                        a[i][0] = digits2(w >> (2 * t), 1);
+                        a[i][1] = digits2(w >> (2 * t + 8), 1);
                     }
                     mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
                     mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
@@ -298,13 +403,13 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
             // Mask and online softmax per query row (columns 2t and 2t + 1 of the fragments).
             const i64 abs0 = bk.start + tok0 + g;
 #pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
+            for (int h = 0; h < 2; h++) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int r = 2 * t + (e & 1);
-                    const i64 pos = abs0 + 16 * mt + 8 * (e >> 1);
+                    const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
                     const bool masked = r >= nq || (p.causal && pos > p.causalBase + (r % p.tq));
-                    s[mt][e] = masked ? NEG_INF : s[mt][e] + ((e & 1) ? biasB : biasA);
+                    s[h][e] = masked ? NEG_INF : s[h][e] + ((e & 1) ? biasB : biasA);
                 }
             }
             float corr[2];
@@ -318,10 +423,10 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
                 corr[cc] = mNew == NEG_INF ? 1.f : exp2f(mrow[cc] - mNew);
                 float sum = 0.f;
 #pragma unroll
-                for (int mt = 0; mt < 2; mt++) {
-                    s[mt][cc] = mNew == NEG_INF ? 0.f : exp2f(s[mt][cc] - mNew);
-                    s[mt][cc + 2] = mNew == NEG_INF ? 0.f : exp2f(s[mt][cc + 2] - mNew);
-                    sum += s[mt][cc] + s[mt][cc + 2];
+                for (int h = 0; h < 2; h++) {
+                    s[h][cc] = mNew == NEG_INF ? 0.f : exp2f(s[h][cc] - mNew);
+                    s[h][cc + 2] = mNew == NEG_INF ? 0.f : exp2f(s[h][cc + 2] - mNew);
+                    sum += s[h][cc] + s[h][cc + 2];
                 }
                 lrow[cc] = fmaf(lrow[cc], corr[cc], sum);
                 mrow[cc] = mNew;
@@ -332,29 +437,26 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
             }
 
 #pragma unroll
-            for (int mt = 0; mt < 2; mt++) {
+            for (int h = 0; h < 2; h++) {
                 // Probabilities as B fragments of P^T (tokens x rows): the score fragments transposed in registers.
                 u32 h0, l0, h1, l1;
-                split2(s[mt][0], s[mt][1], h0, l0);
-                split2(s[mt][2], s[mt][3], h1, l1);
+                split2(s[h][0], s[h][1], h0, l0);
+                split2(s[h][2], s[h][3], h1, l1);
                 const u32 ph0 = transpose8x8(h0), ph1 = transpose8x8(h1), pl0 = transpose8x8(l0), pl1 = transpose8x8(l1);
 
-                // The 16 tokens' value digits, decoded to fp16 in shared memory.
-                const u8* vrow = bk.vCodes + (bh * bk.tokens + tok0 + 16 * mt) * bk.vRowBytes;
-                __syncwarp();
+                // The 16 tokens' value digits, decoded to fp16 (through the byte table) in shared memory.
+                const u8* vrow = st + p.offV + 16 * h * vRB;
                 for (int i = lane; i < 16 * vItems; i += 32) {
-                    const int r = i / vItems, it = i - r * vItems;
-                    const u8* src = vrow + r * bk.vRowBytes + 2 * it;
-                    const u32 b0 = src[0], b1 = 2 * it + 1 < bk.vRowBytes ? src[1] : 0u;
-                    u32* dst = (u32*)(myV + r * VSTRIDE + 2 * per * it);
-                    if (per == 5) {
+                    const int r = (i * vMagic) >> 16, it = i - r * vItems;
+                    const u8* src = vrow + r * vRB + 2 * it;
+                    const u32 b0 = src[0], b1 = 2 * it + 1 < vRB ? src[1] : 0u;
+                    u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
+                    if (VPER == 5) {
                         const uint4 L0 = lut[b0], L1 = lut[256 + b1];
                         dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
                     } else {
                         const uint4 L0 = lut[b0], L1 = lut[b1];
-                        if (per == 4) { dst[0] = L0.x; dst[1] = L0.y; dst[2] = L1.x; dst[3] = L1.y; }
-                        else if (per == 2) { dst[0] = L0.x; dst[1] = L1.x; }
-                        else { dst[0] = (L0.x & 0xffffu) | (L1.x << 16); }
+                        *(uint4*)dst = make_uint4(L0.x, L0.y, L1.x, L1.y);
                     }
                 }
                 __syncwarp();
@@ -368,6 +470,7 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
                         mma(acc[m], a0, a1, a2, a3, pl0, pl1);
                     }
                 }
+                __syncwarp();
             }
         }
 
@@ -423,22 +526,42 @@ extern "C" __global__ void __launch_bounds__(THREADS) vidkv_mma(const Params p) 
     if (!isLast) return;
     __threadfence();
     const float* base = p.states + bh * p.nSplits * ROWS * (2 + dv);
-    const int stride = ROWS * (2 + dv);
+    const int stride = ROWS * (2 + dv), S = (int)p.nSplits;
+    float* wts = (float*)stageBase;  // [ROWS][S] each split's weight exp2(m_s - max), then the row's 1 / Σ weight·l
+    float* inv = red;                // [ROWS]
+    for (int r = warp; r < ROWS; r += WARPS) {
+        float mx = NEG_INF;
+        for (int s = lane; s < S; s += 32) mx = fmaxf(mx, __ldcg(base + s * stride + r));
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float den = 0.f;
+        for (int s = lane; s < S; s += 32) {
+            const float m = __ldcg(base + s * stride + r);
+            const float f = m == NEG_INF ? 0.f : exp2f(m - mx);
+            wts[r * S + s] = f;
+            den = fmaf(f, __ldcg(base + s * stride + ROWS + r), den);
+        }
+        for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (lane == 0) inv[r] = 1.f / den;
+    }
+    __syncthreads();
     for (int i = tid; i < nq * dv; i += THREADS) {
         const int r = i / dv, c = i % dv;
-        float mx = NEG_INF;
-        for (int s = 0; s < (int)p.nSplits; s++) mx = fmaxf(mx, __ldcg(base + s * stride + r));
-        float num = 0.f, den = 0.f;
-        for (int s = 0; s < (int)p.nSplits; s++) {
-            const float m = __ldcg(base + s * stride + r);
-            if (m == NEG_INF) continue;
-            const float f = exp2f(m - mx);
-            den = fmaf(f, __ldcg(base + s * stride + ROWS + r), den);
-            num = fmaf(f, __ldcg(base + s * stride + 2 * ROWS + r * dv + c), num);
-        }
-        p.out[(bh * nq + r) * dv + c] = num / den;
+        const float* a = base + 2 * ROWS + r * dv + c;
+        float num = 0.f;
+#pragma unroll 8
+        for (int s = 0; s < S; s++) num = fmaf(wts[r * S + s], __ldcg(a + s * stride), num);
+        p.out[(bh * nq + r) * dv + c] = num * inv[r];
     }
     if (tid == 0) p.counters[bh] = 0;
 }
+
+#define INSTANTIATE(OB, VPER) \
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER(const Params p) { mmaBody<OB, VPER>(p); }
+INSTANTIATE(2, 5)
+INSTANTIATE(4, 5)
+INSTANTIATE(8, 5)
+INSTANTIATE(2, 4)
+INSTANTIATE(4, 4)
+INSTANTIATE(8, 4)
 """;
 }
