@@ -46,7 +46,7 @@ grep -E "^\| [0-9]" "$OUT/bench-attention-h200.md" | cut -d'|' -f2-6
 
 if command -v ncu > /dev/null; then
   for n in 4096 131072; do
-    ncu --clock-control none --kernel-name vidkv_mma --launch-skip 20 --launch-count 1 \
+    ncu --clock-control none --kernel-name regex:vidkv_mma --launch-skip 20 --launch-count 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section Occupancy \
       --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats --section SourceCounters \
       "$dir/VidKV.AI.Bench" decode --device cuda --tokens "$n" --repeats 3 --copies 2 > "$OUT/ncu-mma-$n.txt" 2>&1 || true

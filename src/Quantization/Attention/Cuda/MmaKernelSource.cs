@@ -320,13 +320,16 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             __syncwarp();
             const u8* st = stage0 + buf * p.stage;
             const i64 tok0 = (sp.unit0 + u) * 32;
+            // Scores of the hi and lo parts in separate accumulators (independent chains of products).
             float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+            float sl[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
             float bias = 0.f;
             // Outlier channels: OB-bit codes.
             {
                 const u8* rows = st + p.offKO + g * rbO;
                 const u8* sc = st + p.offSO;
                 const u8* zc = st + p.offZO;
+#pragma unroll 2
                 for (int kk = 0; kk < chO / 16; kk++) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
                     const float2 q0 = *(const float2*)(qs + g * QS + c0);
@@ -358,9 +361,9 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                         }
                     }
                     mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
-                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+                    mma(sl[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
                     mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bh0, bh1);
-                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
+                    mma(sl[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
                 }
             }
             // 1-bit components.
@@ -368,6 +371,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 const u8* rows = st + p.offKE + g * rbE;
                 const u8* sc = st + p.offSE;
                 const u8* zc = st + p.offZE;
+#pragma unroll 2
                 for (int kk = 0; kk < chE / 16; kk++) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
                     const float2 q0 = *(const float2*)(qs + g * QS + chO + c0);
@@ -390,9 +394,9 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                         a[i][1] = digits2(w >> (2 * t + 8), 1);
                     }
                     mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
-                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+                    mma(sl[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
                     mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bh0, bh1);
-                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
+                    mma(sl[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
                 }
             }
             bias += __shfl_xor_sync(0xffffffffu, bias, 1);
@@ -409,7 +413,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     const int r = 2 * t + (e & 1);
                     const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
                     const bool masked = r >= nq || (p.causal && pos > p.causalBase + (r % p.tq));
-                    s[h][e] = masked ? NEG_INF : s[h][e] + ((e & 1) ? biasB : biasA);
+                    s[h][e] = masked ? NEG_INF : s[h][e] + sl[h][e] + ((e & 1) ? biasB : biasA);
                 }
             }
             float corr[2];
@@ -446,6 +450,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 
                 // The 16 tokens' value digits, decoded to fp16 (through the byte table) in shared memory.
                 const u8* vrow = st + p.offV + 16 * h * vRB;
+#pragma unroll 2
                 for (int i = lane; i < 16 * vItems; i += 32) {
                     const int r = (i * vMagic) >> 16, it = i - r * vItems;
                     const u8* src = vrow + r * vRB + 2 * it;
