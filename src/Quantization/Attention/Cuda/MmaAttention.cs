@@ -232,7 +232,8 @@ internal static class MmaAttention
             int sms = CudaRuntime.MultiprocessorCount(device);
             long target = Math.Max(1, 4L * sms / bh);
             long units = _blocks.Sum(x => x.Tokens / MmaKernelSource.UnitTokens);
-            long perSplit = Math.Max(2, (units + target - 1) / target);
+            // At least 8 units (2 per warp) a split: fewer states for the last split to merge at short lengths.
+            long perSplit = Math.Max(8, (units + target - 1) / target);
             var splits = new List<long>();
             for (int i = 0; i < _blocks.Length; i++)
             {

@@ -549,13 +549,28 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         if (lane == 0) inv[r] = 1.f / den;
     }
     __syncthreads();
-    for (int i = tid; i < nq * dv; i += THREADS) {
-        const int r = i / dv, c = i % dv;
-        const float* a = base + 2 * ROWS + r * dv + c;
-        float num = 0.f;
-#pragma unroll 8
-        for (int s = 0; s < S; s++) num = fmaf(wts[r * S + s], __ldcg(a + s * stride), num);
-        p.out[(bh * nq + r) * dv + c] = num * inv[r];
+    // Thread: 4 consecutive channels of rows rq and rq + 4; 16-byte loads, 16 splits in flight per row.
+    const int c4 = 4 * (tid & 31), rq = tid >> 5;
+    for (int cb = c4; cb < dv; cb += 128) {
+        float4 n0 = make_float4(0.f, 0.f, 0.f, 0.f), n1 = n0;
+        const float* a0 = base + 2 * ROWS + rq * dv + cb;
+        const float* a1 = a0 + 4 * dv;
+#pragma unroll 16
+        for (int s = 0; s < S; s++) {
+            const float4 x = __ldcg((const float4*)(a0 + s * stride));
+            const float4 y = __ldcg((const float4*)(a1 + s * stride));
+            const float f = wts[rq * S + s], h = wts[(rq + 4) * S + s];
+            n0.x = fmaf(f, x.x, n0.x); n0.y = fmaf(f, x.y, n0.y); n0.z = fmaf(f, x.z, n0.z); n0.w = fmaf(f, x.w, n0.w);
+            n1.x = fmaf(h, y.x, n1.x); n1.y = fmaf(h, y.y, n1.y); n1.z = fmaf(h, y.z, n1.z); n1.w = fmaf(h, y.w, n1.w);
+        }
+        if (rq < nq) {
+            const float v = inv[rq];
+            *(float4*)(p.out + (bh * nq + rq) * dv + cb) = make_float4(n0.x * v, n0.y * v, n0.z * v, n0.w * v);
+        }
+        if (rq + 4 < nq) {
+            const float v = inv[rq + 4];
+            *(float4*)(p.out + (bh * nq + rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
+        }
     }
     if (tid == 0) p.counters[bh] = 0;
 }
