@@ -12,8 +12,9 @@ namespace VidKV.AI.Quantization.Attention;
 /// </summary>
 /// <remarks>
 /// <para>On the CPU: C# kernels (AVX-512, AVX2 or portable, see <see cref="FusedKernelPath"/>), parallel over
-/// (batch item, KV head). On CUDA: a kernel compiled at run time by NVRTC that reads the packed codes in place, split
-/// over runs of 128 tokens (<see cref="FusedKernelPath.Cuda"/>). Elsewhere, or when asked: chunked TorchSharp operations
+/// (batch item, KV head). On CUDA: kernels compiled at run time by NVRTC that read the packed codes in place
+/// (<see cref="FusedKernelPath.Cuda"/>): one tensor-core launch split over the whole GPU for the Compact ternary presets at
+/// decode, the general per-block kernels otherwise. Elsewhere, or when asked: chunked TorchSharp operations
 /// over runs of <see cref="ChunkedFusedAttention.DefaultChunkTokens"/> tokens.</para>
 /// <para>Thread safety: calls that read the same cache may run concurrently; the cache must not change during a call.</para>
 /// </remarks>

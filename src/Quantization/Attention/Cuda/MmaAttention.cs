@@ -11,7 +11,9 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <summary>
 /// The single-launch tensor-core path of <see cref="CudaFusedAttention"/> (<see cref="MmaKernelSource"/>): for caches whose
 /// blocks it fits (b-bit key codes per channel with channel counts that are multiples of 16, unscaled per-channel
-/// ternary values, groups of a multiple of 32 tokens, at most 128 value channels) and at most 8 query rows per KV head.
+/// ternary values packed in base 3 (the Compact profile; the Reference profile's 2-bit packing and stored-but-unread value
+/// metadata go to the general kernels), groups of a multiple of 32 tokens, at most 128 value channels) and at most 8
+/// query rows per KV head.
 /// Per cache it keeps a <see cref="Plan"/> (the blocks' descriptions, the splits, the run states and the merge
 /// counters on the device), made again only when the cache's block list changes; a call then allocates the output,
 /// fills one parameter struct and launches one kernel.
@@ -73,7 +75,7 @@ internal static class MmaAttention
         bool aligned = Aligned(k.Outliers?.Codes) && Aligned(k.Outliers?.Scale) && Aligned(k.Outliers?.Zero) && Aligned(k.Easy?.Codes)
             && Aligned(k.Easy?.Scale) && Aligned(k.Easy?.Zero) && Aligned(v.Rest.Codes);
         return (k.Outliers is not null || k.Easy is not null) && outliersFit && easyFit && v.Protected is null && v.Rest.Scale is null
-            && v.Rest.Format is CodeFormat.Trits or CodeFormat.Bits2 && v.Shape[3] == dv && aligned;
+            && v.Rest.Format == CodeFormat.Trits && v.Shape[3] == dv && aligned;
     }
 
     /// <summary>Whether the kernel compiles for the device (once per device; a failure is remembered).</summary>
@@ -161,7 +163,7 @@ internal static class MmaAttention
 
     private static IReadOnlyDictionary<string, IntPtr> Kernel(int device) => Kernels.GetOrAdd(device, dev => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
     {
-        var names = new[] { 2, 4, 8 }.SelectMany(ob => new[] { 5, 4 }.Select(per => $"vidkv_mma_{ob}_{per}")).ToList();
+        var names = new[] { 2, 4, 8 }.Select(ob => $"vidkv_mma_{ob}_5").ToList();
         var functions = CudaRuntime.Compile(MmaKernelSource.Text, "vidkv_mma_attention.cu", dev, names);
         foreach (var f in functions.Values)
         {
@@ -247,7 +249,7 @@ internal static class MmaAttention
             QuantSplits = splits.Count / 3;
             EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.shape[0];
             long outlierBits = first.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 };
-            KernelName = $"vidkv_mma_{outlierBits}_{(first.Values.Rest.Format == CodeFormat.Trits ? 5 : 4)}";
+            KernelName = $"vidkv_mma_{outlierBits}_5";
             Stage = new StageLayout(first);
             var words = new List<long>();
             foreach (var block in _blocks)

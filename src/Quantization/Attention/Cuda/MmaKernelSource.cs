@@ -3,7 +3,7 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <summary>
 /// CUDA C++ of the single-launch fused decode attention on tensor cores (compiled at run time by NVRTC; see
 /// <see cref="CudaFusedAttention"/>), for caches whose keys are b-bit codes per channel (b = 1, 2, 4, 8; channel counts
-/// multiples of 16), whose values are bare levels per channel (ternary without a scale, base 3 or 2 bits) and whose
+/// multiples of 16), whose values are bare levels per channel (ternary without a scale, packed in base 3) and whose
 /// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>:
 /// <list type="bullet">
 /// <item>Grid (split, batch item × KV head). A split is a run of 32-token units of one quantized block (the host plans
@@ -456,13 +456,8 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     const u8* src = vrow + r * vRB + 2 * it;
                     const u32 b0 = src[0], b1 = 2 * it + 1 < vRB ? src[1] : 0u;
                     u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
-                    if (VPER == 5) {
-                        const uint4 L0 = lut[b0], L1 = lut[256 + b1];
-                        dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
-                    } else {
-                        const uint4 L0 = lut[b0], L1 = lut[b1];
-                        *(uint4*)dst = make_uint4(L0.x, L0.y, L1.x, L1.y);
-                    }
+                    const uint4 L0 = lut[b0], L1 = lut[256 + b1];
+                    dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
                 }
                 __syncwarp();
                 const u32 rowSel = (u32)((lane & 7) + ((lane >> 4) << 3)), colSel = (u32)(((lane >> 3) & 1) << 3);
@@ -580,8 +575,5 @@ extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER
 INSTANTIATE(2, 5)
 INSTANTIATE(4, 5)
 INSTANTIATE(8, 5)
-INSTANTIATE(2, 4)
-INSTANTIATE(4, 4)
-INSTANTIATE(8, 4)
 """;
 }
