@@ -139,6 +139,24 @@ internal sealed class DecodeBenchmark
 
             if (!cuda)
             {
+                // What a TorchSharp user has on the CPU: a bf16 or fp32 cache, the query heads of each KV head folded into
+                // rows ([B, Hkv, G, D] @ K^T, no copy of the cache), softmax in float32.
+                double scale = 1.0 / Math.Sqrt(d);
+                foreach (var type in new[] { ScalarType.BFloat16, ScalarType.Float32 })
+                {
+                    var (fk, fv, fq) = (keys[0].to(type), values[0].to(type), groupedQueries[0].to(type));
+                    Tensor Folded(int i)
+                    {
+                        using var inner = NewDisposeScope();
+                        using var scaleScalar = scale.ToScalar();
+                        var p = matmul(fq, fk.transpose(2, 3)).to(ScalarType.Float32).mul_(scaleScalar).softmax(-1).to(type);
+                        return matmul(p, fv).to(ScalarType.Float32).reshape(b, _s.QHeads, 1, d).MoveToOuterDisposeScope();
+                    }
+
+                    string name = type == ScalarType.BFloat16 ? "bf16" : "fp32";
+                    result.Add(Time(n, $"{name} cache, TorchSharp matmul-softmax-matmul, query heads folded per KV head (no copy of K/V)", Folded, copies, fk.NumberOfElements * fk.ElementSize * 2, null));
+                }
+
                 foreach (var path in new[] { FusedKernelPath.Avx512, FusedKernelPath.Avx2, FusedKernelPath.Portable }.Where(FusedAttention.IsSupported))
                 {
                     result.Add(Time(n, $"fused (AttendFused), {path}", i => caches[i].AttendFused(queries[i], path: path), copies, stored, reference));
