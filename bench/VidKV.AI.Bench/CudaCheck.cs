@@ -24,7 +24,7 @@ internal static class CudaCheck
     {
         Machine.RequireCuda();
         var device = torch.device("cuda");
-        var rows = new List<(string Case, string Path, double Error)>();
+        var rows = new List<(string Case, string Path, double Error, string Kernel)>();
         Console.WriteLine($"fused CUDA kernel: {(FusedAttention.IsSupported(FusedKernelPath.Cuda) ? "available" : "NOT available")} ({FusedAttention.CudaDescription})");
 
         void Check(string name, KVCacheOptions options, int batch, int kvHeads, int qHeads, int prompt, int steps, int dim, int seed)
@@ -49,9 +49,11 @@ internal static class CudaCheck
                 foreach (var path in new[] { FusedKernelPath.Cuda, FusedKernelPath.Chunked })
                 {
                     double error;
+                    string kernel = "-";
                     try
                     {
                         var actual = cache.AttendFused(query, causal, path: path);
+                        kernel = path == FusedKernelPath.Cuda ? FusedAttention.LastCudaKernel : "chunked";
                         error = !actual.shape.SequenceEqual(expected.shape) ? double.PositiveInfinity : (actual - expected).abs().max().item<float>();
                     }
                     catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException)
@@ -60,7 +62,7 @@ internal static class CudaCheck
                         error = double.PositiveInfinity;
                     }
 
-                    rows.Add(($"{name}, Tq={tq}{(causal ? " causal" : string.Empty)}", path.ToString(), error));
+                    rows.Add(($"{name}, Tq={tq}{(causal ? " causal" : string.Empty)}", path.ToString(), error, kernel));
                 }
             }
         }
@@ -110,6 +112,24 @@ internal static class CudaCheck
             Check($"{preset} 7B heads, 3000 tokens", KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { ResidualType = ScalarType.Float16 }, 1, 4, 28, 3000, 40, 128, 4);
         }
 
+        // The single-launch tensor-core kernel: 7B geometry (4 KV heads, head dim 128), groups of 32 or 64 tokens, its variants;
+        // 2 query heads per KV head for causal multi-token rows; a long cache (many splits) and a streamed one (many blocks).
+        static KVCacheOptions Seven(string preset, CacheProfile profile) => KVCacheOptions.FromPreset(preset, profile) with { ResidualType = ScalarType.Float16 };
+        foreach (var profile in new[] { CacheProfile.Reference, CacheProfile.Compact })
+        {
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} 7B heads, 2000 tokens", Seven("vidkv-1.5/1.58", profile), 1, 4, 28, 2000, 40, 128, 5);
+            Check($"tensor cores: vidkv-1.25/1.58 {profile} 7B heads, 1000 tokens", Seven("vidkv-1.25/1.58", profile), 1, 4, 28, 1000, 7, 128, 6);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} 2 heads per KV head, batch 2", Seven("vidkv-1.5/1.58", profile), 2, 4, 8, 1000, 5, 128, 7);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} ±s signs", Seven("vidkv-1.5/1.58", profile) with { SignReconstruction = SignReconstruction.PlusMinusScale }, 1, 4, 28, 1000, 3, 128, 8);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} 4-bit outliers", Seven("vidkv-1.5/1.58", profile) with { OutlierBits = 4 }, 1, 4, 28, 1000, 3, 128, 9);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} 8-bit outliers", Seven("vidkv-1.5/1.58", profile) with { OutlierBits = 8 }, 1, 4, 28, 1000, 3, 128, 10);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} bf16 metadata and residual", Seven("vidkv-1.5/1.58", profile) with { MetadataType = ScalarType.BFloat16, ResidualType = ScalarType.BFloat16 }, 1, 4, 28, 1000, 3, 128, 11);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} float32 metadata and residual", Seven("vidkv-1.5/1.58", profile) with { MetadataType = ScalarType.Float32, ResidualType = ScalarType.Float32 }, 1, 4, 28, 1000, 3, 128, 12);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} G=64", Seven("vidkv-1.5/1.58", profile) with { GroupSize = 64 }, 1, 4, 28, 1000, 70, 128, 13);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} 20000 tokens", Seven("vidkv-1.5/1.58", profile), 1, 4, 28, 20000, 3, 128, 14);
+            Check($"tensor cores: vidkv-1.5/1.58 {profile} 300 steps after 700 tokens", Seven("vidkv-1.5/1.58", profile), 1, 4, 28, 700, 300, 128, 15);
+        }
+
         int failed = rows.Count(r => !(r.Error <= Tolerance));
         var sb = new StringBuilder();
         sb.AppendLine("# Fused attention on CUDA: equivalence with dequantize-then-attend").AppendLine();
@@ -118,11 +138,12 @@ internal static class CudaCheck
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- NVRTC: {FusedAttention.CudaDescription}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- {rows.Count} comparisons, tolerance {Tolerance:E0}: {rows.Count - failed} within, {failed} beyond").AppendLine();
-        sb.AppendLine("| case | path | max abs diff |");
-        sb.AppendLine("|---|---|---:|");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Cases the single-launch tensor-core kernel ran: {rows.Count(r => r.Kernel.StartsWith("tensor", StringComparison.Ordinal))}").AppendLine();
+        sb.AppendLine("| case | path | kernel | max abs diff |");
+        sb.AppendLine("|---|---|---|---:|");
         foreach (var r in rows)
         {
-            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Case} | {r.Path} | {r.Error:E1}{(r.Error <= Tolerance ? string.Empty : " **FAIL**")} |");
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Case} | {r.Path} | {r.Kernel} | {r.Error:E1}{(r.Error <= Tolerance ? string.Empty : " **FAIL**")} |");
         }
 
         string report = sb.ToString();

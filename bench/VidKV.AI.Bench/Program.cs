@@ -63,6 +63,7 @@ internal static class Program
           --preset NAME   cache preset [vidkv-1.5/1.58]
           --profile P     Reference or Compact [Compact]
           --repeats N     timed calls per method (median reported) [10]
+          --copies N      caches rotated on CUDA (the CPU uses one) [enough for 256 MiB compressed, 2 to 64]
           --seed N        random seed [0]
           --device D      cpu or cuda [cpu]
           --out PATH      also write the report (markdown) to PATH
@@ -203,6 +204,7 @@ internal static class Program
                 "--preset" => s with { Preset = KVCacheOptions.FromPreset(value).Preset },
                 "--profile" => s with { Profile = Enum.TryParse<CacheProfile>(value, ignoreCase: true, out var p) && Enum.IsDefined(p) ? p : throw new ArgumentException($"--profile must be Reference or Compact; got '{value}'.") },
                 "--repeats" => s with { Repeats = Positive(name, value) },
+                "--copies" => s with { Copies = Positive(name, value) },
                 "--seed" => s with { Seed = Integer(name, value) },
                 "--device" => s with { Device = DeviceName(value) },
                 "--out" => s with { Out = OutPath(value) },

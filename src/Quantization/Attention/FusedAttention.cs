@@ -12,8 +12,9 @@ namespace VidKV.AI.Quantization.Attention;
 /// </summary>
 /// <remarks>
 /// <para>On the CPU: C# kernels (AVX-512, AVX2 or portable, see <see cref="FusedKernelPath"/>), parallel over
-/// (batch item, KV head). On CUDA: a kernel compiled at run time by NVRTC that reads the packed codes in place, split
-/// over runs of 128 tokens (<see cref="FusedKernelPath.Cuda"/>). Elsewhere, or when asked: chunked TorchSharp operations
+/// (batch item, KV head). On CUDA: kernels compiled at run time by NVRTC that read the packed codes in place
+/// (<see cref="FusedKernelPath.Cuda"/>): one tensor-core launch split over the whole GPU for the Compact ternary presets at
+/// decode, the general per-block kernels otherwise. Elsewhere, or when asked: chunked TorchSharp operations
 /// over runs of <see cref="ChunkedFusedAttention.DefaultChunkTokens"/> tokens.</para>
 /// <para>Thread safety: calls that read the same cache may run concurrently; the cache must not change during a call.</para>
 /// </remarks>
@@ -35,6 +36,19 @@ public static class FusedAttention
     /// counted from the tensors, since the cache is read in place. For benchmarks; 0 before the first such call.
     /// </summary>
     public static long LastCudaTemporaryBytes => CudaFusedAttention.LastTemporaryBytes;
+
+    /// <summary>
+    /// Which CUDA kernels the last <see cref="FusedKernelPath.Cuda"/> call on this thread ran: the single-launch
+    /// tensor-core kernel (ternary per-channel values without a scale, b-bit keys with channel counts that are multiples
+    /// of 16, groups of a multiple of 32 tokens, at most 8 query rows per KV head) or the general kernels. For benchmarks.
+    /// </summary>
+    public static string LastCudaKernel => CudaFusedAttention.LastKernel;
+
+    /// <summary>
+    /// Environment variable read by each <see cref="FusedKernelPath.Cuda"/> call: <c>general</c> runs the general kernels even
+    /// where the single-launch tensor-core kernel fits (to compare the two in one process).
+    /// </summary>
+    public const string CudaKernelVariable = CudaFusedAttention.KernelVariable;
 
     /// <summary>Why <see cref="FusedKernelPath.Cuda"/> cannot run here, or which NVRTC it runs with.</summary>
     public static string CudaDescription => CudaFusedAttention.Description;

@@ -75,7 +75,12 @@ public sealed record KVCacheOptions
     /// <summary>Storage type of scales and zero points (Float16, BFloat16 or Float32).</summary>
     public ScalarType MetadataType { get; init; } = ScalarType.Float16;
 
-    /// <summary>Storage type of unquantized tokens; <see langword="null"/> keeps the type they arrive in.</summary>
+    /// <summary>
+    /// Storage type of unquantized tokens (the fp16 preset's whole cache, the other presets' full-precision residual);
+    /// <see langword="null"/> (default) stores them in 16 bits (<see cref="DefaultResidualType"/>): in the keys' own type
+    /// when it is Float16 or BFloat16, else (float32 models) in Float16, so that an uncompressed cache holds what its
+    /// FP16 figure says. Float32 keeps full precision at twice the bytes. Float16 saturates beyond ±65504.
+    /// </summary>
     public ScalarType? ResidualType { get; init; }
 
     /// <summary>
@@ -90,6 +95,14 @@ public sealed record KVCacheOptions
     {
         "fp16", "kivi-2", "vidkv-2", "vidkv-1.5/2", "vidkv-1.5/1.58", "vidkv-1.25/1.58", "vidkv-1.5/1.66", "vidkv-1.75/1.66",
     };
+
+    /// <summary>
+    /// The storage type of unquantized tokens when <see cref="ResidualType"/> is <see langword="null"/>: keys arriving as
+    /// Float16 or BFloat16 stay in their type; any other floating type is stored as Float16 (11 significant bits, against
+    /// bfloat16's 8).
+    /// </summary>
+    /// <param name="inputType">The type the keys and values arrive in.</param>
+    public static ScalarType DefaultResidualType(ScalarType inputType) => inputType is ScalarType.Float16 or ScalarType.BFloat16 ? inputType : ScalarType.Float16;
 
     /// <summary>Whether any quantization happens.</summary>
     public bool IsQuantized => Values != ValueQuantization.None;
@@ -167,7 +180,7 @@ public sealed record KVCacheOptions
         Check(ProtectedFraction > 0 && ProtectedFraction < 1, $"ProtectedFraction is {N(ProtectedFraction)}; allowed: (0, 1) (the paper uses 0.2).");
         Check(Enum.IsDefined(Flush), $"Flush is {Flush}; allowed: RequantizeAll, Streaming.");
         Check(MetadataType is ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32, $"MetadataType is {MetadataType}; allowed: Float16, BFloat16, Float32.");
-        Check(ResidualType is null or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32, $"ResidualType is {ResidualType}; allowed: null (keep the input type), Float16, BFloat16, Float32.");
+        Check(ResidualType is null or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32, $"ResidualType is {ResidualType}; allowed: null (16 bits: the input type when it is Float16 or BFloat16, else Float16), Float16, BFloat16, Float32.");
         Check((KeyBits == 16) == (Values == ValueQuantization.None),
             $"KeyBits is {N(KeyBits)} and Values is {Values}: keys and values are quantized together or not at all; allowed: KeyBits 16 with Values None (the fp16 preset), or a quantized KeyBits with Asymmetric, Ternary or Protected values.");
         if (errors.Count > 0)

@@ -96,6 +96,9 @@ public sealed class QuantizedKVCache : IDisposable
     /// <summary>The type keys and values arrived in, and are returned in.</summary>
     public ScalarType DType => _dtype;
 
+    /// <summary>Device buffers the CUDA attention keeps for this cache (made once per block list), freed by <see cref="Clear"/>.</summary>
+    internal IDisposable? CudaWorkspace { get; set; }
+
     /// <summary>
     /// Bytes actually held, by kind. A cache forked from a snapshot counts the blocks it shares with the snapshot too:
     /// they are held for it.
@@ -356,6 +359,8 @@ public sealed class QuantizedKVCache : IDisposable
     /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
     public void Clear()
     {
+        CudaWorkspace?.Dispose();
+        CudaWorkspace = null;
         ClearBlocks();
         _residualKeys?.Dispose();
         _residualValues?.Dispose();
@@ -416,7 +421,7 @@ public sealed class QuantizedKVCache : IDisposable
 
     private void SetResidual(Tensor keys, Tensor values)
     {
-        var type = Options.ResidualType ?? _dtype;
+        var type = Options.ResidualType ?? KVCacheOptions.DefaultResidualType(_dtype);
 
         // Own a compact copy: never a view that keeps a caller's (or an old residual's) storage alive.
         var k = keys.to(type).clone().DetachFromDisposeScope();

@@ -117,13 +117,16 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
         Assert.Equal(ids.shape[1], logits.shape[1]);
     }
 
+    /// <summary>The uncompressed cache kept in float32 (the fp16 preset stores 16 bits by default): parity with transformers' float32 cache.</summary>
+    private static KVCacheOptions FullPrecision => KVCacheOptions.FromPreset("fp16") with { ResidualType = ScalarType.Float32 };
+
     [Fact]
     public void CachedDecode_Fp16Preset_GreedyTokensAndStepLogitsMatch()
     {
         using var scope = NewDisposeScope();
         var expectedTokens = _f.Ref("video.greedy_tokens").data<long>().ToArray();
         var expectedLogits = _f.Ref("video.decode_logits");
-        using var cache = _f.Model.CreateCache(KVCacheOptions.FromPreset("fp16"));
+        using var cache = _f.Model.CreateCache(FullPrecision);
 
         var (tokens, stepLogits) = Decode(cache, expectedTokens.Length);
 
@@ -137,7 +140,7 @@ public sealed class LlavaOnevisionParityTests : IClassFixture<TinyModelFixture>
         using var scope = NewDisposeScope();
         var embeds = _f.Ref("video.inputs_embeds");
         long n = embeds.shape[1];
-        using var cache = _f.Model.CreateCache(KVCacheOptions.FromPreset("fp16"));
+        using var cache = _f.Model.CreateCache(FullPrecision);
 
         // Prefill all but the last 5 positions, then feed those one at a time.
         var first = _f.Model.Forward(new DecoderInput(embeds.narrow(1, 0, n - 5)) { Cache = cache });

@@ -77,4 +77,37 @@ public sealed class CudaPathTests
         Assert.True(MaxAbsDiff(cache.AttendFused(query, path: FusedKernelPath.Chunked), cache.Attend(query)) <= 2e-5);
         Assert.False(string.IsNullOrEmpty(FusedAttention.CudaDescription));
     }
+
+    [Theory]
+    [InlineData(128, 1.5)]
+    [InlineData(128, 1.25)]
+    [InlineData(64, 1.5)]
+    [InlineData(112, 1.75)]
+    public void TensorCoreStage_HoldsAUnitsCodesAndMetadata_At16ByteOffsets_AndItsRowDivisionIsExact(int dim, double keyBits)
+    {
+        using var scope = NewDisposeScope();
+        random.manual_seed(dim);
+        using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { KeyBits = keyBits });
+        cache.Prefill(randn(1, 4, 64, dim), randn(1, 4, 64, dim));
+        var block = cache.Blocks[0];
+        var stage = new MmaAttention.StageLayout(block);
+
+        long outlierRow = block.Keys.Outliers?.Codes.shape[^1] ?? 0, easyRow = block.Keys.Easy?.Codes.shape[^1] ?? 0;
+        long valueRow = block.Values.Rest.Codes.shape[^1];
+        long outlierChannels = block.Keys.Outliers?.Shape[^1] ?? 0, easyChannels = block.Keys.Easy?.Shape[^1] ?? 0;
+        var offsets = new[] { stage.OutlierCodes, stage.EasyCodes, stage.ValueCodes, stage.OutlierScale, stage.OutlierZero, stage.EasyScale, stage.EasyZero, stage.Bytes };
+        Assert.All(offsets, o => Assert.Equal(0, o % 16));
+        Assert.True(stage.EasyCodes - stage.OutlierCodes >= 32 * outlierRow);
+        Assert.True(stage.ValueCodes - stage.EasyCodes >= 32 * easyRow);
+        Assert.True(stage.OutlierScale - stage.ValueCodes >= 32 * valueRow);
+        Assert.True(stage.OutlierZero - stage.OutlierScale >= 2 * outlierChannels);
+        Assert.True(stage.Bytes - stage.EasyZero >= 2 * easyChannels);
+
+        // The kernel finds a value item's row as (i * magic) >> 16 instead of i / items, for the 16 rows it decodes.
+        int items = (int)((valueRow + 1) / 2);
+        for (int i = 0; i < 16 * items; i++)
+        {
+            Assert.Equal(i / items, (i * stage.ValueMagic) >> 16);
+        }
+    }
 }

@@ -99,8 +99,29 @@ internal static class CudaFusedAttention
         }
     }
 
+    /// <summary>Which kernel the last <see cref="Attend"/> on this thread ran.</summary>
+    public static string LastKernel => _lastKernel ?? "none";
+
+    [ThreadStatic]
+    private static string? _lastKernel;
+
+    /// <summary>
+    /// Set to <c>general</c> to run the general kernels even where the single-launch tensor-core kernel fits (to compare
+    /// the two in one run).
+    /// </summary>
+    public const string KernelVariable = "VIDKV_CUDA_ATTENTION";
+
     public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale)
     {
+        if (Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Fits(cache, query) && MmaAttention.Compiles(Math.Max(0, query.device_index)))
+        {
+            var result = MmaAttention.Attend(cache, query, causal, scale, out long bytes);
+            _lastTemporaryBytes = bytes;
+            _lastKernel = "tensor cores, one launch";
+            return result;
+        }
+
+        _lastKernel = "general (prep, attend, merge launches per block)";
         var o = cache.Options;
         long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
         int device = Math.Max(0, query.device_index);

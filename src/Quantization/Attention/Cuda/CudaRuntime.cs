@@ -130,6 +130,19 @@ internal static unsafe class CudaRuntime
         }
     }
 
+    /// <summary>The device's multiprocessor count (CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).</summary>
+    public static int MultiprocessorCount(int device)
+    {
+        var api = Loaded.Value ?? throw new InvalidOperationException($"CUDA is unavailable: {_why}");
+        lock (api)
+        {
+            int dev, count;
+            api.Check(api.DeviceGet(&dev, device), "cuDeviceGet");
+            api.Check(api.DeviceGetAttribute(&count, 16, dev), "cuDeviceGetAttribute(MULTIPROCESSOR_COUNT)");
+            return count;
+        }
+    }
+
     /// <summary>Raises a function's dynamic shared memory limit.</summary>
     public static void SetMaxDynamicSharedMemory(IntPtr function, int bytes, int device)
     {

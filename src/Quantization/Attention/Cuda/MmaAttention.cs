@@ -1,0 +1,466 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using TorchSharp;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Packing;
+using VidKV.AI.Quantization.Quantizers;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Quantization.Attention.Cuda;
+
+/// <summary>
+/// The single-launch tensor-core path of <see cref="CudaFusedAttention"/> (<see cref="MmaKernelSource"/>): for caches whose
+/// blocks it fits (b-bit key codes per channel with channel counts that are multiples of 16, unscaled per-channel
+/// ternary values packed in base 3 (the Compact profile; the Reference profile's 2-bit packing and stored-but-unread value
+/// metadata go to the general kernels), groups of a multiple of 32 tokens, at most 128 value channels) and at most 8
+/// query rows per KV head.
+/// Per cache it keeps a <see cref="Plan"/> (the blocks' descriptions, the splits, the run states and the merge
+/// counters on the device), made again only when the cache's block list changes; a call then allocates the output,
+/// fills one parameter struct and launches one kernel.
+/// </summary>
+internal static class MmaAttention
+{
+    private static readonly ConcurrentDictionary<int, Lazy<IReadOnlyDictionary<string, IntPtr>>> Kernels = new();
+    private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
+    private static readonly Lock PlanLock = new();
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
+
+    /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
+    public static bool Fits(QuantizedKVCache cache, Tensor query)
+    {
+        if (cache.Blocks.Count == 0 || query.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        {
+            return false;
+        }
+
+        var first = cache.Blocks[0];
+        long hkv = first.Keys.Shape[1], dv = first.Values.Shape[3];
+        long nq = query.shape[1] / hkv * query.shape[2];
+        if (nq > MmaKernelSource.Rows || query.shape[0] * hkv > 65535 || dv % 16 != 0 || dv > MmaKernelSource.MaxValueChannels)
+        {
+            return false;
+        }
+
+        if (cache.ResidualLength > 0 && cache.ResidualKeys!.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        {
+            return false;
+        }
+
+        var o = cache.Options;
+        return o.GroupSize % MmaKernelSource.UnitTokens == 0 && o.ValueAxis == QuantizationAxis.PerChannel
+            && o.Values == ValueQuantization.Ternary && !o.ScaledTernary && AllBlocksFit(cache.Blocks, dv);
+    }
+
+    /// <summary>Whether every block fits, each block checked once (its tensors never change).</summary>
+    private static bool AllBlocksFit(IReadOnlyList<QuantizedBlock> blocks, long dv)
+    {
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            if (!(bool)BlockFit.GetValue(blocks[i], b => BlockFits(b, dv)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool BlockFits(QuantizedBlock block, long dv)
+    {
+        var k = block.Keys;
+        var v = block.Values;
+        bool outliersFit = k.Outliers is null || (k.Outliers.Format is CodeFormat.Bits2 or CodeFormat.Bits4 or CodeFormat.Bits8 && k.Outliers.Shape[^1] % 16 == 0);
+        bool easyFit = k.Easy is null || (k.Easy.Format == CodeFormat.Bits1 && k.Easy.Shape[^1] % 16 == 0);
+        static bool Aligned(Tensor? t) => t is null || (t.is_contiguous() && CudaRuntime.DataPointer(t) % 16 == 0);
+        bool aligned = Aligned(k.Outliers?.Codes) && Aligned(k.Outliers?.Scale) && Aligned(k.Outliers?.Zero) && Aligned(k.Easy?.Codes)
+            && Aligned(k.Easy?.Scale) && Aligned(k.Easy?.Zero) && Aligned(v.Rest.Codes);
+        return (k.Outliers is not null || k.Easy is not null) && outliersFit && easyFit && v.Protected is null && v.Rest.Scale is null
+            && v.Rest.Format == CodeFormat.Trits && v.Shape[3] == dv && aligned;
+    }
+
+    /// <summary>Whether the kernel compiles for the device (once per device; a failure is remembered).</summary>
+    public static bool Compiles(int device)
+    {
+        try
+        {
+            _ = Kernel(device);
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Attends with the single-launch kernel; <see cref="Fits"/> and <see cref="Compiles"/> must hold.</summary>
+    /// <param name="cache">The cache.</param>
+    /// <param name="query">Queries [B, Hq, Tq, D] on the cache's device.</param>
+    /// <param name="causal">Mask future positions.</param>
+    /// <param name="scale">Softmax scale.</param>
+    /// <param name="temporaryBytes">Bytes of device tensors this path holds for the call: output, any query copy, and the cache's workspace.</param>
+    public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale, out long temporaryBytes)
+    {
+        int device = Math.Max(0, query.device_index);
+        var kernels = Kernel(device);
+        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        var plan = PlanOf(cache, device);
+        long nq = hq / plan.KvHeads * tq;
+        long rLen = cache.ResidualLength;
+        long rSplits = (rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens;
+        plan.EnsureStates(plan.QuantSplits + rSplits);
+
+        using var scope = NewDisposeScope();
+        var q = query.is_contiguous() ? query : query.contiguous();
+        var output = empty(new[] { b, hq, tq, plan.ValueChannels }, ScalarType.Float32, query.device);
+        temporaryBytes = (output.NumberOfElements * 4) + (ReferenceEquals(q, query) ? 0 : q.NumberOfElements * q.ElementSize) + plan.Bytes;
+        var p = new Params
+        {
+            Blocks = plan.BlocksPointer,
+            Splits = plan.SplitsPointer,
+            Counters = plan.CountersPointer,
+            States = plan.StatesPointer,
+            Output = CudaRuntime.DataPointer(output),
+            Query = CudaRuntime.DataPointer(q),
+            ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
+            ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
+            QueryType = MetaType(q.dtype),
+            ResidualType = rLen > 0 ? MetaType(cache.ResidualKeys!.dtype) : 0,
+            ResidualLength = rLen,
+            ResidualStart = cache.QuantizedLength,
+            QueryRows = nq,
+            QueryTokens = tq,
+            Causal = causal ? 1 : 0,
+            CausalBase = cache.Length - tq,
+            Dim = d,
+            ValueChannels = plan.ValueChannels,
+            Channels = plan.Channels,
+            QuantSplits = plan.QuantSplits,
+            TotalSplits = plan.QuantSplits + rSplits,
+            Stage = plan.Stage.Bytes,
+            OffsetOutlierCodes = plan.Stage.OutlierCodes,
+            OffsetEasyCodes = plan.Stage.EasyCodes,
+            OffsetValueCodes = plan.Stage.ValueCodes,
+            OffsetOutlierScale = plan.Stage.OutlierScale,
+            OffsetOutlierZero = plan.Stage.OutlierZero,
+            OffsetEasyScale = plan.Stage.EasyScale,
+            OffsetEasyZero = plan.Stage.EasyZero,
+            ValueMagic = plan.Stage.ValueMagic,
+            Scale = (float)(scale / Math.Log(2)),
+        };
+        long shared = SharedBytes(plan.Channels, d, Math.Max(plan.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(plan.EasyChannels, p.TotalSplits)));
+        CudaRuntime.Launch(kernels[plan.KernelName], device, ((uint)p.TotalSplits, (uint)(b * plan.KvHeads), 1), MmaKernelSource.Threads, (uint)shared, ref p);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Dynamic shared memory of the kernel, as it lays it out.</summary>
+    private static long SharedBytes(long channels, long dim, long stageBytes)
+    {
+        static long Align4(long f) => (f + 3) & ~3L;
+        const long rows = MmaKernelSource.Rows, warps = MmaKernelSource.Threads / 32;
+        long floats = Align4(Math.Max(rows * (channels + 8), rows * 32)) + Align4(rows * dim);
+        return (4 * floats) + (512 * 16) + (warps * 16 * MmaKernelSource.ValueStride * 2) + (2 * warps * rows * 4) + stageBytes;
+    }
+
+    private static IReadOnlyDictionary<string, IntPtr> Kernel(int device) => Kernels.GetOrAdd(device, dev => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
+    {
+        var names = new[] { 2, 4, 8 }.Select(ob => $"vidkv_mma_{ob}_5").ToList();
+        var functions = CudaRuntime.Compile(MmaKernelSource.Text, "vidkv_mma_attention.cu", dev, names);
+        foreach (var f in functions.Values)
+        {
+            CudaRuntime.SetMaxDynamicSharedMemory(f, 200 * 1024, dev);
+        }
+
+        return functions;
+    })).Value;
+
+    private static Plan PlanOf(QuantizedKVCache cache, int device)
+    {
+        lock (PlanLock)
+        {
+            if (cache.CudaWorkspace is Plan plan && plan.Matches(cache, device))
+            {
+                return plan;
+            }
+
+            cache.CudaWorkspace?.Dispose();
+            var made = new Plan(cache, device);
+            cache.CudaWorkspace = made;
+            return made;
+        }
+    }
+
+    private static long MetaType(ScalarType? type) => type switch
+    {
+        null or ScalarType.Float32 => 0,
+        ScalarType.Float16 => 1,
+        ScalarType.BFloat16 => 2,
+        var other => throw new NotSupportedException($"Tensors of type {other} are not read by the CUDA kernels; allowed: Float32, Float16, BFloat16."),
+    };
+
+    private static Tensor Transform(OneBitKeyMode mode, long channels, int device) => Transforms.GetOrAdd((mode, channels, device), key =>
+    {
+        using var cpu = CudaFusedAttention.TransformMatrix(key.Mode, key.Channels);
+        return cpu.to(new Device(DeviceType.CUDA, key.Device)).DetachFromDisposeScope();
+    });
+
+    private static long Floats(float a, float b) => (uint)BitConverter.SingleToInt32Bits(a) | ((long)BitConverter.SingleToInt32Bits(b) << 32);
+
+    /// <summary>
+    /// What the kernel reads of a cache besides its tensors, on the device: the blocks' descriptions and the splits
+    /// (made once per block list), the merge counters and the run states (grown when the residual needs more splits).
+    /// </summary>
+    internal sealed class Plan : IDisposable
+    {
+        private readonly QuantizedBlock[] _blocks;
+        private readonly int _device;
+        private readonly Tensor _tables;
+        private readonly Tensor _counters;
+        private Tensor _states;
+        private long _stateSplits;
+
+        public Plan(QuantizedKVCache cache, int device)
+        {
+            _device = device;
+            _blocks = cache.Blocks.ToArray();
+            var o = cache.Options;
+            var first = _blocks[0];
+            long batch = first.Keys.Shape[0];
+            KvHeads = first.Keys.Shape[1];
+            ValueChannels = first.Values.Shape[3];
+            Channels = (first.Keys.Outliers?.Shape[^1] ?? 0) + (first.Keys.Easy?.Shape[^1] ?? 0);
+            long bh = batch * KvHeads;
+
+            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor four blocks.
+            int sms = CudaRuntime.MultiprocessorCount(device);
+            long target = Math.Max(1, 4L * sms / bh);
+            long units = _blocks.Sum(x => x.Tokens / MmaKernelSource.UnitTokens);
+            // At least 8 units (2 per warp) a split: fewer states for the last split to merge at short lengths.
+            long perSplit = Math.Max(8, (units + target - 1) / target);
+            var splits = new List<long>();
+            for (int i = 0; i < _blocks.Length; i++)
+            {
+                long blockUnits = _blocks[i].Tokens / MmaKernelSource.UnitTokens;
+                for (long u = 0; u < blockUnits; u += perSplit)
+                {
+                    splits.AddRange([i, u, Math.Min(perSplit, blockUnits - u)]);
+                }
+            }
+
+            QuantSplits = splits.Count / 3;
+            EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.shape[0];
+            long outlierBits = first.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 };
+            KernelName = $"vidkv_mma_{outlierBits}_5";
+            Stage = new StageLayout(first);
+            var words = new List<long>();
+            foreach (var block in _blocks)
+            {
+                Describe(block, o, words);
+            }
+
+            long descriptionWords = words.Count;
+            words.AddRange(splits);
+            _tables = tensor(words.ToArray(), ScalarType.Int64).to(new Device(DeviceType.CUDA, device)).DetachFromDisposeScope();
+            _counters = zeros(new[] { bh }, ScalarType.Int32, new Device(DeviceType.CUDA, device)).DetachFromDisposeScope();
+            BlocksPointer = CudaRuntime.DataPointer(_tables);
+            SplitsPointer = BlocksPointer + (nint)(8 * descriptionWords);
+            CountersPointer = CudaRuntime.DataPointer(_counters);
+            _states = AllocateStates(QuantSplits + (o.ResidualLength / MmaKernelSource.UnitTokens) + 1, out _stateSplits);
+        }
+
+        public long KvHeads { get; }
+
+        /// <summary>1-bit (easy) key channels before the transform.</summary>
+        public long EasyChannels { get; }
+
+        /// <summary>The kernel instantiation for the blocks' outlier bits and value packing.</summary>
+        public string KernelName { get; }
+
+        public StageLayout Stage { get; }
+
+        public long ValueChannels { get; }
+
+        public long Channels { get; }
+
+        public long QuantSplits { get; }
+
+        public IntPtr BlocksPointer { get; }
+
+        public IntPtr SplitsPointer { get; }
+
+        public IntPtr CountersPointer { get; }
+
+        public IntPtr StatesPointer { get; private set; }
+
+        /// <summary>Bytes of the device tensors the plan holds.</summary>
+        public long Bytes => (_tables.NumberOfElements * 8) + (_counters.NumberOfElements * 4) + (_states.NumberOfElements * 4);
+
+        public bool Matches(QuantizedKVCache cache, int device)
+        {
+            if (device != _device || cache.Blocks.Count != _blocks.Length)
+            {
+                return false;
+            }
+
+            for (int i = 0; i < _blocks.Length; i++)
+            {
+                if (!ReferenceEquals(cache.Blocks[i], _blocks[i]))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        /// <summary>Makes room for the run states of <paramref name="splits"/> splits per KV head.</summary>
+        public void EnsureStates(long splits)
+        {
+            if (splits > _stateSplits)
+            {
+                _states.Dispose();
+                _states = AllocateStates(splits, out _stateSplits);
+            }
+        }
+
+        public void Dispose()
+        {
+            _tables.Dispose();
+            _counters.Dispose();
+            _states.Dispose();
+        }
+
+        private Tensor AllocateStates(long splits, out long capacity)
+        {
+            capacity = splits;
+            long bh = _counters.shape[0];
+            var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();
+            StatesPointer = CudaRuntime.DataPointer(states);
+            return states;
+        }
+
+        private void Describe(QuantizedBlock block, KVCacheOptions o, List<long> words)
+        {
+            var keys = block.Keys;
+            var values = block.Values;
+            float easyMult = o.SignReconstruction == SignReconstruction.ZeroOrScale ? 1 : 2;
+            float easyOffset = o.SignReconstruction == SignReconstruction.ZeroOrScale ? 0 : -1;
+            KeySource(keys.Outliers, 1, 0, words);
+            KeySource(keys.Easy, easyMult, easyOffset, words);
+            var rest = values.Rest;
+            long metaType = MetaType((keys.Outliers ?? keys.Easy)!.Scale?.dtype);
+            long easyChannels = keys.Easy is null ? 0 : keys.EasyChannels.shape[0];
+            var transform = keys.Easy is null || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, easyChannels, _device);
+            words.Add(CudaRuntime.DataPointer(rest.Codes));
+            words.Add(keys.Outliers is null ? 0 : CudaRuntime.DataPointer(keys.OutlierChannels));
+            words.Add(keys.Easy is null ? 0 : CudaRuntime.DataPointer(keys.EasyChannels));
+            words.Add(transform is null ? 0 : CudaRuntime.DataPointer(transform));
+            words.Add(rest.Codes.shape[^1]);
+            words.Add(CodePacking.CodesPerByte(rest.Format));
+            words.Add(CodePacking.Base(rest.Format));
+            words.Add(keys.Outliers?.Shape[^1] ?? 0);
+            words.Add(easyChannels);
+            words.Add(keys.Easy?.Shape[^1] ?? 0);
+            words.Add(block.Start);
+            words.Add(block.Tokens);
+            words.Add(metaType);
+            words.Add(o.GroupSize);
+            words.Add(Floats(1, -1));
+        }
+
+        private static void KeySource(QuantizedTensor? q, float mult, float offset, List<long> words)
+        {
+            if (q is null)
+            {
+                words.AddRange([0, 0, 0, 0, 0, 0, 0]);
+                return;
+            }
+
+            words.Add(CudaRuntime.DataPointer(q.Codes));
+            words.Add(CudaRuntime.DataPointer(q.Scale ?? throw new InvalidOperationException("A quantized key tensor lacks its scale.")));
+            words.Add(q.Zero is null ? 0 : CudaRuntime.DataPointer(q.Zero));
+            words.Add(q.Codes.shape[^1]);
+            words.Add(q.Format switch { CodeFormat.Bits1 => 1, CodeFormat.Bits2 => 2, CodeFormat.Bits4 => 4, _ => 8 });
+            words.Add(q.Shape[^1]);
+            words.Add(Floats(mult, offset));
+        }
+    }
+
+    /// <summary>A warp's staging buffer for one 32-token unit: byte offsets (16-byte aligned) of what it holds.</summary>
+    internal sealed class StageLayout
+    {
+        public StageLayout(QuantizedBlock block)
+        {
+            static int Align16(long x) => (int)((x + 15) & ~15L);
+            var k = block.Keys;
+            int meta = k.Outliers?.Scale?.dtype == ScalarType.Float32 || k.Easy?.Scale?.dtype == ScalarType.Float32 ? 4 : 2;
+            long chO = k.Outliers?.Shape[^1] ?? 0, chE = k.Easy?.Shape[^1] ?? 0;
+            long rbV = block.Values.Rest.Codes.shape[^1];
+            OutlierCodes = 0;
+            EasyCodes = Align16(32 * (k.Outliers?.Codes.shape[^1] ?? 0));
+            ValueCodes = EasyCodes + Align16(32 * (k.Easy?.Codes.shape[^1] ?? 0));
+            OutlierScale = ValueCodes + Align16(32 * rbV);
+            OutlierZero = OutlierScale + Align16(chO * meta);
+            EasyScale = OutlierZero + Align16(chO * meta);
+            EasyZero = EasyScale + Align16(chE * meta);
+            Bytes = EasyZero + Align16(chE * meta);
+            ValueMagic = (65536 / (int)((rbV + 1) / 2)) + 1;
+        }
+
+        public int OutlierCodes { get; }
+
+        public int EasyCodes { get; }
+
+        public int ValueCodes { get; }
+
+        public int OutlierScale { get; }
+
+        public int OutlierZero { get; }
+
+        public int EasyScale { get; }
+
+        public int EasyZero { get; }
+
+        public int Bytes { get; }
+
+        /// <summary>ceil(65536 / items of a value row) + 1 (an item is 2 bytes): row = (item index · magic) >> 16.</summary>
+        public int ValueMagic { get; }
+    }
+
+    /// <summary>The kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Params
+    {
+        public IntPtr Blocks;
+        public IntPtr Splits;
+        public IntPtr Counters;
+        public IntPtr States;
+        public IntPtr Output;
+        public IntPtr Query;
+        public IntPtr ResidualKeys;
+        public IntPtr ResidualValues;
+        public long QueryType;
+        public long ResidualType;
+        public long ResidualLength;
+        public long ResidualStart;
+        public long QueryRows;
+        public long QueryTokens;
+        public long Causal;
+        public long CausalBase;
+        public long Dim;
+        public long ValueChannels;
+        public long Channels;
+        public long QuantSplits;
+        public long TotalSplits;
+        public int Stage;
+        public int OffsetOutlierCodes;
+        public int OffsetEasyCodes;
+        public int OffsetValueCodes;
+        public int OffsetOutlierScale;
+        public int OffsetOutlierZero;
+        public int OffsetEasyScale;
+        public int OffsetEasyZero;
+        public int ValueMagic;
+        public int Padding;
+        public float Scale;
+    }
+}

@@ -1,0 +1,579 @@
+namespace VidKV.AI.Quantization.Attention.Cuda;
+
+/// <summary>
+/// CUDA C++ of the single-launch fused decode attention on tensor cores (compiled at run time by NVRTC; see
+/// <see cref="CudaFusedAttention"/>), for caches whose keys are b-bit codes per channel (b = 1, 2, 4, 8; channel counts
+/// multiples of 16), whose values are bare levels per channel (ternary without a scale, packed in base 3) and whose
+/// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>:
+/// <list type="bullet">
+/// <item>Grid (split, batch item × KV head). A split is a run of 32-token units of one quantized block (the host plans
+/// the splits once per block list, enough to fill the GPU), or a 32-token chunk of the full-precision residual.</item>
+/// <item>Prologue: the query rows times softmax scale · log2(e), put in the block's channel order (outlier channels,
+/// then the 1-bit components through the [De, comps] transform).</item>
+/// <item>Scores as S^T = digits · q' on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate): the key digits are exact
+/// in fp16 and q' = q·mult·scale of the group is split into fp16 hi + lo parts (two products, about 22 bits of q');
+/// Σ q·(offset·scale + zero) is added per group as a bias. Online softmax in the fragments (exp2).</item>
+/// <item>Σ p·digit on tensor cores: value rows decoded to fp16 digits in shared memory through a byte table, read with
+/// ldmatrix.trans; the probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
+/// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache; the
+/// last split of a KV head (an atomic counter, reset by that split) merges them into the output.</item>
+/// </list>
+/// </summary>
+internal static class MmaKernelSource
+{
+    /// <summary>Threads per block.</summary>
+    public const int Threads = 128;
+
+    /// <summary>Query rows per KV head the kernel handles (the MMA's N).</summary>
+    public const int Rows = 8;
+
+    /// <summary>Tokens per unit of work (one metadata group at most).</summary>
+    public const int UnitTokens = 32;
+
+    /// <summary>Largest value channel count (8 tiles of 16).</summary>
+    public const int MaxValueChannels = 128;
+
+    /// <summary>Halves per staged value row (128 plus padding against bank conflicts).</summary>
+    public const int ValueStride = 136;
+
+    public const string Text = """
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+#define WARPS 4
+#define THREADS 128
+#define ROWS 8
+#define VSTRIDE 136
+#define NEG_INF __int_as_float(0xff800000)
+
+struct KSrc { const u8* codes; const void* scale; const void* zero; i64 rowBytes, bits, channels; float mult, offset; };
+
+struct Block {
+    KSrc k[2];                 // outlier channels, 1-bit components (channels 0 when absent)
+    const u8* vCodes;          // [BH, tokens, vRowBytes]
+    const i64* outIdx;         // [dOut] or null
+    const i64* easyIdx;        // [De] or null
+    const float* w;            // [De, comps] or null: the components are the easy channels themselves
+    i64 vRowBytes, vPer, vRadix, dOut, De, comps, start, tokens, metaType, G;
+    float vMult, vOffset;
+};
+
+struct Split { i64 block, unit0, units; };
+
+struct Params {
+    const Block* blocks;
+    const Split* splits;
+    int* counters;             // [BH], zero between calls
+    float* states;             // [BH, splits, ROWS, 2 + dv]: max, sum, then Σ p·v per row
+    float* out;                // [BH, nq, dv]
+    const void* q;             // [BH, nq, D]
+    const void* rk;            // residual keys [BH, rLen, D], or null
+    const void* rv;            // residual values [BH, rLen, dv]
+    i64 qType, rType, rLen, rStart, nq, tq, causal, causalBase, D, dv, C, qSplits, nSplits;
+    // A warp's staging buffer for one 32-token unit (bytes, 16-byte aligned offsets): outlier codes, 1-bit codes,
+    // value codes, then outlier scale and zero, 1-bit scale and zero of the unit's group.
+    int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE, vMagic, pad;
+    float scale;               // softmax scale · log2(e)
+};
+
+__device__ __forceinline__ float ld(const void* p, i64 i, i64 type) {
+    if (type == 0) return ((const float*)p)[i];
+    const unsigned short h = ((const unsigned short*)p)[i];
+    if (type == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+    return __uint_as_float(((u32)h) << 16);
+}
+
+__device__ __forceinline__ u32 pack2(float a, float b) {
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));
+    return r;
+}
+
+__device__ __forceinline__ float2 unpack2(u32 h) {
+    float a, b;
+    asm("{ .reg .f16 lo, hi; mov.b32 {lo, hi}, %2; cvt.f32.f16 %0, lo; cvt.f32.f16 %1, hi; }" : "=f"(a), "=f"(b) : "r"(h));
+    return make_float2(a, b);
+}
+
+// fp16 pair (hi) and the pair of what hi misses (lo): a ≈ hi + lo to about 22 bits.
+__device__ __forceinline__ void split2(float a, float b, u32& hi, u32& lo) {
+    hi = pack2(a, b);
+    const float2 h = unpack2(hi);
+    lo = pack2(a - h.x, b - h.y);
+}
+
+// Two b-bit digits (low digit first) as an exact fp16 pair: (1024 + d) has d in its mantissa, minus 1024.
+__device__ __forceinline__ u32 digits2(u32 field, u32 bits) {
+    const u32 mask = (1u << bits) - 1u;
+    u32 x = (field & mask) | ((field >> bits & mask) << 16) | 0x64006400u;
+    u32 r;
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(x), "r"(0x64006400u));
+    return r;
+}
+
+// The 2b-bit field of a packed row at bit offset x (a multiple of 2b).
+__device__ __forceinline__ u32 field(const u8* row, u32 x, u32 bits) {
+    if (bits == 8) return (u32)*(const u16*)(row + (x >> 3));
+    return (u32)row[x >> 3] >> (x & 7u);
+}
+
+__device__ __forceinline__ void mma(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3]) : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ u32 transpose8x8(u32 a) {
+    u32 r;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(r) : "r"(a));
+    return r;
+}
+
+__device__ __forceinline__ void ldsmT(u32 addr, u32& a0, u32& a1, u32& a2, u32& a3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+        : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3) : "r"(addr));
+}
+
+__device__ __forceinline__ float2 ld2(const void* p, i64 i, i64 type) {
+    if (type == 0) return *(const float2*)((const float*)p + i);
+    const u32 w = *(const u32*)((const unsigned short*)p + i);
+    if (type == 1) return unpack2(w);
+    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+
+__device__ __forceinline__ i64 align4(i64 f) { return (f + 3) & ~(i64)3; }
+
+__device__ __forceinline__ void cpAsync16(u32 dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src));
+}
+
+// Copies n bytes (a multiple of 16, both ends 16-byte aligned) from global to shared memory, 16 bytes a lane.
+__device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lane) {
+    for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
+}
+
+// Two metadata values (channels c, c + 1) from a staged array of the given type.
+__device__ __forceinline__ float2 sm2(const u8* base, int c, int type) {
+    if (type == 0) return *(const float2*)(base + 4 * c);
+    const u32 w = *(const u32*)(base + 2 * c);
+    if (type == 1) return unpack2(w);
+    return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+}
+
+template <int OB, int VPER>
+__device__ __forceinline__ void mmaBody(const Params& p) {
+    extern __shared__ float4 smem4[];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const i64 bh = blockIdx.y;
+    const int split = blockIdx.x;
+    const int C = (int)p.C, D = (int)p.D, dv = (int)p.dv, nq = (int)p.nq, QS = C + 8;
+    float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
+    float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
+    uint4* lut = (uint4*)(qe + align4(ROWS * D));        // [2][256] value bytes -> fp16 digits
+    u16* vt = (u16*)(lut + 512);                         // [WARPS][16][VSTRIDE] staged value digits
+    float* red = (float*)(vt + WARPS * 16 * VSTRIDE);    // [2][WARPS][ROWS]
+    u8* stageBase = (u8*)(red + 2 * WARPS * ROWS);       // [WARPS][2][stage] staged units (16-byte aligned)
+    float* scratch = (float*)vt;                         // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
+    __shared__ int isLast;
+
+    for (int i = tid; i < ROWS * D; i += THREADS) {
+        const int r = i / D, c = i % D;
+        qe[i] = r < nq ? ld(p.q, (bh * nq + r) * D + c, p.qType) * p.scale : 0.f;
+    }
+    __syncthreads();
+
+    float* myM = red;                 // [WARPS][ROWS]
+    float* myL = red + WARPS * ROWS;  // [WARPS][ROWS]
+
+    if (split >= p.qSplits) {
+        // A 32-token chunk of the full-precision residual, plain float32 arithmetic.
+        float* sc = qs;  // [ROWS][32]
+        const i64 t0 = (i64)(split - p.qSplits) * 32;
+        const int tk = tid & 31, rp = tid >> 5;
+        const i64 pos = t0 + tk;
+        float s0 = 0.f, s1 = 0.f;
+        if (pos < p.rLen) {
+            const i64 base = (bh * p.rLen + pos) * D;
+            for (int c = 0; c < D; c++) {
+                const float k = ld(p.rk, base + c, p.rType);
+                s0 = fmaf(k, qe[(2 * rp) * D + c], s0);
+                s1 = fmaf(k, qe[(2 * rp + 1) * D + c], s1);
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = 2 * rp + h;
+            const bool masked = pos >= p.rLen || r >= nq || (p.causal && p.rStart + pos > p.causalBase + (r % p.tq));
+            sc[r * 32 + tk] = masked ? NEG_INF : (h ? s1 : s0);
+        }
+        __syncthreads();
+        for (int r = warp; r < ROWS; r += WARPS) {
+            const float v = sc[r * 32 + lane];
+            float m = v;
+            for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const float e = m == NEG_INF ? 0.f : exp2f(v - m);
+            float l = e;
+            for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+            sc[r * 32 + lane] = e;
+            if (lane == 0) { myM[r] = m; myL[r] = l; }
+        }
+        __syncthreads();
+        float* st = p.states + (bh * p.nSplits + split) * ROWS * (2 + dv);
+        for (int i = tid; i < ROWS * dv; i += THREADS) {
+            const int r = i / dv, c = i % dv;
+            float a = 0.f;
+            for (int k = 0; k < 32 && t0 + k < p.rLen; k++) a = fmaf(sc[r * 32 + k], ld(p.rv, (bh * p.rLen + t0 + k) * dv + c, p.rType), a);
+            st[ROWS * 2 + r * dv + c] = a;
+        }
+        if (tid < ROWS) { st[tid] = myM[tid]; st[ROWS + tid] = myL[tid]; }
+    } else {
+        const Split sp = p.splits[split];
+        const Block& bk = p.blocks[sp.block];
+        const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
+        // Outlier channels gathered; the 1-bit channels gathered (into the stage area), then put through the transform.
+        float* qg = (float*)stageBase;  // [ROWS][De]
+        for (int i = tid; i < ROWS * C; i += THREADS) {
+            const int r = i / C, c = i % C;
+            if (c < dOut) qs[r * QS + c] = qe[r * D + bk.outIdx[c]];
+        }
+        for (int i = tid; i < ROWS * De; i += THREADS) {
+            const int r = i / (int)De, j = i % (int)De;
+            qg[i] = qe[r * D + bk.easyIdx[j]];
+        }
+        __syncthreads();
+        for (int e = tid; e < comps; e += THREADS) {
+            float a[ROWS];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) a[r] = 0.f;
+            if (!bk.w) {
+#pragma unroll
+                for (int r = 0; r < ROWS; r++) a[r] = qg[r * De + e];
+            } else {
+#pragma unroll 4
+                for (int j = 0; j < (int)De; j++) {
+                    const float w = __ldg(bk.w + j * comps + e);
+#pragma unroll
+                    for (int r = 0; r < ROWS; r++) a[r] = fmaf(qg[r * De + j], w, a[r]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + e] = a[r];
+        }
+        for (int i = tid; i < 512; i += THREADS) {
+            const int variant = i >> 8;
+            u32 b = (u32)(i & 255);
+            u16 h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            const int per = (int)bk.vPer;
+            for (int k = 0; k < per; k++) {
+                u32 d;
+                if (bk.vRadix == 3) { d = b % 3u; b /= 3u; } else { d = b & (u32)(bk.vRadix - 1); b >>= (bk.vRadix == 4 ? 2 : bk.vRadix == 16 ? 4 : bk.vRadix == 2 ? 1 : 8); }
+                const float f = (float)d;
+                u16 hv; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(hv) : "f"(f));
+                h[k + variant] = hv;
+            }
+            lut[i] = make_uint4(h[0] | ((u32)h[1] << 16), h[2] | ((u32)h[3] << 16), h[4] | ((u32)h[5] << 16), h[6] | ((u32)h[7] << 16));
+        }
+        __syncthreads();
+
+        float acc[8][4];
+#pragma unroll
+        for (int m = 0; m < 8; m++) { acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f; }
+        float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.f, 0.f};
+        const int vRB = (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
+        u16* myV = vt + warp * 16 * VSTRIDE;
+        const u32 vBase = (u32)__cvta_generic_to_shared(myV);
+        u8* stage0 = stageBase + warp * 2 * p.stage;
+        const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
+        const int groups = (int)(bk.tokens / bk.G);
+        const int chO = (int)bk.k[0].channels, chE = (int)bk.k[1].channels;
+        const int rbO = (int)bk.k[0].rowBytes, rbE = (int)bk.k[1].rowBytes;
+        const int mt = (int)bk.metaType, ms = mt == 0 ? 4 : 2;
+        const float multO = bk.k[0].mult, offO = bk.k[0].offset, multE = bk.k[1].mult, offE = bk.k[1].offset;
+        const bool zeroO = bk.k[0].zero != 0, zeroE = bk.k[1].zero != 0;
+        const i64 rowBase = bh * bk.tokens;
+
+        // Stage a unit's packed codes and its group's metadata (cp.async, one group of copies per unit).
+        auto issue = [&](i64 u, int buf) {
+            const i64 tok0 = (sp.unit0 + u) * 32;
+            const i64 grp = tok0 / bk.G;
+            const u32 d = stageS + buf * p.stage;
+            if (chO) {
+                stageCopy(d + p.offKO, bk.k[0].codes + (rowBase + tok0) * rbO, 32 * rbO, lane);
+                stageCopy(d + p.offSO, (const u8*)bk.k[0].scale + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+                if (zeroO) stageCopy(d + p.offZO, (const u8*)bk.k[0].zero + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+            }
+            if (chE) {
+                stageCopy(d + p.offKE, bk.k[1].codes + (rowBase + tok0) * rbE, 32 * rbE, lane);
+                stageCopy(d + p.offSE, (const u8*)bk.k[1].scale + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
+                if (zeroE) stageCopy(d + p.offZE, (const u8*)bk.k[1].zero + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
+            }
+            stageCopy(d + p.offV, bk.vCodes + (rowBase + tok0) * vRB, 32 * vRB, lane);
+            asm volatile("cp.async.commit_group;");
+        };
+
+        int buf = 0;
+        if (warp < sp.units) issue(warp, 0);
+        for (i64 u = warp; u < sp.units; u += WARPS, buf ^= 1) {
+            if (u + WARPS < sp.units) { issue(u + WARPS, buf ^ 1); asm volatile("cp.async.wait_group 1;"); }
+            else asm volatile("cp.async.wait_group 0;");
+            __syncwarp();
+            const u8* st = stage0 + buf * p.stage;
+            const i64 tok0 = (sp.unit0 + u) * 32;
+            // Scores of the hi and lo parts in separate accumulators (independent chains of products).
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+            float sl[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+            float bias = 0.f;
+            // Outlier channels: OB-bit codes.
+            {
+                const u8* rows = st + p.offKO + g * rbO;
+                const u8* sc = st + p.offSO;
+                const u8* zc = st + p.offZO;
+#pragma unroll 2
+                for (int kk = 0; kk < chO / 16; kk++) {
+                    const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
+                    const float2 q0 = *(const float2*)(qs + g * QS + c0);
+                    const float2 q1 = *(const float2*)(qs + g * QS + c1);
+                    const float2 s0 = sm2(sc, c0, mt), s1 = sm2(sc, c1, mt);
+                    float2 z0 = make_float2(0.f, 0.f), z1 = z0;
+                    if (zeroO) { z0 = sm2(zc, c0, mt); z1 = sm2(zc, c1, mt); }
+                    u32 bh0, bl0, bh1, bl1;
+                    split2(q0.x * multO * s0.x, q0.y * multO * s0.y, bh0, bl0);
+                    split2(q1.x * multO * s1.x, q1.y * multO * s1.y, bh1, bl1);
+                    bias = fmaf(q0.x, fmaf(offO, s0.x, z0.x), bias);
+                    bias = fmaf(q0.y, fmaf(offO, s0.y, z0.y), bias);
+                    bias = fmaf(q1.x, fmaf(offO, s1.x, z1.x), bias);
+                    bias = fmaf(q1.y, fmaf(offO, s1.y, z1.y), bias);
+                    u32 a[4][2];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const u8* row = rows + i * 8 * rbO;
+                        if (OB == 2) {
+                            const u32 w = *(const u32*)(row + 4 * kk);
+                            a[i][0] = digits2(w >> (4 * t), 2);
+                            a[i][1] = digits2(w >> (16 + 4 * t), 2);
+                        } else if (OB == 8) {
+                            a[i][0] = digits2(*(const u16*)(row + c0), 8);
+                            a[i][1] = digits2(*(const u16*)(row + c1), 8);
+                        } else {
+                            a[i][0] = digits2((u32)row[(c0 * OB) >> 3] >> ((c0 * OB) & 7), OB);
+                            a[i][1] = digits2((u32)row[(c1 * OB) >> 3] >> ((c1 * OB) & 7), OB);
+                        }
+                    }
+                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
+                    mma(sl[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bh0, bh1);
+                    mma(sl[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
+                }
+            }
+            // 1-bit components.
+            {
+                const u8* rows = st + p.offKE + g * rbE;
+                const u8* sc = st + p.offSE;
+                const u8* zc = st + p.offZE;
+#pragma unroll 2
+                for (int kk = 0; kk < chE / 16; kk++) {
+                    const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
+                    const float2 q0 = *(const float2*)(qs + g * QS + chO + c0);
+                    const float2 q1 = *(const float2*)(qs + g * QS + chO + c1);
+                    const float2 s0 = sm2(sc, c0, mt), s1 = sm2(sc, c1, mt);
+                    float2 z0 = make_float2(0.f, 0.f), z1 = z0;
+                    if (zeroE) { z0 = sm2(zc, c0, mt); z1 = sm2(zc, c1, mt); }
+                    u32 bh0, bl0, bh1, bl1;
+                    split2(q0.x * multE * s0.x, q0.y * multE * s0.y, bh0, bl0);
+                    split2(q1.x * multE * s1.x, q1.y * multE * s1.y, bh1, bl1);
+                    bias = fmaf(q0.x, fmaf(offE, s0.x, z0.x), bias);
+                    bias = fmaf(q0.y, fmaf(offE, s0.y, z0.y), bias);
+                    bias = fmaf(q1.x, fmaf(offE, s1.x, z1.x), bias);
+                    bias = fmaf(q1.y, fmaf(offE, s1.y, z1.y), bias);
+                    u32 a[4][2];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const u32 w = *(const u16*)(rows + i * 8 * rbE + 2 * kk);
+                        a[i][0] = digits2(w >> (2 * t), 1);
+                        a[i][1] = digits2(w >> (2 * t + 8), 1);
+                    }
+                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
+                    mma(sl[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
+                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], bh0, bh1);
+                    mma(sl[1], a[2][0], a[3][0], a[2][1], a[3][1], bl0, bl1);
+                }
+            }
+            bias += __shfl_xor_sync(0xffffffffu, bias, 1);
+            bias += __shfl_xor_sync(0xffffffffu, bias, 2);
+            const float biasA = __shfl_sync(0xffffffffu, bias, (2 * t) * 4);
+            const float biasB = __shfl_sync(0xffffffffu, bias, (2 * t + 1) * 4);
+
+            // Mask and online softmax per query row (columns 2t and 2t + 1 of the fragments).
+            const i64 abs0 = bk.start + tok0 + g;
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int r = 2 * t + (e & 1);
+                    const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
+                    const bool masked = r >= nq || (p.causal && pos > p.causalBase + (r % p.tq));
+                    s[h][e] = masked ? NEG_INF : s[h][e] + sl[h][e] + ((e & 1) ? biasB : biasA);
+                }
+            }
+            float corr[2];
+#pragma unroll
+            for (int cc = 0; cc < 2; cc++) {
+                float mx = fmaxf(fmaxf(s[0][cc], s[0][cc + 2]), fmaxf(s[1][cc], s[1][cc + 2]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+                const float mNew = fmaxf(mrow[cc], mx);
+                corr[cc] = mNew == NEG_INF ? 1.f : exp2f(mrow[cc] - mNew);
+                float sum = 0.f;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    s[h][cc] = mNew == NEG_INF ? 0.f : exp2f(s[h][cc] - mNew);
+                    s[h][cc + 2] = mNew == NEG_INF ? 0.f : exp2f(s[h][cc + 2] - mNew);
+                    sum += s[h][cc] + s[h][cc + 2];
+                }
+                lrow[cc] = fmaf(lrow[cc], corr[cc], sum);
+                mrow[cc] = mNew;
+            }
+#pragma unroll
+            for (int m = 0; m < 8; m++) {
+                acc[m][0] *= corr[0]; acc[m][1] *= corr[1]; acc[m][2] *= corr[0]; acc[m][3] *= corr[1];
+            }
+
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                // Probabilities as B fragments of P^T (tokens x rows): the score fragments transposed in registers.
+                u32 h0, l0, h1, l1;
+                split2(s[h][0], s[h][1], h0, l0);
+                split2(s[h][2], s[h][3], h1, l1);
+                const u32 ph0 = transpose8x8(h0), ph1 = transpose8x8(h1), pl0 = transpose8x8(l0), pl1 = transpose8x8(l1);
+
+                // The 16 tokens' value digits, decoded to fp16 (through the byte table) in shared memory.
+                const u8* vrow = st + p.offV + 16 * h * vRB;
+#pragma unroll 2
+                for (int i = lane; i < 16 * vItems; i += 32) {
+                    const int r = (i * vMagic) >> 16, it = i - r * vItems;
+                    const u8* src = vrow + r * vRB + 2 * it;
+                    const u32 b0 = src[0], b1 = 2 * it + 1 < vRB ? src[1] : 0u;
+                    u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
+                    const uint4 L0 = lut[b0], L1 = lut[256 + b1];
+                    dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+                }
+                __syncwarp();
+                const u32 rowSel = (u32)((lane & 7) + ((lane >> 4) << 3)), colSel = (u32)(((lane >> 3) & 1) << 3);
+#pragma unroll
+                for (int m = 0; m < 8; m++) {
+                    if (16 * m < dv) {
+                        u32 a0, a1, a2, a3;
+                        ldsmT(vBase + 2u * (rowSel * VSTRIDE + 16u * m + colSel), a0, a1, a2, a3);
+                        mma(acc[m], a0, a1, a2, a3, ph0, ph1);
+                        mma(acc[m], a0, a1, a2, a3, pl0, pl1);
+                    }
+                }
+                __syncwarp();
+            }
+        }
+
+        // Each warp's state to shared memory, then one state per split.
+#pragma unroll
+        for (int cc = 0; cc < 2; cc++) {
+            float l = lrow[cc];
+            l += __shfl_xor_sync(0xffffffffu, l, 4);
+            l += __shfl_xor_sync(0xffffffffu, l, 8);
+            l += __shfl_xor_sync(0xffffffffu, l, 16);
+            lrow[cc] = l;
+        }
+        __syncthreads();  // every warp is done with its staged values: scratch reuses them
+        if (g == 0) {
+            myM[warp * ROWS + 2 * t] = mrow[0]; myM[warp * ROWS + 2 * t + 1] = mrow[1];
+            myL[warp * ROWS + 2 * t] = lrow[0]; myL[warp * ROWS + 2 * t + 1] = lrow[1];
+        }
+        float* ws = scratch + warp * ROWS * dv;
+#pragma unroll
+        for (int m = 0; m < 8; m++) {
+            if (16 * m < dv) {
+                ws[(2 * t) * dv + 16 * m + g] = acc[m][0];
+                ws[(2 * t + 1) * dv + 16 * m + g] = acc[m][1];
+                ws[(2 * t) * dv + 16 * m + g + 8] = acc[m][2];
+                ws[(2 * t + 1) * dv + 16 * m + g + 8] = acc[m][3];
+            }
+        }
+        __syncthreads();
+        float* st = p.states + (bh * p.nSplits + split) * ROWS * (2 + dv);
+        for (int i = tid; i < ROWS * dv; i += THREADS) {
+            const int r = i / dv, c = i % dv;
+            float mx = NEG_INF;
+            for (int w = 0; w < WARPS; w++) mx = fmaxf(mx, myM[w * ROWS + r]);
+            float a = 0.f, l = 0.f;
+            if (mx != NEG_INF) {
+                for (int w = 0; w < WARPS; w++) {
+                    const float f = exp2f(myM[w * ROWS + r] - mx);
+                    a = fmaf(f, scratch[(w * ROWS + r) * dv + c], a);
+                    l = fmaf(f, myL[w * ROWS + r], l);
+                }
+            }
+            // Σ p·(digit·mult + offset) = mult·Σ p·digit + offset·Σ p.
+            st[ROWS * 2 + r * dv + c] = fmaf(bk.vMult, a, bk.vOffset * l);
+            if (c == 0) { st[r] = mx; st[ROWS + r] = l; }
+        }
+    }
+
+    // The last split of this KV head to finish merges every split's state.
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) isLast = atomicAdd(p.counters + bh, 1) == (int)p.nSplits - 1;
+    __syncthreads();
+    if (!isLast) return;
+    __threadfence();
+    const float* base = p.states + bh * p.nSplits * ROWS * (2 + dv);
+    const int stride = ROWS * (2 + dv), S = (int)p.nSplits;
+    float* wts = (float*)stageBase;  // [ROWS][S] each split's weight exp2(m_s - max), then the row's 1 / Σ weight·l
+    float* inv = red;                // [ROWS]
+    for (int r = warp; r < ROWS; r += WARPS) {
+        float mx = NEG_INF;
+        for (int s = lane; s < S; s += 32) mx = fmaxf(mx, __ldcg(base + s * stride + r));
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float den = 0.f;
+        for (int s = lane; s < S; s += 32) {
+            const float m = __ldcg(base + s * stride + r);
+            const float f = m == NEG_INF ? 0.f : exp2f(m - mx);
+            wts[r * S + s] = f;
+            den = fmaf(f, __ldcg(base + s * stride + ROWS + r), den);
+        }
+        for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (lane == 0) inv[r] = 1.f / den;
+    }
+    __syncthreads();
+    // Thread: 4 consecutive channels of rows rq and rq + 4; 16-byte loads, 16 splits in flight per row.
+    const int c4 = 4 * (tid & 31), rq = tid >> 5;
+    for (int cb = c4; cb < dv; cb += 128) {
+        float4 n0 = make_float4(0.f, 0.f, 0.f, 0.f), n1 = n0;
+        const float* a0 = base + 2 * ROWS + rq * dv + cb;
+        const float* a1 = a0 + 4 * dv;
+#pragma unroll 16
+        for (int s = 0; s < S; s++) {
+            const float4 x = __ldcg((const float4*)(a0 + s * stride));
+            const float4 y = __ldcg((const float4*)(a1 + s * stride));
+            const float f = wts[rq * S + s], h = wts[(rq + 4) * S + s];
+            n0.x = fmaf(f, x.x, n0.x); n0.y = fmaf(f, x.y, n0.y); n0.z = fmaf(f, x.z, n0.z); n0.w = fmaf(f, x.w, n0.w);
+            n1.x = fmaf(h, y.x, n1.x); n1.y = fmaf(h, y.y, n1.y); n1.z = fmaf(h, y.z, n1.z); n1.w = fmaf(h, y.w, n1.w);
+        }
+        if (rq < nq) {
+            const float v = inv[rq];
+            *(float4*)(p.out + (bh * nq + rq) * dv + cb) = make_float4(n0.x * v, n0.y * v, n0.z * v, n0.w * v);
+        }
+        if (rq + 4 < nq) {
+            const float v = inv[rq + 4];
+            *(float4*)(p.out + (bh * nq + rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
+        }
+    }
+    if (tid == 0) p.counters[bh] = 0;
+}
+
+#define INSTANTIATE(OB, VPER) \
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER(const Params p) { mmaBody<OB, VPER>(p); }
+INSTANTIATE(2, 5)
+INSTANTIATE(4, 5)
+INSTANTIATE(8, 5)
+""";
+}
