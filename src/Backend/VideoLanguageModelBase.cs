@@ -75,6 +75,7 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
         options.Validate();
         cacheOptions.Validate();
         request.Sampling.Validate();
+        request.Limits?.Validate(); // also when the media are not decoded (a remembered video)
         return GenerateCore(request, options, cacheOptions, cancellationToken);
     }
 
@@ -94,6 +95,7 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
         ArgumentNullException.ThrowIfNull(cacheOptions);
         cacheOptions.Validate();
         request.Sampling.Validate();
+        request.Limits?.Validate(); // also when the media are not decoded (a remembered video)
         cancellationToken.ThrowIfCancellationRequested();
         return PromptPrefill.Remember(this, request, cacheOptions, progress, cancellationToken);
     }
