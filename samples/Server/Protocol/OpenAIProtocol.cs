@@ -123,6 +123,7 @@ public static class OpenAIProtocol
             ["prompt_tokens"] = usage.InputTokenCount,
             ["completion_tokens"] = usage.OutputTokenCount,
             ["total_tokens"] = usage.TotalTokenCount,
+            ["prompt_tokens_details"] = new JsonObject { ["cached_tokens"] = usage.CachedInputTokenCount ?? 0 },
         };
         if (usage.AdditionalCounts is { } counts)
         {

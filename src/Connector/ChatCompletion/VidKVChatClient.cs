@@ -177,6 +177,48 @@ public sealed partial class VidKVChatClient : IChatClient
         }
     }
 
+    /// <summary>
+    /// Encodes a video ahead of time for questions an agent knows will come: the model decodes it, runs the vision tower
+    /// and prefills the conversation up to the end of the video, and keeps the compressed cache in its video memory. A later
+    /// request whose messages start the same way (the same instructions, the video first in the first user message, the
+    /// same frame sampling and cache preset from <paramref name="options"/>) then prefills only its own tokens.
+    /// </summary>
+    /// <param name="video">The video: a <see cref="DataContent"/> or <see cref="UriContent"/> (file:) with a video/* type.</param>
+    /// <param name="options">Instructions, cache preset and frame sampling, as the later requests will send them.</param>
+    /// <param name="progress">Receives the fraction done (0 to 1) as each stage starts; <see langword="null"/> for none.</param>
+    /// <param name="cancellationToken">Cancels the wait or the encoding (nothing is remembered then).</param>
+    /// <exception cref="ArgumentException">The content or an option is invalid.</exception>
+    /// <exception cref="NotSupportedException">The model has no video memory, it is off, or the cache preset protects tokens
+    /// by the question (vidkv-*/1.66: such caches are never reused).</exception>
+    /// <exception cref="ModelBusyException">The queue is full.</exception>
+    public Task<VidKVRememberedVideo> RememberVideoAsync(AIContent video, ChatOptions? options = null, IProgress<double>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(video);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var prepared = PreparedRequest.Create([new ChatMessage(ChatRole.User, [video])], options, _options, ModelId);
+        var report = progress is null ? null : new Progress<Backend.Memory.VideoMemoryProgress>(p => progress.Report(p.Fraction));
+        return _worker.RunAsync((model, token) =>
+        {
+            var memory = model as Backend.Memory.IVideoMemoryModel
+                ?? throw new NotSupportedException($"The model '{ModelId}' ({model.Info.Family}) has no video memory.");
+            var remembered = memory.RememberVideo(prepared.ToChatRequest(), prepared.Cache, report, token);
+            return new VidKVRememberedVideo(remembered.PromptTokens, remembered.VideoTokens, remembered.Cache.TotalBytes, remembered.Cache.Fp16Bytes, remembered.AlreadyRemembered);
+        }, cancellationToken);
+    }
+
+    /// <summary>Forgets a video: every remembered prefix holding it (any sampling, preset or conversation) is dropped.</summary>
+    /// <param name="video">The video, as given to <see cref="RememberVideoAsync"/> or a request.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
+    /// <returns>How many remembered prefixes were dropped.</returns>
+    public Task<int> ForgetVideoAsync(AIContent video, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(video);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var prepared = PreparedRequest.Create([new ChatMessage(ChatRole.User, [video])], null, _options, ModelId);
+        var source = prepared.Media.Single().Source;
+        return _worker.RunAsync((model, token) => model is Backend.Memory.IVideoMemoryModel memory ? memory.ForgetVideo(source, token) : 0, cancellationToken);
+    }
+
     /// <inheritdoc />
     /// <remarks>
     /// Returns the <see cref="ChatClientMetadata"/>, the model's <see cref="ModelInfo"/>, the model itself as
@@ -292,6 +334,7 @@ public sealed partial class VidKVChatClient : IChatClient
         contents.Add(new UsageContent(new UsageDetails
         {
             InputTokenCount = usage.PromptTokens,
+            CachedInputTokenCount = usage.CachedPromptTokens,
             OutputTokenCount = usage.OutputTokens,
             TotalTokenCount = usage.PromptTokens + usage.OutputTokens,
             AdditionalCounts = new AdditionalPropertiesDictionary<long>
@@ -300,6 +343,7 @@ public sealed partial class VidKVChatClient : IChatClient
                 [VidKVUsage.ImageTokensKey] = usage.ImageTokens,
                 [VidKVUsage.KVBytesKey] = usage.Cache.TotalBytes,
                 [VidKVUsage.KVFp16BytesKey] = usage.Cache.Fp16Bytes,
+                [VidKVUsage.CachedPromptTokensKey] = usage.CachedPromptTokens,
             },
         }));
         var final = Update(contents, responseId, messageId, created);

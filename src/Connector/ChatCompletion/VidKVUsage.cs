@@ -17,4 +17,10 @@ public static class VidKVUsage
 
     /// <summary>Bytes an FP16 cache of the same tokens would have held.</summary>
     public const string KVFp16BytesKey = "vidkv.kv_fp16_bytes";
+
+    /// <summary>
+    /// Prompt tokens read from the video memory (a remembered video or an earlier turn of the conversation) instead of being
+    /// prefilled; also in <c>UsageDetails.CachedInputTokenCount</c>.
+    /// </summary>
+    public const string CachedPromptTokensKey = "vidkv.cached_prompt_tokens";
 }

@@ -90,6 +90,26 @@ internal sealed class InferenceWorker : IDisposable
         return result.Task;
     }
 
+    /// <summary>Runs a function on the worker thread, queued like any request, with a token cancelled when the caller's is.</summary>
+    public Task<T> RunAsync<T>(Func<IVideoLanguageModel, CancellationToken, T> work, CancellationToken cancellationToken)
+    {
+        var result = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var job = new InferenceJob((model, token) => result.TrySetResult(work(model, token)), cancellationToken);
+        job.Completion.ContinueWith(t =>
+        {
+            if (t.IsFaulted)
+            {
+                result.TrySetException(t.Exception!.InnerExceptions);
+            }
+            else if (t.IsCanceled)
+            {
+                result.TrySetCanceled(cancellationToken);
+            }
+        }, TaskScheduler.Default);
+        Enqueue(job);
+        return result.Task;
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
