@@ -55,6 +55,28 @@ public sealed class VidKVChatClientOptions
     /// <summary>Largest media item a request may carry, in bytes (default 512 MiB).</summary>
     public long MaxMediaBytes { get; set; } = 512L * 1024 * 1024;
 
+    /// <summary>
+    /// Whether the model remembers the videos it reads (default true): the compressed cache of a conversation up to its last
+    /// video (and of each earlier turn) is kept, and a later request starting the same way prefills only the rest.
+    /// </summary>
+    public bool VideoMemory { get; set; } = true;
+
+    /// <summary>Bytes the in-process video memory may hold (default 1 GiB; least recently used videos are dropped first).</summary>
+    public long VideoMemoryBytes { get; set; } = 1L << 30;
+
+    /// <summary>
+    /// A folder where remembered videos are also written (one checksummed file each, written atomically, readable by other
+    /// processes); <see langword="null"/> (default) for none.
+    /// </summary>
+    public string? VideoMemoryFolder { get; set; }
+
+    /// <summary>
+    /// A cache shared between processes and machines (HybridCache over Redis or any <c>IDistributedCache</c>) where remembered
+    /// videos are also stored, used when <see cref="VideoMemoryFolder"/> is not set; <see langword="null"/> (default) for
+    /// none. Not read from configuration.
+    /// </summary>
+    public Microsoft.Extensions.Caching.Hybrid.HybridCache? SharedVideoMemory { get; set; }
+
     /// <summary>Timeouts and retries before the first token (the Polly pipeline registered by <c>AddVidKVChatClient</c>).</summary>
     public VidKVResilienceOptions Resilience { get; set; } = new();
 
@@ -74,6 +96,11 @@ public sealed class VidKVChatClientOptions
         }
 
         _ = ToLoadOptions();
+        if (VideoMemoryBytes < 0)
+        {
+            throw new ArgumentException($"VidKV:VideoMemoryBytes is {VideoMemoryBytes}; allowed: 0 or more bytes.");
+        }
+
         if (string.IsNullOrWhiteSpace(CachePreset) || !KVCacheOptions.PresetNames.Contains(CachePreset.Trim().ToLowerInvariant()))
         {
             throw new ArgumentException($"VidKV:CachePreset is '{CachePreset}'; allowed: {string.Join(", ", KVCacheOptions.PresetNames)}.");

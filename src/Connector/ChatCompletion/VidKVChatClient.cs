@@ -66,7 +66,7 @@ public sealed partial class VidKVChatClient : IChatClient
         _options.Validate();
         _logger = (ILogger?)loggerFactory?.CreateLogger<VidKVChatClient>() ?? NullLogger.Instance;
         var settings = _options;
-        _worker = new InferenceWorker(() => LoadModel(settings), ownsModel: true, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})");
+        _worker = new InferenceWorker(() => ConfigureMemory(LoadModel(settings), settings, _logger), ownsModel: true, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})");
         ModelId = _options.EffectiveModelId;
         Metadata = new ChatClientMetadata(ProviderName, null, ModelId);
     }
@@ -85,7 +85,9 @@ public sealed partial class VidKVChatClient : IChatClient
         _options.Validate();
         _options.ModelId ??= Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Directory));
         _logger = (ILogger?)loggerFactory?.CreateLogger<VidKVChatClient>() ?? NullLogger.Instance;
-        _worker = new InferenceWorker(() => model, ownsModel, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})");
+        var memorySettings = _options;
+        var memoryLogger = _logger;
+        _worker = new InferenceWorker(() => ConfigureMemory(model, memorySettings, memoryLogger), ownsModel, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})");
         ModelId = _options.EffectiveModelId;
         Metadata = new ChatClientMetadata(ProviderName, null, ModelId);
     }
@@ -262,6 +264,26 @@ public sealed partial class VidKVChatClient : IChatClient
         {
             _worker.Dispose();
         }
+    }
+
+    /// <summary>Applies the options' video memory settings to a model that has one (on the worker thread).</summary>
+    private static IVideoLanguageModel ConfigureMemory(IVideoLanguageModel model, VidKVChatClientOptions options, ILogger logger)
+    {
+        if (model is Backend.Memory.IVideoMemoryModel memory)
+        {
+            Backend.Memory.IVideoMemoryBlobStore? shared = options.VideoMemoryFolder is { Length: > 0 } folder
+                ? new Backend.Memory.DiskVideoMemoryStore(folder)
+                : options.SharedVideoMemory is { } hybrid ? new Backend.Memory.HybridCacheVideoMemoryBlobStore(hybrid) : null;
+            memory.ConfigureVideoMemory(new Backend.Memory.VideoMemoryOptions
+            {
+                Enabled = options.VideoMemory,
+                MemoryBudgetBytes = options.VideoMemoryBytes,
+                SharedStore = shared is null ? null : new Backend.Memory.SerializedVideoMemoryStore(shared, logger),
+                Logger = logger,
+            });
+        }
+
+        return model;
     }
 
     private static IVideoLanguageModel LoadModel(VidKVChatClientOptions options)

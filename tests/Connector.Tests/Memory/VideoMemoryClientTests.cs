@@ -48,4 +48,29 @@ public sealed class VideoMemoryClientTests : IDisposable
 
         Assert.Contains("protect", e.Message, StringComparison.OrdinalIgnoreCase);
     }
+
+    [Fact]
+    public async Task MemoryOff_NeverReuses_AndAFolderIsSharedByTwoClients()
+    {
+        var sample = SceneGenerator.Generate(2029, new SceneOptions { Family = QuestionFamily.Counting, MinFrames = 8, MaxFrames = 8 });
+        string frames = Path.Combine(_folder, "frames"), store = Path.Combine(_folder, "store");
+        SampleWriter.WriteFrames(sample, frames);
+        var message = new ChatMessage(ChatRole.User, [VidKVMedia.FromFrameFolder(frames), new TextContent(sample.Question)]);
+        var options = new ChatOptions { MaxOutputTokens = 4 }.WithFrameCount(8);
+
+        using (var off = new VidKVChatClient(new VidKVChatClientOptions { VideoMemory = false }))
+        {
+            await off.GetResponseAsync([message], options);
+            Assert.Equal(0, (await off.GetResponseAsync([message], options)).Usage!.CachedInputTokenCount);
+        }
+
+        using (var writer = new VidKVChatClient(new VidKVChatClientOptions { VideoMemoryFolder = store }))
+        {
+            await writer.GetResponseAsync([message], options);
+        }
+
+        Assert.NotEmpty(Directory.GetFiles(store));
+        using var reader = new VidKVChatClient(new VidKVChatClientOptions { VideoMemoryFolder = store });
+        Assert.True((await reader.GetResponseAsync([message], options)).Usage!.CachedInputTokenCount > 0);
+    }
 }

@@ -6,11 +6,11 @@ using VidKV.AI.Backend.Memory;
 namespace VidKV.AI.Backend.Tests.Memory;
 
 /// <summary>Snapshots shared through HybridCache over a real Redis: written by one cache, read by another with its own memory.</summary>
-public sealed class HybridVideoMemoryCacheTests : IClassFixture<RedisServer>
+public sealed class HybridCacheVideoMemoryBlobStoreTests : IClassFixture<RedisServer>
 {
     private readonly RedisServer _redis;
 
-    public HybridVideoMemoryCacheTests(RedisServer redis) => _redis = redis;
+    public HybridCacheVideoMemoryBlobStoreTests(RedisServer redis) => _redis = redis;
 
     /// <summary>A HybridCache of its own (its own in-process L1) over the shared Redis, as another process would have.</summary>
     private ServiceProvider NewProcess() => new ServiceCollection()
@@ -32,11 +32,11 @@ public sealed class HybridVideoMemoryCacheTests : IClassFixture<RedisServer>
         var payload = Payload((3 * 1_000_000) + 12_345, 1);
         using (var first = NewProcess())
         {
-            await new HybridVideoMemoryCache(first.GetRequiredService<HybridCache>()).SetAsync(key, payload);
+            await new HybridCacheVideoMemoryBlobStore(first.GetRequiredService<HybridCache>()).SetAsync(key, payload);
         }
 
         using var second = NewProcess();
-        var read = await new HybridVideoMemoryCache(second.GetRequiredService<HybridCache>()).TryGetAsync(key);
+        var read = await new HybridCacheVideoMemoryBlobStore(second.GetRequiredService<HybridCache>()).TryGetAsync(key);
 
         Assert.Equal(payload, read);
         var redis = second.GetRequiredService<IDistributedCache>();
@@ -51,7 +51,7 @@ public sealed class HybridVideoMemoryCacheTests : IClassFixture<RedisServer>
         var payload = Payload(2_500_000, 2);
         using (var first = NewProcess())
         {
-            var cache = new HybridVideoMemoryCache(first.GetRequiredService<HybridCache>());
+            var cache = new HybridCacheVideoMemoryBlobStore(first.GetRequiredService<HybridCache>());
             await cache.SetAsync(key, payload);
             // A chunk of the same length but other bytes (as a concurrent writer of another payload could leave it).
             await first.GetRequiredService<HybridCache>().SetAsync($"{key}:1", Payload(1_000_000, 3));
@@ -59,18 +59,18 @@ public sealed class HybridVideoMemoryCacheTests : IClassFixture<RedisServer>
 
         using (var second = NewProcess())
         {
-            Assert.Null(await new HybridVideoMemoryCache(second.GetRequiredService<HybridCache>()).TryGetAsync(key));
+            Assert.Null(await new HybridCacheVideoMemoryBlobStore(second.GetRequiredService<HybridCache>()).TryGetAsync(key));
         }
 
         using (var third = NewProcess())
         {
-            var cache = new HybridVideoMemoryCache(third.GetRequiredService<HybridCache>());
+            var cache = new HybridCacheVideoMemoryBlobStore(third.GetRequiredService<HybridCache>());
             await cache.SetAsync(key, payload);
             await third.GetRequiredService<IDistributedCache>().RemoveAsync($"{key}:2"); // evicted
         }
 
         using var fourth = NewProcess();
-        Assert.Null(await new HybridVideoMemoryCache(fourth.GetRequiredService<HybridCache>()).TryGetAsync(key));
+        Assert.Null(await new HybridCacheVideoMemoryBlobStore(fourth.GetRequiredService<HybridCache>()).TryGetAsync(key));
     }
 
     [Fact]
@@ -78,11 +78,11 @@ public sealed class HybridVideoMemoryCacheTests : IClassFixture<RedisServer>
     {
         string key = $"video-{Guid.NewGuid():N}";
         using var process = NewProcess();
-        var cache = new HybridVideoMemoryCache(process.GetRequiredService<HybridCache>());
+        var cache = new HybridCacheVideoMemoryBlobStore(process.GetRequiredService<HybridCache>());
         await cache.SetAsync(key, Payload(10_000, 4));
         Assert.NotNull(await cache.TryGetAsync(key));
 
-        await cache.RemoveAsync(key);
+        Assert.True(await cache.RemoveAsync(key));
 
         Assert.Null(await cache.TryGetAsync(key));
         Assert.Null(await cache.TryGetAsync($"never-{Guid.NewGuid():N}"));

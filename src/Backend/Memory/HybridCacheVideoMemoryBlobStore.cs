@@ -5,14 +5,16 @@ using Microsoft.Extensions.Caching.Hybrid;
 namespace VidKV.AI.Backend.Memory;
 
 /// <summary>
-/// Serialized video-memory snapshots shared between processes and machines through <see cref="HybridCache"/> (an
-/// in-process L1 and any <c>IDistributedCache</c>, such as Redis, as L2). A payload is stored as a small manifest under
+/// The video memory shared between processes and machines through <see cref="HybridCache"/> (an in-process L1 and any
+/// <c>IDistributedCache</c>, such as Redis, as L2): a bytes store for <see cref="SerializedVideoMemoryStore"/>
+/// (<c>new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(hybridCache))</c> as
+/// <see cref="VideoMemoryOptions.SharedStore"/>). A payload is stored as a small manifest under
 /// its key and chunks under "key:i", so no entry exceeds <see cref="ChunkBytes"/> (HybridCache refuses entries larger than
 /// its <c>MaximumPayloadBytes</c>, Redis values larger than 512 MB). A payload whose chunks are missing (evicted) or do not
 /// match the manifest's length and checksum reads as absent, so the caller computes it again: never a wrong payload.
 /// </summary>
 /// <remarks>Thread-safe, as <see cref="HybridCache"/> is.</remarks>
-public sealed class HybridVideoMemoryCache
+public sealed class HybridCacheVideoMemoryBlobStore : IVideoMemoryBlobStore
 {
     private const uint Magic = 0x4D564B56; // "VKVM"
     private const int Version = 1;
@@ -29,7 +31,7 @@ public sealed class HybridVideoMemoryCache
     /// <param name="chunkBytes">Largest entry written; at most the cache's <c>MaximumPayloadBytes</c> (1 MiB by default).</param>
     /// <param name="expiration">How long entries live; <see langword="null"/> for the cache's default.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="chunkBytes"/> is below 4 KiB.</exception>
-    public HybridVideoMemoryCache(HybridCache cache, int chunkBytes = 1_000_000, TimeSpan? expiration = null)
+    public HybridCacheVideoMemoryBlobStore(HybridCache cache, int chunkBytes = 1_000_000, TimeSpan? expiration = null)
     {
         ArgumentNullException.ThrowIfNull(cache);
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 4096);
@@ -70,8 +72,8 @@ public sealed class HybridVideoMemoryCache
         return offset == length && XxHash3.HashToUInt64(payload) == hash ? payload : null;
     }
 
-    /// <summary>Stores <paramref name="payload"/> under <paramref name="key"/> (chunks first, the manifest last).</summary>
-    public async ValueTask SetAsync(string key, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken = default)
+    /// <summary>Stores <paramref name="payload"/> under <paramref name="key"/> (chunks first, the manifest last, tagged).</summary>
+    public async ValueTask SetAsync(string key, ReadOnlyMemory<byte> payload, IReadOnlyList<string>? tags = null, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(key);
         int chunks = (int)((payload.Length + (long)ChunkBytes - 1) / ChunkBytes);
@@ -88,14 +90,34 @@ public sealed class HybridVideoMemoryCache
         BinaryPrimitives.WriteInt32LittleEndian(manifest.AsSpan(16), chunks);
         BinaryPrimitives.WriteInt32LittleEndian(manifest.AsSpan(20), ChunkBytes);
         BinaryPrimitives.WriteUInt64LittleEndian(manifest.AsSpan(24), XxHash3.HashToUInt64(payload.Span));
-        await _cache.SetAsync(key, manifest, _write, cancellationToken: cancellationToken).ConfigureAwait(false);
+        await _cache.SetAsync(key, manifest, _write, tags, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Removes the payload under <paramref name="key"/> (its manifest; the chunks are then unreachable and expire).</summary>
-    public ValueTask RemoveAsync(string key, CancellationToken cancellationToken = default)
+    /// <inheritdoc />
+    public async ValueTask<Stream?> OpenReadAsync(string key, CancellationToken cancellationToken = default)
+        => await TryGetAsync(key, cancellationToken).ConfigureAwait(false) is { } payload ? new MemoryStream(payload, writable: false) : null;
+
+    /// <inheritdoc />
+    public ValueTask WriteAsync(string key, ReadOnlyMemory<byte> value, IReadOnlyList<string> tags, CancellationToken cancellationToken = default)
+        => SetAsync(key, value, tags, cancellationToken);
+
+    /// <inheritdoc />
+    /// <remarks>Removes the manifest; the chunks are then unreachable and expire.</remarks>
+    public async ValueTask<bool> RemoveAsync(string key, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(key);
-        return _cache.RemoveAsync(key, cancellationToken);
+        bool existed = await ReadEntry(key, cancellationToken).ConfigureAwait(false) is not null;
+        await _cache.RemoveAsync(key, cancellationToken).ConfigureAwait(false);
+        return existed;
+    }
+
+    /// <inheritdoc />
+    /// <remarks>HybridCache invalidates tagged entries without counting them: returns -1.</remarks>
+    public async ValueTask<int> RemoveByTagAsync(string tag, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(tag);
+        await _cache.RemoveByTagAsync(tag, cancellationToken).ConfigureAwait(false);
+        return -1;
     }
 
     private static string ChunkKey(string key, int index) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{key}:{index}");
