@@ -13,7 +13,12 @@ public sealed class BatchedGeneratorTests : IClassFixture<PipelineFixture>
 {
     private readonly PipelineFixture _f;
 
-    public BatchedGeneratorTests(PipelineFixture fixture) => _f = fixture;
+    public BatchedGeneratorTests(PipelineFixture fixture)
+    {
+        _f = fixture;
+        // The one-at-a-time runs compared with are plain prefills: no video memory (a remembered video is read compressed).
+        _f.Vlm.ConfigureVideoMemory(new VidKV.AI.Backend.Memory.VideoMemoryOptions { Enabled = false });
+    }
 
     /// <summary>Small groups and residuals, so that the caches flush to packed codes within a few decode steps.</summary>
     private static KVCacheOptions Cache(string preset) => KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { GroupSize = 16, ResidualLength = 16 };

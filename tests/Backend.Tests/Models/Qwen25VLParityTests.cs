@@ -14,6 +14,9 @@ namespace VidKV.AI.Backend.Tests.Models;
 /// </summary>
 public sealed class Qwen25VLParityTests : IClassFixture<QwenTinyFixture>
 {
+    // The parity checks keep the unquantized cache in float32, as transformers does (the library's default residual is 16-bit).
+    private static KVCacheOptions FullPrecision => KVCacheOptions.FromPreset("fp16") with { ResidualType = ScalarType.Float32 };
+
     private const double Tolerance = 1e-4;
     private readonly QwenTinyFixture _f;
     private readonly ITestOutputHelper _output;
@@ -203,7 +206,7 @@ public sealed class Qwen25VLParityTests : IClassFixture<QwenTinyFixture>
         Assert.Equal(cached, uncached);
         var options = new GenerationOptions { MaxNewTokens = cached.Length, StopAtEndOfTurn = false };
 
-        var updates = vlm.Generate(_f.Request(family, name), options, KVCacheOptions.FromPreset("fp16")).ToList();
+        var updates = vlm.Generate(_f.Request(family, name), options, FullPrecision).ToList();
 
         Assert.Equal(cached, updates.Select(u => u.TokenId!.Value));
         Assert.Equal(FinishReason.Length, updates[^1].FinishReason);
@@ -211,8 +214,8 @@ public sealed class Qwen25VLParityTests : IClassFixture<QwenTinyFixture>
 
         // Step by step: the logits of every generated position, from the cache and from full forwards without one.
         var media = vlm.Decode(_f.Request(family, name), CancellationToken.None);
-        var prompt = vlm.Encode(vlm.Layout(_f.Request(family, name), media), media, KVCacheOptions.FromPreset("fp16"));
-        using var cache = vlm.Model.CreateCache(KVCacheOptions.FromPreset("fp16"));
+        var prompt = vlm.Encode(vlm.Layout(_f.Request(family, name), media), media, FullPrecision);
+        using var cache = vlm.Model.CreateCache(FullPrecision);
         var last = vlm.Model.Logits(vlm.Model.Forward(new DecoderInput(prompt.Embeddings) { PositionIds = prompt.PositionIds, Cache = cache })).select(1, -1)[0];
         var stepLogits = new List<Tensor> { last };
         var embeds = prompt.Embeddings;
