@@ -105,13 +105,7 @@ internal static class PromptPrefill
         }
     }
 
-    /// <summary>
-    /// Nothing stored. The prefixes at the plan's cuts are prefilled part by part into a cache of their own and stored
-    /// (each prefix's snapshot depends only on the prefix: the same whatever question follows, so a reused video gives the
-    /// same answer every time); then the whole prompt is prefilled in one pass with exact attention for this request, so
-    /// its reply is the one a prefill without the memory gives. The decoder runs over the prompt twice (the media are
-    /// decoded and encoded once): the price of a first answer as exact as without the memory.
-    /// </summary>
+    /// <summary>Nothing stored: prefill the prompt in parts at the plan's cuts, storing each prefix.</summary>
     private static PrefilledPrompt Split(VideoLanguageModelBase model, VideoMemory memory, ReusePlan plan, ChatRequest request, int maxNewTokens, KVCacheOptions cacheOptions, Func<Tensor, int> sample, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
@@ -121,24 +115,25 @@ internal static class PromptPrefill
         cancellationToken.ThrowIfCancellationRequested();
         var prompt = Encode(model, layout, media, cacheOptions);
         int offset = layout.Ids.Count - plan.Tokens.Ids.Count; // every expansion lies before the first cut
-        using (var prefixes = model.CreateCache(cacheOptions))
-        {
-            int start = 0;
-            foreach (int cut in plan.SaveCuts(0).Where(c => c < plan.Tokens.Ids.Count))
-            {
-                int end = cut + offset;
-                model.Forward(Part(prompt, prefixes, start, end));
-                memory.Save(plan.Key(cut), Prefix(model, plan, cut, layout, prompt, end), prefixes, cancellationToken);
-                start = end;
-                cancellationToken.ThrowIfCancellationRequested();
-            }
-        }
-
         var cache = NewCache(model, cacheOptions);
         try
         {
-            var hidden = model.Forward(new DecoderInput(prompt.Embeddings) { PositionIds = prompt.PositionIds, Cache = cache, Importance = prompt.Importance });
-            return new PrefilledPrompt(cache, layout, sample(model.Logits(hidden.select(1, -1))[0]), prompt.NextPosition, 0);
+            int start = 0;
+            Tensor? hidden = null;
+            foreach (int cut in plan.SaveCuts(0).Append(plan.Tokens.Ids.Count))
+            {
+                int end = cut + offset;
+                hidden = model.Forward(Part(prompt, cache, start, end));
+                if (cut < plan.Tokens.Ids.Count)
+                {
+                    memory.Save(plan.Key(cut), Prefix(model, plan, cut, layout, prompt, end), cache, cancellationToken);
+                }
+
+                start = end;
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            return new PrefilledPrompt(cache, layout, sample(model.Logits(hidden!.select(1, -1))[0]), prompt.NextPosition, 0);
         }
         catch
         {
