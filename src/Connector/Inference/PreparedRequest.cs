@@ -34,6 +34,9 @@ internal sealed class PreparedRequest
 
     public FrameSamplingOptions Sampling { get; }
 
+    /// <summary>The backend's media limits: its defaults, with <see cref="VidKVChatClientOptions.MaxMediaBytes"/> for files too.</summary>
+    public MediaLimits Limits { get; private init; } = MediaLimits.Default;
+
     /// <summary>Checks and translates messages and options; never changes them.</summary>
     /// <exception cref="ArgumentException">An option or a message is invalid; the message names it.</exception>
     /// <exception cref="NotSupportedException">A content or role the model cannot read.</exception>
@@ -66,7 +69,7 @@ internal sealed class PreparedRequest
             throw new ArgumentException("The request has no messages; give at least one user message.", nameof(messages));
         }
 
-        return new PreparedRequest(turns, media, generation, cache, sampling);
+        return new PreparedRequest(turns, media, generation, cache, sampling) { Limits = MediaLimits.Default with { MaxBytes = settings.MaxMediaBytes } };
     }
 
     /// <summary>The backend's request: turns, media sources and frame sampling (the model decodes the media).</summary>
@@ -75,6 +78,7 @@ internal sealed class PreparedRequest
         Videos = Media.Where(m => m.IsVideo).Select(m => m.Source).ToList(),
         Images = Media.Where(m => !m.IsVideo).Select(m => m.Source).ToList(),
         Sampling = Sampling,
+        Limits = Limits,
     };
 
     private static ChatTurn MapMessage(ChatMessage message, int index, List<MediaInput> media, VidKVChatClientOptions settings)
