@@ -48,6 +48,54 @@ public sealed class VideoTools
         CancellationToken cancellationToken = default)
         => AskAsync(video, "Describe what happens in this video.", frameCount, null, null, maxTokens, cancellationToken);
 
+    /// <summary>Encodes a video ahead of time so later questions about it are answered from its compressed cache.</summary>
+    [McpServerTool(Name = "remember_video", Idempotent = true, OpenWorld = false)]
+    [Description("Reads a video ahead of time and keeps its compressed memory, so that later questions about it (with the same frameCount) are answered without reading it again.")]
+    public async Task<string> RememberVideoAsync(
+        [Description("The video: a path under the server's media roots (absolute, file: URL, or relative to a root), or a data URL (data:video/mp4;base64,...).")] string video,
+        [Description("Frames to sample from the video (default: the server's setting); later questions must use the same.")] int? frameCount = null,
+        CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var client = _chat.GetService<VidKVChatClient>() ?? throw new NotSupportedException("This server's model has no video memory.");
+            var options = new ChatOptions();
+            if (frameCount is { } frames)
+            {
+                options.WithFrameCount(frames);
+            }
+
+            var media = await OpenAsync(video, cancellationToken).ConfigureAwait(false);
+            var remembered = await client.RememberVideoAsync(media, options, null, cancellationToken).ConfigureAwait(false);
+            return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{(remembered.AlreadyRemembered ? "Already remembered" : "Remembered")}: {remembered.VideoTokens} video tokens in {remembered.KVBytes:N0} bytes (a 16-bit cache would hold {remembered.KVFp16Bytes:N0}).");
+        }
+        catch (Exception e) when (e is ApiError or ArgumentException or NotSupportedException or InvalidDataException or FileNotFoundException or FormatException or ModelBusyException)
+        {
+            throw new McpException(ErrorText.ForClient(e.Message, "frameCount").Replace("frame_count", "frameCount", StringComparison.Ordinal));
+        }
+    }
+
+    /// <summary>Drops a remembered video.</summary>
+    [McpServerTool(Name = "forget_video", Destructive = true, Idempotent = true, OpenWorld = false)]
+    [Description("Drops everything remembered about a video (any frameCount).")]
+    public async Task<string> ForgetVideoAsync(
+        [Description("The video, as given to remember_video or a question.")] string video,
+        CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            var client = _chat.GetService<VidKVChatClient>() ?? throw new NotSupportedException("This server's model has no video memory.");
+            var media = await OpenAsync(video, cancellationToken).ConfigureAwait(false);
+            int removed = await client.ForgetVideoAsync(media, cancellationToken).ConfigureAwait(false);
+            return removed > 0 ? $"Forgot {removed} remembered prefix(es) of the video." : "Nothing was remembered about this video.";
+        }
+        catch (Exception e) when (e is ApiError or ArgumentException or NotSupportedException or InvalidDataException or FileNotFoundException or FormatException or ModelBusyException)
+        {
+            throw new McpException(ErrorText.ForClient(e.Message, "maxTokens"));
+        }
+    }
+
     private async Task<string> AskAsync(string video, string question, int? frameCount, double? startSeconds, double? endSeconds, int? maxTokens, CancellationToken cancellationToken)
     {
         try

@@ -63,7 +63,7 @@ public sealed class McpServerTests : IDisposable
     private async Task ExerciseAsync(McpClient client, bool pathsAllowed)
     {
         var tools = await client.ListToolsAsync();
-        Assert.Equal(["ask_about_video", "describe_video"], tools.Select(t => t.Name).Order());
+        Assert.Equal(["ask_about_video", "describe_video", "forget_video", "remember_video"], tools.Select(t => t.Name).Order());
         var (ask, describe) = await DirectAnswersAsync();
 
         string dataUrl = "data:video/mp4;base64," + Convert.ToBase64String(TinyModel.VideoBytes);
@@ -93,6 +93,18 @@ public sealed class McpServerTests : IDisposable
                 Assert.Contains("not allowed or not found", Text(result));
             }
         }
+
+        // The questions above left the video remembered: forget it, remember it, ask (from the memory), forget it.
+        Assert.StartsWith("Forgot ", Text(await client.CallToolAsync("forget_video", new Dictionary<string, object?> { ["video"] = dataUrl })));
+        var remembered = await client.CallToolAsync("remember_video", new Dictionary<string, object?> { ["video"] = dataUrl });
+        Assert.True(remembered.IsError is not true, Text(remembered));
+        Assert.StartsWith("Remembered: ", Text(remembered));
+        var again = await client.CallToolAsync("remember_video", new Dictionary<string, object?> { ["video"] = dataUrl });
+        Assert.StartsWith("Already remembered: ", Text(again));
+        var fromMemory = await client.CallToolAsync("ask_about_video", new Dictionary<string, object?> { ["video"] = dataUrl, ["question"] = "What moves?" });
+        Assert.Equal(ask, Text(fromMemory));
+        var forgot = await client.CallToolAsync("forget_video", new Dictionary<string, object?> { ["video"] = dataUrl });
+        Assert.StartsWith("Forgot ", Text(forgot));
 
         var bad = await client.CallToolAsync("ask_about_video", new Dictionary<string, object?> { ["video"] = dataUrl, ["question"] = "What moves?", ["frameCount"] = 0 });
         Assert.True(bad.IsError);
