@@ -130,7 +130,17 @@ public sealed class QuantizedKVCacheSnapshotTests
             var data = Data.Make(14, seed: 23);
             using var fork = snapshot!.Fork();
             fork.Append(data.StepKeys[0], data.StepValues[0]);
-            AssertEqual(expected!, Results(fork, data.Query), "on another thread");
+            // The cache's contents are bit for bit those of the original; attention computed on another thread may round
+            // its reductions differently (libtorch's intra-op threads are per thread), so it is compared within 1e-5.
+            var actual = Results(fork, data.Query);
+            AssertEqual(expected!.Take(2).ToList(), actual.Take(2).ToList(), "on another thread");
+            for (int i = 2; i < 4; i++)
+            {
+                var e = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(expected![i]).ToArray();
+                var f = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(actual[i]).ToArray();
+                Assert.Equal(e.Length, f.Length);
+                Assert.True(e.Zip(f).All(p => Math.Abs(p.First - p.Second) <= 1e-5f), $"on another thread: attention result {i} differs by more than 1e-5");
+            }
         }
     }
 
