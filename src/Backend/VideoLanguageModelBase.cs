@@ -133,6 +133,36 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
     /// <summary>The rendered prompt's token ids before placeholder expansion (one placeholder per media item), without decoding media.</summary>
     internal abstract PromptTokens Tokenize(ChatRequest request);
 
+    /// <summary>One media budget for a request: its limits hold for all its media together, under one deadline.</summary>
+    private protected static MediaBudget RequestBudget(ChatRequest request)
+        => new(request.Limits ?? throw new ArgumentException("ChatRequest.Limits is null.", nameof(request)), sharedDeadline: true);
+
+    /// <summary>Image <paramref name="index"/> of a request decoded under its budget and checked: uint8 [H, W, 3] RGB.</summary>
+    private protected static Tensor LoadImage(ChatRequest request, int index, MediaBudget budget, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var source = request.Images[index];
+        Tensor image;
+        using (var operation = budget.Begin(cancellationToken))
+        {
+            try
+            {
+                image = source.LoadImage(budget, operation.Token);
+            }
+            catch (OperationCanceledException ex)
+            {
+                throw operation.Stop(source.Name, ex);
+            }
+        }
+
+        if (image.dim() != 3 || image.shape[2] != 3 || image.dtype != ScalarType.Byte)
+        {
+            throw new ArgumentException($"Image {index + 1} must be uint8 [H, W, 3] RGB; got {image.dtype} [{string.Join(", ", image.shape)}].", nameof(request));
+        }
+
+        return image;
+    }
+
     /// <summary>Decodes and checks the request's media (in the caller's dispose scope).</summary>
     internal abstract DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken);
 

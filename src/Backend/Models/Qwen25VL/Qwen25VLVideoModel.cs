@@ -102,8 +102,7 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
     {
         var videos = new List<Tensor>(request.Videos.Count);
-        // One budget for the request: its limits hold for all its media together, under one deadline.
-        var budget = new MediaBudget(request.Limits ?? throw new ArgumentException("ChatRequest.Limits is null.", nameof(request)), sharedDeadline: true);
+        var budget = RequestBudget(request);
         var rates = new List<double>(request.Videos.Count);
         for (int i = 0; i < request.Videos.Count; i++)
         {
@@ -126,24 +125,7 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
         var images = new List<Tensor>(request.Images.Count);
         for (int i = 0; i < request.Images.Count; i++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            Tensor image;
-            using (var operation = budget.Begin(cancellationToken))
-            {
-                try
-                {
-                    image = request.Images[i].LoadImage(budget, operation.Token);
-                }
-                catch (OperationCanceledException ex)
-                {
-                    throw operation.Stop(request.Images[i].Name, ex);
-                }
-            }
-
-            if (image.dim() != 3 || image.shape[2] != 3 || image.dtype != ScalarType.Byte)
-            {
-                throw new ArgumentException($"Image {i + 1} must be uint8 [H, W, 3] RGB; got {image.dtype} [{string.Join(", ", image.shape)}].", nameof(request));
-            }
+            var image = LoadImage(request, i, budget, cancellationToken);
 
             images.Add(Preprocessor.PreprocessImage(image));
         }
