@@ -114,7 +114,8 @@ internal static class ModelDecodeBenchmark
         }
     }
 
-    private static LlavaOnevisionConfig SevenB() => new()
+    /// <summary>LLaVA-OneVision-7B's geometry; the vision tower with <paramref name="visionLayers"/> layers (the real one has 26 in use).</summary>
+    internal static LlavaOnevisionConfig SevenB(int visionLayers = 1) => new()
     {
         Text = new Qwen2Config
         {
@@ -135,7 +136,7 @@ internal static class ModelDecodeBenchmark
         {
             HiddenSize = 1152,
             IntermediateSize = 4304,
-            NumLayers = 1,
+            NumLayers = visionLayers,
             NumHeads = 16,
             ImageSize = 384,
             PatchSize = 14,

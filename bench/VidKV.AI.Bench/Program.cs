@@ -39,6 +39,12 @@ internal static class Program
                    clip (its cache reused) for the built-in model and the 0.5B-geometry checkpoint of 'load' side by side;
                    the remembered video's bytes per preset against 16-bit, per minute of video; disk write and read time.
 
+          serving [--device cuda] [--memory-frames 32,256] [--frames 256] [--streams 1,4,16,64] [--budget-gib 40]
+                  [--new-tokens 256] [--steps 10] [--vision-layers 26] [--layers 28] [--out PATH]
+                   LLaVA-OneVision-7B geometry, random weights (for the GPU machine): first against follow-up question
+                   time with a remembered video; how many independent conversations of --frames frames each cache fits
+                   in the budget (bytes held by tensors); batched decode throughput at each stream count.
+
           load [bfloat16|float32]
                    Writes a random-weight checkpoint of LLaVA-OneVision-0.5B's geometry (1.8 GB, bf16) to a temp folder
                    (once) and measures the resident memory of loading it as the given type.
@@ -127,10 +133,23 @@ internal static class Program
                         args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 8, 32, 64 },
                         args.Contains("--models") ? args[Array.IndexOf(args, "--models") + 1].Split(',') : new[] { "builtin", "0.5b" },
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "serving":
+                    return ServingBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--device") ? args[Array.IndexOf(args, "--device") + 1] : "cpu",
+                        args.Contains("--memory-frames") ? args[Array.IndexOf(args, "--memory-frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 32, 256 },
+                        args.Contains("--frames") ? int.Parse(args[Array.IndexOf(args, "--frames") + 1], CultureInfo.InvariantCulture) : 256,
+                        args.Contains("--streams") ? args[Array.IndexOf(args, "--streams") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 1, 4, 16, 64 },
+                        args.Contains("--budget-gib") ? double.Parse(args[Array.IndexOf(args, "--budget-gib") + 1], CultureInfo.InvariantCulture) : 40,
+                        args.Contains("--new-tokens") ? int.Parse(args[Array.IndexOf(args, "--new-tokens") + 1], CultureInfo.InvariantCulture) : 256,
+                        args.Contains("--steps") ? int.Parse(args[Array.IndexOf(args, "--steps") + 1], CultureInfo.InvariantCulture) : 10,
+                        args.Contains("--vision-layers") ? int.Parse(args[Array.IndexOf(args, "--vision-layers") + 1], CultureInfo.InvariantCulture) : 26,
+                        args.Contains("--layers") ? int.Parse(args[Array.IndexOf(args, "--layers") + 1], CultureInfo.InvariantCulture) : 28,
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, serving, load.");
             }
         }
         catch (ArgumentException ex)

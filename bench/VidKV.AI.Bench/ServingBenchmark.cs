@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using TorchSharp;
+using VidKV.AI.Backend;
+using VidKV.AI.Backend.Batching;
+using VidKV.AI.Backend.Models;
+using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Quantization.Attention.Cuda;
+using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Native;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Bench;
+
+/// <summary>
+/// Serving at LLaVA-OneVision-7B's geometry (random weights, meant for the GPU machine):
+/// <list type="number">
+/// <item>Video memory: time to the first token of a first question (vision tower over the frames, projector and pooling,
+/// prefill of the video prefix, its snapshot, the question's prefill) and of a follow-up (a fork of the snapshot and the
+/// question's prefill), FP16 cache against vidkv-1.5/1.58 Compact.</item>
+/// <item>Capacity: how many independent 256-frame conversations (each its own cache, read back from a serialized
+/// snapshot so that no bytes are shared) each cache holds in one memory budget, counted from the bytes their tensors hold,
+/// with room for the tokens each will generate; then one batched decode step over all of them.</item>
+/// <item>Throughput: batched decode steps (one pass through projections and MLP for N sequences, attention per sequence over
+/// its own cache) at 1, 4, 16 and 64 streams: aggregate tokens per second against one stream's.</item>
+/// </list>
+/// </summary>
+internal static class ServingBenchmark
+{
+    private const int QuestionTokens = 20;
+    private const int SystemTokens = 14;
+
+    public static int Run(string commandLine, string device, int[] memoryFrames, int frames, int[] streams, double budgetGiB, int newTokens, int steps, int visionLayers, int layers, string? output)
+    {
+        TorchRuntime.EnsureLoaded();
+        bool onCuda = device == "cuda";
+        if (onCuda && !TorchRuntime.TryInitializeCuda())
+        {
+            throw new ArgumentException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable}.");
+        }
+
+        var dev = torch.device(device);
+        var dtype = onCuda ? ScalarType.BFloat16 : ScalarType.Float32;
+        var config = ModelDecodeBenchmark.SevenB(visionLayers);
+        config = config with { Text = config.Text with { NumLayers = layers } };
+        using var noGrad = no_grad();
+        var build = Stopwatch.StartNew();
+        using var model = LlavaOnevisionModel.Create(config, new ModelLoadOptions { DType = dtype, Device = dev }, 0, drawOnDevice: true);
+        Console.Error.WriteLine($"model built in {build.Elapsed.TotalSeconds:F0} s");
+        var presets = new[]
+        {
+            ("FP16", KVCacheOptions.FromPreset("fp16")),
+            ("vidkv-1.5/1.58 Compact", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Fused }),
+        };
+
+        var report = new StringBuilder();
+        report.AppendLine($"Command: `{commandLine}`");
+        report.AppendLine($"Machine: {Machine.Description}; {TorchRuntime.Description}");
+        report.AppendLine($"Device: {device}; LLaVA-OneVision-7B geometry ({layers} decoder layers, hidden 3584, 28 query / 4 KV heads, head dim 128; SigLIP {visionLayers} layers at 384 px), random weights, {dtype}.");
+        report.AppendLine();
+
+        // 1. Video memory.
+        report.AppendLine("### Video memory: first question against a follow-up about the same video");
+        report.AppendLine();
+        report.AppendLine($"First = vision tower over the frames, projector and pooling, prefill of the video prefix ({SystemTokens} text tokens + the video), its snapshot, then the question's {QuestionTokens} tokens and the first token's logits. Follow-up = a fork of the snapshot, the question's prefill and the logits. Medians of 3 (1 warm-up), the device synchronized before each clock read.");
+        report.AppendLine();
+        report.AppendLine("| frames | prompt tokens | cache | first question TTFT ms | follow-up TTFT ms | speed-up | snapshot MiB |");
+        report.AppendLine("|---:|---:|---|---:|---:|---:|---:|");
+        foreach (int f in memoryFrames)
+        {
+            foreach (var (label, options) in presets)
+            {
+                report.AppendLine(MeasureMemory(model, config, f, label, options, dev, dtype, onCuda));
+                Console.Error.WriteLine(report.ToString().TrimEnd().Split('\n')[^1]);
+            }
+        }
+
+        report.AppendLine();
+        long tokens = (frames * 196L) + 1 + SystemTokens + QuestionTokens;
+        long budget = (long)(budgetGiB * 1024 * 1024 * 1024);
+        report.AppendLine($"### Many conversations at {frames} frames ({tokens} cached tokens each) in a {budgetGiB:0.#} GiB budget");
+        report.AppendLine();
+        report.AppendLine($"Each conversation is its own cache, prefilled once from random embeddings, serialized, and read back per conversation (no shared bytes). Admitted while the bytes their tensors hold (the cache and, for the fused kernels, the workspace each cache keeps), plus room for {newTokens} new tokens each at the measured bytes per token, fit the budget. Decode: batched steps (one pass through embeddings, projections, norms, MLP and logits for the N sequences, products over the batch; attention per sequence over its own cache), {steps} timed steps after 2 warm-up, medians.");
+        report.AppendLine();
+        report.AppendLine("| cache | conversations that fit | bytes per conversation MiB | held MiB | streams | ms per step | aggregate tokens/s | vs 1 stream |");
+        report.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        string file = Path.Combine(Path.GetTempPath(), $"vidkv-serving-{Environment.ProcessId}.snap");
+        try
+        {
+            foreach (var (label, options) in presets)
+            {
+                foreach (var row in MeasureServing(model, config, label, options, tokens, budget, newTokens, streams, steps, file, dev, dtype, onCuda))
+                {
+                    report.AppendLine(row);
+                    Console.Error.WriteLine(row);
+                }
+            }
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+
+        Console.WriteLine(report);
+        if (output is not null)
+        {
+            Machine.WriteReport(output, report.ToString());
+        }
+
+        return 0;
+    }
+
+    private static string MeasureMemory(LlavaOnevisionModel model, LlavaOnevisionConfig config, int frames, string label, KVCacheOptions options, Device dev, ScalarType dtype, bool onCuda)
+    {
+        var first = new List<double>();
+        var follow = new List<double>();
+        long promptTokens = 0;
+        double snapshotMiB = 0;
+        for (int run = 0; run < 4; run++)
+        {
+            using var scope = NewDisposeScope();
+            Seed(onCuda, 11 + run);
+            var pixels = rand([frames, 3, 384, 384], dtype: dtype, device: dev).mul(tensor(2f, dtype: dtype, device: dev)).sub(tensor(1f, dtype: dtype, device: dev));
+            var system = randint(1000, 100000, [1, SystemTokens], device: dev);
+            var question = randint(1000, 100000, [1, QuestionTokens], device: dev);
+            Sync(onCuda);
+
+            var watch = Stopwatch.StartNew();
+            var video = model.EncodeVideo(pixels).unsqueeze(0).to(dtype);
+            var prefix = cat(new[] { model.Embed(system), video }, 1);
+            using var cache = model.CreateCache(options);
+            model.Forward(new DecoderInput(prefix) { Cache = cache });
+            using var snapshot = KVCacheSnapshot.Create(cache.Layers);
+            var logits = model.Logits(model.Forward(new DecoderInput(model.Embed(question)) { Cache = cache }).select(1, -1));
+            logits.argmax(-1).cpu();
+            double firstMs = watch.Elapsed.TotalMilliseconds;
+
+            watch.Restart();
+            using var fork = new ModelKVCache(snapshot.Fork(), options);
+            var again = model.Logits(model.Forward(new DecoderInput(model.Embed(question)) { Cache = fork }).select(1, -1));
+            again.argmax(-1).cpu();
+            double followMs = watch.Elapsed.TotalMilliseconds;
+            if (run > 0)
+            {
+                first.Add(firstMs);
+                follow.Add(followMs);
+            }
+
+            promptTokens = prefix.shape[1] + QuestionTokens;
+            snapshotMiB = snapshot.Memory.TotalBytes / (1024.0 * 1024);
+        }
+
+        double a = Median(first), b = Median(follow);
+        return string.Create(CultureInfo.InvariantCulture, $"| {frames} | {promptTokens} | {label} | {a:F0} | {b:F1} | {a / b:F0}x | {snapshotMiB:F1} |");
+    }
+
+    private static IEnumerable<string> MeasureServing(LlavaOnevisionModel model, LlavaOnevisionConfig config, string label, KVCacheOptions options, long tokens, long budget, int newTokens, int[] streams, int steps, string file, Device dev, ScalarType dtype, bool onCuda)
+    {
+        // One prefilled conversation, serialized to a file; every conversation is read back from it, so each holds its own bytes.
+        long perConversation, workspace;
+        using (var scope = NewDisposeScope())
+        {
+            Seed(onCuda, 7);
+            using var cache = model.CreateCache(options);
+            var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev).mul(tensor(0.02f, dtype: dtype, device: dev));
+            model.Forward(new DecoderInput(embeds) { Cache = cache, Importance = rand([tokens], device: dev) });
+            // One decode step, so that the fused kernel's per-cache workspace exists and is counted too.
+            var probe = (IBatchedDecoder)model;
+            probe.ForwardDecodeBatch(model.Embed(randint(1000, 100000, [1, 1], device: dev)), new Tensor?[1], new[] { cache }, rowWise: false);
+            Sync(onCuda);
+            long held = cache.Memory.TotalBytes;
+            workspace = cache.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0);
+            perConversation = held + workspace + (long)Math.Ceiling(held / (double)cache.Length * newTokens);
+            using var snapshot = KVCacheSnapshot.Create(cache.Layers);
+            using var stream = File.Create(file);
+            snapshot.WriteTo(stream, "serving", CancellationToken.None);
+        }
+
+        var caches = new List<ModelKVCache>();
+        var rows = new List<string>();
+        try
+        {
+            long reserved = 0;
+            while (reserved + perConversation <= budget)
+            {
+                using var stream = File.OpenRead(file);
+                using var snapshot = KVCacheSnapshot.ReadFrom(stream, "serving", options, dev);
+                caches.Add(new ModelKVCache(snapshot.Fork(), options));
+                reserved += perConversation;
+            }
+
+            Sync(onCuda);
+            var decoder = (IBatchedDecoder)model;
+            var measured = new List<(int N, double Ms, double PerSecond)>();
+            foreach (int n in streams.Where(n => n <= caches.Count).Append(caches.Count).Distinct().Order())
+            {
+                var active = caches.Take(n).ToArray();
+                var times = new List<double>();
+                for (int step = -2; step < steps; step++)
+                {
+                    using var scope = NewDisposeScope();
+                    var ids = randint(1000, 100000, [n, 1], device: dev);
+                    Sync(onCuda);
+                    var watch = Stopwatch.StartNew();
+                    var hidden = decoder.ForwardDecodeBatch(model.Embed(ids), new Tensor?[n], active, rowWise: false);
+                    model.Logits(hidden.select(1, -1)).argmax(-1).cpu();
+                    if (step >= 0)
+                    {
+                        times.Add(watch.Elapsed.TotalMilliseconds);
+                    }
+                }
+
+                double ms = Median(times);
+                measured.Add((n, ms, n * 1000.0 / ms));
+                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{label}: {n} streams, {ms:F1} ms per step"));
+            }
+
+            // Every conversation has now stepped: what their tensors hold, workspaces included, after it.
+            long heldAll = caches.Sum(c => c.Memory.TotalBytes + c.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0));
+            double one = measured[0].N == 1 ? measured[0].PerSecond : double.NaN;
+            foreach (var (n, ms, perSecond) in measured)
+            {
+                rows.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"| {label} | {caches.Count} | {perConversation / (1024.0 * 1024):F0} | {heldAll / (1024.0 * 1024):F0} | {n} | {ms:F1} | {perSecond:F0} | {perSecond / one:F1}x |"));
+            }
+        }
+        finally
+        {
+            caches.ForEach(c => c.Dispose());
+        }
+
+        return rows;
+    }
+
+    private static double Median(List<double> values)
+    {
+        values.Sort();
+        return values[values.Count / 2];
+    }
+
+    private static void Seed(bool onCuda, long seed)
+    {
+        if (onCuda)
+        {
+            cuda.manual_seed_all(seed);
+        }
+        else
+        {
+            manual_seed(seed);
+        }
+    }
+
+    private static void Sync(bool onCuda)
+    {
+        if (onCuda)
+        {
+            cuda.synchronize();
+        }
+    }
+}
