@@ -26,6 +26,25 @@ internal sealed record PreparedSample(VideoQaSample Sample, IReadOnlyList<int> I
     /// </summary>
     public IEnumerable<int> DecodePositions(int answer) => Enumerable.Range(Answers[answer].Start, Answers[answer].End - Answers[answer].Start - 1);
 
+    /// <summary>
+    /// Positions after the video (its last placeholder, the closing newline feature): the queries that read the stored
+    /// cache when the conversation is answered from a remembered video (the question's tokens after the video, the
+    /// generation prompt and every answer). Empty when the ids hold no video.
+    /// </summary>
+    public IEnumerable<int> AfterVideoPositions(int videoTokenId)
+    {
+        int last = -1;
+        for (int t = 0; t < Ids.Count; t++)
+        {
+            if (Ids[t] == videoTokenId)
+            {
+                last = t;
+            }
+        }
+
+        return last < 0 ? [] : Enumerable.Range(last + 1, Ids.Count - last - 1);
+    }
+
     /// <summary>Answer tokens (and ends of turn) the loss is taken over, in every answer.</summary>
     public int AnswerTokens => Answers.Sum(a => a.End - a.Start);
 
@@ -136,6 +155,12 @@ internal sealed class BatchGroup : IDisposable
     /// </summary>
     public long[] DecodeRows { get; private init; } = [];
 
+    /// <summary>
+    /// Flat indices of every real (not padding) position after each sample's video (<see cref="PreparedSample.AfterVideoPositions"/>):
+    /// the queries that read a remembered video's stored cache.
+    /// </summary>
+    public long[] AfterVideoRows { get; private init; } = [];
+
     /// <summary>The answer tokens those positions predict.</summary>
     public long[] AnswerTargets { get; private init; } = [];
 
@@ -163,6 +188,7 @@ internal sealed class BatchGroup : IDisposable
         var cellPositions = new List<long>();
         var rows = new List<long>();
         var decodeRows = new List<long>();
+        var afterVideoRows = new List<long>();
         var targets = new List<long>();
         int offset = 0;
         for (int b = 0; b < samples.Count; b++)
@@ -195,6 +221,8 @@ internal sealed class BatchGroup : IDisposable
 
                 decodeRows.AddRange(p.DecodePositions(a).Select(t => ((long)b * longest) + t));
             }
+
+            afterVideoRows.AddRange(p.AfterVideoPositions(videoTokenId).Select(t => ((long)b * longest) + t));
         }
 
         return new BatchGroup(samples, longest, torch.tensor(rgb, [frames, imageSize, imageSize, 3], ScalarType.Byte))
@@ -204,6 +232,7 @@ internal sealed class BatchGroup : IDisposable
             CellPositions = [.. cellPositions],
             AnswerRows = [.. rows],
             DecodeRows = [.. decodeRows],
+            AfterVideoRows = [.. afterVideoRows],
             AnswerTargets = [.. targets],
             FramesPerVideo = [.. samples.Select(p => p.Frames)],
             Color = [.. samples.SelectMany(p => p.Targets.Color)],

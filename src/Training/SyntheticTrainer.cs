@@ -110,7 +110,7 @@ public sealed class SyntheticTrainer
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
             + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
             + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state"))
-            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {(_options.QuantizedCacheQueries == CacheQueries.All ? "every query" : "the answers' queries")}"));
+            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {_options.QuantizedCacheQueries switch { CacheQueries.All => "every query", CacheQueries.Answers => "the answers' queries", _ => "every query after the video" }}"));
         using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
@@ -165,12 +165,13 @@ public sealed class SyntheticTrainer
             if (_options.EvaluateEvery > 0 && (step % _options.EvaluateEvery == 0 || last))
             {
                 model.SetTrainable(false);
-                var (accuracy, compressed) = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, roundTrips.Length > 0 ? roundTrips[^1] : null);
+                var (accuracy, compressed, reused) = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, roundTrips.Length > 0 ? roundTrips[^1] : null);
                 model.Save(outputDirectory);
                 SaveHeads(outputDirectory, head, motionHead);
                 model.SetTrainable(true);
                 _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily})"
-                    + (roundTrips.Length == 0 ? string.Empty : $"; answers decoded through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed!.Value.Overall:P1} ({compressed.Value.PerFamily})") + " (saved)");
+                    + (roundTrips.Length == 0 ? string.Empty : $"; answers decoded through the {roundTrips[^1].Options.Profile} {_options.QuantizedCachePreset} cache {compressed!.Value.Overall:P1} ({compressed.Value.PerFamily})"
+                        + $"; everything after the video through it, as from a remembered video, {reused!.Value.Overall:P1} ({reused.Value.PerFamily})") + " (saved)");
             }
         }
 
@@ -308,7 +309,12 @@ public sealed class SyntheticTrainer
             var trip = roundTrip();
             var hook = new TrainingHook(
                 trip,
-                trip is not null && _options.QuantizedCacheQueries == CacheQueries.Answers ? RowMask(group.DecodeRows, count, longest, device) : null,
+                trip is null ? null : _options.QuantizedCacheQueries switch
+                {
+                    CacheQueries.Answers => RowMask(group.DecodeRows, count, longest, device),
+                    CacheQueries.AfterVideo => RowMask(group.AfterVideoRows, count, longest, device),
+                    _ => null,
+                },
                 keepLayerOutputs: motionHead is not null && _options.MotionLayer is not null);
             var hidden = model.Forward(new DecoderInput(merged) { Hook = hook });
             var layerOutputs = hook.LayerOutputs;
@@ -406,7 +412,7 @@ public sealed class SyntheticTrainer
     }
 
     /// <summary>A bool mask [rows, columns] that is true at the given flat indices.</summary>
-    private static Tensor RowMask(long[] flat, int rows, int columns, Device device)
+    internal static Tensor RowMask(long[] flat, int rows, int columns, Device device)
     {
         bool[] mask = new bool[rows * columns];
         foreach (long i in flat)
@@ -420,13 +426,16 @@ public sealed class SyntheticTrainer
     /// <summary>
     /// Teacher-forced exact match on the validation split; with <paramref name="roundTrip"/>, also with the answer tokens
     /// attending to every layer's keys and values as that cache gives them back, as the decode steps of generation do
-    /// (the first answer token is predicted from the prompt in full precision, as at prefill). Each video is encoded once.
+    /// (the first answer token is predicted from the prompt in full precision, as at prefill), and with every query after
+    /// the video attending to it, as when the question is answered from a remembered video (the whole answer, its first
+    /// token included, then comes from the stored cache). Each video is encoded once.
     /// </summary>
-    private ((double Overall, string PerFamily) Exact, (double Overall, string PerFamily)? ThroughCache) QuickAccuracy(
+    private ((double Overall, string PerFamily) Exact, (double Overall, string PerFamily)? ThroughCache, (double Overall, string PerFamily)? AfterVideo) QuickAccuracy(
         LlavaOnevisionModel model, Qwen2Tokenizer tokenizer, VideoFramePreprocessor preprocessor, SceneOptions sceneOptions, int endOfTurn, Device device, CacheRoundTrip? roundTrip)
     {
         var exact = new Dictionary<QuestionFamily, (int Correct, int Total)>();
         var throughCache = new Dictionary<QuestionFamily, (int Correct, int Total)>();
+        var afterVideo = new Dictionary<QuestionFamily, (int Correct, int Total)>();
         for (int i = 0; i < _options.ValidationSamples; i++)
         {
             var sample = SceneGenerator.Generate(ValidationSeed(i), sceneOptions);
@@ -451,13 +460,16 @@ public sealed class SyntheticTrainer
                 long[] decodeRows = [.. p.DecodePositions(0).Select(t => (long)t)];
                 var hook = new TrainingHook(roundTrip, RowMask(decodeRows, 1, p.Ids.Count, device), keepLayerOutputs: false);
                 Score(throughCache, model.Forward(new DecoderInput(embeds) { Hook = hook }));
+                long[] afterRows = [.. p.AfterVideoPositions(model.Config.VideoTokenId).Select(t => (long)t)];
+                var reused = new TrainingHook(roundTrip, RowMask(afterRows, 1, p.Ids.Count, device), keepLayerOutputs: false);
+                Score(afterVideo, model.Forward(new DecoderInput(embeds) { Hook = reused }));
             }
         }
 
         (double, string) Summary(Dictionary<QuestionFamily, (int Correct, int Total)> counts) => (
             (double)counts.Values.Sum(v => v.Correct) / _options.ValidationSamples,
             string.Join(", ", counts.OrderBy(kv => kv.Key).Select(kv => $"{kv.Key} {(double)kv.Value.Correct / kv.Value.Total:P0}")));
-        return (Summary(exact), roundTrip is null ? null : Summary(throughCache));
+        return (Summary(exact), roundTrip is null ? null : Summary(throughCache), roundTrip is null ? null : Summary(afterVideo));
     }
 
     /// <summary>Fraction of the run done after <paramref name="steps"/> steps: steps or time, whichever is further along.</summary>

@@ -62,7 +62,10 @@ public sealed record TrainingOptions
     /// <summary>Share of batch groups trained through <see cref="QuantizedCachePreset"/>, 0 (default: none) to 1.</summary>
     public double QuantizedCacheShare { get; init; }
 
-    /// <summary>Which queries read the cache's keys and values in those groups: every one (default) or, as in generation, only the answers'.</summary>
+    /// <summary>
+    /// Which queries read the cache's keys and values in those groups: every one (default); as in generation, only the
+    /// answers'; or, as when a question is answered from a remembered (reused) video, every query after the video.
+    /// </summary>
     public CacheQueries QuantizedCacheQueries { get; init; } = CacheQueries.All;
 
     /// <summary>Where the auxiliary visual objective places each token's object: in its cell (default) or in the frame.</summary>
@@ -129,7 +132,7 @@ public sealed record TrainingOptions
 
         if (!Enum.IsDefined(QuantizedCacheQueries))
         {
-            throw new ArgumentException($"QuantizedCacheQueries ({QuantizedCacheQueries}) must be All or Answers.");
+            throw new ArgumentException($"QuantizedCacheQueries ({QuantizedCacheQueries}) must be All, Answers or AfterVideo.");
         }
 
         if (QuantizedCacheShare > 0 && !VidKV.AI.Quantization.Cache.KVCacheOptions.FromPreset(QuantizedCachePreset).IsQuantized)
@@ -160,4 +163,12 @@ public enum CacheQueries
     /// precision at prefill and only the decode steps read the cache; the other queries read the exact keys and values.
     /// </summary>
     Answers,
+
+    /// <summary>
+    /// Every query after the video (the question's tokens that follow it, the generation prompt and the answers), as when
+    /// a question is answered from a remembered video: the video was prefilled and stored compressed first, and
+    /// everything after it attends to the stored cache; the video's own tokens (and any text before it) attend to the
+    /// exact keys and values, as the video's prefill does.
+    /// </summary>
+    AfterVideo,
 }

@@ -117,10 +117,17 @@ public sealed class SyntheticTrainerTests : IDisposable
         Assert.Contains(log, l => l.Contains("vidkv-1.5/1.58 cache in the loop for 100 % of batch groups, read by every query", StringComparison.Ordinal));
         var validation = Assert.Single(log, l => l.Contains("validation", StringComparison.Ordinal));
         Assert.Contains("answers decoded through the Compact vidkv-1.5/1.58 cache", validation, StringComparison.Ordinal);
+        Assert.Contains("everything after the video through it", validation, StringComparison.Ordinal);
 
         var answers = new List<string>();
         new SyntheticTrainer(options with { QuantizedCacheQueries = CacheQueries.Answers, EvaluateEvery = 0 }, answers.Add).Train(Path.Combine(_temp, "qat-answers"));
         Assert.Contains(answers, l => l.Contains("read by the answers' queries", StringComparison.Ordinal));
+
+        var afterVideo = new List<string>();
+        new SyntheticTrainer(options with { QuantizedCacheQueries = CacheQueries.AfterVideo }, afterVideo.Add).Train(Path.Combine(_temp, "qat-after-video"));
+        Assert.Contains(afterVideo, l => l.Contains("read by every query after the video", StringComparison.Ordinal));
+        Assert.Matches(@"answer loss [0-9]+\.[0-9]+", afterVideo.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
+        Assert.Matches(@"everything after the video through it, as from a remembered video, [0-9]", Assert.Single(afterVideo, l => l.Contains("validation", StringComparison.Ordinal)));
         Assert.Matches(@"answer loss [0-9]+\.[0-9]+", answers.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
         Assert.Matches(@"answer loss [0-9]+\.[0-9]+", log.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
 
@@ -233,6 +240,65 @@ public sealed class SyntheticTrainerTests : IDisposable
                 Assert.Equal(second.Rgb.Take(96 * 96 * 3), firstPixels);
             }
         }
+    }
+
+    [Fact]
+    public void AfterVideoRows_MarkEveryRealPositionAfterEachSamplesVideo_AndNoPadding()
+    {
+        var tokenizer = SmallTokenizer();
+        var config = VidKvTinyRecipe.ModelConfig(tokenizer);
+        int endOfTurn = tokenizer.TokenToId("<|im_end|>")!.Value;
+        var options = new VidKV.AI.Training.Synthetic.SceneOptions { Width = 96, Height = 96, MaxFrames = 32, Family = VidKV.AI.Training.Synthetic.QuestionFamily.Attribute };
+
+        // Three conversations of different lengths in one group: one with two further questions, two with their own only.
+        var samples = new[] { 3, 5, 6 }.Select((seed, k) =>
+        {
+            var sample = SceneGenerator.Generate(seed, options);
+            var more = k == 0 ? SceneQuestions.About(sample).Take(2).ToList() : [];
+            return PreparedSample.Create(sample, s => SyntheticTrainer.Encode(tokenizer, config, s, endOfTurn, more: more), 96, VidKvTinyRecipe.CellsPerSide);
+        }).ToList();
+        using var batch = PreparedBatch.Create(samples, config.VideoTokenId, 96);
+        var g = Assert.Single(batch.Groups);
+        Assert.Contains(g.Samples, p => p.Ids.Count < g.Longest); // some rows are padded
+
+        var expected = new HashSet<long>();
+        for (int b = 0; b < g.Samples.Count; b++)
+        {
+            var ids = g.Samples[b].Ids;
+            int videoEnd = ids.Select((id, t) => (id, t)).Last(x => x.id == config.VideoTokenId).t + 1;
+            Assert.True(videoEnd < ids.Count);
+            var positions = g.Samples[b].AfterVideoPositions(config.VideoTokenId).ToList();
+            Assert.Equal(Enumerable.Range(videoEnd, ids.Count - videoEnd), positions);
+
+            // Every answer (and the question when it follows the video) lies after the video.
+            Assert.All(g.Samples[b].Answers, a => Assert.True(a.Start - 1 >= videoEnd));
+            expected.UnionWith(positions.Select(t => ((long)b * g.Longest) + t));
+        }
+
+        Assert.Equal(expected.Order(), g.AfterVideoRows.Order());
+        Assert.Subset(g.AfterVideoRows.ToHashSet(), g.DecodeRows.ToHashSet()); // the answers' decode steps read the cache
+        Assert.Subset(g.AfterVideoRows.ToHashSet(), g.AnswerRows.ToHashSet()); // and so does the prompt's last position
+        Assert.Empty(g.VideoPositions.Intersect(g.AfterVideoRows));
+
+        // The question's tokens follow the video (the chat template puts media first) and read the cache too.
+        Assert.All(g.Samples, p => Assert.True(p.Answers[0].Start - p.AfterVideoPositions(config.VideoTokenId).First() > 3));
+
+        // The mask the step hands the decoder: true exactly there, per sample, false on the video, the text before it and the padding.
+        using var scope = NewDisposeScope();
+        var mask = SyntheticTrainer.RowMask(g.AfterVideoRows, g.Samples.Count, g.Longest, CPU);
+        Assert.Equal(new long[] { g.Samples.Count, g.Longest }, mask.shape);
+        bool[] flat = mask.data<bool>().ToArray();
+        for (int i = 0; i < flat.Length; i++)
+        {
+            int b = i / g.Longest, t = i % g.Longest;
+            Assert.Equal(expected.Contains(i), flat[i]);
+            if (t >= g.Samples[b].Ids.Count || t <= g.Samples[b].Ids.ToList().LastIndexOf(config.VideoTokenId))
+            {
+                Assert.False(flat[i], $"sample {b} position {t}");
+            }
+        }
+
+        Assert.Empty(new PreparedSample(samples[0].Sample, [1, 2, 3], [(1, 3)], [], 0, samples[0].Targets).AfterVideoPositions(config.VideoTokenId));
     }
 
     /// <summary>The recipe's tokenizer, learnt from 300 samples, written to and read from a temporary folder.</summary>
