@@ -4,11 +4,12 @@
 #
 # Here (with the .NET 10 SDK): a trimmed self-contained publish, packed small (11.1 MB as .tar.xz on 2026-12-05; the
 # device takes 64 MiB of working tree in all and the tracked files are 36 MB). Trim warnings are not errors for this
-# publish only; the published copy of the built-in model is dropped (the run reads models/vidkv-tiny from the tree), and
+# publish only; System.Text.Json keeps reflection (config.json is written
+# through it: without the flag a trimmed publish fails at the first save); the published copy of the built-in model is dropped (the run reads models/vidkv-tiny from the tree), and
 # so are the debugger, dump and alternative-GC libraries, symbols and XML docs:
 #   rm -rf /tmp/vidkv-train && dotnet publish tools/Train -c Release -r linux-x64 --self-contained true -p:VidKVNoNativeLibTorch=true \
 #     -p:PublishTrimmed=true -p:TrimMode=partial -p:ILLinkTreatWarningsAsErrors=false -p:SuppressTrimAnalysisWarnings=true \
-#     -p:DebugType=none -p:InvariantGlobalization=true -o /tmp/vidkv-train
+#     -p:JsonSerializerIsReflectionEnabledByDefault=true -p:DebugType=none -p:InvariantGlobalization=true -o /tmp/vidkv-train
 #   (cd /tmp/vidkv-train && rm -rf models libmscordbi.so libmscordaccore.so createdump *.pdb *.xml libcoreclrtraceptprovider.so libclrgc.so libclrgcexp.so)
 #   mkdir -p .gpu && tar cf - -C /tmp/vidkv-train . | xz -9e -T1 > .gpu/vidkv-train.tar.xz   # .gpu/ is git-ignored
 # There (the repository's working tree, .gpu/ carried):
