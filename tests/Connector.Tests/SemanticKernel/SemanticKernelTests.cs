@@ -76,7 +76,7 @@ public sealed class SemanticKernelTests
         Assert.Equal(0, first.CachedPromptTokens);
         Assert.True(second.FromMemory);
         Assert.True(second.CachedPromptTokens > 0 && second.CachedPromptTokens < second.PromptTokens, $"{second}");
-        Assert.Equal(second.CachedPromptTokens, third.CachedPromptTokens);
+        Assert.True(third.CachedPromptTokens >= second.CachedPromptTokens, $"{third}"); // the repeated question may reuse more of its own prompt
         Assert.Equal(first.Text, third.Text); // an answer does not depend on whether the video was remembered
         Assert.Equal(direct.Text.Trim(), second.Text);
         Assert.True(second.TimeToFirstToken > TimeSpan.Zero && second.TimeToFirstToken <= second.Elapsed, $"{second}");
