@@ -20,8 +20,7 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
     private readonly HashSet<int> _endOfTurn;
     private readonly string _fingerprint;
 
-    /// <summary>Test hooks: requests whose media were decoded, and whose visual features were encoded (vision tower runs).</summary>
-    internal int MediaDecodes, VisualEncodes;
+    private int _mediaDecodes, _visualEncodes;
 
     private protected VideoLanguageModelBase(string directory, Qwen2Tokenizer tokenizer, IEnumerable<int> endOfSequenceIds)
     {
@@ -59,6 +58,20 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
 
     /// <inheritdoc />
     public VideoMemory VideoMemory { get; private set; }
+
+    /// <summary>
+    /// Requests (and <see cref="RememberVideo(ChatRequest, KVCacheOptions, IProgress{VideoMemoryProgress}?, CancellationToken)"/>
+    /// calls) whose images or videos this model decoded since it was loaded. A video answered from the video memory is not decoded.
+    /// </summary>
+    /// <remarks>Thread-safe; counts only, for monitoring and for checking that a remembered video is reused.</remarks>
+    public int MediaDecodes => Volatile.Read(ref _mediaDecodes);
+
+    /// <summary>
+    /// Requests (and remember calls) for which this model ran its vision tower since it was loaded. A video answered from the
+    /// video memory (in memory, on disk or in a shared cache) does not run it.
+    /// </summary>
+    /// <remarks>Thread-safe; counts only.</remarks>
+    public int VisualEncodes => Volatile.Read(ref _visualEncodes);
 
     /// <summary>Test hook: called with each request's cache when it is created.</summary>
     internal Action<ModelKVCache>? CacheCreated { get; set; }
@@ -118,6 +131,12 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
         ArgumentNullException.ThrowIfNull(video);
         return VideoMemory.Forget(MediaHasher.Hash(video, cancellationToken), cancellationToken);
     }
+
+    /// <summary>Counts one decoding of a request's media.</summary>
+    internal void CountMediaDecode() => Interlocked.Increment(ref _mediaDecodes);
+
+    /// <summary>Counts one run of the vision tower.</summary>
+    internal void CountVisualEncode() => Interlocked.Increment(ref _visualEncodes);
 
     /// <summary>Frees the weights (<see cref="DisposeModel"/>) and the video memory's in-memory entries.</summary>
     public void Dispose()

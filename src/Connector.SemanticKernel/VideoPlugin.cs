@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Diagnostics;
 using System.Net.Http.Headers;
 using Microsoft.Extensions.AI;
 using Microsoft.SemanticKernel;
@@ -13,7 +14,9 @@ namespace VidKV.AI.Connector;
 /// such as <see cref="VidKVChatClient"/>.
 /// </summary>
 /// <remarks>
-/// Thread-safe when the chat client is. Register it with <c>kernelBuilder.Plugins.AddVideoPlugin()</c> (the client is
+/// Several questions about one video reuse its compressed cache when the client has a video memory (a
+/// <see cref="VidKVChatClient"/> does by default): <see cref="AnswerAsync"/> reports how many prompt tokens came from it and
+/// the time taken. Thread-safe when the chat client is. Register it with <c>kernelBuilder.Plugins.AddVideoPlugin()</c> (the client is
 /// resolved from the kernel's services) or <c>kernel.Plugins.AddFromObject(new VideoPlugin(client), "video")</c>.
 /// </remarks>
 public sealed class VideoPlugin
@@ -50,9 +53,25 @@ public sealed class VideoPlugin
         [Description("The video: a local file path, a file: URL or an http(s) URL.")] string video,
         [Description("The question about the video, in plain words.")] string question,
         CancellationToken cancellationToken = default)
+        => (await AnswerAsync(video, question, cancellationToken).ConfigureAwait(false)).Text;
+
+    /// <summary>
+    /// Answers a question about a video and says what it cost: the prompt tokens the client's video memory supplied and the
+    /// time taken. With a <see cref="VidKVChatClient"/>, the first question about a video encodes it and remembers its
+    /// compressed cache; every later question about the same video (same file content and frame count) reads it from there
+    /// and prefills only its own tokens.
+    /// </summary>
+    /// <param name="video">A local path, a file: URL, or an http(s) URL.</param>
+    /// <param name="question">The question.</param>
+    /// <param name="cancellationToken">Cancels the download and the generation.</param>
+    /// <returns>The answer with its token counts and times.</returns>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    /// <exception cref="NotSupportedException">An http(s) URL and no <see cref="HttpClient"/>, or not a video or image.</exception>
+    public async Task<VideoAnswer> AnswerAsync(string video, string question, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(video);
         ArgumentException.ThrowIfNullOrWhiteSpace(question);
+        long start = Stopwatch.GetTimestamp();
         AIContent media = await OpenAsync(video, cancellationToken).ConfigureAwait(false);
         var options = new ChatOptions();
         if (FrameCount is { } frames)
@@ -60,9 +79,22 @@ public sealed class VideoPlugin
             options.WithFrameCount(frames);
         }
 
-        var response = await _chatClient.GetResponseAsync(
-            [new ChatMessage(ChatRole.User, [media, new Microsoft.Extensions.AI.TextContent(question)])], options, cancellationToken).ConfigureAwait(false);
-        return response.Text.Trim();
+        var updates = new List<ChatResponseUpdate>();
+        TimeSpan? firstToken = null;
+        await foreach (var update in _chatClient.GetStreamingResponseAsync(
+            [new ChatMessage(ChatRole.User, [media, new Microsoft.Extensions.AI.TextContent(question)])], options, cancellationToken).ConfigureAwait(false))
+        {
+            if (firstToken is null && !string.IsNullOrEmpty(update.Text))
+            {
+                firstToken = Stopwatch.GetElapsedTime(start);
+            }
+
+            updates.Add(update);
+        }
+
+        var elapsed = Stopwatch.GetElapsedTime(start);
+        var response = updates.ToChatResponse();
+        return new VideoAnswer(response.Text.Trim(), response.Usage?.InputTokenCount ?? 0, response.Usage?.CachedInputTokenCount ?? 0, firstToken ?? elapsed, elapsed);
     }
 
     /// <summary>Describes what happens in a video.</summary>

@@ -77,6 +77,16 @@ public sealed class VidKVChatClientOptions
     /// </summary>
     public Microsoft.Extensions.Caching.Hybrid.HybridCache? SharedVideoMemory { get; set; }
 
+    /// <summary>
+    /// Whether a client registered with <c>AddVidKVChatClient</c> shares its video memory through the application's
+    /// <see cref="Microsoft.Extensions.Caching.Hybrid.HybridCache"/> (default true): when the container has one
+    /// (<c>AddHybridCache</c>) over a distributed cache (for example <c>AddStackExchangeRedisCache</c>), and neither
+    /// <see cref="SharedVideoMemory"/> nor <see cref="VideoMemoryFolder"/> is set, remembered videos are stored there, so
+    /// every process using the same Redis answers from a video any of them encoded. False keeps the video memory in this
+    /// process. Ignored when the client is created without dependency injection, and when <see cref="VideoMemory"/> is false.
+    /// </summary>
+    public bool UseHybridCacheFromServices { get; set; } = true;
+
     /// <summary>Timeouts and retries before the first token (the Polly pipeline registered by <c>AddVidKVChatClient</c>).</summary>
     public VidKVResilienceOptions Resilience { get; set; } = new();
 

@@ -197,7 +197,7 @@ internal static class PromptPrefill
     {
         if (request.Videos.Count + request.Images.Count > 0)
         {
-            Interlocked.Increment(ref model.MediaDecodes);
+            model.CountMediaDecode();
         }
 
         return model.Decode(request, cancellationToken);
@@ -207,7 +207,7 @@ internal static class PromptPrefill
     {
         if (media.Videos.Count + media.Images.Count > 0)
         {
-            Interlocked.Increment(ref model.VisualEncodes);
+            model.CountVisualEncode();
         }
 
         return model.Encode(layout, media, cacheOptions);

@@ -1,4 +1,6 @@
 using Microsoft.Extensions.AI;
+using Microsoft.Extensions.Caching.Distributed;
+using Microsoft.Extensions.Caching.Hybrid;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
@@ -94,7 +96,7 @@ public static class VidKVServiceCollectionExtensions
             ConfigurePipeline(pipeline, context.ServiceProvider.GetRequiredService<IOptionsMonitor<VidKVChatClientOptions>>().Get(name).Resilience));
 
         VidKVChatClient Create(IServiceProvider sp) =>
-            new(sp.GetRequiredService<IOptionsMonitor<VidKVChatClientOptions>>().Get(name), sp.GetService<ILoggerFactory>());
+            new(WithSharedVideoMemory(sp, sp.GetRequiredService<IOptionsMonitor<VidKVChatClientOptions>>().Get(name)), sp.GetService<ILoggerFactory>());
 
         IChatClient Protect(IServiceProvider sp, VidKVChatClient client) =>
             sp.GetRequiredService<IOptionsMonitor<VidKVChatClientOptions>>().Get(name).Resilience.Enabled
@@ -109,6 +111,27 @@ public static class VidKVServiceCollectionExtensions
 
         services.AddKeyedSingleton(serviceKey, (sp, _) => Create(sp));
         return services.AddKeyedChatClient(serviceKey, sp => Protect(sp, sp.GetRequiredKeyedService<VidKVChatClient>(serviceKey)));
+    }
+
+    /// <summary>
+    /// The options a registered client runs with: the application's <see cref="HybridCache"/> as the shared video memory when
+    /// the container has one over a distributed cache and the options leave it to the container (a copy; the options
+    /// instance is not changed).
+    /// </summary>
+    internal static VidKVChatClientOptions WithSharedVideoMemory(IServiceProvider services, VidKVChatClientOptions options)
+    {
+        if (!options.VideoMemory || !options.UseHybridCacheFromServices || options.SharedVideoMemory is not null
+            || !string.IsNullOrEmpty(options.VideoMemoryFolder)
+            || services.GetService<HybridCache>() is not { } hybrid
+            || services.GetService<IDistributedCache>() is null or MemoryDistributedCache)
+        {
+            // Without a distributed cache the HybridCache only holds in-process copies: the video memory keeps those already.
+            return options;
+        }
+
+        var shared = options.Clone();
+        shared.SharedVideoMemory = hybrid;
+        return shared;
     }
 
     /// <summary>The default pipeline: retries of a full queue (exponential, jittered), then a per-attempt first-token timeout.</summary>

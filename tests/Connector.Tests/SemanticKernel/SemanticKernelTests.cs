@@ -61,6 +61,29 @@ public sealed class SemanticKernelTests
     }
 
     [Fact]
+    public async Task VideoPlugin_SeveralQuestionsOfOneVideo_ReuseItsMemory_AndSaySo()
+    {
+        var kernel = BuildKernel();
+        var client = kernel.GetRequiredService<VidKVChatClient>();
+        var plugin = new VideoPlugin(client);
+
+        var first = await plugin.AnswerAsync(TinyModel.VideoPath, "What moves?");
+        var second = await plugin.AnswerAsync(TinyModel.VideoPath, "What color is it?");
+        var third = await plugin.AnswerAsync(TinyModel.VideoPath, "What moves?");
+        var direct = await client.GetResponseAsync([TinyModel.VideoQuestion("What color is it?")]);
+
+        Assert.False(first.FromMemory);
+        Assert.Equal(0, first.CachedPromptTokens);
+        Assert.True(second.FromMemory);
+        Assert.True(second.CachedPromptTokens > 0 && second.CachedPromptTokens < second.PromptTokens, $"{second}");
+        Assert.True(third.CachedPromptTokens >= second.CachedPromptTokens, $"{third}"); // the repeated question may reuse more of its own prompt
+        Assert.Equal(first.Text, third.Text); // an answer does not depend on whether the video was remembered
+        Assert.Equal(direct.Text.Trim(), second.Text);
+        Assert.True(second.TimeToFirstToken > TimeSpan.Zero && second.TimeToFirstToken <= second.Elapsed, $"{second}");
+        client.Dispose();
+    }
+
+    [Fact]
     public async Task VideoPlugin_WebAddressWithoutHttpClient_SaysHowToFixIt()
     {
         var kernel = BuildKernel();

@@ -121,6 +121,25 @@ public sealed class OpenAIClientTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task OpenAIDotNet_SecondRequestAboutTheSameVideo_ReportsCachedPromptTokens()
+    {
+        await _host.Model.ForgetVideoAsync(new DataContent(Clip.Mp4, "video/mp4")); // InitializeAsync asked about it already
+        var chat = OpenAIChat();
+        UserChatMessage Ask(string question) => new(
+            ChatMessageContentPart.CreateFilePart(BinaryData.FromBytes(Clip.Mp4), "video/mp4", "scene.mp4"),
+            ChatMessageContentPart.CreateTextPart(question));
+
+        var first = (await chat.CompleteChatAsync(Ask(Clip.Question))).Value;
+        var second = (await chat.CompleteChatAsync(Ask("What color is the moving object?"))).Value;
+
+        // usage.prompt_tokens_details.cached_tokens, as the OpenAI .NET client reads it: the video came from the memory.
+        Assert.Equal(0, first.Usage.InputTokenDetails.CachedTokenCount);
+        Assert.True(second.Usage.InputTokenDetails.CachedTokenCount > 0, $"cached {second.Usage.InputTokenDetails.CachedTokenCount}");
+        Assert.True(second.Usage.InputTokenDetails.CachedTokenCount < second.Usage.InputTokenCount);
+        Assert.Equal(_withVideo, first.Content[0].Text);
+    }
+
+    [Fact]
     public async Task OpenAIDotNet_ErrorsInOpenAIShape()
     {
         var chat = OpenAIChat();
