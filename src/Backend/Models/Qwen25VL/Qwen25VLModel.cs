@@ -60,51 +60,22 @@ public sealed class Qwen25VLModel : nn.Module
     public static Qwen25VLModel Load(string directory, ModelLoadOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        options ??= new ModelLoadOptions();
-        if (options.DType is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
-        {
-            throw new ArgumentException($"DType is {options.DType}; allowed: Float32, BFloat16, Float16.", nameof(options));
-        }
-
+        options = CheckpointWeights.CheckOptions(options);
         var config = Qwen25VLConfig.Load(directory);
-        using var checkpoint = CheckpointFolder.Open(directory);
-        var names = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var stored in checkpoint.Names)
+        using var weights = CheckpointWeights.Open(directory, CanonicalName);
+
+        // Checked against the tensor headers before anything is allocated (the model built on the meta device gives the
+        // shapes): a config.json whose numbers disagree with the weights fails here.
+        bool separateHead = weights.SeparateHead(config.Text.TieWordEmbeddings);
+        using (var shapes = new Qwen25VLModel(config, ScalarType.BFloat16, new Device(DeviceType.META), separateHead))
         {
-            string canonical = CanonicalName(stored);
-            if (!names.TryAdd(canonical, stored))
-            {
-                throw new InvalidDataException($"Checkpoint '{directory}' holds both '{names[canonical]}' and '{stored}', which name the same weight.");
-            }
+            weights.Check(shapes.named_parameters().Select(p => (p.name, (long[]?)p.parameter.shape)).ToList(), "the Hub's and transformers 5's names", config.ModelType);
         }
 
-        bool hasHead = names.ContainsKey("lm_head.weight");
-        if (!hasHead && !config.Text.TieWordEmbeddings)
-        {
-            throw new InvalidDataException($"Checkpoint '{directory}' has no lm_head.weight and its config does not tie word embeddings (tie_word_embeddings is false).");
-        }
-
-        var result = new Qwen25VLModel(config, options.DType, options.Device ?? CPU, separateHead: hasHead && !config.Text.TieWordEmbeddings);
+        var result = new Qwen25VLModel(config, options.DType, options.Device ?? CPU, separateHead);
         try
         {
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var (name, parameter) in result.named_parameters())
-            {
-                if (!names.TryGetValue(name, out var stored))
-                {
-                    throw new InvalidDataException($"Checkpoint '{directory}' has no tensor for '{name}' (looked for it under the Hub's and transformers 5's names).");
-                }
-
-                checkpoint.FileOf(stored).CopyInto(stored, parameter);
-                used.Add(name);
-            }
-
-            var unexpected = names.Keys.Where(n => !used.Contains(n) && n != "lm_head.weight").ToList();
-            if (unexpected.Count > 0)
-            {
-                throw new InvalidDataException(
-                    $"Checkpoint '{directory}' has {unexpected.Count} tensors this model does not use, e.g. {string.Join(", ", unexpected.Take(5).Select(n => $"'{names[n]}'"))}; is it a {config.ModelType} checkpoint with this config?");
-            }
+            weights.CopyInto(result);
         }
         catch
         {
