@@ -96,26 +96,10 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     /// text); turn ends lie after each <c>&lt;|im_end|&gt;</c>. The text after a cut continues from the multimodal rotary
     /// position after the prefix (<see cref="VideoMemoryPrefix.NextPosition"/>), not from its token count.
     /// </remarks>
-    internal override PromptTokens Tokenize(ChatRequest request)
-    {
-        var ids = Tokenizer.Encode(QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true));
-        int mediaEnd = 0;
-        var turnEnds = new List<int>();
-        int? turnEnd = Tokenizer.TokenToId("<|im_end|>");
-        for (int i = 0; i < ids.Count; i++)
-        {
-            if (ids[i] == Model.Config.VisionEndTokenId)
-            {
-                mediaEnd = i + 1;
-            }
-            else if (ids[i] == turnEnd)
-            {
-                turnEnds.Add(i + 1);
-            }
-        }
-
-        return new PromptTokens(ids, mediaEnd, turnEnds);
-    }
+    internal override PromptTokens Tokenize(ChatRequest request) => PromptTokens.Scan(
+        Tokenizer.Encode(QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true)),
+        id => id == Model.Config.VisionEndTokenId,
+        Tokenizer.TokenToId("<|im_end|>"));
 
     /// <inheritdoc />
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
@@ -155,49 +139,9 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     /// <inheritdoc />
     internal override PromptLayout Layout(ChatRequest request, DecodedMedia media)
     {
-        string text = QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true);
         var config = Model.Config;
-        var ids = new List<int>();
-        int videoIndex = 0, imageIndex = 0, videoTokens = 0, imageTokens = 0;
-        var spans = new List<(int Start, int Length)>();
-        foreach (int id in Tokenizer.Encode(text))
-        {
-            if (id == config.VideoTokenId)
-            {
-                if (videoIndex >= media.Videos.Count)
-                {
-                    throw new ArgumentException($"The conversation has more video parts than the {media.Videos.Count} videos given.", nameof(request));
-                }
-
-                int count = Grid(media.Videos[videoIndex++]).Tokens(config.Vision.SpatialMergeSize);
-                spans.Add((ids.Count, count));
-                ids.AddRange(Enumerable.Repeat(id, count));
-                videoTokens += count;
-            }
-            else if (id == config.ImageTokenId)
-            {
-                if (imageIndex >= media.Images.Count)
-                {
-                    throw new ArgumentException($"The conversation has more image parts than the {media.Images.Count} images given.", nameof(request));
-                }
-
-                int count = Grid(media.Images[imageIndex++]).Tokens(config.Vision.SpatialMergeSize);
-                ids.AddRange(Enumerable.Repeat(id, count));
-                imageTokens += count;
-            }
-            else
-            {
-                ids.Add(id);
-            }
-        }
-
-        if (videoIndex != media.Videos.Count || imageIndex != media.Images.Count)
-        {
-            throw new ArgumentException(
-                $"The conversation has {videoIndex} video and {imageIndex} image parts, but {media.Videos.Count} videos and {media.Images.Count} images were given.", nameof(request));
-        }
-
-        return new PromptLayout(ids, videoTokens, imageTokens, spans);
+        int merge = config.Vision.SpatialMergeSize;
+        return PromptLayout.Expand(Tokenize(request).Ids, config.VideoTokenId, config.ImageTokenId, media, v => Grid(v).Tokens(merge), i => Grid(i).Tokens(merge));
     }
 
     /// <inheritdoc />
