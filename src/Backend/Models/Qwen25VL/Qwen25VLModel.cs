@@ -1,6 +1,7 @@
 using TorchSharp;
 using VidKV.AI.Backend.Checkpoints;
 using VidKV.AI.Backend.Models.Layers;
+using VidKV.AI.Backend.Models.Qwen2;
 using VidKV.AI.Quantization.Cache;
 using static TorchSharp.torch;
 
@@ -17,7 +18,7 @@ namespace VidKV.AI.Backend.Models.Qwen25VL;
 /// </remarks>
 public sealed class Qwen25VLModel : nn.Module
 {
-    private readonly QwenTextModel model;
+    private readonly Qwen2Decoder model;
     private readonly QwenVisionTower visual;
     private readonly LinearLayer? lm_head;
 
@@ -27,7 +28,7 @@ public sealed class Qwen25VLModel : nn.Module
         Config = config;
         DType = dtype;
         Device = device;
-        model = new QwenTextModel(config.Text, dtype, device);
+        model = new Qwen2Decoder(config.Text, dtype, device);
         visual = new QwenVisionTower(config.Vision, dtype, device);
         register_module(nameof(model), model);
         register_module(nameof(visual), visual);
