@@ -356,29 +356,7 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
     /// </summary>
     /// <exception cref="ArgumentException">Counts differ; the message gives both.</exception>
     public Tensor MergeVisual(Tensor ids, Tensor embeds, Tensor? videoFeatures, Tensor? imageFeatures)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        ArgumentNullException.ThrowIfNull(embeds);
-        using var scope = NewDisposeScope();
-        var result = embeds.clone();
-        var flatIds = ids.to(Device).reshape(-1);
-        foreach (var (tokenId, features, what) in new[] { (Config.VideoTokenId, videoFeatures, "video"), (Config.ImageTokenId, imageFeatures, "image") })
-        {
-            var positions = flatIds.eq(tokenId).nonzero().reshape(-1);
-            long expected = features?.shape[0] ?? 0;
-            if (positions.shape[0] != expected)
-            {
-                throw new ArgumentException($"The prompt has {positions.shape[0]} <{what}> placeholder tokens but the {what} inputs give {expected} feature rows.");
-            }
-
-            if (expected > 0)
-            {
-                result.index_copy_(1, positions, features!.to(result.dtype).unsqueeze(0));
-            }
-        }
-
-        return result.MoveToOuterDisposeScope();
-    }
+        => VisualEmbeddings.Merge(ids, embeds, Device, (Config.VideoTokenId, videoFeatures, "<video>"), (Config.ImageTokenId, imageFeatures, "<image>"));
 
     /// <summary>
     /// Runs the decoder over <see cref="DecoderInput.Embeddings"/> [B, T, D] and returns the final-normed hidden states
