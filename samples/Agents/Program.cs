@@ -19,10 +19,29 @@ using TextContent = Microsoft.Extensions.AI.TextContent;
 
 TorchRuntime.EnsureLoaded();
 string? model = Arg("--model"), video = Arg("--video");
+string supported = string.Join(", ", VideoLanguageModel.SupportedModelTypes);
 if (model is null && !BuiltInModel.IsAvailable)
 {
-    Console.Error.WriteLine($"The built-in model was not found in '{BuiltInModel.Directory}'; pass --model DIR (a LLaVA-OneVision checkpoint folder) or set {BuiltInModel.DirectoryVariable}.");
+    Console.Error.WriteLine($"The built-in model was not found in '{BuiltInModel.Directory}'; pass --model DIR (a checkpoint folder whose config.json model_type is one of: {supported}) or set {BuiltInModel.DirectoryVariable}.");
     return 1;
+}
+
+if (model is not null)
+{
+    try
+    {
+        string type = VideoLanguageModel.ReadModelType(model);
+        if (!VideoLanguageModel.SupportedModelTypes.Contains(type))
+        {
+            Console.Error.WriteLine($"--model '{model}' is a '{type}' checkpoint; supported model types: {supported} (e.g. LLaVA-OneVision, Qwen2.5-VL or Qwen2-VL folders as transformers saves them).");
+            return 1;
+        }
+    }
+    catch (Exception e) when (e is IOException or InvalidDataException)
+    {
+        Console.Error.WriteLine($"--model '{model}' is not a checkpoint folder this library loads: {e.Message}");
+        return 1;
+    }
 }
 
 string folder = Directory.CreateTempSubdirectory("vidkv-agents-").FullName;

@@ -10,7 +10,10 @@ namespace VidKV.AI.Backend.Memory;
 /// <param name="VideoTokens">How many of <paramref name="Ids"/> are video features.</param>
 /// <param name="ImageTokens">How many of <paramref name="Ids"/> are image features.</param>
 /// <param name="VideoSpans">Start and length of each video's tokens in <paramref name="Ids"/>.</param>
-/// <param name="NextPosition">The position id of the first token after the prefix.</param>
+/// <param name="NextPosition">The position id of the first token after the prefix, from which the text after it counts on.
+/// With multimodal rotary positions (Qwen2.5-VL, Qwen2-VL) a video or image advances the position by its time and its
+/// grid's height and width, not by its token count, so this is smaller than <c>Ids.Count</c>; it is stored with every
+/// entry (format version 1 has always held it).</param>
 public sealed record VideoMemoryPrefix(
     IReadOnlyList<int> PromptIds,
     IReadOnlyList<int> Ids,

@@ -78,6 +78,51 @@ public sealed class Qwen25VLLoadingTests : IClassFixture<QwenTinyFixture>, IDisp
         Assert.Equal(reference.argmax(-1).select(1, -1).item<long>(), logits.argmax(-1).select(1, -1).item<long>());
     }
 
+    [Theory]
+    [InlineData("num_hidden_layers", 1000, "has no tensor for 'model.layers.2.")]
+    [InlineData("intermediate_size", 4096, "the config and the weights disagree")]
+    public void ConfigDisagreeingWithTheWeights_FailsBeforeAllocating_NamingTheTensor(string key, int value, string expected)
+    {
+        // The shared checkpoint loader checks every tensor header against the model's shapes (built on the meta device)
+        // before allocating the weights: a thousand layers fail here, not in an allocation.
+        Directory.CreateDirectory(_temp);
+        foreach (var file in Directory.GetFiles(Path.Combine(QwenTinyFixture.Root, "model")))
+        {
+            File.Copy(file, Path.Combine(_temp, Path.GetFileName(file)));
+        }
+
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(_temp, "config.json")))!;
+        config["text_config"]![key] = value;
+        File.WriteAllText(Path.Combine(_temp, "config.json"), config.ToJsonString());
+
+        var ex = Assert.Throws<InvalidDataException>(() => Qwen25VLModel.Load(_temp));
+
+        _output.WriteLine(ex.Message);
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ExtraTensor_FailsNamingIt()
+    {
+        Directory.CreateDirectory(_temp);
+        foreach (var file in Directory.GetFiles(Path.Combine(QwenTinyFixture.Root, "model")).Where(f => !f.EndsWith(".safetensors", StringComparison.Ordinal)))
+        {
+            File.Copy(file, Path.Combine(_temp, Path.GetFileName(file)));
+        }
+
+        using (var scope = NewDisposeScope())
+        using (var source = VidKV.AI.Backend.Checkpoints.SafetensorsFile.Open(Path.Combine(QwenTinyFixture.Root, "model", "model.safetensors")))
+        {
+            var tensors = source.Tensors.Keys.Select(k => (k, source.Read(k))).Append(("model.visual.extra.weight", zeros(2, 2))).ToList();
+            VidKV.AI.Backend.Checkpoints.SafetensorsWriter.Write(Path.Combine(_temp, "model.safetensors"), tensors);
+        }
+
+        var ex = Assert.Throws<InvalidDataException>(() => Qwen25VLModel.Load(_temp));
+
+        Assert.Contains("'model.visual.extra.weight'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("qwen2_5_vl checkpoint", ex.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Config_WithoutMropeSection_FailsNamingIt()
     {

@@ -70,66 +70,18 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
     public static LlavaOnevisionModel Load(string directory, ModelLoadOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        options ??= new ModelLoadOptions();
-        if (options.DType is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
-        {
-            throw new ArgumentException($"DType is {options.DType}; allowed: Float32, BFloat16, Float16.", nameof(options));
-        }
-
+        options = CheckpointWeights.CheckOptions(options);
         var config = LlavaOnevisionConfig.Load(directory);
-        using var checkpoint = CheckpointFolder.Open(directory);
-        var names = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var stored in checkpoint.Names)
-        {
-            string canonical = CanonicalName(stored);
-            if (!names.TryAdd(canonical, stored))
-            {
-                throw new InvalidDataException($"Checkpoint '{directory}' holds both '{names[canonical]}' and '{stored}', which name the same weight.");
-            }
-        }
-
-        bool hasHead = names.ContainsKey("lm_head.weight");
-        if (!hasHead && !config.Text.TieWordEmbeddings)
-        {
-            throw new InvalidDataException($"Checkpoint '{directory}' has no lm_head.weight and its config does not tie word embeddings (tie_word_embeddings is false).");
-        }
+        using var weights = CheckpointWeights.Open(directory, CanonicalName);
 
         // Every parameter is checked against the tensor headers before anything is allocated, so the sizes allocated are
         // those of tensors that exist in the files: a config.json whose numbers disagree with the weights fails here.
-        bool separateHead = hasHead && !config.Text.TieWordEmbeddings;
-        var expected = ParameterShapes(config, tiedEmbeddings: !separateHead);
-        foreach (var (name, shape) in expected)
-        {
-            if (!names.TryGetValue(name, out var stored))
-            {
-                throw new InvalidDataException($"Checkpoint '{directory}' has no tensor for '{name}' (looked for it under the Hub's, transformers 5's and the module names).");
-            }
-
-            var file = checkpoint.FileOf(stored);
-            var info = file.Info(stored);
-            if (!info.Shape.SequenceEqual(shape))
-            {
-                throw new InvalidDataException(
-                    $"Tensor '{stored}' in '{file.Path}' has shape [{string.Join(", ", info.Shape)}], but the model expects [{string.Join(", ", shape)}] from its config.json; the config and the weights disagree.");
-            }
-        }
-
-        var used = expected.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
-        var unexpected = names.Keys.Where(n => !used.Contains(n) && n != "lm_head.weight" && !UnusedPrefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToList();
-        if (unexpected.Count > 0)
-        {
-            throw new InvalidDataException(
-                $"Checkpoint '{directory}' has {unexpected.Count} tensors this model does not use, e.g. {string.Join(", ", unexpected.Take(5).Select(n => $"'{names[n]}'"))}; is it a LLaVA-OneVision checkpoint with this config?");
-        }
-
+        bool separateHead = weights.SeparateHead(config.Text.TieWordEmbeddings);
+        weights.Check(ParameterShapes(config, tiedEmbeddings: !separateHead).Select(p => (p.Name, (long[]?)p.Shape)), "the Hub's, transformers 5's and the module names", "LLaVA-OneVision", UnusedPrefixes);
         var model = new LlavaOnevisionModel(config, options.DType, options.Device ?? CPU, separateHead);
         try
         {
-            foreach (var (name, parameter) in model.named_parameters())
-            {
-                string stored = names[name];
-                checkpoint.FileOf(stored).CopyInto(stored, parameter);
-            }
+            weights.CopyInto(model);
         }
         catch
         {
@@ -404,29 +356,7 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
     /// </summary>
     /// <exception cref="ArgumentException">Counts differ; the message gives both.</exception>
     public Tensor MergeVisual(Tensor ids, Tensor embeds, Tensor? videoFeatures, Tensor? imageFeatures)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        ArgumentNullException.ThrowIfNull(embeds);
-        using var scope = NewDisposeScope();
-        var result = embeds.clone();
-        var flatIds = ids.to(Device).reshape(-1);
-        foreach (var (tokenId, features, what) in new[] { (Config.VideoTokenId, videoFeatures, "video"), (Config.ImageTokenId, imageFeatures, "image") })
-        {
-            var positions = flatIds.eq(tokenId).nonzero().reshape(-1);
-            long expected = features?.shape[0] ?? 0;
-            if (positions.shape[0] != expected)
-            {
-                throw new ArgumentException($"The prompt has {positions.shape[0]} <{what}> placeholder tokens but the {what} inputs give {expected} feature rows.");
-            }
-
-            if (expected > 0)
-            {
-                result.index_copy_(1, positions, features!.to(result.dtype).unsqueeze(0));
-            }
-        }
-
-        return result.MoveToOuterDisposeScope();
-    }
+        => VisualEmbeddings.Merge(ids, embeds, Device, (Config.VideoTokenId, videoFeatures, "<video>"), (Config.ImageTokenId, imageFeatures, "<image>"));
 
     /// <summary>
     /// Runs the decoder over <see cref="DecoderInput.Embeddings"/> [B, T, D] and returns the final-normed hidden states

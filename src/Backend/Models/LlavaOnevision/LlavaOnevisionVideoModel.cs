@@ -76,26 +76,10 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
     private protected override void DisposeModel() => Model.Dispose();
 
     /// <inheritdoc />
-    internal override PromptTokens Tokenize(ChatRequest request)
-    {
-        var ids = Tokenizer.Encode(LlavaOnevisionChatTemplate.Render(request.Turns, addGenerationPrompt: true));
-        int mediaEnd = 0;
-        var turnEnds = new List<int>();
-        int? turnEnd = Tokenizer.TokenToId(LlavaOnevisionChatTemplate.TurnEnd);
-        for (int i = 0; i < ids.Count; i++)
-        {
-            if (ids[i] == Model.Config.VideoTokenId || ids[i] == Model.Config.ImageTokenId)
-            {
-                mediaEnd = i + 1;
-            }
-            else if (ids[i] == turnEnd)
-            {
-                turnEnds.Add(i + 1);
-            }
-        }
-
-        return new PromptTokens(ids, mediaEnd, turnEnds);
-    }
+    internal override PromptTokens Tokenize(ChatRequest request) => PromptTokens.Scan(
+        Tokenizer.Encode(LlavaOnevisionChatTemplate.Render(request.Turns, addGenerationPrompt: true)),
+        id => id == Model.Config.VideoTokenId || id == Model.Config.ImageTokenId,
+        Tokenizer.TokenToId(LlavaOnevisionChatTemplate.TurnEnd));
 
     /// <inheritdoc />
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
@@ -132,50 +116,10 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
     /// <inheritdoc />
     internal override PromptLayout Layout(ChatRequest request, DecodedMedia media)
     {
-        var ids = new List<int>();
-        int videoIndex = 0, imageIndex = 0, videoTokens = 0, imageTokens = 0;
-        var spans = new List<(int Start, int Length)>();
         var config = Model.Config;
-        foreach (int id in Tokenize(request).Ids)
-        {
-            if (id == config.VideoTokenId)
-            {
-                if (videoIndex >= media.Videos.Count)
-                {
-                    throw new ArgumentException($"The conversation has more video parts than the {media.Videos.Count} videos given.", nameof(request));
-                }
-
-                var frames = media.Videos[videoIndex++];
-                int count = VideoFramePreprocessor.CountVideoTokens((int)frames.shape[0], config.Vision.PatchesPerSide);
-                spans.Add((ids.Count, count));
-                ids.AddRange(Enumerable.Repeat(id, count));
-                videoTokens += count;
-            }
-            else if (id == config.ImageTokenId)
-            {
-                if (imageIndex >= media.Images.Count)
-                {
-                    throw new ArgumentException($"The conversation has more image parts than the {media.Images.Count} images given.", nameof(request));
-                }
-
-                var image = media.Images[imageIndex++];
-                int count = ImagePreprocessor.CountImageTokens((int)image.shape[0], (int)image.shape[1], config.Vision.PatchesPerSide, config.VisionAspectRatio);
-                ids.AddRange(Enumerable.Repeat(id, count));
-                imageTokens += count;
-            }
-            else
-            {
-                ids.Add(id);
-            }
-        }
-
-        if (videoIndex != media.Videos.Count || imageIndex != media.Images.Count)
-        {
-            throw new ArgumentException(
-                $"The conversation has {videoIndex} video and {imageIndex} image parts, but {media.Videos.Count} videos and {media.Images.Count} images were given.", nameof(request));
-        }
-
-        return new PromptLayout(ids, videoTokens, imageTokens, spans);
+        return PromptLayout.Expand(Tokenize(request).Ids, config.VideoTokenId, config.ImageTokenId, media,
+            frames => VideoFramePreprocessor.CountVideoTokens((int)frames.shape[0], config.Vision.PatchesPerSide),
+            image => ImagePreprocessor.CountImageTokens((int)image.shape[0], (int)image.shape[1], config.Vision.PatchesPerSide, config.VisionAspectRatio));
     }
 
     /// <inheritdoc />

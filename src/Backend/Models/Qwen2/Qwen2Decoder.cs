@@ -36,8 +36,26 @@ internal sealed class Qwen2Decoder : nn.Module
     /// </summary>
     public Tensor Forward(Tensor embeds, Tensor positions, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, IDecoderHook? hook)
     {
-        using var scope = NewDisposeScope();
+        // No dispose scope here: a hook's kept layer outputs move to the scope around the other overload's, the caller's.
         var rotary = RotaryEmbedding.Tables(positions, _config.HeadDim, _config.RopeTheta);
+        try
+        {
+            return Forward(embeds, rotary, caches, importance, hook);
+        }
+        finally
+        {
+            rotary.Cos.Dispose();
+            rotary.Sin.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Runs the layers with the given rotary tables (Qwen2.5-VL's multimodal ones) and returns the final-normed hidden
+    /// states; otherwise as the overload with positions.
+    /// </summary>
+    public Tensor Forward(Tensor embeds, RotaryTables rotary, IReadOnlyList<QuantizedKVCache>? caches, Tensor? importance, IDecoderHook? hook)
+    {
+        using var scope = NewDisposeScope();
         var h = embeds;
         for (int i = 0; i < layers.Count; i++)
         {

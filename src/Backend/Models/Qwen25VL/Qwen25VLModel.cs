@@ -1,6 +1,7 @@
 using TorchSharp;
 using VidKV.AI.Backend.Checkpoints;
 using VidKV.AI.Backend.Models.Layers;
+using VidKV.AI.Backend.Models.Qwen2;
 using VidKV.AI.Quantization.Cache;
 using static TorchSharp.torch;
 
@@ -17,7 +18,7 @@ namespace VidKV.AI.Backend.Models.Qwen25VL;
 /// </remarks>
 public sealed class Qwen25VLModel : nn.Module
 {
-    private readonly QwenTextModel model;
+    private readonly Qwen2Decoder model;
     private readonly QwenVisionTower visual;
     private readonly LinearLayer? lm_head;
 
@@ -27,7 +28,7 @@ public sealed class Qwen25VLModel : nn.Module
         Config = config;
         DType = dtype;
         Device = device;
-        model = new QwenTextModel(config.Text, dtype, device);
+        model = new Qwen2Decoder(config.Text, dtype, device);
         visual = new QwenVisionTower(config.Vision, dtype, device);
         register_module(nameof(model), model);
         register_module(nameof(visual), visual);
@@ -60,51 +61,22 @@ public sealed class Qwen25VLModel : nn.Module
     public static Qwen25VLModel Load(string directory, ModelLoadOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(directory);
-        options ??= new ModelLoadOptions();
-        if (options.DType is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
-        {
-            throw new ArgumentException($"DType is {options.DType}; allowed: Float32, BFloat16, Float16.", nameof(options));
-        }
-
+        options = CheckpointWeights.CheckOptions(options);
         var config = Qwen25VLConfig.Load(directory);
-        using var checkpoint = CheckpointFolder.Open(directory);
-        var names = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var stored in checkpoint.Names)
+        using var weights = CheckpointWeights.Open(directory, CanonicalName);
+
+        // Checked against the tensor headers before anything is allocated (the model built on the meta device gives the
+        // shapes): a config.json whose numbers disagree with the weights fails here.
+        bool separateHead = weights.SeparateHead(config.Text.TieWordEmbeddings);
+        using (var shapes = new Qwen25VLModel(config, ScalarType.BFloat16, new Device(DeviceType.META), separateHead))
         {
-            string canonical = CanonicalName(stored);
-            if (!names.TryAdd(canonical, stored))
-            {
-                throw new InvalidDataException($"Checkpoint '{directory}' holds both '{names[canonical]}' and '{stored}', which name the same weight.");
-            }
+            weights.Check(shapes.named_parameters().Select(p => (p.name, (long[]?)p.parameter.shape)).ToList(), "the Hub's and transformers 5's names", config.ModelType);
         }
 
-        bool hasHead = names.ContainsKey("lm_head.weight");
-        if (!hasHead && !config.Text.TieWordEmbeddings)
-        {
-            throw new InvalidDataException($"Checkpoint '{directory}' has no lm_head.weight and its config does not tie word embeddings (tie_word_embeddings is false).");
-        }
-
-        var result = new Qwen25VLModel(config, options.DType, options.Device ?? CPU, separateHead: hasHead && !config.Text.TieWordEmbeddings);
+        var result = new Qwen25VLModel(config, options.DType, options.Device ?? CPU, separateHead);
         try
         {
-            var used = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var (name, parameter) in result.named_parameters())
-            {
-                if (!names.TryGetValue(name, out var stored))
-                {
-                    throw new InvalidDataException($"Checkpoint '{directory}' has no tensor for '{name}' (looked for it under the Hub's and transformers 5's names).");
-                }
-
-                checkpoint.FileOf(stored).CopyInto(stored, parameter);
-                used.Add(name);
-            }
-
-            var unexpected = names.Keys.Where(n => !used.Contains(n) && n != "lm_head.weight").ToList();
-            if (unexpected.Count > 0)
-            {
-                throw new InvalidDataException(
-                    $"Checkpoint '{directory}' has {unexpected.Count} tensors this model does not use, e.g. {string.Join(", ", unexpected.Take(5).Select(n => $"'{names[n]}'"))}; is it a {config.ModelType} checkpoint with this config?");
-            }
+            weights.CopyInto(result);
         }
         catch
         {
@@ -156,29 +128,7 @@ public sealed class Qwen25VLModel : nn.Module
     /// </summary>
     /// <exception cref="ArgumentException">Counts differ; the message gives both.</exception>
     public Tensor MergeVisual(Tensor ids, Tensor embeds, Tensor? videoFeatures, Tensor? imageFeatures)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        ArgumentNullException.ThrowIfNull(embeds);
-        using var scope = NewDisposeScope();
-        var result = embeds.clone();
-        var flatIds = ids.to(Device).reshape(-1);
-        foreach (var (tokenId, features, what) in new[] { (Config.VideoTokenId, videoFeatures, "video"), (Config.ImageTokenId, imageFeatures, "image") })
-        {
-            var positions = flatIds.eq(tokenId).nonzero().reshape(-1);
-            long expected = features?.shape[0] ?? 0;
-            if (positions.shape[0] != expected)
-            {
-                throw new ArgumentException($"The prompt has {positions.shape[0]} <|{what}_pad|> placeholder tokens but the {what} inputs give {expected} feature rows.");
-            }
-
-            if (expected > 0)
-            {
-                result.index_copy_(1, positions, features!.to(result.dtype).unsqueeze(0));
-            }
-        }
-
-        return result.MoveToOuterDisposeScope();
-    }
+        => VisualEmbeddings.Merge(ids, embeds, Device, (Config.VideoTokenId, videoFeatures, "<|video_pad|>"), (Config.ImageTokenId, imageFeatures, "<|image_pad|>"));
 
     /// <summary>
     /// Runs the decoder over <see cref="DecoderInput.Embeddings"/> [B, T, D] and returns the final-normed hidden states.

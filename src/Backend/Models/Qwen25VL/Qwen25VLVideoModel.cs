@@ -1,3 +1,4 @@
+using TorchSharp;
 using VidKV.AI.Backend.Memory;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
@@ -91,12 +92,14 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
 
     /// <inheritdoc />
     /// <remarks>
-    /// No prefix is offered for reuse yet (<see cref="PromptTokens.MediaEnd"/> is 0): a reused prefix needs the text after
-    /// it placed at the multimodal rotary positions that follow the video, which this family does not compute for a
-    /// cut prompt yet. Every request prefills its whole prompt.
+    /// The media end lies just after the last <c>&lt;|vision_end|&gt;</c> (the video or image closed, before the question's
+    /// text); turn ends lie after each <c>&lt;|im_end|&gt;</c>. The text after a cut continues from the multimodal rotary
+    /// position after the prefix (<see cref="VideoMemoryPrefix.NextPosition"/>), not from its token count.
     /// </remarks>
-    internal override PromptTokens Tokenize(ChatRequest request)
-        => new(Tokenizer.Encode(QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true)), 0, Array.Empty<int>());
+    internal override PromptTokens Tokenize(ChatRequest request) => PromptTokens.Scan(
+        Tokenizer.Encode(QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true)),
+        id => id == Model.Config.VisionEndTokenId,
+        Tokenizer.TokenToId("<|im_end|>"));
 
     /// <inheritdoc />
     internal override DecodedMedia Decode(ChatRequest request, CancellationToken cancellationToken)
@@ -136,49 +139,9 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     /// <inheritdoc />
     internal override PromptLayout Layout(ChatRequest request, DecodedMedia media)
     {
-        string text = QwenChatTemplate.Render(request.Turns, addGenerationPrompt: true);
         var config = Model.Config;
-        var ids = new List<int>();
-        int videoIndex = 0, imageIndex = 0, videoTokens = 0, imageTokens = 0;
-        var spans = new List<(int Start, int Length)>();
-        foreach (int id in Tokenizer.Encode(text))
-        {
-            if (id == config.VideoTokenId)
-            {
-                if (videoIndex >= media.Videos.Count)
-                {
-                    throw new ArgumentException($"The conversation has more video parts than the {media.Videos.Count} videos given.", nameof(request));
-                }
-
-                int count = Grid(media.Videos[videoIndex++]).Tokens(config.Vision.SpatialMergeSize);
-                spans.Add((ids.Count, count));
-                ids.AddRange(Enumerable.Repeat(id, count));
-                videoTokens += count;
-            }
-            else if (id == config.ImageTokenId)
-            {
-                if (imageIndex >= media.Images.Count)
-                {
-                    throw new ArgumentException($"The conversation has more image parts than the {media.Images.Count} images given.", nameof(request));
-                }
-
-                int count = Grid(media.Images[imageIndex++]).Tokens(config.Vision.SpatialMergeSize);
-                ids.AddRange(Enumerable.Repeat(id, count));
-                imageTokens += count;
-            }
-            else
-            {
-                ids.Add(id);
-            }
-        }
-
-        if (videoIndex != media.Videos.Count || imageIndex != media.Images.Count)
-        {
-            throw new ArgumentException(
-                $"The conversation has {videoIndex} video and {imageIndex} image parts, but {media.Videos.Count} videos and {media.Images.Count} images were given.", nameof(request));
-        }
-
-        return new PromptLayout(ids, videoTokens, imageTokens, spans);
+        int merge = config.Vision.SpatialMergeSize;
+        return PromptLayout.Expand(Tokenize(request).Ids, config.VideoTokenId, config.ImageTokenId, media, v => Grid(v).Tokens(merge), i => Grid(i).Tokens(merge));
     }
 
     /// <inheritdoc />
@@ -214,6 +177,26 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     /// <inheritdoc />
     /// <remarks>Generated tokens are text: the same position on all three axes, counting on from the prompt's largest.</remarks>
     internal override Tensor? DecodePositionIds(long position) => tensor(new[] { position });
+
+    /// <inheritdoc />
+    /// <remarks>Text after a cut prefix: the same position on all three axes, counting on from the prefix's next position.</remarks>
+    internal override Tensor? TextPositionIds(long start, int count)
+    {
+        using var first = start.ToScalar();
+        using var end = (start + count).ToScalar();
+        return arange(first, end, VidKV.AI.Quantization.Scalars.OneInt64, ScalarType.Int64);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Multimodal positions after a video do not equal the token count: the next text token continues from the largest
+    /// position of the first <paramref name="tokens"/> tokens on any axis, plus one (transformers' <c>get_rope_index</c>).
+    /// </remarks>
+    internal override long PositionAfter(EncodedPrompt prompt, int tokens)
+    {
+        using var scope = NewDisposeScope();
+        return prompt.PositionIds!.narrow(-1, 0, tokens).max().item<long>() + 1;
+    }
 
     /// <summary>The patch grid of preprocessed frames [F, 3, H, W] (an image: F = 1).</summary>
     private VisionGrid Grid(Tensor frames)
