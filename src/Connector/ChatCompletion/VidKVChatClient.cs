@@ -109,6 +109,9 @@ public sealed partial class VidKVChatClient : IChatClient
     /// <summary>The worker, for tests.</summary>
     internal InferenceWorker Worker => _worker;
 
+    /// <summary>Test hook, called on the worker thread with each update a scheduled request sends, and the request's seed.</summary>
+    internal Action<long?, GenerationUpdate>? UpdateSent { get; set; }
+
     /// <summary>Test hook, called on the worker thread when a request's generation ends: tokens generated, and whether it was cancelled.</summary>
     internal Action<int, bool>? GenerationEnded { get; set; }
 
@@ -301,6 +304,7 @@ public sealed partial class VidKVChatClient : IChatClient
         return new GenerationWork(prepared, update =>
         {
             tokens += update.TokenId is null ? 0 : 1;
+            UpdateSent?.Invoke(prepared.Generation.Seed, update);
             writer.TryWrite(update);
         }, error =>
         {
