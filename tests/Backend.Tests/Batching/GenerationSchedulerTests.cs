@@ -315,12 +315,49 @@ public sealed class GenerationSchedulerTests : IClassFixture<PipelineFixture>
     }
 
     [Fact]
+    public void SequencesOfARememberedVideo_PrefillOnlyTheirQuestions_AndAnswerAsAlone()
+    {
+        using var scope = NewDisposeScope();
+        _f.Vlm.ConfigureVideoMemory(new VideoMemoryOptions());
+        try
+        {
+            var cache = Cache("vidkv-1.5/1.58");
+            var remembered = _f.Vlm.RememberVideo(Question(4, "What happens?"), cache);
+            var options = new GenerationOptions { MaxNewTokens = 10, StopAtEndOfTurn = false };
+            var plans = new[]
+            {
+                new Plan(0, Question(4, "Which colour is the square?"), options, cache),
+                new Plan(1, Question(4, "Where does it move?"), options with { Temperature = 1.1, Seed = 9 }, cache),
+            };
+            var expected = plans.Select(Alone).ToArray();
+            int encodes = _f.Vlm.VisualEncodes;
+
+            var run = Together(plans);
+
+            Assert.Equal(encodes, _f.Vlm.VisualEncodes); // the vision tower did not run: both read the stored video
+            for (int i = 0; i < plans.Length; i++)
+            {
+                Assert.Null(run.Errors[i]);
+                // At least the video (the runs alone also stored their conversations, which the scheduled ones then reuse).
+                Assert.True(run.Updates[i][^1].Usage!.CachedPromptTokens >= remembered.PromptTokens, $"{run.Updates[i][^1].Usage!.CachedPromptTokens} cached tokens");
+                AssertSame(expected[i].Select(WithoutCachedCount).ToList(), run.Updates[i].Select(WithoutCachedCount).ToList(), $"sequence {i}");
+            }
+        }
+        finally
+        {
+            _f.Vlm.ConfigureVideoMemory(new VideoMemoryOptions { Enabled = false });
+        }
+    }
+
+    [Fact]
     public void Options_OutOfRange_AreRefusedByName()
     {
         Assert.Contains("MaxConcurrentSequences", Assert.Throws<ArgumentException>(() => new GenerationScheduler(_f.Vlm, new GenerationSchedulerOptions { MaxConcurrentSequences = 0 })).Message, StringComparison.Ordinal);
         Assert.Contains("MaxCacheBytes", Assert.Throws<ArgumentException>(() => new GenerationScheduler(_f.Vlm, new GenerationSchedulerOptions { MaxCacheBytes = 0 })).Message, StringComparison.Ordinal);
         Assert.Contains("PrefillChunkTokens", Assert.Throws<ArgumentException>(() => new GenerationScheduler(_f.Vlm, new GenerationSchedulerOptions { PrefillChunkTokens = -1 })).Message, StringComparison.Ordinal);
     }
+
+    private static GenerationUpdate WithoutCachedCount(GenerationUpdate u) => u with { Usage = u.Usage is null ? null : u.Usage with { CachedPromptTokens = 0 } };
 
     private ModelKVCache Prefilled(ChatRequest request, KVCacheOptions options)
     {
