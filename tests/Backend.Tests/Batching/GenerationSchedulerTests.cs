@@ -181,6 +181,9 @@ public sealed class GenerationSchedulerTests : IClassFixture<PipelineFixture>
             var cancelled = new Plan(0, Question(2, "Which colour?"), options, Cache("vidkv-1.5/1.58"), cancel.Token);
             var late = new Plan(1, Question(3, "Where?"), options, Cache("fp16"));
             ModelKVCache? cancelledCache = null;
+            Alone(late); // whatever the model builds on first use exists before the count
+            caches.Clear();
+            long live = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
 
             var run = Together(new[] { keep, cancelled, late }, afterStep: (step, scheduler) =>
             {
@@ -200,6 +203,7 @@ public sealed class GenerationSchedulerTests : IClassFixture<PipelineFixture>
                 }
             });
 
+            Assert.Equal(live, TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount); // no tensor of any sequence is left
             Assert.Equal(3, caches.Count);
             Assert.All(caches, c => Assert.Equal(0, c.Memory.TotalBytes));
             Assert.Null(run.Errors[0]);
