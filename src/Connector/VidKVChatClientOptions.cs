@@ -60,6 +60,14 @@ public sealed class VidKVChatClientOptions
     /// </summary>
     public long MaxCacheBytes { get; set; } = 4L << 30;
 
+    /// <summary>
+    /// Largest part of a joining request's prompt prefilled between two steps of the running streams (0 to 1,000,000;
+    /// default 0: the whole prompt at once). Parts apply to prompts not read from the video memory, on LLaVA-OneVision,
+    /// with presets that protect no tokens; a later part attends over the compressed cache of the earlier ones, so a
+    /// prompt longer than one part can get another reply than with 0 (never one that depends on other requests).
+    /// </summary>
+    public int PrefillChunkTokens { get; set; }
+
     /// <summary>Requests that may wait for the model while others run (0 to 10,000); one more fails with <see cref="ModelBusyException"/>. Default 32.</summary>
     public int MaxQueueLength { get; set; } = 32;
 
@@ -155,6 +163,11 @@ public sealed class VidKVChatClientOptions
             throw new ArgumentException($"VidKV:MaxConcurrentSequences is {MaxConcurrentSequences}; allowed: 1 to 4,096.");
         }
 
+        if (PrefillChunkTokens is < 0 or > 1_000_000)
+        {
+            throw new ArgumentException($"VidKV:PrefillChunkTokens is {PrefillChunkTokens}; allowed: 0 (the whole prompt at once) to 1,000,000.");
+        }
+
         if (MaxCacheBytes < 1L << 20)
         {
             throw new ArgumentException($"VidKV:MaxCacheBytes is {MaxCacheBytes}; allowed: at least 1 MiB (1048576 bytes).");
@@ -196,6 +209,7 @@ public sealed class VidKVChatClientOptions
     {
         MaxConcurrentSequences = MaxConcurrentSequences,
         MaxCacheBytes = MaxCacheBytes,
+        PrefillChunkTokens = PrefillChunkTokens,
     };
 
     /// <summary>Device and type as the backend takes them.</summary>

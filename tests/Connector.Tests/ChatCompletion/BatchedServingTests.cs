@@ -138,16 +138,44 @@ public sealed class BatchedServingTests
         Assert.Contains("MaxCacheBytes", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ChunkedPrefill_StreamsAnswerAsTheBackendSchedulerAloneWithTheSameParts()
+    {
+        using var client = new VidKVChatClient(TinyModel.Options(o => { o.VideoMemory = false; o.PrefillChunkTokens = 8; }));
+        var expected = await client.Worker.RunAsync(model =>
+        {
+            var prepared = Inference.PreparedRequest.Create([Question(0)], Options(0), TinyModel.Options(), "m");
+            using var scheduler = new Backend.Batching.GenerationScheduler((VideoLanguageModelBase)model, new Backend.Batching.GenerationSchedulerOptions { MaxConcurrentSequences = 1, PrefillChunkTokens = 8 });
+            var updates = new List<GenerationUpdate>();
+            bool ended = false;
+            scheduler.Add(prepared.ToChatRequest(), prepared.Generation, prepared.Cache, updates.Add, e => { Assert.Null(e); ended = true; });
+            while (!ended)
+            {
+                scheduler.Step();
+            }
+
+            return string.Concat(updates.Select(u => u.Text));
+        });
+
+        var replies = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => client.GetResponseAsync([Question(0)], Options(0))));
+        Assert.All(replies, r => Assert.Equal(expected, r.Text));
+    }
+
     [Theory]
     [InlineData(nameof(VidKVChatClientOptions.MaxConcurrentSequences), 0)]
     [InlineData(nameof(VidKVChatClientOptions.MaxConcurrentSequences), 5000)]
     [InlineData(nameof(VidKVChatClientOptions.MaxCacheBytes), 1000)]
+    [InlineData(nameof(VidKVChatClientOptions.PrefillChunkTokens), -1)]
     public void Options_OutOfRange_AreRefusedByName(string name, long value)
     {
         var options = new VidKVChatClientOptions();
         if (name == nameof(VidKVChatClientOptions.MaxConcurrentSequences))
         {
             options.MaxConcurrentSequences = (int)value;
+        }
+        else if (name == nameof(VidKVChatClientOptions.PrefillChunkTokens))
+        {
+            options.PrefillChunkTokens = (int)value;
         }
         else
         {
