@@ -199,9 +199,9 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
 
     /// <summary>
     /// At least as many prompt tokens as the request's layout will have, known without decoding its media (for admission
-    /// by memory); the context length when the family cannot tell.
+    /// by memory); <see langword="null"/> when the family cannot tell (Qwen2.5-VL: its visual tokens follow each frame's size).
     /// </summary>
-    internal virtual int PromptTokenBound(ChatRequest request, PromptTokens tokens) => Info.ContextLength;
+    internal virtual int? PromptTokenBound(ChatRequest request, PromptTokens tokens) => null;
 
     /// <summary>Whether a prompt's prefill can run in parts that continue one cache (see <see cref="GenerationSchedulerOptions.PrefillChunkTokens"/>).</summary>
     internal virtual bool CanPrefillInChunks => true;

@@ -72,8 +72,9 @@ public sealed class GenerationScheduler : IDisposable
     /// The bytes a request's cache will reach: its prompt tokens (each video at its sampled frame count times the tokens
     /// per frame, known without decoding it) plus <see cref="GenerationOptions.MaxNewTokens"/> less one (the last token is
     /// never fed back), at the preset's bits,
-    /// measured by filling a probe cache of one layer that long (remembered per preset and length). 0 when
-    /// <see cref="GenerationSchedulerOptions.MaxCacheBytes"/> is <see cref="long.MaxValue"/>.
+    /// measured by filling a probe cache of one layer that long (remembered per preset and length). A family that cannot
+    /// count its prompt tokens before decoding the media (Qwen2.5-VL) reserves its whole context, at most
+    /// <see cref="GenerationSchedulerOptions.MaxCacheBytes"/>. 0 when that is <see cref="long.MaxValue"/>.
     /// </summary>
     /// <exception cref="ArgumentException">The request or options are invalid.</exception>
     public long CacheBytesNeeded(ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions)
@@ -86,7 +87,8 @@ public sealed class GenerationScheduler : IDisposable
         }
 
         long context = _model.Info.ContextLength;
-        long prompt = Math.Min(_model.PromptTokenBound(request, _model.Tokenize(request)), context);
+        int? bound = _model.PromptTokenBound(request, _model.Tokenize(request));
+        long prompt = Math.Min(bound ?? context, context);
         long generated = Math.Clamp(options.MaxNewTokens - 1, 0, context - prompt); // the last token is never fed back
         var key = (cacheOptions, prompt, generated);
         if (!_measured.TryGetValue(key, out long bytes))
@@ -95,7 +97,9 @@ public sealed class GenerationScheduler : IDisposable
             _measured[key] = bytes;
         }
 
-        return bytes;
+        // A family that cannot count its prompt before decoding reserves its whole context, at most the whole budget
+        // (then it runs alone rather than never).
+        return bound is null ? Math.Min(bytes, Options.MaxCacheBytes) : bytes;
     }
 
     /// <summary>Whether a request needing <paramref name="cacheBytes"/> may join now.</summary>

@@ -299,6 +299,32 @@ public sealed class GenerationSchedulerTests : IClassFixture<PipelineFixture>
     }
 
     [Fact]
+    public void ARequestWhosePromptCannotBeCountedBeforeDecoding_ReservesItsContext_AtMostTheBudget_AndRunsAlone()
+    {
+        using var scope = NewDisposeScope();
+        var image = new ChatRequest(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new ImagePart(), new TextPart("What is this?") }) })
+        {
+            Images = new[] { MediaSource.FromPixels(_f.Ref("video.frames")[0]) },
+        };
+        var options = new GenerationOptions { MaxNewTokens = 4, StopAtEndOfTurn = false };
+        using var roomy = new GenerationScheduler(_f.Vlm);
+        long context = roomy.CacheBytesNeeded(image, options, Cache("fp16"));
+        Assert.True(context > roomy.CacheBytesNeeded(Question(4, "What is this?"), options, Cache("fp16")));
+
+        using var tight = new GenerationScheduler(_f.Vlm, new GenerationSchedulerOptions { MaxCacheBytes = context / 4 });
+        Assert.Equal(context / 4, tight.CacheBytesNeeded(image, options, Cache("fp16")));
+        GenerationUpdate? last = null;
+        tight.Add(image, options, Cache("fp16"), u => last = u, Assert.Null);
+        Assert.False(tight.CanAdmit(1));
+        while (!tight.IsIdle)
+        {
+            tight.Step();
+        }
+
+        Assert.Equal(FinishReason.Length, last!.FinishReason);
+    }
+
+    [Fact]
     public void BadRequestOrCancelled_EndsWithItsErrorAndKeepsNothing()
     {
         using var scope = NewDisposeScope();

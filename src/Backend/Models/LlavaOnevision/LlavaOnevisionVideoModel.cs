@@ -211,12 +211,12 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
 
     /// <inheritdoc />
     /// <remarks>Text tokens plus, per video, its tokens at <see cref="FrameSamplingOptions.FrameCount"/> frames (a video with
-    /// fewer frames gets fewer); with images, the context length (their token count depends on their size).</remarks>
-    internal override int PromptTokenBound(ChatRequest request, PromptTokens tokens)
+    /// fewer frames gets fewer); none with images (their tokens follow their size).</remarks>
+    internal override int? PromptTokenBound(ChatRequest request, PromptTokens tokens)
     {
         if (request.Images.Count > 0)
         {
-            return Info.ContextLength;
+            return null;
         }
 
         var config = Model.Config;
