@@ -13,8 +13,8 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Bench;
 
 /// <summary>
-/// Many conversations at once with the built-in model (CPU): C streams arrive together, each is admitted (its prefill) in
-/// turn by a <see cref="BatchedGenerator"/>, then all decode together. Reports aggregate decode tokens per second (tokens
+/// Many conversations at once with the built-in model (CPU): C streams arrive together and join a
+/// <see cref="GenerationScheduler"/>, which prefills one per step while the joined ones decode, then all decode together. Reports aggregate decode tokens per second (tokens
 /// made by steps, over the steps' wall time) and each stream's first-token latency (arrival to its first token), for
 /// FP16 and vidkv-1.5/1.58 caches, with row-wise (batch-independent, bitwise) and batch-wide matrix products.
 /// </summary>
@@ -43,7 +43,7 @@ internal static class BatchingBenchmark
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{commandLine}`");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}; {TorchRuntime.Description}; {get_num_threads()} torch threads");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Model: {BuiltInModel.Name}; each stream: {frames} random 64x64 frames, a distinct question, greedy, {tokens} new tokens (no end-of-turn stop); Compact profile");
-        sb.AppendLine("- All streams arrive at once; the generator admits them one by one (whole prefill each, no chunking), then steps all active ones together. First token = arrival to the stream's first token (its prefill's). Decode tok/s = tokens made by steps / wall time of the steps. Single-run figures after a warm-up run.");
+        sb.AppendLine("- All streams arrive at once and join a GenerationScheduler: each step prefills one joining stream (whole prompt) and advances the joined ones by a token. First token = arrival to the stream's first token (its prefill's). Decode tok/s = tokens made by the steps after the last stream joined / their wall time. Single-run figures after a warm-up run.");
         sb.AppendLine("- Row-wise: matrix products once per row (tokens bitwise those of one-at-a-time runs); batch-wide: once over the batch.");
         sb.AppendLine();
         sb.AppendLine("| preset | products | streams | decode tok/s | x one stream | first token p50 ms | first token max ms | cache KiB (all streams, end of prefill) |");
@@ -80,7 +80,7 @@ internal static class BatchingBenchmark
     private static (double DecodeRate, double[] FirstTokenMs, long CacheBytes) Run(VideoLanguageModelBase model, KVCacheOptions cache, GenerationOptions options, bool rowWise, int streams, int frames)
     {
         using var scope = NewDisposeScope();
-        using var generator = new BatchedGenerator(model, rowWise);
+        using var scheduler = new GenerationScheduler(model, new GenerationSchedulerOptions { MaxConcurrentSequences = streams, RowWise = rowWise });
         var requests = Enumerable.Range(0, streams).Select(i =>
         {
             manual_seed(i);
@@ -92,21 +92,42 @@ internal static class BatchingBenchmark
         }).ToArray();
 
         var first = new double[streams];
+        var received = new int[streams];
+        long cacheBytes = 0;
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < streams; i++)
         {
-            generator.Admit(requests[i], options, cache);
-            first[i] = clock.Elapsed.TotalMilliseconds;
+            int index = i;
+            scheduler.Add(requests[i], options, cache, update =>
+            {
+                if (received[index]++ == 0)
+                {
+                    first[index] = clock.Elapsed.TotalMilliseconds;
+                }
+            }, error =>
+            {
+                if (error is not null)
+                {
+                    throw new InvalidOperationException($"Stream {index} failed.", error);
+                }
+            });
         }
 
-        long cacheBytes = generator.Memory.TotalBytes;
-        long made = 0;
-        var decode = Stopwatch.StartNew();
-        while (generator.Active.Count > 0)
+        // Steps while some stream still joins interleave its prefill with the others' decoding; the decode rate counts the
+        // steps after the last one joined (all streams decoding together).
+        while (scheduler.JoiningSequences > 0)
         {
-            made += generator.Step().Count(u => u.Update?.TokenId is not null);
+            scheduler.Step();
+            cacheBytes = Math.Max(cacheBytes, scheduler.CacheMemory.TotalBytes);
         }
 
-        return (made / decode.Elapsed.TotalSeconds, first, cacheBytes);
+        long before = received.Sum();
+        var decode = Stopwatch.StartNew();
+        while (!scheduler.IsIdle)
+        {
+            scheduler.Step();
+        }
+
+        return ((received.Sum() - before) / decode.Elapsed.TotalSeconds, first, cacheBytes);
     }
 }

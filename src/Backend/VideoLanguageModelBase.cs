@@ -1,3 +1,4 @@
+using VidKV.AI.Backend.Batching;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Memory;
@@ -212,52 +213,47 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
     /// <summary>The position of the token after the first <paramref name="tokens"/> tokens of an encoded prompt.</summary>
     internal virtual long PositionAfter(EncodedPrompt prompt, int tokens) => tokens;
 
+    /// <summary>What the cache holds per token (for measuring what a request's cache will need).</summary>
+    internal abstract CacheGeometry CacheGeometry { get; }
+
+    /// <summary>
+    /// At least as many prompt tokens as the request's layout will have, known without decoding its media (for admission
+    /// by memory); <see langword="null"/> when the family cannot tell (Qwen2.5-VL: its visual tokens follow each frame's size).
+    /// </summary>
+    internal virtual int? PromptTokenBound(ChatRequest request, PromptTokens tokens) => null;
+
+    /// <summary>Whether a prompt's prefill can run in parts that continue one cache (see <see cref="GenerationSchedulerOptions.PrefillChunkTokens"/>).</summary>
+    internal virtual bool CanPrefillInChunks => true;
+
+    /// <summary>The family's batched decoder, if it has one (else a scheduler runs each sequence's step on its own).</summary>
+    internal virtual IBatchedDecoder? BatchedDecoder => null;
+
+    /// <summary>The one-at-a-time path: the scheduler's loop with one sequence, so that one place holds the rules of a reply.</summary>
     private IEnumerable<GenerationUpdate> GenerateCore(ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        using var sampler = new TokenSampler(options);
-        var decoder = Tokenizer.CreateStreamingDecoder(skipSpecialTokens: true);
-        var stops = new StopSequenceMatcher(options.StopSequences);
-        var (cache, layout, next, position, cached) = PromptPrefill.Run(this, request, options, cacheOptions, sampler.Next, cancellationToken);
-        using var owned = cache;
-        int produced = 0;
+        var updates = new Queue<GenerationUpdate>();
+        Exception? error = null;
+        bool ended = false;
+        using var scheduler = new GenerationScheduler(this, GenerationSchedulerOptions.OneAtATime);
+        scheduler.Add(request, options, cacheOptions, updates.Enqueue, e => (error, ended) = (e, true), cancellationToken);
         while (true)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            if (options.StopAtEndOfTurn && _endOfTurn.Contains(next))
+            scheduler.Step();
+            while (updates.TryDequeue(out var update))
             {
-                yield return Final(stops.Push(decoder.Flush()) + stops.Flush(), null, FinishReason.EndOfTurn);
-                yield break;
+                yield return update;
             }
 
-            produced++;
-            string text = stops.Push(decoder.Push(next));
-            if (stops.Stopped)
+            if (ended)
             {
-                yield return Final(text, next, FinishReason.StopSequence);
+                if (error is not null)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+                }
+
                 yield break;
             }
-
-            if (produced >= options.MaxNewTokens)
-            {
-                yield return Final(text + stops.Push(decoder.Flush()) + stops.Flush(), next, FinishReason.Length);
-                yield break;
-            }
-
-            yield return new GenerationUpdate(text, next);
-            cancellationToken.ThrowIfCancellationRequested();
-            next = Step(next, position++, cache, sampler);
         }
-
-        GenerationUpdate Final(string text, int? token, FinishReason reason)
-            => new(text, token, reason, new GenerationUsage(layout.Ids.Count, layout.VideoTokens, layout.ImageTokens, produced, cache.Memory) { CachedPromptTokens = cached });
-    }
-
-    private int Step(int token, long position, ModelKVCache cache, TokenSampler sampler)
-    {
-        using var scope = NewDisposeScope();
-        var embeds = Embed(tensor(new long[] { token }).reshape(1, 1));
-        var hidden = Forward(new DecoderInput(embeds) { PositionIds = DecodePositionIds(position), Cache = cache });
-        return sampler.Next(Logits(hidden.select(1, -1))[0]);
     }
 }

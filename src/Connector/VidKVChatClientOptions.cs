@@ -46,7 +46,29 @@ public sealed class VidKVChatClientOptions
     /// <summary>Most tokens generated when <c>ChatOptions.MaxOutputTokens</c> is not set (1 to 1,000,000). Default 256.</summary>
     public int MaxOutputTokens { get; set; } = 256;
 
-    /// <summary>Requests that may wait for the model while one runs (0 to 10,000); one more fails with <see cref="ModelBusyException"/>. Default 32.</summary>
+    /// <summary>
+    /// Requests the model serves at once (1 to 4,096; default 8): they advance together, one token each per step, each over
+    /// its own compressed cache; more wait in the queue. 1 serves one request at a time.
+    /// </summary>
+    public int MaxConcurrentSequences { get; set; } = 8;
+
+    /// <summary>
+    /// Cache bytes the requests served at once may need together (at least 1 MiB; default 4 GiB): a request is admitted
+    /// while the bytes its cache will reach (prompt with every frame's tokens, plus its output tokens, at its preset, as
+    /// measured on a probe cache) fit beside those of the running ones; otherwise it waits in the queue. A request whose
+    /// cache alone needs more fails with an <see cref="ArgumentException"/>.
+    /// </summary>
+    public long MaxCacheBytes { get; set; } = 4L << 30;
+
+    /// <summary>
+    /// Largest part of a joining request's prompt prefilled between two steps of the running streams (0 to 1,000,000;
+    /// default 0: the whole prompt at once). Parts apply to prompts not read from the video memory, on LLaVA-OneVision,
+    /// with presets that protect no tokens; a later part attends over the compressed cache of the earlier ones, so a
+    /// prompt longer than one part can get another reply than with 0 (never one that depends on other requests).
+    /// </summary>
+    public int PrefillChunkTokens { get; set; }
+
+    /// <summary>Requests that may wait for the model while others run (0 to 10,000); one more fails with <see cref="ModelBusyException"/>. Default 32.</summary>
     public int MaxQueueLength { get; set; } = 32;
 
     /// <summary>How long a request may wait for the model before it fails with <see cref="ModelBusyException"/>. Default 2 minutes.</summary>
@@ -146,6 +168,21 @@ public sealed class VidKVChatClientOptions
             throw new ArgumentException($"VidKV:MaxQueueLength is {MaxQueueLength}; allowed: 0 to 10,000.");
         }
 
+        if (MaxConcurrentSequences is < 1 or > 4096)
+        {
+            throw new ArgumentException($"VidKV:MaxConcurrentSequences is {MaxConcurrentSequences}; allowed: 1 to 4,096.");
+        }
+
+        if (PrefillChunkTokens is < 0 or > 1_000_000)
+        {
+            throw new ArgumentException($"VidKV:PrefillChunkTokens is {PrefillChunkTokens}; allowed: 0 (the whole prompt at once) to 1,000,000.");
+        }
+
+        if (MaxCacheBytes < 1L << 20)
+        {
+            throw new ArgumentException($"VidKV:MaxCacheBytes is {MaxCacheBytes}; allowed: at least 1 MiB (1048576 bytes).");
+        }
+
         if (QueueTimeout <= TimeSpan.Zero && QueueTimeout != Timeout.InfiniteTimeSpan)
         {
             throw new ArgumentException($"VidKV:QueueTimeout is {QueueTimeout.ToString("c", CultureInfo.InvariantCulture)}; allowed: a positive time span, or infinite (-00:00:00.001).");
@@ -176,6 +213,14 @@ public sealed class VidKVChatClientOptions
         };
         return copy;
     }
+
+    /// <summary>The worker's scheduler settings.</summary>
+    internal Backend.Batching.GenerationSchedulerOptions ToSchedulerOptions() => new()
+    {
+        MaxConcurrentSequences = MaxConcurrentSequences,
+        MaxCacheBytes = MaxCacheBytes,
+        PrefillChunkTokens = PrefillChunkTokens,
+    };
 
     /// <summary>Device and type as the backend takes them.</summary>
     /// <exception cref="ArgumentException">Device or DType is not allowed; the message names the setting.</exception>

@@ -13,15 +13,22 @@ namespace VidKV.AI.Backend.Memory;
 internal static class PromptPrefill
 {
     public static PrefilledPrompt Run(VideoLanguageModelBase model, ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, Func<Tensor, int> sample, CancellationToken cancellationToken)
+        => Run(model, request, options, cacheOptions, PlanFor(model, request, options, cacheOptions, cancellationToken), sample, cancellationToken);
+
+    /// <summary>The video memory's plan for the request; <see langword="null"/> when the prompt is prefilled in one pass.</summary>
+    public static ReusePlan? PlanFor(VideoLanguageModelBase model, ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, CancellationToken cancellationToken)
+        => options.UseVideoMemory ? model.VideoMemory.Plan(request, model.Tokenize(request), cacheOptions, model.Info, cancellationToken) : null;
+
+    /// <summary>Runs the prefill with the plan of <see cref="PlanFor"/>.</summary>
+    public static PrefilledPrompt Run(VideoLanguageModelBase model, ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, ReusePlan? plan, Func<Tensor, int> sample, CancellationToken cancellationToken)
     {
-        var memory = options.UseVideoMemory ? model.VideoMemory : null;
-        var plan = memory?.Plan(request, model.Tokenize(request), cacheOptions, model.Info, cancellationToken);
         if (plan is null)
         {
             return Fresh(model, request, options.MaxNewTokens, cacheOptions, sample, cancellationToken);
         }
 
-        var hit = memory!.TryRestore(plan, cacheOptions, plan.Cuts, cancellationToken);
+        var memory = model.VideoMemory;
+        var hit = memory.TryRestore(plan, cacheOptions, plan.Cuts, cancellationToken);
         return hit is null
             ? Split(model, memory, plan, request, options.MaxNewTokens, cacheOptions, sample, cancellationToken)
             : Continue(model, memory, plan, hit, options.MaxNewTokens, cacheOptions, sample, cancellationToken);
@@ -186,14 +193,14 @@ internal static class PromptPrefill
         }
     }
 
-    private static ModelKVCache NewCache(VideoLanguageModelBase model, KVCacheOptions cacheOptions)
+    internal static ModelKVCache NewCache(VideoLanguageModelBase model, KVCacheOptions cacheOptions)
     {
         var cache = model.CreateCache(cacheOptions);
         model.CacheCreated?.Invoke(cache);
         return cache;
     }
 
-    private static DecodedMedia Decode(VideoLanguageModelBase model, ChatRequest request, CancellationToken cancellationToken)
+    internal static DecodedMedia Decode(VideoLanguageModelBase model, ChatRequest request, CancellationToken cancellationToken)
     {
         if (request.Videos.Count + request.Images.Count > 0)
         {
@@ -203,7 +210,7 @@ internal static class PromptPrefill
         return model.Decode(request, cancellationToken);
     }
 
-    private static EncodedPrompt Encode(VideoLanguageModelBase model, PromptLayout layout, DecodedMedia media, KVCacheOptions cacheOptions)
+    internal static EncodedPrompt Encode(VideoLanguageModelBase model, PromptLayout layout, DecodedMedia media, KVCacheOptions cacheOptions)
     {
         if (media.Videos.Count + media.Images.Count > 0)
         {
@@ -214,7 +221,7 @@ internal static class PromptPrefill
     }
 
     /// <summary>Tokens [start, end) of an encoded prompt as a decoder input over the cache (scores only with the first part).</summary>
-    private static DecoderInput Part(EncodedPrompt prompt, ModelKVCache cache, int start, int end) => new(prompt.Embeddings.narrow(1, start, end - start))
+    internal static DecoderInput Part(EncodedPrompt prompt, ModelKVCache cache, int start, int end) => new(prompt.Embeddings.narrow(1, start, end - start))
     {
         PositionIds = prompt.PositionIds?.narrow(-1, start, end - start),
         Cache = cache,
@@ -224,7 +231,7 @@ internal static class PromptPrefill
     private static VideoMemoryPrefix Prefix(VideoLanguageModelBase model, ReusePlan plan, int cut, PromptLayout layout, EncodedPrompt prompt, int end)
         => new(plan.Tokens.Ids.Take(cut).ToArray(), layout.Ids.Take(end).ToArray(), layout.VideoTokens, layout.ImageTokens, layout.VideoSpans, model.PositionAfter(prompt, end));
 
-    private static void CheckContext(VideoLanguageModelBase model, int promptTokens, int maxNewTokens, PromptLayout layout)
+    internal static void CheckContext(VideoLanguageModelBase model, int promptTokens, int maxNewTokens, PromptLayout layout)
     {
         if (promptTokens + maxNewTokens > model.Info.ContextLength)
         {

@@ -24,10 +24,12 @@ namespace VidKV.AI.Connector;
 /// <see cref="ChatOptions.AdditionalProperties"/> (see <see cref="VidKVChatOptions"/>). The caller's options are never changed.
 /// </para>
 /// <para>
-/// Thread-safe: one inference thread owns the model and runs one request at a time, from the first frame decoded to the
-/// last token; other requests wait in a bounded queue (<see cref="VidKVChatClientOptions.MaxQueueLength"/>,
-/// <see cref="VidKVChatClientOptions.QueueTimeout"/>) and fail with <see cref="ModelBusyException"/> when it is full or
-/// the wait runs too long. Cancelling a request, or abandoning its stream, stops generation within one token and frees
+/// Thread-safe: one inference thread owns the model and runs many requests at once, advancing them together a token per
+/// step, while their caches fit (<see cref="VidKVChatClientOptions.MaxConcurrentSequences"/>,
+/// <see cref="VidKVChatClientOptions.MaxCacheBytes"/>); a joining request's prefill runs between steps. Other requests
+/// wait in a bounded queue (<see cref="VidKVChatClientOptions.MaxQueueLength"/>, <see cref="VidKVChatClientOptions.QueueTimeout"/>)
+/// and fail with <see cref="ModelBusyException"/> when it is full or the wait runs too long. A request's tokens do not
+/// depend on what else runs. Cancelling a request, or abandoning its stream, stops generation within one step and frees
 /// that request's cache and frames before the call returns.
 /// </para>
 /// <para>
@@ -66,7 +68,7 @@ public sealed partial class VidKVChatClient : IChatClient
         _options.Validate();
         _logger = (ILogger?)loggerFactory?.CreateLogger<VidKVChatClient>() ?? NullLogger.Instance;
         var settings = _options;
-        _worker = new InferenceWorker(() => ConfigureMemory(LoadModel(settings), settings, _logger), ownsModel: true, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})");
+        _worker = new InferenceWorker(() => ConfigureMemory(LoadModel(settings), settings, _logger), ownsModel: true, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})", _options.ToSchedulerOptions());
         ModelId = _options.EffectiveModelId;
         Metadata = new ChatClientMetadata(ProviderName, null, ModelId);
     }
@@ -87,7 +89,7 @@ public sealed partial class VidKVChatClient : IChatClient
         _logger = (ILogger?)loggerFactory?.CreateLogger<VidKVChatClient>() ?? NullLogger.Instance;
         var memorySettings = _options;
         var memoryLogger = _logger;
-        _worker = new InferenceWorker(() => ConfigureMemory(model, memorySettings, memoryLogger), ownsModel, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})");
+        _worker = new InferenceWorker(() => ConfigureMemory(model, memorySettings, memoryLogger), ownsModel, _options.MaxQueueLength, $"VidKV inference ({_options.EffectiveModelId})", _options.ToSchedulerOptions());
         ModelId = _options.EffectiveModelId;
         Metadata = new ChatClientMetadata(ProviderName, null, ModelId);
     }
@@ -106,6 +108,9 @@ public sealed partial class VidKVChatClient : IChatClient
 
     /// <summary>The worker, for tests.</summary>
     internal InferenceWorker Worker => _worker;
+
+    /// <summary>Test hook, called on the worker thread with each update a scheduled request sends, and the request's seed.</summary>
+    internal Action<long?, GenerationUpdate>? UpdateSent { get; set; }
 
     /// <summary>Test hook, called on the worker thread when a request's generation ends: tokens generated, and whether it was cancelled.</summary>
     internal Action<int, bool>? GenerationEnded { get; set; }
@@ -142,7 +147,7 @@ public sealed partial class VidKVChatClient : IChatClient
         var created = DateTimeOffset.UtcNow;
         var channel = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         using var requestCts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var job = new InferenceJob((model, token) => Generate(model, prepared, channel.Writer, token), requestCts.Token);
+        var job = new InferenceJob(Scheduled(prepared, channel.Writer), (model, token) => Generate(model, prepared, channel.Writer, token), requestCts.Token);
         _worker.Enqueue(job);
         Log.Queued(_logger, responseId, prepared.Media.Count, _worker.Waiting);
         try
@@ -292,6 +297,31 @@ public sealed partial class VidKVChatClient : IChatClient
         return string.IsNullOrEmpty(options.ModelPath) ? BuiltInModel.Load(load) : VideoLanguageModel.Load(options.ModelPath, load);
     }
 
+    /// <summary>The request for the worker's scheduler: updates go to the stream; its end completes it (on the worker thread).</summary>
+    private GenerationWork Scheduled(PreparedRequest prepared, ChannelWriter<GenerationUpdate> writer)
+    {
+        int tokens = 0;
+        return new GenerationWork(prepared, update =>
+        {
+            tokens += update.TokenId is null ? 0 : 1;
+            UpdateSent?.Invoke(prepared.Generation.Seed, update);
+            writer.TryWrite(update);
+        }, error =>
+        {
+            if (error is OperationCanceledException && IsDisposed)
+            {
+                error = new ObjectDisposedException(nameof(VidKVChatClient), "The chat client was disposed while this request ran; its generation was stopped.");
+                writer.TryComplete(error);
+                GenerationEnded?.Invoke(tokens, true);
+                return;
+            }
+
+            writer.TryComplete(error);
+            GenerationEnded?.Invoke(tokens, error is OperationCanceledException);
+        });
+    }
+
+    /// <summary>The whole request at once, for a model without a scheduler (a family outside this library).</summary>
     private void Generate(IVideoLanguageModel model, PreparedRequest prepared, ChannelWriter<GenerationUpdate> writer, CancellationToken cancellationToken)
     {
         // The worker thread: the model decodes the media and frees every tensor of the request before Generate's enumeration ends.

@@ -14,6 +14,7 @@ internal sealed class InferenceJob
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _state;
+    private CancellationTokenSource? _linked;
 
     /// <summary>Creates a job; <paramref name="work"/> runs on the worker thread with a token that is cancelled
     /// when <paramref name="cancellationToken"/> is or the worker stops.</summary>
@@ -22,6 +23,20 @@ internal sealed class InferenceJob
         _work = work;
         _cancellationToken = cancellationToken;
     }
+
+    /// <summary>Creates a streamed request's job: the worker runs <paramref name="generation"/> through its scheduler beside
+    /// other requests, or, for a model without one, <paramref name="work"/> alone.</summary>
+    public InferenceJob(GenerationWork generation, Action<IVideoLanguageModel, CancellationToken> work, CancellationToken cancellationToken)
+        : this(work, cancellationToken)
+    {
+        Generation = generation;
+    }
+
+    /// <summary>The streamed request, when the job is one.</summary>
+    public GenerationWork? Generation { get; }
+
+    /// <summary>Whether its caller abandoned it while it waited.</summary>
+    public bool IsAbandoned => Volatile.Read(ref _state) == Abandoned;
 
     /// <summary>Completes when the worker takes the job.</summary>
     public Task Started => _started.Task;
@@ -82,5 +97,20 @@ internal sealed class InferenceJob
         {
             _completion.TrySetException(e);
         }
+    }
+
+    /// <summary>Starts a scheduled run: the token that stops it (the caller's, or the worker stopping) until <see cref="EndScheduled"/>.</summary>
+    public CancellationToken BeginScheduled(CancellationToken stopping)
+    {
+        _linked = CancellationTokenSource.CreateLinkedTokenSource(_cancellationToken, stopping);
+        return _linked.Token;
+    }
+
+    /// <summary>Ends a scheduled run (its errors went to the request's stream).</summary>
+    public void EndScheduled()
+    {
+        _linked?.Dispose();
+        _linked = null;
+        _completion.TrySetResult();
     }
 }

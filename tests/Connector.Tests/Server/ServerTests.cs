@@ -152,6 +152,27 @@ public sealed class ServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task EightSimultaneousStreams_AreServedTogether_WithoutA429_EachAsAlone()
+    {
+        // The host's queue holds one waiting request; eight streams fit beside each other (MaxConcurrentSequences 8).
+        var expected = JsonNode.Parse(await (await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: false, maxTokens: 10))).Content.ReadAsStringAsync())!;
+        string expectedText = (string?)expected["choices"]![0]!["message"]!["content"] ?? string.Empty;
+
+        var streams = await Task.WhenAll(Enumerable.Range(0, 8).Select(async _ =>
+        {
+            using var response = await _http.PostAsJsonAsync("/v1/chat/completions", Request(VideoDataUrl, stream: true, maxTokens: 10));
+            return (response.StatusCode, Body: await response.Content.ReadAsStringAsync());
+        }));
+
+        foreach (var (status, body) in streams)
+        {
+            Assert.True(status == HttpStatusCode.OK, $"{status}: {body}");
+            var chunks = body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries).Select(e => e.Trim()).Where(e => e != "data: [DONE]").Select(e => JsonNode.Parse(e["data: ".Length..])!).ToList();
+            Assert.Equal(expectedText, string.Concat(chunks.Select(c => (string?)c["choices"]![0]!["delta"]!["content"] ?? string.Empty)));
+        }
+    }
+
+    [Fact]
     public async Task Overload_FullQueueGives429_WaitPastTheLimitGives503()
     {
         using var gate = new ManualResetEventSlim();

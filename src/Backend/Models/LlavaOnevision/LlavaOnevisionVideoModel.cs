@@ -148,6 +148,28 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
     internal override ModelKVCache CreateCache(KVCacheOptions options) => Model.CreateCache(options);
 
     /// <inheritdoc />
+    internal override VidKV.AI.Backend.Batching.IBatchedDecoder BatchedDecoder => Model;
+
+    /// <inheritdoc />
+    internal override CacheGeometry CacheGeometry => new(Model.Config.Text.NumLayers, Model.Config.Text.NumKeyValueHeads, Model.Config.Text.HeadDim, Model.DType, Model.Device);
+
+    /// <inheritdoc />
+    /// <remarks>Text tokens plus, per video, its tokens at <see cref="FrameSamplingOptions.FrameCount"/> frames (a video with
+    /// fewer frames gets fewer); none with images (their tokens follow their size).</remarks>
+    internal override int? PromptTokenBound(ChatRequest request, PromptTokens tokens)
+    {
+        if (request.Images.Count > 0)
+        {
+            return null;
+        }
+
+        var config = Model.Config;
+        int videos = tokens.Ids.Count(id => id == config.VideoTokenId);
+        long bound = tokens.Ids.Count - videos + ((long)videos * VideoFramePreprocessor.CountVideoTokens(request.Sampling.FrameCount, config.Vision.PatchesPerSide));
+        return (int)Math.Min(bound, Info.ContextLength);
+    }
+
+    /// <inheritdoc />
     internal override Tensor Embed(Tensor ids) => Model.Embed(ids);
 
     /// <inheritdoc />

@@ -166,6 +166,13 @@ public sealed class Qwen25VLVideoModel : VideoLanguageModelBase
     internal override ModelKVCache CreateCache(KVCacheOptions options) => Model.CreateCache(options);
 
     /// <inheritdoc />
+    internal override CacheGeometry CacheGeometry => new(Model.Config.Text.NumLayers, Model.Config.Text.NumKeyValueHeads, Model.Config.Text.HeadDim, Model.DType, Model.Device);
+
+    /// <inheritdoc />
+    /// <remarks>Its multimodal positions of a later part are computed only for the whole prompt, so it prefills whole.</remarks>
+    internal override bool CanPrefillInChunks => false;
+
+    /// <inheritdoc />
     internal override Tensor Embed(Tensor ids) => Model.Embed(ids);
 
     /// <inheritdoc />
