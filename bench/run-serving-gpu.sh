@@ -4,8 +4,16 @@
 # decode throughput. No .NET needed there.
 #
 # Here (with the .NET 10 SDK):
-#   dotnet publish bench/VidKV.AI.Bench -c Release -r linux-x64 --self-contained true -p:VidKVNoNativeLibTorch=true -o /tmp/vidkv-bench
-#   mkdir -p .gpu && tar cJf .gpu/vidkv-bench.tar.xz -C /tmp/vidkv-bench .
+# a trimmed publish (about 11 MB packed; an untrimmed one is too large for the GPU machine's 64 MiB working tree), with the
+# same options as scripts/train-gpu.sh: System.Text.Json keeps reflection, trim warnings are not errors for this publish.
+#   rm -rf /tmp/vidkv-bench && dotnet publish bench/VidKV.AI.Bench -c Release -r linux-x64 --self-contained true \
+#     -p:VidKVNoNativeLibTorch=true -p:PublishTrimmed=true -p:TrimMode=partial -p:ILLinkTreatWarningsAsErrors=false \
+#     -p:SuppressTrimAnalysisWarnings=true -p:JsonSerializerIsReflectionEnabledByDefault=true -p:DebugType=none \
+#     -p:InvariantGlobalization=true -o /tmp/vidkv-bench
+#   (cd /tmp/vidkv-bench && rm -rf models libmscordbi.so libmscordaccore.so createdump *.pdb *.xml libcoreclrtraceptprovider.so libclrgc.so libclrgcexp.so)
+#   mkdir -p .gpu && tar cf - -C /tmp/vidkv-bench . | xz -6 -T2 > .gpu/vidkv-bench.tar.xz   # .gpu/ is git-ignored: carry it
+# Note: the publish builds the referenced projects without symbols; run `dotnet build VidKV.AI.sln -c Release` after it
+# before testing.
 # There (PyTorch with CUDA installed for python3):
 #   mkdir bench-bin && tar xJf .gpu/vidkv-bench.tar.xz -C bench-bin
 #   OUT=/some/folder bash bench/run-serving-gpu.sh bench-bin [serving options]

@@ -123,7 +123,7 @@ internal static class Program
                 case "batching":
                     return BatchingBenchmark.Run(
                         CommandLine(args),
-                        args.Contains("--streams") ? args[Array.IndexOf(args, "--streams") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 1, 4, 16 },
+                        args.Contains("--streams") ? args[Array.IndexOf(args, "--streams") + 1].Split(',').Select(f => Positive("--streams (comma-separated stream counts)", f)).ToArray() : new[] { 1, 4, 16 },
                         args.Contains("--frames") ? int.Parse(args[Array.IndexOf(args, "--frames") + 1], CultureInfo.InvariantCulture) : 8,
                         args.Contains("--tokens") ? int.Parse(args[Array.IndexOf(args, "--tokens") + 1], CultureInfo.InvariantCulture) : 32,
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
@@ -139,7 +139,7 @@ internal static class Program
                         args.Contains("--device") ? args[Array.IndexOf(args, "--device") + 1] : "cpu",
                         args.Contains("--memory-frames") ? args[Array.IndexOf(args, "--memory-frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 32, 256 },
                         args.Contains("--frames") ? int.Parse(args[Array.IndexOf(args, "--frames") + 1], CultureInfo.InvariantCulture) : 256,
-                        args.Contains("--streams") ? args[Array.IndexOf(args, "--streams") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 1, 4, 16, 64 },
+                        args.Contains("--streams") ? args[Array.IndexOf(args, "--streams") + 1].Split(',').Select(f => Positive("--streams (comma-separated stream counts)", f)).ToArray() : new[] { 1, 4, 16, 64 },
                         args.Contains("--budget-gib") ? double.Parse(args[Array.IndexOf(args, "--budget-gib") + 1], CultureInfo.InvariantCulture) : 40,
                         args.Contains("--new-tokens") ? int.Parse(args[Array.IndexOf(args, "--new-tokens") + 1], CultureInfo.InvariantCulture) : 256,
                         args.Contains("--steps") ? int.Parse(args[Array.IndexOf(args, "--steps") + 1], CultureInfo.InvariantCulture) : 10,
