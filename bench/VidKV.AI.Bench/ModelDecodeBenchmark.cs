@@ -22,21 +22,9 @@ internal static class ModelDecodeBenchmark
 {
     public static int Run(string commandLine, string device, int[] frameCounts, int repeats, int layers, string? output)
     {
-        TorchRuntime.EnsureLoaded();
         bool onCuda = device == "cuda";
-        if (onCuda && !TorchRuntime.TryInitializeCuda())
-        {
-            throw new ArgumentException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable}.");
-        }
-
-        var dev = torch.device(device);
-        var dtype = onCuda ? ScalarType.BFloat16 : ScalarType.Float32;
-        var config = SevenB();
-        config = config with { Text = config.Text with { NumLayers = layers } };
         using var noGrad = no_grad();
-        var build = Stopwatch.StartNew();
-        using var full = LlavaOnevisionModel.Create(config, new ModelLoadOptions { DType = dtype, Device = dev }, 0, drawOnDevice: true);
-        Console.Error.WriteLine($"model built in {build.Elapsed.TotalSeconds:F0} s");
+        using var full = CreateSevenB(device, visionLayers: 1, layers, out var config, out var dev, out var dtype);
         var rows = new List<string>();
         foreach (int frames in frameCounts)
         {
@@ -106,7 +94,30 @@ internal static class ModelDecodeBenchmark
         return 0;
     }
 
-    private static void Sync(bool onCuda)
+    /// <summary>
+    /// A random-weight model of LLaVA-OneVision-7B's geometry with <paramref name="layers"/> decoder layers, drawn on the
+    /// device (bf16 on CUDA, float32 on the CPU); checks that CUDA is there when asked for.
+    /// </summary>
+    internal static LlavaOnevisionModel CreateSevenB(string device, int visionLayers, int layers, out LlavaOnevisionConfig config, out Device dev, out ScalarType dtype)
+    {
+        TorchRuntime.EnsureLoaded();
+        bool onCuda = device == "cuda";
+        if (onCuda && !TorchRuntime.TryInitializeCuda())
+        {
+            throw new ArgumentException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable}.");
+        }
+
+        dev = torch.device(device);
+        dtype = onCuda ? ScalarType.BFloat16 : ScalarType.Float32;
+        config = SevenB(visionLayers);
+        config = config with { Text = config.Text with { NumLayers = layers } };
+        var build = Stopwatch.StartNew();
+        var model = LlavaOnevisionModel.Create(config, new ModelLoadOptions { DType = dtype, Device = dev }, 0, drawOnDevice: true);
+        Console.Error.WriteLine($"model built in {build.Elapsed.TotalSeconds:F0} s");
+        return model;
+    }
+
+    internal static void Sync(bool onCuda)
     {
         if (onCuda)
         {

@@ -33,21 +33,9 @@ internal static class ServingBenchmark
 
     public static int Run(string commandLine, string device, int[] memoryFrames, int frames, int[] streams, double budgetGiB, int newTokens, int steps, int visionLayers, int layers, string? output)
     {
-        TorchRuntime.EnsureLoaded();
         bool onCuda = device == "cuda";
-        if (onCuda && !TorchRuntime.TryInitializeCuda())
-        {
-            throw new ArgumentException($"--device cuda: no CUDA device through {TorchRuntime.Description}; set {TorchRuntime.LibTorchVariable}.");
-        }
-
-        var dev = torch.device(device);
-        var dtype = onCuda ? ScalarType.BFloat16 : ScalarType.Float32;
-        var config = ModelDecodeBenchmark.SevenB(visionLayers);
-        config = config with { Text = config.Text with { NumLayers = layers } };
         using var noGrad = no_grad();
-        var build = Stopwatch.StartNew();
-        using var model = LlavaOnevisionModel.Create(config, new ModelLoadOptions { DType = dtype, Device = dev }, 0, drawOnDevice: true);
-        Console.Error.WriteLine($"model built in {build.Elapsed.TotalSeconds:F0} s");
+        using var model = ModelDecodeBenchmark.CreateSevenB(device, visionLayers, layers, out var config, out var dev, out var dtype);
         var presets = new[]
         {
             ("FP16", KVCacheOptions.FromPreset("fp16")),
@@ -124,7 +112,7 @@ internal static class ServingBenchmark
             var pixels = rand([frames, 3, 384, 384], dtype: dtype, device: dev).mul(tensor(2f, dtype: dtype, device: dev)).sub(tensor(1f, dtype: dtype, device: dev));
             var system = randint(1000, 100000, [1, SystemTokens], device: dev);
             var question = randint(1000, 100000, [1, QuestionTokens], device: dev);
-            Sync(onCuda);
+            ModelDecodeBenchmark.Sync(onCuda);
 
             var watch = Stopwatch.StartNew();
             var video = model.EncodeVideo(pixels).unsqueeze(0).to(dtype);
@@ -168,7 +156,7 @@ internal static class ServingBenchmark
             // One decode step, so that the fused kernel's per-cache workspace exists and is counted too.
             var probe = (IBatchedDecoder)model;
             probe.ForwardDecodeBatch(model.Embed(randint(1000, 100000, [1, 1], device: dev)), new Tensor?[1], new[] { cache }, rowWise: false);
-            Sync(onCuda);
+            ModelDecodeBenchmark.Sync(onCuda);
             long held = cache.Memory.TotalBytes;
             workspace = cache.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0);
             perConversation = held + workspace + (long)Math.Ceiling(held / (double)cache.Length * newTokens);
@@ -190,7 +178,7 @@ internal static class ServingBenchmark
                 reserved += perConversation;
             }
 
-            Sync(onCuda);
+            ModelDecodeBenchmark.Sync(onCuda);
             var decoder = (IBatchedDecoder)model;
             var measured = new List<(int N, double Ms, double PerSecond)>();
             foreach (int n in streams.Where(n => n <= caches.Count).Append(caches.Count).Distinct().Order())
@@ -201,7 +189,7 @@ internal static class ServingBenchmark
                 {
                     using var scope = NewDisposeScope();
                     var ids = randint(1000, 100000, [n, 1], device: dev);
-                    Sync(onCuda);
+                    ModelDecodeBenchmark.Sync(onCuda);
                     var watch = Stopwatch.StartNew();
                     var hidden = decoder.ForwardDecodeBatch(model.Embed(ids), new Tensor?[n], active, rowWise: false);
                     model.Logits(hidden.select(1, -1)).argmax(-1).cpu();
@@ -248,14 +236,6 @@ internal static class ServingBenchmark
         else
         {
             manual_seed(seed);
-        }
-    }
-
-    private static void Sync(bool onCuda)
-    {
-        if (onCuda)
-        {
-            cuda.synchronize();
         }
     }
 }

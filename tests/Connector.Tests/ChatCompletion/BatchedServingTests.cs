@@ -18,7 +18,7 @@ public sealed class BatchedServingTests
         var sequential = new List<string>();
         for (int i = 0; i < streams; i++)
         {
-            sequential.Add(await Collect(client, Question(i), Options(i)));
+            sequential.Add(await Streams.Collect(client, Question(i), Options(i)));
         }
 
         // Hold the worker until all streams wait, so that they join together; then order what the worker sends.
@@ -26,9 +26,9 @@ public sealed class BatchedServingTests
         client.UpdateSent = (seed, update) => sent.Add((seed!.Value, update.FinishReason is not null));
         using var gate = new ManualResetEventSlim();
         var blocker = client.Worker.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
-        await WaitUntil(() => client.QueuedRequests == 0);
-        var concurrent = Enumerable.Range(0, streams).Select(i => Collect(client, Question(i), Options(i))).ToArray();
-        await WaitUntil(() => client.QueuedRequests == streams);
+        await Streams.WaitUntil(() => client.QueuedRequests == 0, 10);
+        var concurrent = Enumerable.Range(0, streams).Select(i => Streams.Collect(client, Question(i), Options(i))).ToArray();
+        await Streams.WaitUntil(() => client.QueuedRequests == streams, 10);
         gate.Set();
         await blocker;
         var replies = await Task.WhenAll(concurrent);
@@ -52,7 +52,7 @@ public sealed class BatchedServingTests
     {
         // No video memory, so that every tensor of a request is gone when it ends (counted on the worker thread).
         using var client = new VidKVChatClient(TinyModel.Options(o => o.VideoMemory = false));
-        string expected = await Collect(client, Question(1), Options(1, 24));
+        string expected = await Streams.Collect(client, Question(1), Options(1, 24));
         long live = await client.Worker.RunAsync(_ => TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount);
         var ended = new TaskCompletionSource<(int Tokens, bool Cancelled)>(TaskCreationOptions.RunContinuationsAsynchronously);
         int sentToCancelled = 0;
@@ -72,7 +72,7 @@ public sealed class BatchedServingTests
             }
         };
 
-        var other = Collect(client, Question(1), Options(1, 24));
+        var other = Streams.Collect(client, Question(1), Options(1, 24));
         int sentAtCancel = -1;
         var cancelledStream = Task.Run(async () =>
         {
@@ -124,12 +124,12 @@ public sealed class BatchedServingTests
         }
 
         Assert.True(twice > 0 && never > 0, $"no output length fits the test's budget: {twice}, {never}");
-        string alone = await Collect(probe, Question(0), Options(0, twice));
+        string alone = await Streams.Collect(probe, Question(0), Options(0, twice));
 
         using var client = new VidKVChatClient(TinyModel.Options(o => { o.CachePreset = "fp16"; o.MaxCacheBytes = budget; }));
         int maxActive = 0;
         client.UpdateSent = (_, _) => maxActive = Math.Max(maxActive, client.Worker.ActiveSequences);
-        var replies = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Collect(client, Question(0), Options(0, twice))));
+        var replies = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Streams.Collect(client, Question(0), Options(0, twice))));
         Assert.All(replies, r => Assert.Equal(alone, r));
         Assert.InRange(maxActive, 1, 2);
 
@@ -184,30 +184,5 @@ public sealed class BatchedServingTests
 
         var e = Assert.Throws<ArgumentException>(options.Validate);
         Assert.Contains($"VidKV:{name} is {value}", e.Message, StringComparison.Ordinal);
-    }
-
-    private static async Task<string> Collect(IChatClient client, ChatMessage question, ChatOptions options)
-    {
-        var parts = new List<string>();
-        await foreach (var update in client.GetStreamingResponseAsync([question], options))
-        {
-            parts.Add(update.Text);
-            if (update.FinishReason is { } reason)
-            {
-                parts.Add($"<{reason}:{update.Contents.OfType<UsageContent>().Single().Details.OutputTokenCount}>");
-            }
-        }
-
-        return string.Join("|", parts);
-    }
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        for (int i = 0; i < 1000 && !condition(); i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(condition(), "condition not reached in 10 s");
     }
 }

@@ -15,10 +15,10 @@ public sealed class ConcurrencyTests
         var sequential = new List<string>();
         for (int i = 0; i < 8; i++)
         {
-            sequential.Add(await Collect(client, Question(i), Options(i)));
+            sequential.Add(await Streams.Collect(client, Question(i), Options(i)));
         }
 
-        var concurrent = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => Task.Run(() => Collect(client, Question(i), Options(i)))));
+        var concurrent = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => Task.Run(() => Streams.Collect(client, Question(i), Options(i)))));
 
         Assert.Equal(sequential, concurrent);
         Assert.True(sequential.Distinct().Count() > 1, "different seeds give different replies, so a mix-up would show");
@@ -31,9 +31,9 @@ public sealed class ConcurrencyTests
         using var client = new VidKVChatClient(TinyModel.Options(o => o.MaxQueueLength = 1));
         using var gate = new ManualResetEventSlim();
         var blocker = client.Worker.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
-        await WaitUntil(() => client.QueuedRequests == 0);
+        await Streams.WaitUntil(() => client.QueuedRequests == 0, 5);
         var waiting = client.GetResponseAsync([TinyModel.VideoQuestion()], new ChatOptions { MaxOutputTokens = 2 });
-        await WaitUntil(() => client.QueuedRequests == 1);
+        await Streams.WaitUntil(() => client.QueuedRequests == 1, 5);
 
         var e = await Assert.ThrowsAsync<ModelBusyException>(() => client.GetResponseAsync([TinyModel.VideoQuestion()]));
 
@@ -50,7 +50,7 @@ public sealed class ConcurrencyTests
         using var client = new VidKVChatClient(TinyModel.Options(o => o.QueueTimeout = TimeSpan.FromMilliseconds(300)));
         using var gate = new ManualResetEventSlim();
         var blocker = client.Worker.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
-        await WaitUntil(() => client.QueuedRequests == 0);
+        await Streams.WaitUntil(() => client.QueuedRequests == 0, 5);
 
         var e = await Assert.ThrowsAsync<ModelBusyException>(() => client.GetResponseAsync([TinyModel.VideoQuestion()]));
 
@@ -71,7 +71,7 @@ public sealed class ConcurrencyTests
         var blocker = client.Worker.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
         using var cts = new CancellationTokenSource();
         var waiting = client.GetResponseAsync([TinyModel.VideoQuestion()], cancellationToken: cts.Token);
-        await WaitUntil(() => client.QueuedRequests == 1);
+        await Streams.WaitUntil(() => client.QueuedRequests == 1, 5);
 
         cts.Cancel();
 
@@ -88,10 +88,10 @@ public sealed class ConcurrencyTests
         using var gate = new ManualResetEventSlim();
         var blocker = client.Worker.RunAsync(_ => gate.Wait(TimeSpan.FromSeconds(30)));
         var waiting = client.GetResponseAsync([TinyModel.VideoQuestion()]);
-        await WaitUntil(() => client.QueuedRequests == 1);
+        await Streams.WaitUntil(() => client.QueuedRequests == 1, 5);
 
         var disposing = Task.Run(client.Dispose); // waits for the worker, which is held by the gate
-        await WaitUntil(() => client.IsDisposed);
+        await Streams.WaitUntil(() => client.IsDisposed, 5);
         gate.Set();
         await disposing;
 
@@ -99,30 +99,5 @@ public sealed class ConcurrencyTests
         await Assert.ThrowsAsync<ObjectDisposedException>(() => client.GetResponseAsync([TinyModel.VideoQuestion()]));
         Assert.Null(client.GetService<Backend.IVideoLanguageModel>());
         client.Dispose();
-    }
-
-    private static async Task<string> Collect(IChatClient client, ChatMessage question, ChatOptions options)
-    {
-        var parts = new List<string>();
-        await foreach (var update in client.GetStreamingResponseAsync([question], options))
-        {
-            parts.Add(update.Text);
-            if (update.FinishReason is { } reason)
-            {
-                parts.Add($"<{reason}:{update.Contents.OfType<UsageContent>().Single().Details.OutputTokenCount}>");
-            }
-        }
-
-        return string.Join("|", parts);
-    }
-
-    private static async Task WaitUntil(Func<bool> condition)
-    {
-        for (int i = 0; i < 500 && !condition(); i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(condition(), "condition not reached in 5 s");
     }
 }
