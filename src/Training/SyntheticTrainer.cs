@@ -95,7 +95,19 @@ public sealed class SyntheticTrainer
             ? [.. new[] { CacheProfile.Reference, CacheProfile.Compact }.Select(p => new CacheRoundTrip(KVCacheOptions.FromPreset(_options.QuantizedCachePreset, p)))]
             : [];
         var cacheChoice = new Random(unchecked((_options.Seed * 7919) + 17));
-        CacheRoundTrip? ChooseRoundTrip() => roundTrips.Length > 0 && cacheChoice.NextDouble() < _options.QuantizedCacheShare ? roundTrips[cacheChoice.Next(roundTrips.Length)] : null;
+        (CacheRoundTrip Trip, CacheQueries Queries)? ChooseRoundTrip()
+        {
+            if (roundTrips.Length == 0 || cacheChoice.NextDouble() >= _options.QuantizedCacheShare)
+            {
+                return null;
+            }
+
+            var trip = roundTrips[cacheChoice.Next(roundTrips.Length)];
+            var queries = _options.QuantizedCacheQueries == CacheQueries.AnswersOrAfterVideo
+                ? (cacheChoice.Next(2) == 0 ? CacheQueries.Answers : CacheQueries.AfterVideo)
+                : _options.QuantizedCacheQueries;
+            return (trip, queries);
+        }
 
         var trained = model.parameters().Concat(head.parameters()).Concat(motionHead?.parameters() ?? []).ToList();
 
@@ -110,7 +122,7 @@ public sealed class SyntheticTrainer
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
             + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
             + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state"))
-            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {_options.QuantizedCacheQueries switch { CacheQueries.All => "every query", CacheQueries.Answers => "the answers' queries", _ => "every query after the video" }}"));
+            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {_options.QuantizedCacheQueries switch { CacheQueries.All => "every query", CacheQueries.Answers => "the answers' queries", CacheQueries.AfterVideo => "every query after the video", _ => "the answers' queries in half of them and every query after the video in the other half" }}"));
         using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {
@@ -266,7 +278,7 @@ public sealed class SyntheticTrainer
     /// to <paramref name="totals"/> on the device (answer, visual, colour hits, object cells, motion loss, motion hits): nothing here waits for the
     /// device.
     /// </summary>
-    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, Func<CacheRoundTrip?> roundTrip, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
+    private void BatchLoss(LlavaOnevisionModel model, nn.Module<Tensor, Tensor> head, nn.Module<Tensor, Tensor>? motionHead, Func<(CacheRoundTrip Trip, CacheQueries Queries)?> roundTrip, VideoFramePreprocessor preprocessor, PreparedBatch batch, Device device, Tensor totals, StepProfile? profile)
     {
         int c = VisualTargets.ColorClasses, s = VisualTargets.ShapeClasses, z = VisualTargets.SizeClasses;
         foreach (var group in batch.Groups)
@@ -306,10 +318,11 @@ public sealed class SyntheticTrainer
             var embeds = model.Embed(idTensor);
             long d = embeds.shape[^1];
             var merged = embeds.reshape(-1, d).index_copy(0, tensor(group.VideoPositions, device: device), visualRows.to(embeds.dtype)).view(count, longest, d);
-            var trip = roundTrip();
+            var chosen = roundTrip();
+            var trip = chosen?.Trip;
             var hook = new TrainingHook(
                 trip,
-                trip is null ? null : _options.QuantizedCacheQueries switch
+                chosen is null ? null : chosen.Value.Queries switch
                 {
                     CacheQueries.Answers => RowMask(group.DecodeRows, count, longest, device),
                     CacheQueries.AfterVideo => RowMask(group.AfterVideoRows, count, longest, device),

@@ -132,7 +132,7 @@ public sealed record TrainingOptions
 
         if (!Enum.IsDefined(QuantizedCacheQueries))
         {
-            throw new ArgumentException($"QuantizedCacheQueries ({QuantizedCacheQueries}) must be All, Answers or AfterVideo.");
+            throw new ArgumentException($"QuantizedCacheQueries ({QuantizedCacheQueries}) must be All, Answers, AfterVideo or AnswersOrAfterVideo.");
         }
 
         if (QuantizedCacheShare > 0 && !VidKV.AI.Quantization.Cache.KVCacheOptions.FromPreset(QuantizedCachePreset).IsQuantized)
@@ -171,4 +171,11 @@ public enum CacheQueries
     /// exact keys and values, as the video's prefill does.
     /// </summary>
     AfterVideo,
+
+    /// <summary>
+    /// Each batch group that goes through the cache picks <see cref="Answers"/> or <see cref="AfterVideo"/> with equal
+    /// chance: the model learns both ways a question is answered with a compressed cache, in one pass (the video's prefill
+    /// exact, answers through the cache) and from a remembered video (everything after the video through the cache).
+    /// </summary>
+    AnswersOrAfterVideo,
 }

@@ -128,6 +128,10 @@ public sealed class SyntheticTrainerTests : IDisposable
         Assert.Contains(afterVideo, l => l.Contains("read by every query after the video", StringComparison.Ordinal));
         Assert.Matches(@"answer loss [0-9]+\.[0-9]+", afterVideo.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
         Assert.Matches(@"everything after the video through it, as from a remembered video, [0-9]", Assert.Single(afterVideo, l => l.Contains("validation", StringComparison.Ordinal)));
+        var mixed = new List<string>();
+        new SyntheticTrainer(options with { QuantizedCacheQueries = CacheQueries.AnswersOrAfterVideo, EvaluateEvery = 0 }, mixed.Add).Train(Path.Combine(_temp, "qat-mixed"));
+        Assert.Contains(mixed, l => l.Contains("the answers' queries in half of them and every query after the video in the other half", StringComparison.Ordinal));
+        Assert.Matches(@"answer loss [0-9]+\.[0-9]+", mixed.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
         Assert.Matches(@"answer loss [0-9]+\.[0-9]+", answers.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
         Assert.Matches(@"answer loss [0-9]+\.[0-9]+", log.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
 
