@@ -2,12 +2,15 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Caching.Hybrid;
+using Microsoft.Extensions.DependencyInjection;
 using VidKV.AI.Backend;
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Media;
 using VidKV.AI.Backend.Memory;
 using VidKV.AI.Backend.Models.LlavaOnevision;
 using VidKV.AI.Backend.Text;
+using VidKV.AI.Backend.Tests.Memory;
 using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Native;
 using static TorchSharp.torch;
@@ -18,15 +21,24 @@ namespace VidKV.AI.Bench;
 /// The video memory: time to first token of a first question about a clip and of a follow-up question about the same clip
 /// (its video cache reused), at several frame counts, for the built-in model and a random-weight checkpoint of
 /// LLaVA-OneVision-0.5B's geometry (bf16) side by side; the remembered video's bytes for every preset against a 16-bit
-/// cache of the same tokens, and per minute of video; disk store write and read time.
+/// cache of the same tokens, and per minute of video; disk store write and read time, and the same through
+/// <see cref="HybridCache"/> over a real Redis (the reader a second cache with an empty L1, as another process has).
 /// </summary>
 internal static class MemoryBenchmark
 {
     private const double ClipSeconds = 20;
 
-    public static int Run(string commandLine, int[] frames, string[] models, string? outPath)
+    public static int Run(string commandLine, int[] frames, string[] models, string redis, string? outPath)
     {
         TorchRuntime.EnsureLoaded();
+        using var server = redis == "start" ? new RedisServer() : null;
+        string? redisConfiguration = redis switch
+        {
+            "start" => server!.Configuration,
+            "none" => null,
+            _ when redis.Contains(':', StringComparison.Ordinal) => redis + ",abortConnect=false",
+            _ => throw new ArgumentException($"--redis '{redis}': allowed start (a redis-server of its own), HOST:PORT or none."),
+        };
         string work = Directory.CreateTempSubdirectory("vidkv-memory-bench-").FullName;
         var report = new StringBuilder();
         void Line(string text)
@@ -70,8 +82,10 @@ internal static class MemoryBenchmark
                 Line(string.Empty);
                 Line("Remembered video (snapshot of the prompt up to the video's end) per preset, against a 16-bit cache of the same tokens:");
                 Line(string.Empty);
-                Line("| model | frames | preset | profile | tokens | snapshot bytes | 16-bit bytes | ratio | MiB per minute of video | disk write (ms) | disk read + fork (ms) | file bytes |");
-                Line("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+                Line(redisConfiguration is null ? "Redis: not measured (--redis none)." : $"Redis: {(server is null ? redis : $"redis-server on 127.0.0.1:{server.Port}, started by the benchmark")}, through HybridCache (1 MB chunks); the read is by a second HybridCache whose in-process L1 is empty, as in another process.");
+                Line(string.Empty);
+                Line("| model | frames | preset | profile | tokens | snapshot bytes | 16-bit bytes | ratio | MiB per minute of video | disk write (ms) | disk read + fork (ms) | file bytes | Redis write (ms) | Redis read + fork (ms) |");
+                Line("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
                 int bytesFrames = frames.Contains(32) ? 32 : frames[0];
                 foreach (var (name, model) in loaded)
                 {
@@ -80,7 +94,7 @@ internal static class MemoryBenchmark
                         foreach (var profile in preset == "fp16" ? new[] { CacheProfile.Compact } : new[] { CacheProfile.Reference, CacheProfile.Compact })
                         {
                             var options = KVCacheOptions.FromPreset(preset, profile);
-                            Line(Bytes(model, name, clip, bytesFrames, options, Path.Combine(work, "store")));
+                            Line(Bytes(model, name, clip, bytesFrames, options, Path.Combine(work, "store"), redisConfiguration));
                         }
                     }
                 }
@@ -148,15 +162,19 @@ internal static class MemoryBenchmark
         return (clock.Elapsed.TotalSeconds, update.Usage!);
     }
 
-    private static string Bytes(LlavaOnevisionVideoModel model, string name, string clip, int frames, KVCacheOptions options, string folder)
+    private static string Bytes(LlavaOnevisionVideoModel model, string name, string clip, int frames, KVCacheOptions options, string folder, string? redis)
     {
         var store = new SerializedVideoMemoryStore(new DiskVideoMemoryStore(folder));
+        using var writer = redis is null ? null : SharedCache(redis);
+        using var reader = redis is null ? null : SharedCache(redis);
+        var shared = writer is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(writer.GetRequiredService<HybridCache>()));
+        var sharedReader = reader is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(reader.GetRequiredService<HybridCache>()));
         model.ConfigureVideoMemory(new VideoMemoryOptions());
         var remembered = model.RememberVideo(MediaSource.FromFile(clip), new FrameSamplingOptions { FrameCount = frames }, options);
         var key = remembered.Key;
 
         // Disk: write the stored snapshot (serialize + atomic file write), then read it back and fork it.
-        double writeMs, readMs;
+        double writeMs, readMs, redisWriteMs = double.NaN, redisReadMs = double.NaN;
         using (var hit = model.VideoMemory.InMemoryStore!.TryRestoreAsync(key, options).AsTask().GetAwaiter().GetResult()!)
         {
             var caches = hit.TakeCaches();
@@ -165,6 +183,12 @@ internal static class MemoryBenchmark
                 var clock = Stopwatch.StartNew();
                 store.SaveAsync(key, hit.Prefix, KVCacheSnapshot.Create(caches)).AsTask().GetAwaiter().GetResult();
                 writeMs = clock.Elapsed.TotalMilliseconds;
+                if (shared is not null)
+                {
+                    clock.Restart();
+                    shared.SaveAsync(key, hit.Prefix, KVCacheSnapshot.Create(caches)).AsTask().GetAwaiter().GetResult();
+                    redisWriteMs = clock.Elapsed.TotalMilliseconds;
+                }
             }
             finally
             {
@@ -178,11 +202,27 @@ internal static class MemoryBenchmark
             readMs = clock.Elapsed.TotalMilliseconds;
         }
 
+        if (sharedReader is not null)
+        {
+            var clock = Stopwatch.StartNew();
+            using var read = sharedReader.TryRestoreAsync(key, options).AsTask().GetAwaiter().GetResult() ?? throw new InvalidOperationException("Redis lost the entry just written (is its maxmemory too small?).");
+            redisReadMs = clock.Elapsed.TotalMilliseconds;
+        }
+
         long fileBytes = new FileInfo(((DiskVideoMemoryStore)store.Blobs).PathOf(key.Value)).Length;
         var m = remembered.Cache;
         double perMinute = m.TotalBytes / (ClipSeconds / 60.0) / (1 << 20);
         return string.Create(CultureInfo.InvariantCulture,
-            $"| {name} | {frames} | {options.Preset} | {options.Profile} | {remembered.PromptTokens} | {m.TotalBytes:N0} | {m.Fp16Bytes:N0} | {100.0 * m.TotalBytes / m.Fp16Bytes:F1} % | {perMinute:F2} | {writeMs:F1} | {readMs:F1} | {fileBytes:N0} |");
+            $"| {name} | {frames} | {options.Preset} | {options.Profile} | {remembered.PromptTokens} | {m.TotalBytes:N0} | {m.Fp16Bytes:N0} | {100.0 * m.TotalBytes / m.Fp16Bytes:F1} % | {perMinute:F2} | {writeMs:F1} | {readMs:F1} | {fileBytes:N0} | {(double.IsNaN(redisWriteMs) ? "-" : redisWriteMs.ToString("F1", CultureInfo.InvariantCulture))} | {(double.IsNaN(redisReadMs) ? "-" : redisReadMs.ToString("F1", CultureInfo.InvariantCulture))} |");
+    }
+
+    /// <summary>A HybridCache over the Redis at <paramref name="configuration"/>, with an in-process L1 of its own.</summary>
+    private static ServiceProvider SharedCache(string configuration)
+    {
+        var services = new ServiceCollection();
+        services.AddStackExchangeRedisCache(o => { o.Configuration = configuration; o.InstanceName = "vidkv-bench:"; });
+        services.AddHybridCache(o => o.MaximumPayloadBytes = 1 << 20);
+        return services.BuildServiceProvider();
     }
 
     private static void FfmpegRun(string arguments)

@@ -34,10 +34,12 @@ internal static class Program
                    Many conversations at once with the built-in model on the CPU: aggregate decode tokens per second and
                    per-stream first-token latency, FP16 against vidkv-1.5/1.58, row-wise against batch-wide products.
 
-          memory [--frames 8,32,64] [--models builtin,0.5b] [--out PATH]
+          memory [--frames 8,32,64] [--models builtin,0.5b] [--redis start|HOST:PORT|none] [--out PATH]
                    The video memory: time to first token of a first question and of a follow-up question about the same
                    clip (its cache reused) for the built-in model and the 0.5B-geometry checkpoint of 'load' side by side;
-                   the remembered video's bytes per preset against 16-bit, per minute of video; disk write and read time.
+                   the remembered video's bytes per preset against 16-bit, per minute of video; disk write and read time,
+                   and write and read time through HybridCache over Redis (start: a redis-server of its own on 127.0.0.1,
+                   the default; none: no Redis columns).
 
           serving [--device cuda] [--memory-frames 32,256] [--frames 256] [--streams 1,4,16,64] [--budget-gib 40]
                   [--new-tokens 256] [--steps 10] [--vision-layers 26] [--layers 28] [--out PATH]
@@ -132,6 +134,7 @@ internal static class Program
                         CommandLine(args),
                         args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 8, 32, 64 },
                         args.Contains("--models") ? args[Array.IndexOf(args, "--models") + 1].Split(',') : new[] { "builtin", "0.5b" },
+                        args.Contains("--redis") ? args[Array.IndexOf(args, "--redis") + 1] : "start",
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "serving":
                     return ServingBenchmark.Run(
