@@ -52,4 +52,46 @@ internal static class ReferenceAttention
 
         return matmul(scores.softmax(-1), v).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The same attention through <c>scaled_dot_product_attention</c> in the keys' own type (16-bit on a GPU), with the query
+    /// heads of each KV head folded into its rows instead of copying keys and values per query head: queries
+    /// [B, Hq, Tq, D] become [B, Hkv, G·Tq, D], and a causal mask keeps each row to the positions its token may see.
+    /// For multi-token queries over a dequantized cache (a question prefilled over a remembered video) where the
+    /// float32 copies of <see cref="Attend"/> would cost G times the cache in memory and time.
+    /// </summary>
+    /// <returns>float32 [B, Hq, Tq, Dv].</returns>
+    public static Tensor AttendFolded(Tensor query, Tensor keys, Tensor values, bool causal = false, double? scale = null)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(values);
+        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        long hkv = keys.shape[1], n = keys.shape[2], dv = values.shape[3];
+        if (query.dim() != 4 || keys.dim() != 4 || values.dim() != 4 || hkv == 0 || hq % hkv != 0 || keys.shape[3] != d
+            || values.shape[2] != n || keys.shape[0] != b || (causal && tq > n))
+        {
+            throw new ArgumentException($"Incompatible shapes: query [{string.Join(", ", query.shape)}], keys [{string.Join(", ", keys.shape)}], values [{string.Join(", ", values.shape)}].");
+        }
+
+        using var scope = NewDisposeScope();
+        long groups = hq / hkv;
+        var q = query.to(keys.dtype).reshape(b, hkv, groups * tq, d);
+        Tensor? mask = null;
+        if (causal && tq > 1)
+        {
+            // Row g·Tq + i is token i, at position n - tq + i: it sees positions 0..n - tq + i.
+            var limit = arange(tq, ScalarType.Int64, query.device).add(n - tq).repeat(groups).unsqueeze(1);
+            mask = arange(n, ScalarType.Int64, query.device).unsqueeze(0).le(limit);
+        }
+
+        if (scale is { } sc && Math.Abs(sc - (1.0 / Math.Sqrt(d))) > 1e-12)
+        {
+            using var factor = (sc * Math.Sqrt(d)).ToScalar();
+            q = q.mul(factor);
+        }
+
+        var output = nn.functional.scaled_dot_product_attention(q, keys, values, mask);
+        return output.reshape(b, hq, tq, dv).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
 }

@@ -339,7 +339,9 @@ public sealed class QuantizedKVCache : IDisposable
     /// <summary>
     /// Decode attention as <see cref="KVCacheOptions.DecodeAttention"/> asks: <see cref="AttendFused"/> or
     /// <see cref="Attend"/>. <see cref="DecodeAttention.Auto"/> reads the packed codes when the cache holds quantized
-    /// blocks on the CPU, and dequantizes otherwise (a cache without quantized blocks attends over its residual either way).
+    /// blocks on the CPU or the CUDA kernels take the query, and dequantizes otherwise (a cache without quantized blocks
+    /// attends over its residual either way); on a GPU the dequantized cache keeps its own type and the query heads are
+    /// folded per KV head (<c>scaled_dot_product_attention</c>), as for a question prefilled over a remembered video.
     /// </summary>
     /// <param name="query">Queries [B, Hq, Tq, D] on the cache's device.</param>
     /// <param name="causal">Mask future positions for multi-token queries.</param>
@@ -353,7 +355,21 @@ public sealed class QuantizedKVCache : IDisposable
             DecodeAttention.Dequantize => false,
             _ => _blocks.Count > 0 && (query.device_type == TorchSharp.DeviceType.CPU || FusedAttention.CudaKernelsApply(this, query)),
         };
-        return fused ? AttendFused(query, causal) : Attend(query, causal);
+        if (fused)
+        {
+            return AttendFused(query, causal);
+        }
+
+        if (query.device_type != TorchSharp.DeviceType.CPU && Options.DecodeAttention == DecodeAttention.Auto)
+        {
+            // On a GPU, where the fused kernels do not take the query (a question of many tokens over a remembered video):
+            // dequantize to the cache's type once and attend with the query heads folded, not through float32 copies per head.
+            using var scope = NewDisposeScope();
+            var (k, v) = Materialize(_dtype);
+            return ReferenceAttention.AttendFolded(query, k, v, causal).MoveToOuterDisposeScope();
+        }
+
+        return Attend(query, causal);
     }
 
     /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
