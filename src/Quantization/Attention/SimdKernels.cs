@@ -252,7 +252,7 @@ internal static unsafe class SimdKernels
             var acc = Vector512<float>.Zero;
             for (; i + 16 <= len; i += 16)
             {
-                var e = Vector512.Exp(Vector512.Load(x + i) - vm);
+                var e = Exp(Vector512.Load(x + i) - vm);
                 e.Store(x + i);
                 acc += e;
             }
@@ -265,7 +265,7 @@ internal static unsafe class SimdKernels
             var acc = Vector256<float>.Zero;
             for (; i + 8 <= len; i += 8)
             {
-                var e = Vector256.Exp(Vector256.Load(x + i) - vm);
+                var e = Exp(Vector256.Load(x + i) - vm);
                 e.Store(x + i);
                 acc += e;
             }
@@ -281,5 +281,47 @@ internal static unsafe class SimdKernels
         }
 
         return sum;
+    }
+
+    // exp(x) for x ≤ 0 (scores minus their running maximum): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6
+    // polynomial (relative error about 2e-7, as MathF.Exp's float result), 2^n put into the exponent bits; below
+    // -87.3 (where float32 underflows) the result is 0, so -∞ and float.MinValue give 0.
+    private const float Log2E = 1.44269504089f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f, ExpFloor = -87.33654f;
+    private const float C2 = 0.5f, C3 = 1.6666666e-1f, C4 = 4.1666548e-2f, C5 = 8.3333090e-3f, C6 = 1.3888889e-3f;
+
+    /// <summary>e^x lane by lane for x ≤ 0 (0 below float32's underflow, so for -∞ too).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        var keep = Vector512.GreaterThanOrEqual(x, Vector512.Create(ExpFloor));
+        x = Vector512.Max(x, Vector512.Create(ExpFloor));
+        var n = Vector512.Round(x * Vector512.Create(Log2E));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(C6), r, Vector512.Create(C5));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C4));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C3));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C2));
+        p = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
+        var scaled = (p.AsInt32() + (Vector512.ConvertToInt32(n) << 23)).AsSingle();
+        return scaled & keep;
+    }
+
+    /// <summary>e^x lane by lane for x ≤ 0 (0 below float32's underflow, so for -∞ too).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x)
+    {
+        var keep = Vector256.GreaterThanOrEqual(x, Vector256.Create(ExpFloor));
+        x = Vector256.Max(x, Vector256.Create(ExpFloor));
+        var n = Vector256.Round(x * Vector256.Create(Log2E));
+        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), x);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C6), r, Vector256.Create(C5));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C4));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C3));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C2));
+        p = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
+        var scaled = (p.AsInt32() + (Vector256.ConvertToInt32(n) << 23)).AsSingle();
+        return scaled & keep;
     }
 }
