@@ -38,6 +38,26 @@ internal sealed record DecodeBenchmarkSettings
     public string Device { get; init; } = "cpu";
 
     public string? Out { get; init; }
+
+    /// <summary>The method names <c>--methods</c> accepts.</summary>
+    public static IReadOnlyList<string> MethodNames { get; } = new[] { "fp16", "dequantize", "bf16", "fp32", "avx512", "avx2", "portable", "cuda", "chunked" };
+
+    /// <summary>Methods to time (names of <see cref="MethodNames"/>); all by default.</summary>
+    public IReadOnlySet<string> Methods { get; init; } = new HashSet<string>(MethodNames);
+
+    /// <summary>Parses a comma-separated list of <see cref="MethodNames"/>.</summary>
+    /// <exception cref="ArgumentException">A name is not one of <see cref="MethodNames"/>, or the list is empty.</exception>
+    public static IReadOnlySet<string> ParseMethods(string value)
+    {
+        var names = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m.ToLowerInvariant()).ToHashSet();
+        var unknown = names.Where(m => !MethodNames.Contains(m)).ToList();
+        if (names.Count == 0 || unknown.Count > 0)
+        {
+            throw new ArgumentException($"--methods got '{value}'; allowed: a comma-separated list of {string.Join(", ", MethodNames)}.");
+        }
+
+        return names;
+    }
 }
 
 /// <summary>
@@ -134,15 +154,22 @@ internal sealed class DecodeBenchmark
                 result.Add(Time(n, "timing floor: synchronize only, no work", _ => null, copies, 0, null));
             }
 
-            result.Add(Time(n, "FP16 cache, TorchSharp scaled_dot_product_attention, query heads folded per KV head (no copy of K/V)", Fp16, copies, fp16Bytes, null));
-            result.Add(Time(n, "dequantize, then attend (QuantizedKVCache.Attend)", Dequantize, copies, stored, reference));
+            if (_s.Methods.Contains("fp16"))
+            {
+                result.Add(Time(n, "FP16 cache, TorchSharp scaled_dot_product_attention, query heads folded per KV head (no copy of K/V)", Fp16, copies, fp16Bytes, null));
+            }
+
+            if (_s.Methods.Contains("dequantize"))
+            {
+                result.Add(Time(n, "dequantize, then attend (QuantizedKVCache.Attend)", Dequantize, copies, stored, reference));
+            }
 
             if (!cuda)
             {
                 // What a TorchSharp user has on the CPU: a bf16 or fp32 cache, the query heads of each KV head folded into
                 // rows ([B, Hkv, G, D] @ K^T, no copy of the cache), softmax in float32.
                 double scale = 1.0 / Math.Sqrt(d);
-                foreach (var type in new[] { ScalarType.BFloat16, ScalarType.Float32 })
+                foreach (var type in new[] { ScalarType.BFloat16, ScalarType.Float32 }.Where(t => _s.Methods.Contains(t == ScalarType.BFloat16 ? "bf16" : "fp32")))
                 {
                     var (fk, fv, fq) = (keys[0].to(type), values[0].to(type), groupedQueries[0].to(type));
                     Tensor Folded(int i)
@@ -157,14 +184,15 @@ internal sealed class DecodeBenchmark
                     result.Add(Time(n, $"{name} cache, TorchSharp matmul-softmax-matmul, query heads folded per KV head (no copy of K/V)", Folded, copies, fk.NumberOfElements * fk.ElementSize * 2, null));
                 }
 
-                foreach (var path in new[] { FusedKernelPath.Avx512, FusedKernelPath.Avx2, FusedKernelPath.Portable }.Where(FusedAttention.IsSupported))
+                foreach (var path in new[] { FusedKernelPath.Avx512, FusedKernelPath.Avx2, FusedKernelPath.Portable }.Where(p => FusedAttention.IsSupported(p) && _s.Methods.Contains(p.ToString().ToLowerInvariant())))
                 {
                     result.Add(Time(n, $"fused (AttendFused), {path}", i => caches[i].AttendFused(queries[i], path: path), copies, stored, reference));
                 }
             }
             else
             {
-                if (FusedAttention.IsSupported(FusedKernelPath.Cuda))
+                bool nvrtc = _s.Methods.Contains("cuda");
+                if (nvrtc && FusedAttention.IsSupported(FusedKernelPath.Cuda))
                 {
                     foreach (string kernel in new[] { "auto", "general" })
                     {
@@ -178,12 +206,15 @@ internal sealed class DecodeBenchmark
 
                     Environment.SetEnvironmentVariable(FusedAttention.CudaKernelVariable, null);
                 }
-                else
+                else if (nvrtc)
                 {
                     Console.WriteLine($"fused CUDA kernel not available: {FusedAttention.CudaDescription}");
                 }
 
-                result.Add(Time(n, "fused (AttendFused), chunked TorchSharp", i => caches[i].AttendFused(queries[i], path: FusedKernelPath.Chunked), copies, stored, reference));
+                if (_s.Methods.Contains("chunked"))
+                {
+                    result.Add(Time(n, "fused (AttendFused), chunked TorchSharp", i => caches[i].AttendFused(queries[i], path: FusedKernelPath.Chunked), copies, stored, reference));
+                }
             }
 
             return result;

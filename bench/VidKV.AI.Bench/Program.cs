@@ -74,6 +74,8 @@ internal static class Program
           --copies N      caches rotated on CUDA (the CPU uses one) [enough for 256 MiB compressed, 2 to 64]
           --seed N        random seed [0]
           --device D      cpu or cuda [cpu]
+          --methods M,M   methods to time, comma-separated, of fp16, dequantize, bf16, fp32, avx512, avx2, portable,
+                          cuda, chunked [all]; dequantize-then-attend is still run once as the reference
           --out PATH      also write the report (markdown) to PATH
         """;
 
@@ -230,6 +232,7 @@ internal static class Program
                 "--seed" => s with { Seed = Integer(name, value) },
                 "--device" => s with { Device = DeviceName(value) },
                 "--out" => s with { Out = OutPath(value) },
+                "--methods" => s with { Methods = DecodeBenchmarkSettings.ParseMethods(value) },
                 _ => throw new ArgumentException($"Unknown option '{name}'."),
             };
         }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using VidKV.AI.Quantization.Packing;
 using static TorchSharp.torch;
 
@@ -16,8 +17,8 @@ internal static unsafe class CodeTables
     /// <summary>Floats per table entry.</summary>
     public const int Stride = 8;
 
-    /// <summary>How far past the last code an unpack may write (the row slack a buffer needs).</summary>
-    public const int Overrun = Stride;
+    /// <summary>How far past the last code an unpack may write (the row slack a buffer needs): one 512-bit vector.</summary>
+    public const int Overrun = 16;
 
     private static readonly ConcurrentDictionary<(CodeFormat Format, int Mult, int Offset), float[]> Tables = new();
 
@@ -47,11 +48,33 @@ internal static unsafe class CodeTables
     public static void Unpack(byte* src, int count, float* table, float* dst, FusedKernelPath path, int per)
     {
         int bytes = (count + per - 1) / per;
+        if (path == FusedKernelPath.Avx512 && per == 8)
+        {
+            UnpackBits1(src, bytes, table, dst);
+            return;
+        }
+
+        if (path == FusedKernelPath.Avx512 && per == 4)
+        {
+            UnpackBits2(src, bytes, table, dst);
+            return;
+        }
+
         if (path != FusedKernelPath.Portable)
         {
-            for (int i = 0; i < bytes; i++)
+            // One table entry (a byte's levels) per 256-bit load and store; two bytes per pass.
+            int i = 0;
+            for (; i + 2 <= bytes; i += 2, dst += 2 * per)
             {
-                Vector256.Load(table + (src[i] * Stride)).Store(dst + (i * per));
+                var a = Vector256.Load(table + (src[i] * Stride));
+                var b = Vector256.Load(table + (src[i + 1] * Stride));
+                a.Store(dst);
+                b.Store(dst + per);
+            }
+
+            if (i < bytes)
+            {
+                Vector256.Load(table + (src[i] * Stride)).Store(dst);
             }
 
             return;
@@ -65,6 +88,72 @@ internal static unsafe class CodeTables
                 dst[c] = entry[j];
             }
         }
+    }
+
+    /// <summary>1-bit codes, 16 per pass: the two bytes broadcast, each lane tests its bit and picks level 1 or level 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void UnpackBits1(byte* src, int bytes, float* table, float* dst)
+    {
+        var bit = Vector512.Create(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768);
+        var level0 = Vector512.Create(table[0]);
+        var level1 = Vector512.Create(table[Stride]);
+        int i = 0;
+        for (; i + 2 <= bytes; i += 2, dst += 16)
+        {
+            var set = Vector512.Equals(Vector512.Create((int)*(ushort*)(src + i)) & bit, bit);
+            Vector512.ConditionalSelect(set.AsSingle(), level1, level0).Store(dst);
+        }
+
+        if (i < bytes)
+        {
+            var set = Vector512.Equals(Vector512.Create((int)src[i]) & bit, bit);
+            Vector512.ConditionalSelect(set.AsSingle(), level1, level0).Store(dst);
+        }
+    }
+
+    /// <summary>2-bit codes, 16 per pass: the four bytes broadcast, each lane shifts its code down; level = code·mult + offset.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void UnpackBits2(byte* src, int bytes, float* table, float* dst)
+    {
+        var shift = Vector512.Create(0u, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var three = Vector512.Create(3u);
+        var offset = Vector512.Create(table[0]);
+        var mult = Vector512.Create(table[Stride] - table[0]);
+        int i = 0;
+        for (; i < bytes; i += 4, dst += 16)
+        {
+            uint word;
+            if (i + 4 <= bytes)
+            {
+                word = *(uint*)(src + i);
+            }
+            else
+            {
+                word = 0;
+                for (int j = 0; i + j < bytes; j++)
+                {
+                    word |= (uint)src[i + j] << (8 * j);
+                }
+            }
+
+            var codes = Avx512F.ShiftRightLogicalVariable(Vector512.Create(word), shift) & three;
+            Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(codes.AsInt32()), mult, offset).Store(dst);
+        }
+    }
+
+    /// <summary>
+    /// Exact float16 to float32, lane by lane (bits in the low 16 bits of each lane): the exponent and mantissa moved
+    /// into float32's fields and scaled by 2^112 (which also maps subnormals exactly), infinities and NaNs kept, sign
+    /// restored.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> HalfToSingle(Vector512<uint> h)
+    {
+        var magnitude = h & Vector512.Create(0x7fffu);
+        var value = (magnitude << 13).AsSingle() * Vector512.Create(5.192296858534828e33f);
+        var special = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7c00u));
+        value = Vector512.ConditionalSelect(special.AsSingle(), ((magnitude << 13) | Vector512.Create(0x7f800000u)).AsSingle(), value);
+        return (value.AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
     }
 
     /// <summary>Reads element <paramref name="index"/> of a float16, bfloat16, float32 or float64 buffer as float.</summary>
@@ -88,9 +177,38 @@ internal static unsafe class CodeTables
             case ScalarType.Float16:
             {
                 Half* h = (Half*)data + index;
-                for (int i = 0; i < count; i++)
+                int i = 0;
+                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+                {
+                    for (; i + 16 <= count; i += 16)
+                    {
+                        HalfToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)h + i))).Store(dst + i);
+                    }
+                }
+
+                for (; i < count; i++)
                 {
                     dst[i] = (float)h[i];
+                }
+
+                break;
+            }
+
+            case ScalarType.BFloat16:
+            {
+                ushort* b = (ushort*)data + index;
+                int i = 0;
+                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
+                {
+                    for (; i + 16 <= count; i += 16)
+                    {
+                        (Avx512F.ConvertToVector512UInt32(Vector256.Load(b + i)) << 16).AsSingle().Store(dst + i);
+                    }
+                }
+
+                for (; i < count; i++)
+                {
+                    dst[i] = BitConverter.Int32BitsToSingle(b[i] << 16);
                 }
 
                 break;

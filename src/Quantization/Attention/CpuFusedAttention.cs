@@ -120,7 +120,7 @@ internal sealed unsafe class CpuFusedAttention
             maxRow = Math.Max(maxRow, b.RowLength);
         }
 
-        layout = new Layout(maxRow, _dvPad, _nq, _chunk, _dPad);
+        layout = new Layout(maxRow, _dvPad, _nq, _chunk, _dPad, _g);
         return layout.Total;
     }
 
@@ -130,12 +130,15 @@ internal sealed unsafe class CpuFusedAttention
         int b = item / _hkv, h = item % _hkv;
         long bh = item;
         int total = ScratchFloats(out var lay);
-        var rented = ArrayPool<float>.Shared.Rent(total);
+        // 16 floats of slack so that the scratch starts on a 64-byte boundary: a rented array's start is only 16-byte
+        // aligned, and 512-bit loads and stores that straddle cache lines made whole calls about 2.5x slower.
+        var rented = ArrayPool<float>.Shared.Rent(total + SimdKernels.Lanes);
         try
         {
-            Array.Clear(rented, 0, total);
-            fixed (float* mem = rented)
+            Array.Clear(rented, 0, total + SimdKernels.Lanes);
+            fixed (float* start = rented)
             {
+                float* mem = (float*)(((nint)start + 63) & ~(nint)63);
                 var s = new State(mem, lay, _nq);
                 for (int gi = 0; gi < _groups; gi++)
                 {
@@ -226,19 +229,25 @@ internal sealed unsafe class CpuFusedAttention
                     s.Const[qi] = zeros ? SimdKernels.DotPadded(qb, s.Z, rowLen, _path) : 0f;
                 }
 
-                for (long t = g0; t < g0 + _g; t++)
+                // The group's key rows are unpacked first and scored afterwards, so the scoring loads do not wait on the
+                // unpacking stores still in flight.
+                for (int t = 0; t < _g; t++)
                 {
-                    blk.KeyOutliers?.Unpack(bh, t, s.Row, _path);
-                    blk.KeyEasy?.Unpack(bh, t, s.Row + oStride, _path);
-                    int col = (int)(t - c0);
-                    for (int qi = 0; qi < _nq; qi++)
-                    {
-                        s.Scores[(qi * _chunk) + col] = SimdKernels.DotPadded(s.Row, s.Qs + (qi * s.Lay.Row), rowLen, _path) + s.Const[qi];
-                    }
+                    float* row = s.Keys + (t * rowLen);
+                    blk.KeyOutliers?.Unpack(bh, g0 + t, row, _path);
+                    blk.KeyEasy?.Unpack(bh, g0 + t, row + oStride, _path);
                 }
+
+                SimdKernels.Scores(s.Keys, rowLen, _g, s.Qs, s.Lay.Row, _nq, rowLen, s.Const, s.Scores + (g0 - c0), _chunk, _path);
             }
 
             Softmax(s, blk.Start + c0, len);
+
+            if (blk.ProtectedValues is null && blk.RestValues.Axis == QuantizationAxis.PerChannel)
+            {
+                AccumulateGroups(blk.RestValues, bh, c0, len, rest, s);
+                continue;
+            }
 
             for (int t = 0; t < len; t++)
             {
@@ -322,6 +331,41 @@ internal sealed unsafe class CpuFusedAttention
 
             s.L[qi] += SimdKernels.ExpSum(sc, len, m, _path);
             s.M[qi] = m;
+        }
+    }
+
+    /// <summary>
+    /// Per-channel values with no protected tokens: token t of the block is value row t, so whole groups are unpacked
+    /// at once and accumulated as a [rows × G] by [G × Dv] product, then folded.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AccumulateGroups(PackedSource src, long bh, long c0, int len, GroupAccumulator acc, State s)
+    {
+        for (int g = 0; g < len; g += _g)
+        {
+            for (int t = 0; t < _g; t++)
+            {
+                src.Unpack(bh, c0 + g + t, s.Values + (t * _dvPad), _path);
+            }
+
+            float* p = s.Scores + g;
+            SimdKernels.AccumulateRows(acc.Sums, _dvPad, p, _chunk, _nq, s.Values, _dvPad, _g, _dvPad, s.ZeroWeights, s.Sink, _path);
+            if (src.Zero != null)
+            {
+                for (int qi = 0; qi < _nq; qi++)
+                {
+                    float w = 0;
+                    for (int t = 0; t < _g; t++)
+                    {
+                        w += p[(qi * _chunk) + t];
+                    }
+
+                    acc.Weights[qi] += w;
+                }
+            }
+
+            acc.Group = (c0 + g) / _g;
+            Fold(src, bh, acc, s);
         }
     }
 
@@ -501,13 +545,21 @@ internal sealed unsafe class CpuFusedAttention
     }
 
     /// <summary>Sizes of one work item's scratch buffers, in floats.</summary>
-    private readonly record struct Layout(int Row, int VRow, int Nq, int Chunk, int DPad)
+    private readonly record struct Layout(int Row, int VRow, int Nq, int Chunk, int DPad, int Group)
     {
         public int RowBuffer => Row + SimdKernels.Lanes + CodeTables.Overrun;
 
         public int VRowBuffer => VRow + SimdKernels.Lanes + CodeTables.Overrun;
 
-        public int Total => (Nq * DPad) + (2 * Nq * Row) + (3 * Row) + RowBuffer + (Nq * Chunk) + (3 * Nq * VRow) + VRowBuffer + (2 * VRow) + (6 * Nq);
+        /// <summary>One group's unpacked key rows (and the slack of the last unpack).</summary>
+        public int KeysBuffer => (Group * Row) + SimdKernels.Lanes + CodeTables.Overrun;
+
+        /// <summary>One group's unpacked value rows.</summary>
+        public int ValuesBuffer => (Group * VRow) + SimdKernels.Lanes + CodeTables.Overrun;
+
+        /// <summary>All buffers, each rounded up to whole 512-bit vectors.</summary>
+        public int Total => (Nq * DPad) + (2 * Nq * Row) + (3 * Row) + SimdKernels.Pad(RowBuffer) + (Nq * Chunk) + (3 * Nq * VRow) + SimdKernels.Pad(VRowBuffer)
+            + (2 * VRow) + (5 * SimdKernels.Pad(Nq)) + SimdKernels.Pad(KeysBuffer) + SimdKernels.Pad(ValuesBuffer) + SimdKernels.Pad(Group) + VRow;
     }
 
     /// <summary>Pointers into one work item's scratch memory.</summary>
@@ -517,10 +569,11 @@ internal sealed unsafe class CpuFusedAttention
         {
             Lay = lay;
             float* p = mem;
+            // Every buffer starts on a 64-byte boundary (the scratch itself does).
             float* Take(int n)
             {
                 float* r = p;
-                p += n;
+                p += SimdKernels.Pad(n);
                 return r;
             }
 
@@ -543,7 +596,23 @@ internal sealed unsafe class CpuFusedAttention
             Const = Take(nq);
             PsumRest = Take(nq);
             PsumProt = Take(nq);
+            Keys = Take(lay.KeysBuffer);
+            Values = Take(lay.ValuesBuffer);
+            ZeroWeights = Take(lay.Group);
+            Sink = Take(lay.VRow);
         }
+
+        /// <summary>One group's unpacked key rows, [G, row length].</summary>
+        public float* Keys { get; }
+
+        /// <summary>One group's unpacked value rows, [G, padded Dv].</summary>
+        public float* Values { get; }
+
+        /// <summary>G zero weights (the missing rows of a last 4-row tile).</summary>
+        public float* ZeroWeights { get; }
+
+        /// <summary>Scratch output of the missing rows of a last 4-row tile.</summary>
+        public float* Sink { get; }
 
         public Layout Lay { get; }
 

@@ -80,6 +80,271 @@ internal static unsafe class SimdKernels
         return s;
     }
 
+    /// <summary>
+    /// Scores of a run of unpacked key rows against query rows: <c>scores[r·scoreStride + t] = Σ_i keys[t·rowStride + i]·q[r·qStride + i] + add[r]</c>
+    /// for t &lt; <paramref name="tokens"/>, r &lt; <paramref name="rows"/>, over a padded length <paramref name="len"/>.
+    /// </summary>
+    /// <remarks>The vector paths take four tokens per pass over a query row (one query load feeds four FMAs) and
+    /// reduce the four sums together.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scores(float* keys, int rowStride, int tokens, float* q, int qStride, int rows, int len, float* add, float* scores, int scoreStride, FusedKernelPath path)
+    {
+        int t = 0;
+        if (path == FusedKernelPath.Avx512)
+        {
+            // Two query rows by four tokens per pass: eight independent FMA chains, six loads per eight FMAs.
+            for (; t + 4 <= tokens; t += 4)
+            {
+                float* k0 = keys + (t * rowStride), k1 = k0 + rowStride, k2 = k1 + rowStride, k3 = k2 + rowStride;
+                int r = 0;
+                for (; r + 2 <= rows; r += 2)
+                {
+                    float* qa = q + (r * qStride), qb = qa + qStride;
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    for (int i = 0; i < len; i += 16)
+                    {
+                        var x0 = Vector512.Load(k0 + i);
+                        var x1 = Vector512.Load(k1 + i);
+                        var x2 = Vector512.Load(k2 + i);
+                        var x3 = Vector512.Load(k3 + i);
+                        var qv = Vector512.Load(qa + i);
+                        a0 = Vector512.FusedMultiplyAdd(x0, qv, a0);
+                        a1 = Vector512.FusedMultiplyAdd(x1, qv, a1);
+                        a2 = Vector512.FusedMultiplyAdd(x2, qv, a2);
+                        a3 = Vector512.FusedMultiplyAdd(x3, qv, a3);
+                        qv = Vector512.Load(qb + i);
+                        b0 = Vector512.FusedMultiplyAdd(x0, qv, b0);
+                        b1 = Vector512.FusedMultiplyAdd(x1, qv, b1);
+                        b2 = Vector512.FusedMultiplyAdd(x2, qv, b2);
+                        b3 = Vector512.FusedMultiplyAdd(x3, qv, b3);
+                    }
+
+                    (Sum4(a0, a1, a2, a3) + Vector128.Create(add[r])).Store(scores + (r * scoreStride) + t);
+                    (Sum4(b0, b1, b2, b3) + Vector128.Create(add[r + 1])).Store(scores + ((r + 1) * scoreStride) + t);
+                }
+
+                for (; r < rows; r++)
+                {
+                    float* qr = q + (r * qStride);
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                    for (int i = 0; i < len; i += 16)
+                    {
+                        var qv = Vector512.Load(qr + i);
+                        a0 = Vector512.FusedMultiplyAdd(Vector512.Load(k0 + i), qv, a0);
+                        a1 = Vector512.FusedMultiplyAdd(Vector512.Load(k1 + i), qv, a1);
+                        a2 = Vector512.FusedMultiplyAdd(Vector512.Load(k2 + i), qv, a2);
+                        a3 = Vector512.FusedMultiplyAdd(Vector512.Load(k3 + i), qv, a3);
+                    }
+
+                    (Sum4(a0, a1, a2, a3) + Vector128.Create(add[r])).Store(scores + (r * scoreStride) + t);
+                }
+            }
+        }
+        else if (path == FusedKernelPath.Avx2)
+        {
+            for (; t + 4 <= tokens; t += 4)
+            {
+                float* k0 = keys + (t * rowStride), k1 = k0 + rowStride, k2 = k1 + rowStride, k3 = k2 + rowStride;
+                for (int r = 0; r < rows; r++)
+                {
+                    float* qr = q + (r * qStride);
+                    Vector256<float> a0 = Vector256<float>.Zero, a1 = a0, a2 = a0, a3 = a0;
+                    for (int i = 0; i < len; i += 8)
+                    {
+                        var qv = Vector256.Load(qr + i);
+                        a0 = Vector256.FusedMultiplyAdd(Vector256.Load(k0 + i), qv, a0);
+                        a1 = Vector256.FusedMultiplyAdd(Vector256.Load(k1 + i), qv, a1);
+                        a2 = Vector256.FusedMultiplyAdd(Vector256.Load(k2 + i), qv, a2);
+                        a3 = Vector256.FusedMultiplyAdd(Vector256.Load(k3 + i), qv, a3);
+                    }
+
+                    (Sum4(a0, a1, a2, a3) + Vector128.Create(add[r])).Store(scores + (r * scoreStride) + t);
+                }
+            }
+        }
+
+        for (; t < tokens; t++)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                scores[(r * scoreStride) + t] = DotPadded(keys + (t * rowStride), q + (r * qStride), len, path) + add[r];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Weighted sums of a run of unpacked value rows: <c>acc[r·accStride + c] += Σ_t p[r·pStride + t]·v[t·vStride + c]</c>
+    /// for r &lt; <paramref name="rows"/>, t &lt; <paramref name="tokens"/>, over a padded length <paramref name="len"/>.
+    /// </summary>
+    /// <remarks>
+    /// The vector paths keep a tile of 4 query rows × 64 (AVX-512) or 16 (AVX2) channels in registers across the
+    /// tokens, so each value vector is loaded once per 4 rows. A last tile with fewer rows reads its missing rows' weights
+    /// from <paramref name="zeros"/> (<paramref name="tokens"/> zeros) and writes them to <paramref name="sink"/>
+    /// (<paramref name="len"/> floats of scratch).
+    /// </remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AccumulateRows(float* acc, int accStride, float* p, int pStride, int rows, float* v, int vStride, int tokens, int len, float* zeros, float* sink, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Portable)
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                for (int t = 0; t < tokens; t++)
+                {
+                    AxpyPadded(acc + (r * accStride), p[(r * pStride) + t], v + (t * vStride), len, path);
+                }
+            }
+
+            return;
+        }
+
+        for (int r0 = 0; r0 < rows; r0 += 4)
+        {
+            float* p0 = p + (r0 * pStride), o0 = acc + (r0 * accStride);
+            float* p1 = r0 + 1 < rows ? p0 + pStride : zeros, o1 = r0 + 1 < rows ? o0 + accStride : sink;
+            float* p2 = r0 + 2 < rows ? p1 + pStride : zeros, o2 = r0 + 2 < rows ? o1 + accStride : sink;
+            float* p3 = r0 + 3 < rows ? p2 + pStride : zeros, o3 = r0 + 3 < rows ? o2 + accStride : sink;
+            if (path == FusedKernelPath.Avx512)
+            {
+                AccumulateTile512(o0, o1, o2, o3, p0, p1, p2, p3, v, vStride, tokens, len);
+            }
+            else
+            {
+                AccumulateTile256(o0, o1, o2, o3, p0, p1, p2, p3, v, vStride, tokens, len);
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateTile512(float* o0, float* o1, float* o2, float* o3, float* p0, float* p1, float* p2, float* p3, float* v, int vStride, int tokens, int len)
+    {
+        int c = 0;
+        for (; c + 64 <= len; c += 64)
+        {
+            Vector512<float> a00 = Vector512.Load(o0 + c), a01 = Vector512.Load(o0 + c + 16), a02 = Vector512.Load(o0 + c + 32), a03 = Vector512.Load(o0 + c + 48);
+            Vector512<float> a10 = Vector512.Load(o1 + c), a11 = Vector512.Load(o1 + c + 16), a12 = Vector512.Load(o1 + c + 32), a13 = Vector512.Load(o1 + c + 48);
+            Vector512<float> a20 = Vector512.Load(o2 + c), a21 = Vector512.Load(o2 + c + 16), a22 = Vector512.Load(o2 + c + 32), a23 = Vector512.Load(o2 + c + 48);
+            Vector512<float> a30 = Vector512.Load(o3 + c), a31 = Vector512.Load(o3 + c + 16), a32 = Vector512.Load(o3 + c + 32), a33 = Vector512.Load(o3 + c + 48);
+            float* vt = v + c;
+            for (int t = 0; t < tokens; t++, vt += vStride)
+            {
+                var v0 = Vector512.Load(vt);
+                var v1 = Vector512.Load(vt + 16);
+                var v2 = Vector512.Load(vt + 32);
+                var v3 = Vector512.Load(vt + 48);
+                var b = Vector512.Create(p0[t]);
+                a00 = Vector512.FusedMultiplyAdd(v0, b, a00);
+                a01 = Vector512.FusedMultiplyAdd(v1, b, a01);
+                a02 = Vector512.FusedMultiplyAdd(v2, b, a02);
+                a03 = Vector512.FusedMultiplyAdd(v3, b, a03);
+                b = Vector512.Create(p1[t]);
+                a10 = Vector512.FusedMultiplyAdd(v0, b, a10);
+                a11 = Vector512.FusedMultiplyAdd(v1, b, a11);
+                a12 = Vector512.FusedMultiplyAdd(v2, b, a12);
+                a13 = Vector512.FusedMultiplyAdd(v3, b, a13);
+                b = Vector512.Create(p2[t]);
+                a20 = Vector512.FusedMultiplyAdd(v0, b, a20);
+                a21 = Vector512.FusedMultiplyAdd(v1, b, a21);
+                a22 = Vector512.FusedMultiplyAdd(v2, b, a22);
+                a23 = Vector512.FusedMultiplyAdd(v3, b, a23);
+                b = Vector512.Create(p3[t]);
+                a30 = Vector512.FusedMultiplyAdd(v0, b, a30);
+                a31 = Vector512.FusedMultiplyAdd(v1, b, a31);
+                a32 = Vector512.FusedMultiplyAdd(v2, b, a32);
+                a33 = Vector512.FusedMultiplyAdd(v3, b, a33);
+            }
+
+            a00.Store(o0 + c);
+            a01.Store(o0 + c + 16);
+            a02.Store(o0 + c + 32);
+            a03.Store(o0 + c + 48);
+            a10.Store(o1 + c);
+            a11.Store(o1 + c + 16);
+            a12.Store(o1 + c + 32);
+            a13.Store(o1 + c + 48);
+            a20.Store(o2 + c);
+            a21.Store(o2 + c + 16);
+            a22.Store(o2 + c + 32);
+            a23.Store(o2 + c + 48);
+            a30.Store(o3 + c);
+            a31.Store(o3 + c + 16);
+            a32.Store(o3 + c + 32);
+            a33.Store(o3 + c + 48);
+        }
+
+        for (; c < len; c += 16)
+        {
+            Vector512<float> a0 = Vector512.Load(o0 + c), a1 = Vector512.Load(o1 + c), a2 = Vector512.Load(o2 + c), a3 = Vector512.Load(o3 + c);
+            float* vt = v + c;
+            for (int t = 0; t < tokens; t++, vt += vStride)
+            {
+                var x = Vector512.Load(vt);
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p0[t]), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p1[t]), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p2[t]), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p3[t]), a3);
+            }
+
+            a0.Store(o0 + c);
+            a1.Store(o1 + c);
+            a2.Store(o2 + c);
+            a3.Store(o3 + c);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateTile256(float* o0, float* o1, float* o2, float* o3, float* p0, float* p1, float* p2, float* p3, float* v, int vStride, int tokens, int len)
+    {
+        // Padded lengths are multiples of 16: two 256-bit vectors per tile row (8 accumulators, within AVX2's 16 registers).
+        for (int c = 0; c < len; c += 16)
+        {
+            Vector256<float> a00 = Vector256.Load(o0 + c), a01 = Vector256.Load(o0 + c + 8);
+            Vector256<float> a10 = Vector256.Load(o1 + c), a11 = Vector256.Load(o1 + c + 8);
+            Vector256<float> a20 = Vector256.Load(o2 + c), a21 = Vector256.Load(o2 + c + 8);
+            Vector256<float> a30 = Vector256.Load(o3 + c), a31 = Vector256.Load(o3 + c + 8);
+            float* vt = v + c;
+            for (int t = 0; t < tokens; t++, vt += vStride)
+            {
+                var v0 = Vector256.Load(vt);
+                var v1 = Vector256.Load(vt + 8);
+                var b = Vector256.Create(p0[t]);
+                a00 = Vector256.FusedMultiplyAdd(v0, b, a00);
+                a01 = Vector256.FusedMultiplyAdd(v1, b, a01);
+                b = Vector256.Create(p1[t]);
+                a10 = Vector256.FusedMultiplyAdd(v0, b, a10);
+                a11 = Vector256.FusedMultiplyAdd(v1, b, a11);
+                b = Vector256.Create(p2[t]);
+                a20 = Vector256.FusedMultiplyAdd(v0, b, a20);
+                a21 = Vector256.FusedMultiplyAdd(v1, b, a21);
+                b = Vector256.Create(p3[t]);
+                a30 = Vector256.FusedMultiplyAdd(v0, b, a30);
+                a31 = Vector256.FusedMultiplyAdd(v1, b, a31);
+            }
+
+            a00.Store(o0 + c);
+            a01.Store(o0 + c + 8);
+            a10.Store(o1 + c);
+            a11.Store(o1 + c + 8);
+            a20.Store(o2 + c);
+            a21.Store(o2 + c + 8);
+            a30.Store(o3 + c);
+            a31.Store(o3 + c + 8);
+        }
+    }
+
+    /// <summary>The four horizontal sums of four 512-bit vectors, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+        => Sum4(a.GetLower() + a.GetUpper(), b.GetLower() + b.GetUpper(), c.GetLower() + c.GetUpper(), d.GetLower() + d.GetUpper());
+
+    /// <summary>The four horizontal sums of four 256-bit vectors, in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Sum4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+    {
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(a, b), Avx.HorizontalAdd(c, d));
+        return h.GetLower() + h.GetUpper();
+    }
+
     /// <summary>y += a·x over a padded length.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void AxpyPadded(float* y, float a, float* x, int len, FusedKernelPath path)
@@ -252,7 +517,7 @@ internal static unsafe class SimdKernels
             var acc = Vector512<float>.Zero;
             for (; i + 16 <= len; i += 16)
             {
-                var e = Vector512.Exp(Vector512.Load(x + i) - vm);
+                var e = Exp(Vector512.Load(x + i) - vm);
                 e.Store(x + i);
                 acc += e;
             }
@@ -265,7 +530,7 @@ internal static unsafe class SimdKernels
             var acc = Vector256<float>.Zero;
             for (; i + 8 <= len; i += 8)
             {
-                var e = Vector256.Exp(Vector256.Load(x + i) - vm);
+                var e = Exp(Vector256.Load(x + i) - vm);
                 e.Store(x + i);
                 acc += e;
             }
@@ -281,5 +546,47 @@ internal static unsafe class SimdKernels
         }
 
         return sum;
+    }
+
+    // exp(x) for x ≤ 0 (scores minus their running maximum): x = n·ln2 + r with |r| ≤ ln2/2, e^r by a degree-6
+    // polynomial (relative error about 2e-7, as MathF.Exp's float result), 2^n put into the exponent bits; below
+    // -87.3 (where float32 underflows) the result is 0, so -∞ and float.MinValue give 0.
+    private const float Log2E = 1.44269504089f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f, ExpFloor = -87.33654f;
+    private const float C2 = 0.5f, C3 = 1.6666666e-1f, C4 = 4.1666548e-2f, C5 = 8.3333090e-3f, C6 = 1.3888889e-3f;
+
+    /// <summary>e^x lane by lane for x ≤ 0 (0 below float32's underflow, so for -∞ too).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp(Vector512<float> x)
+    {
+        var keep = Vector512.GreaterThanOrEqual(x, Vector512.Create(ExpFloor));
+        x = Vector512.Max(x, Vector512.Create(ExpFloor));
+        var n = Vector512.Round(x * Vector512.Create(Log2E));
+        var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Hi), x);
+        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Lo), r);
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(C6), r, Vector512.Create(C5));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C4));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C3));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C2));
+        p = Vector512.FusedMultiplyAdd(p, r * r, r) + Vector512<float>.One;
+        var scaled = (p.AsInt32() + (Vector512.ConvertToInt32(n) << 23)).AsSingle();
+        return scaled & keep;
+    }
+
+    /// <summary>e^x lane by lane for x ≤ 0 (0 below float32's underflow, so for -∞ too).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp(Vector256<float> x)
+    {
+        var keep = Vector256.GreaterThanOrEqual(x, Vector256.Create(ExpFloor));
+        x = Vector256.Max(x, Vector256.Create(ExpFloor));
+        var n = Vector256.Round(x * Vector256.Create(Log2E));
+        var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Hi), x);
+        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Lo), r);
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C6), r, Vector256.Create(C5));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C4));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C3));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C2));
+        p = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
+        var scaled = (p.AsInt32() + (Vector256.ConvertToInt32(n) << 23)).AsSingle();
+        return scaled & keep;
     }
 }
