@@ -26,17 +26,20 @@ internal static class MmaAttention
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
 
     /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
-    public static bool Fits(QuantizedKVCache cache, Tensor query)
+    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.shape[0], query.shape[1], query.shape[2], query.dtype);
+
+    /// <summary>Whether this cache fits the kernel for queries of <paramref name="batch"/> items, Hq heads and Tq tokens.</summary>
+    public static bool Fits(QuantizedKVCache cache, long batch, long queryHeads, long queryTokens, ScalarType queryType)
     {
-        if (cache.Blocks.Count == 0 || query.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        if (cache.Blocks.Count == 0 || queryType is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
             return false;
         }
 
         var first = cache.Blocks[0];
         long hkv = first.Keys.Shape[1], dv = first.Values.Shape[3];
-        long nq = query.shape[1] / hkv * query.shape[2];
-        if (nq > MmaKernelSource.Rows || query.shape[0] * hkv > 65535 || dv % 16 != 0 || dv > MmaKernelSource.MaxValueChannels)
+        long nq = queryHeads / hkv * queryTokens;
+        if (nq > MmaKernelSource.Rows || batch * hkv > 65535 || dv % 16 != 0 || dv > MmaKernelSource.MaxValueChannels)
         {
             return false;
         }
@@ -92,7 +95,7 @@ internal static class MmaAttention
         }
     }
 
-    /// <summary>Attends with the single-launch kernel; <see cref="Fits"/> and <see cref="Compiles"/> must hold.</summary>
+    /// <summary>Attends with the single-launch kernel; <see cref="Fits(QuantizedKVCache, Tensor)"/> and <see cref="Compiles"/> must hold.</summary>
     /// <param name="cache">The cache.</param>
     /// <param name="query">Queries [B, Hq, Tq, D] on the cache's device.</param>
     /// <param name="causal">Mask future positions.</param>
@@ -100,57 +103,100 @@ internal static class MmaAttention
     /// <param name="temporaryBytes">Bytes of device tensors this path holds for the call: output, any query copy, and the cache's workspace.</param>
     public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale, out long temporaryBytes)
     {
-        int device = Math.Max(0, query.device_index);
-        var kernels = Kernel(device);
-        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
-        var plan = PlanOf(cache, device);
-        long nq = hq / plan.KvHeads * tq;
-        long rLen = cache.ResidualLength;
-        long rSplits = (rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens;
-        plan.EnsureStates(plan.QuantSplits + rSplits);
-
         using var scope = NewDisposeScope();
         var q = query.is_contiguous() ? query : query.contiguous();
-        var output = empty(new[] { b, hq, tq, plan.ValueChannels }, ScalarType.Float32, query.device);
+        var plan = PlanOf(cache, Math.Max(0, query.device_index));
+        var output = empty(new[] { query.shape[0], query.shape[1], query.shape[2], plan.ValueChannels }, ScalarType.Float32, query.device);
         temporaryBytes = (output.NumberOfElements * 4) + (ReferenceEquals(q, query) ? 0 : q.NumberOfElements * q.ElementSize) + plan.Bytes;
+        Launch([cache], [0], q, output, causal, scale);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Whether a batched launch can serve these caches together: each fits (<see cref="Fits(QuantizedKVCache, long, long, long, ScalarType)"/>) for one query row set, and
+    /// they share what the launch holds in common (key layout, channel counts, residual type); see <see cref="BatchKey"/>.
+    /// </summary>
+    public static (string Kernel, long Batch, long KvHeads, long ValueChannels, long Channels, ScalarType? ResidualType, StageLayout Stage) BatchKey(QuantizedKVCache cache, int device)
+    {
+        var plan = PlanOf(cache, device);
+        return (plan.KernelName, plan.Batch, plan.KvHeads, plan.ValueChannels, plan.Channels, cache.ResidualLength > 0 ? cache.ResidualKeys!.dtype : null, plan.Stage);
+    }
+
+    /// <summary>
+    /// One launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences) over several caches: sequence i reads rows
+    /// <paramref name="rows"/>[i] of <paramref name="query"/> [rows, Hq, Tq, D] (contiguous) and writes the same row of
+    /// <paramref name="output"/> [rows, Hq, Tq, Dv] (float32, contiguous). The caches must be distinct, each fit the
+    /// kernel, compile on the device and share one <see cref="BatchKey"/>; nothing is allocated but a plan on a cache's
+    /// first call after its block list changed.
+    /// </summary>
+    public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale)
+    {
+        int device = Math.Max(0, query.device_index);
+        var kernels = Kernel(device);
+        long hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        var first = PlanOf(caches[0], device);
+        long nq = hq / first.KvHeads * tq;
         var p = new Params
         {
-            Blocks = plan.BlocksPointer,
-            Splits = plan.SplitsPointer,
-            Counters = plan.CountersPointer,
-            States = plan.StatesPointer,
             Output = CudaRuntime.DataPointer(output),
-            Query = CudaRuntime.DataPointer(q),
-            ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
-            ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
-            QueryType = MetaType(q.dtype),
-            ResidualType = rLen > 0 ? MetaType(cache.ResidualKeys!.dtype) : 0,
-            ResidualLength = rLen,
-            ResidualStart = cache.QuantizedLength,
+            Query = CudaRuntime.DataPointer(query),
+            QueryType = MetaType(query.dtype),
             QueryRows = nq,
             QueryTokens = tq,
             Causal = causal ? 1 : 0,
-            CausalBase = cache.Length - tq,
             Dim = d,
-            ValueChannels = plan.ValueChannels,
-            Channels = plan.Channels,
-            QuantSplits = plan.QuantSplits,
-            TotalSplits = plan.QuantSplits + rSplits,
-            Stage = plan.Stage.Bytes,
-            OffsetOutlierCodes = plan.Stage.OutlierCodes,
-            OffsetEasyCodes = plan.Stage.EasyCodes,
-            OffsetValueCodes = plan.Stage.ValueCodes,
-            OffsetOutlierScale = plan.Stage.OutlierScale,
-            OffsetOutlierZero = plan.Stage.OutlierZero,
-            OffsetEasyScale = plan.Stage.EasyScale,
-            OffsetEasyZero = plan.Stage.EasyZero,
-            ValueMagic = plan.Stage.ValueMagic,
+            ValueChannels = first.ValueChannels,
+            Channels = first.Channels,
+            Stage = first.Stage.Bytes,
+            OffsetOutlierCodes = first.Stage.OutlierCodes,
+            OffsetEasyCodes = first.Stage.EasyCodes,
+            OffsetValueCodes = first.Stage.ValueCodes,
+            OffsetOutlierScale = first.Stage.OutlierScale,
+            OffsetOutlierZero = first.Stage.OutlierZero,
+            OffsetEasyScale = first.Stage.EasyScale,
+            OffsetEasyZero = first.Stage.EasyZero,
+            ValueMagic = first.Stage.ValueMagic,
             Scale = (float)(scale / Math.Log(2)),
         };
-        long shared = SharedBytes(plan.Channels, d, Math.Max(plan.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(plan.EasyChannels, p.TotalSplits)));
-        CudaRuntime.Launch(kernels[plan.KernelName], device, ((uint)p.TotalSplits, (uint)(b * plan.KvHeads), 1), MmaKernelSource.Threads, (uint)shared, ref p);
-        return output.MoveToOuterDisposeScope();
+
+        for (int start = 0; start < caches.Count; start += MmaKernelSource.MaxSequences)
+        {
+            int count = Math.Min(MmaKernelSource.MaxSequences, caches.Count - start);
+            long maxSplits = 0, easyChannels = 0;
+            p.ResidualType = 0;
+            for (int i = 0; i < count; i++)
+            {
+                var cache = caches[start + i];
+                var plan = PlanOf(cache, device);
+                long rLen = cache.ResidualLength;
+                long splits = plan.QuantSplits + ((rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens);
+                plan.EnsureStates(splits);
+                maxSplits = Math.Max(maxSplits, splits);
+                easyChannels = Math.Max(easyChannels, plan.EasyChannels);
+                if (rLen > 0)
+                {
+                    p.ResidualType = MetaType(cache.ResidualKeys!.dtype);
+                }
+
+                p.Sequences[i] = new Sequence
+                {
+                    Head = plan.HeadPointer,
+                    ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
+                    ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
+                    ResidualLength = rLen,
+                    Row = rows[start + i],
+                };
+            }
+
+            p.SequenceCount = count;
+            long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
+            CudaRuntime.Launch(kernels[first.KernelName], device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
+        }
     }
+
+    /// <summary>Bytes of the kernel's parameter struct (at most 4 KiB, CUDA's limit), and the offset of its sequences.</summary>
+    internal static unsafe (int Bytes, int SequencesOffset) ParamsLayout
+        => (sizeof(Params), (int)Marshal.OffsetOf<Params>(nameof(Params.Sequences)));
 
     /// <summary>Dynamic shared memory of the kernel, as it lays it out.</summary>
     private static long SharedBytes(long channels, long dim, long stageBytes)
@@ -215,7 +261,9 @@ internal static class MmaAttention
         private readonly int _device;
         private readonly Tensor _tables;
         private readonly Tensor _counters;
+        private readonly long _quantizedLength;
         private Tensor _states;
+        private Tensor? _head;
         private long _stateSplits;
 
         public Plan(QuantizedKVCache cache, int device)
@@ -225,6 +273,7 @@ internal static class MmaAttention
             var o = cache.Options;
             var first = _blocks[0];
             long batch = first.Keys.Shape[0];
+            Batch = batch;
             KvHeads = first.Keys.Shape[1];
             ValueChannels = first.Values.Shape[3];
             Channels = (first.Keys.Outliers?.Shape[^1] ?? 0) + (first.Keys.Easy?.Shape[^1] ?? 0);
@@ -264,8 +313,12 @@ internal static class MmaAttention
             BlocksPointer = CudaRuntime.DataPointer(_tables);
             SplitsPointer = BlocksPointer + (nint)(8 * descriptionWords);
             CountersPointer = CudaRuntime.DataPointer(_counters);
+            _quantizedLength = cache.QuantizedLength;
             _states = AllocateStates(QuantSplits + (o.ResidualLength / MmaKernelSource.UnitTokens) + 1, out _stateSplits);
         }
+
+        /// <summary>Batch items of the cache.</summary>
+        public long Batch { get; }
 
         public long KvHeads { get; }
 
@@ -291,8 +344,11 @@ internal static class MmaAttention
 
         public IntPtr StatesPointer { get; private set; }
 
+        /// <summary>The kernel's <c>Head</c> of this cache on the device (tables, counters, states), written when the states move.</summary>
+        public IntPtr HeadPointer { get; private set; }
+
         /// <summary>Bytes of the device tensors the plan holds.</summary>
-        public long Bytes => (_tables.NumberOfElements * 8) + (_counters.NumberOfElements * 4) + (_states.NumberOfElements * 4);
+        public long Bytes => (_tables.NumberOfElements * 8) + (_counters.NumberOfElements * 4) + (_states.NumberOfElements * 4) + (_head?.NumberOfElements * 8 ?? 0);
 
         public bool Matches(QuantizedKVCache cache, int device)
         {
@@ -327,14 +383,24 @@ internal static class MmaAttention
             _tables.Dispose();
             _counters.Dispose();
             _states.Dispose();
+            _head?.Dispose();
         }
 
         private Tensor AllocateStates(long splits, out long capacity)
         {
             capacity = splits;
             long bh = _counters.shape[0];
-            var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();
+            var device = new Device(DeviceType.CUDA, _device);
+            var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, device).DetachFromDisposeScope();
             StatesPointer = CudaRuntime.DataPointer(states);
+
+            // The kernel's Head: blocks, splits, counters, states, quantized splits, tokens before the residual. The
+            // upload is ordered on the default stream before any launch that reads it; the old head is freed to the
+            // caching allocator, which reuses it only for work queued after those launches.
+            _head?.Dispose();
+            long[] words = [BlocksPointer, SplitsPointer, CountersPointer, StatesPointer, QuantSplits, _quantizedLength];
+            _head = tensor(words, ScalarType.Int64).to(device).DetachFromDisposeScope();
+            HeadPointer = CudaRuntime.DataPointer(_head);
             return states;
         }
 
@@ -386,7 +452,7 @@ internal static class MmaAttention
     }
 
     /// <summary>A warp's staging buffer for one 32-token unit: byte offsets (16-byte aligned) of what it holds.</summary>
-    internal sealed class StageLayout
+    internal sealed record StageLayout
     {
         public StageLayout(QuantizedBlock block)
         {
@@ -426,31 +492,39 @@ internal static class MmaAttention
         public int ValueMagic { get; }
     }
 
+    /// <summary>One sequence of a launch (layout shared with the CUDA struct <c>Seq</c>).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Sequence
+    {
+        public IntPtr Head;
+        public IntPtr ResidualKeys;
+        public IntPtr ResidualValues;
+        public long ResidualLength;
+        public long Row;
+    }
+
+    /// <summary>The launch's sequences, inline in the parameters.</summary>
+    [System.Runtime.CompilerServices.InlineArray(MmaKernelSource.MaxSequences)]
+    private struct Sequences
+    {
+        private Sequence _first;
+    }
+
     /// <summary>The kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct Params
     {
-        public IntPtr Blocks;
-        public IntPtr Splits;
-        public IntPtr Counters;
-        public IntPtr States;
         public IntPtr Output;
         public IntPtr Query;
-        public IntPtr ResidualKeys;
-        public IntPtr ResidualValues;
         public long QueryType;
         public long ResidualType;
-        public long ResidualLength;
-        public long ResidualStart;
         public long QueryRows;
         public long QueryTokens;
         public long Causal;
-        public long CausalBase;
         public long Dim;
         public long ValueChannels;
         public long Channels;
-        public long QuantSplits;
-        public long TotalSplits;
+        public long SequenceCount;
         public int Stage;
         public int OffsetOutlierCodes;
         public int OffsetEasyCodes;
@@ -462,5 +536,7 @@ internal static class MmaAttention
         public int ValueMagic;
         public int Padding;
         public float Scale;
+        public int Padding2;
+        public Sequences Sequences;
     }
 }
