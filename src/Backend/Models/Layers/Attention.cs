@@ -112,9 +112,18 @@ internal sealed class Attention : nn.Module
 
         // One attention call over the N caches of different lengths: one kernel launch per layer on CUDA (the caches that
         // fit it), one parallel loop over every sequence's KV heads on the CPU; row i is what sequence i alone gives.
-        var output = VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true).to(hidden.dtype); // [N, H, 1, hd]
+        var output = PerSequenceAttention
+            ? cat(Enumerable.Range(0, (int)n).Select(i => caches[i].AttendForDecode(q.narrow(0, i, 1), causal: true)).ToArray(), 0).to(hidden.dtype)
+            : VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true).to(hidden.dtype); // [N, H, 1, hd]
         return Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// For benchmarks, on the calling thread: <see cref="ForwardDecodeBatch"/> attends with one call per sequence (as before
+    /// the batched call existed), to compare the two in one process.
+    /// </summary>
+    [field: ThreadStatic]
+    internal static bool PerSequenceAttention { get; set; }
 
     /// <summary><paramref name="f"/> applied to each row of x [N, ...] alone (a fresh contiguous copy, as a one-row input is), stacked.</summary>
     internal static Tensor PerRow(Tensor x, Func<Tensor, Tensor> f)
