@@ -161,7 +161,7 @@ internal static class ServingBenchmark
             probe.ForwardDecodeBatch(model.Embed(randint(1000, 100000, [1, 1], device: dev)), new Tensor?[1], new[] { cache }, rowWise: false);
             ModelDecodeBenchmark.Sync(onCuda);
             long held = cache.Memory.TotalBytes;
-            workspace = cache.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0);
+            workspace = cache.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Workspace w ? w.Bytes : 0);
             perConversation = held + workspace + (long)Math.Ceiling(held / (double)cache.Length * newTokens);
             using var snapshot = KVCacheSnapshot.Create(cache.Layers);
             using var stream = File.Create(file);
@@ -229,7 +229,7 @@ internal static class ServingBenchmark
             }
 
             // Every conversation has now stepped: what their tensors hold, workspaces included, after it.
-            long heldAll = caches.Sum(c => c.Memory.TotalBytes + c.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0));
+            long heldAll = caches.Sum(c => c.Memory.TotalBytes + c.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Workspace w ? w.Bytes : 0));
             foreach (var (n, attention, ms, perSecond) in measured)
             {
                 // Against one stream of the same attention mode.

@@ -288,7 +288,7 @@ internal static class CudaFusedAttention
             var cache = caches[i];
             if (tensorCores && MmaAttention.Fits(cache, 1, hq, tq, query.dtype))
             {
-                var key = MmaAttention.BatchKey(cache, device);
+                var key = MmaAttention.BatchKey(cache);
                 if (!groups.TryGetValue(key, out var group))
                 {
                     groups[key] = group = (new List<QuantizedKVCache>(), new List<int>());

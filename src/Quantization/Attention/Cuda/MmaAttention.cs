@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Numerics;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using VidKV.AI.Quantization.Cache;
@@ -105,7 +106,7 @@ internal static class MmaAttention
     {
         using var scope = NewDisposeScope();
         var q = query.is_contiguous() ? query : query.contiguous();
-        var plan = PlanOf(cache, Math.Max(0, query.device_index));
+        var plan = PlanOf(cache, Math.Max(0, query.device_index), 1);
         var output = empty(new[] { query.shape[0], query.shape[1], query.shape[2], plan.ValueChannels }, ScalarType.Float32, query.device);
         temporaryBytes = (output.NumberOfElements * 4) + (ReferenceEquals(q, query) ? 0 : q.NumberOfElements * q.ElementSize) + plan.Bytes;
         Launch([cache], [0], q, output, causal, scale);
@@ -116,25 +117,33 @@ internal static class MmaAttention
     /// Whether a batched launch can serve these caches together: each fits (<see cref="Fits(QuantizedKVCache, long, long, long, ScalarType)"/>) for one query row set, and
     /// they share what the launch holds in common (key layout, channel counts, residual type); see <see cref="BatchKey"/>.
     /// </summary>
-    public static (string Kernel, long Batch, long KvHeads, long ValueChannels, long Channels, ScalarType? ResidualType, StageLayout Stage) BatchKey(QuantizedKVCache cache, int device)
+    public static (string Kernel, long Batch, long KvHeads, long ValueChannels, long Channels, ScalarType? ResidualType, StageLayout Stage) BatchKey(QuantizedKVCache cache)
     {
-        var plan = PlanOf(cache, device);
-        return (plan.KernelName, plan.Batch, plan.KvHeads, plan.ValueChannels, plan.Channels, cache.ResidualLength > 0 ? cache.ResidualKeys!.dtype : null, plan.Stage);
+        var first = cache.Blocks[0];
+        var keys = first.Keys;
+        return (KernelName(first), keys.Shape[0], keys.Shape[1], first.Values.Shape[3], (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0),
+            cache.ResidualLength > 0 ? cache.ResidualKeys!.dtype : null, new StageLayout(first));
     }
+
+    /// <summary>The kernel instantiation for a block's outlier bits.</summary>
+    private static string KernelName(QuantizedBlock block)
+        => $"vidkv_mma_{block.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 }}_5";
 
     /// <summary>
     /// One launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences) over several caches: sequence i reads rows
     /// <paramref name="rows"/>[i] of <paramref name="query"/> [rows, Hq, Tq, D] (contiguous) and writes the same row of
     /// <paramref name="output"/> [rows, Hq, Tq, Dv] (float32, contiguous). The caches must be distinct, each fit the
     /// kernel, compile on the device and share one <see cref="BatchKey"/>; nothing is allocated but a plan on a cache's
-    /// first call after its block list changed.
+    /// first call after its block list changed (or at a new batch size class: each cache's splits are planned for its share of
+    /// the GPU, so that N sequences together fill it with longer splits rather than N times the blocks).
     /// </summary>
     public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale)
     {
         int device = Math.Max(0, query.device_index);
         var kernels = Kernel(device);
         long hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
-        var first = PlanOf(caches[0], device);
+        int share = caches.Count;
+        var first = PlanOf(caches[0], device, share);
         long nq = hq / first.KvHeads * tq;
         var p = new Params
         {
@@ -167,7 +176,7 @@ internal static class MmaAttention
             for (int i = 0; i < count; i++)
             {
                 var cache = caches[start + i];
-                var plan = PlanOf(cache, device);
+                var plan = PlanOf(cache, device, share);
                 long rLen = cache.ResidualLength;
                 long splits = plan.QuantSplits + ((rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens);
                 plan.EnsureStates(splits);
@@ -180,9 +189,14 @@ internal static class MmaAttention
 
                 p.Sequences[i] = new Sequence
                 {
-                    Head = plan.HeadPointer,
+                    Blocks = plan.BlocksPointer,
+                    Splits = plan.SplitsPointer,
+                    Counters = plan.CountersPointer,
+                    States = plan.StatesPointer,
                     ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
                     ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
+                    QuantSplits = plan.QuantSplits,
+                    ResidualStart = cache.QuantizedLength,
                     ResidualLength = rLen,
                     Row = rows[start + i],
                 };
@@ -219,19 +233,23 @@ internal static class MmaAttention
         return functions;
     })).Value;
 
-    private static Plan PlanOf(QuantizedKVCache cache, int device)
+    /// <summary>
+    /// The cache's plan for launches of <paramref name="sequences"/> sequences, rounded down to a power of two (at most
+    /// <see cref="MmaKernelSource.MaxSequences"/>): its splits give the cache 1/that of the GPU. A cache keeps the plans
+    /// of its two most recent sizes (one-sequence calls and a batch, say), made again when its block list changes.
+    /// </summary>
+    private static Plan PlanOf(QuantizedKVCache cache, int device, int sequences)
     {
+        int share = (int)Math.Min(MmaKernelSource.MaxSequences, BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, sequences) + 1) / 2);
         lock (PlanLock)
         {
-            if (cache.CudaWorkspace is Plan plan && plan.Matches(cache, device))
+            if (cache.CudaWorkspace is not Workspace workspace)
             {
-                return plan;
+                cache.CudaWorkspace?.Dispose();
+                cache.CudaWorkspace = workspace = new Workspace();
             }
 
-            cache.CudaWorkspace?.Dispose();
-            var made = new Plan(cache, device);
-            cache.CudaWorkspace = made;
-            return made;
+            return workspace.Get(cache, device, share);
         }
     }
 
@@ -252,6 +270,55 @@ internal static class MmaAttention
     private static long Floats(float a, float b) => (uint)BitConverter.SingleToInt32Bits(a) | ((long)BitConverter.SingleToInt32Bits(b) << 32);
 
     /// <summary>
+    /// The device buffers a cache keeps for the kernel (<see cref="QuantizedKVCache.CudaWorkspace"/>): its plans for the two
+    /// launch sizes it was used at most recently, dropped when its block list changes.
+    /// </summary>
+    internal sealed class Workspace : IDisposable
+    {
+        private readonly List<Plan> _plans = new(2);
+
+        /// <summary>Bytes of the device tensors the plans hold.</summary>
+        public long Bytes => _plans.Sum(p => p.Bytes);
+
+        public Plan Get(QuantizedKVCache cache, int device, int share)
+        {
+            for (int i = _plans.Count - 1; i >= 0; i--)
+            {
+                if (!_plans[i].Matches(cache, device))
+                {
+                    _plans[i].Dispose();
+                    _plans.RemoveAt(i);
+                }
+            }
+
+            var plan = _plans.Find(p => p.Share == share);
+            if (plan is null)
+            {
+                if (_plans.Count == 2)
+                {
+                    _plans[0].Dispose();
+                    _plans.RemoveAt(0);
+                }
+
+                plan = new Plan(cache, device, share);
+            }
+            else
+            {
+                _plans.Remove(plan);
+            }
+
+            _plans.Add(plan); // most recent last
+            return plan;
+        }
+
+        public void Dispose()
+        {
+            _plans.ForEach(p => p.Dispose());
+            _plans.Clear();
+        }
+    }
+
+    /// <summary>
     /// What the kernel reads of a cache besides its tensors, on the device: the blocks' descriptions and the splits
     /// (made once per block list), the merge counters and the run states (grown when the residual needs more splits).
     /// </summary>
@@ -261,13 +328,12 @@ internal static class MmaAttention
         private readonly int _device;
         private readonly Tensor _tables;
         private readonly Tensor _counters;
-        private readonly long _quantizedLength;
         private Tensor _states;
-        private Tensor? _head;
         private long _stateSplits;
 
-        public Plan(QuantizedKVCache cache, int device)
+        public Plan(QuantizedKVCache cache, int device, int share)
         {
+            Share = share;
             _device = device;
             _blocks = cache.Blocks.ToArray();
             var o = cache.Options;
@@ -279,9 +345,10 @@ internal static class MmaAttention
             Channels = (first.Keys.Outliers?.Shape[^1] ?? 0) + (first.Keys.Easy?.Shape[^1] ?? 0);
             long bh = batch * KvHeads;
 
-            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor four blocks.
+            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor four blocks,
+            // with the GPU shared by the launch's sequences.
             int sms = CudaRuntime.MultiprocessorCount(device);
-            long target = Math.Max(1, 4L * sms / bh);
+            long target = Math.Max(1, 4L * sms / (bh * share));
             long units = _blocks.Sum(x => x.Tokens / MmaKernelSource.UnitTokens);
             // At least 8 units (2 per warp) a split: fewer states for the last split to merge at short lengths.
             long perSplit = Math.Max(8, (units + target - 1) / target);
@@ -297,8 +364,7 @@ internal static class MmaAttention
 
             QuantSplits = splits.Count / 3;
             EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.shape[0];
-            long outlierBits = first.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 };
-            KernelName = $"vidkv_mma_{outlierBits}_5";
+            KernelName = MmaAttention.KernelName(first);
             Stage = new StageLayout(first);
             var words = new List<long>();
             foreach (var block in _blocks)
@@ -313,12 +379,14 @@ internal static class MmaAttention
             BlocksPointer = CudaRuntime.DataPointer(_tables);
             SplitsPointer = BlocksPointer + (nint)(8 * descriptionWords);
             CountersPointer = CudaRuntime.DataPointer(_counters);
-            _quantizedLength = cache.QuantizedLength;
             _states = AllocateStates(QuantSplits + (o.ResidualLength / MmaKernelSource.UnitTokens) + 1, out _stateSplits);
         }
 
         /// <summary>Batch items of the cache.</summary>
         public long Batch { get; }
+
+        /// <summary>Sequences of the launches this plan's splits are made for (a power of two).</summary>
+        public int Share { get; }
 
         public long KvHeads { get; }
 
@@ -344,11 +412,8 @@ internal static class MmaAttention
 
         public IntPtr StatesPointer { get; private set; }
 
-        /// <summary>The kernel's <c>Head</c> of this cache on the device (tables, counters, states), written when the states move.</summary>
-        public IntPtr HeadPointer { get; private set; }
-
         /// <summary>Bytes of the device tensors the plan holds.</summary>
-        public long Bytes => (_tables.NumberOfElements * 8) + (_counters.NumberOfElements * 4) + (_states.NumberOfElements * 4) + (_head?.NumberOfElements * 8 ?? 0);
+        public long Bytes => (_tables.NumberOfElements * 8) + (_counters.NumberOfElements * 4) + (_states.NumberOfElements * 4);
 
         public bool Matches(QuantizedKVCache cache, int device)
         {
@@ -383,24 +448,14 @@ internal static class MmaAttention
             _tables.Dispose();
             _counters.Dispose();
             _states.Dispose();
-            _head?.Dispose();
         }
 
         private Tensor AllocateStates(long splits, out long capacity)
         {
             capacity = splits;
             long bh = _counters.shape[0];
-            var device = new Device(DeviceType.CUDA, _device);
-            var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, device).DetachFromDisposeScope();
+            var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();
             StatesPointer = CudaRuntime.DataPointer(states);
-
-            // The kernel's Head: blocks, splits, counters, states, quantized splits, tokens before the residual. The
-            // upload is ordered on the default stream before any launch that reads it; the old head is freed to the
-            // caching allocator, which reuses it only for work queued after those launches.
-            _head?.Dispose();
-            long[] words = [BlocksPointer, SplitsPointer, CountersPointer, StatesPointer, QuantSplits, _quantizedLength];
-            _head = tensor(words, ScalarType.Int64).to(device).DetachFromDisposeScope();
-            HeadPointer = CudaRuntime.DataPointer(_head);
             return states;
         }
 
@@ -496,9 +551,14 @@ internal static class MmaAttention
     [StructLayout(LayoutKind.Sequential)]
     private struct Sequence
     {
-        public IntPtr Head;
+        public IntPtr Blocks;
+        public IntPtr Splits;
+        public IntPtr Counters;
+        public IntPtr States;
         public IntPtr ResidualKeys;
         public IntPtr ResidualValues;
+        public long QuantSplits;
+        public long ResidualStart;
         public long ResidualLength;
         public long Row;
     }

@@ -7,9 +7,9 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>:
 /// <list type="bullet">
 /// <item>Grid (split, batch item × KV head, sequence). One launch serves up to <see cref="MaxSequences"/> caches of any
-/// lengths (a batched decode step): each sequence's cache has its own <c>Head</c> on the device (blocks, splits, merge
-/// counters, run states; written when its plan is made), and the launch's parameters carry each sequence's residual and
-/// its row of the query and the output. A split is a run of 32-token units of one quantized block (the host plans the
+/// lengths (a batched decode step): the launch's parameters carry, per sequence, its cache's plan on the device (block
+/// descriptions, splits, merge counters, run states; made when its block list changes), its residual and its row of the
+/// query and the output. A split is a run of 32-token units of one quantized block (the host plans the
 /// splits once per block list, enough to fill the GPU), or a 32-token chunk of the full-precision residual; blocks past
 /// a shorter sequence's splits return at once.</item>
 /// <item>Prologue: the query rows times softmax scale · log2(e), put in the block's channel order (outlier channels,
@@ -37,8 +37,8 @@ internal static class MmaKernelSource
     /// <summary>Largest value channel count (8 tiles of 16).</summary>
     public const int MaxValueChannels = 128;
 
-    /// <summary>Sequences one launch serves (the kernel's parameters carry one entry each, within CUDA's 4 KiB).</summary>
-    public const int MaxSequences = 64;
+    /// <summary>Sequences one launch serves (the kernel's parameters carry one entry of 80 bytes each, within CUDA's 4 KiB).</summary>
+    public const int MaxSequences = 48;
 
     /// <summary>Halves per staged value row (128 plus padding against bank conflicts).</summary>
     public const int ValueStride = 136;
@@ -69,20 +69,21 @@ struct Block {
 
 struct Split { i64 block, unit0, units; };
 
-// What the kernel reads of one cache besides its tensors, on the device: written when the cache's plan is made (its
-// block list changes) or its run states grow, never per call.
-struct Head {
+// One sequence of a launch (blockIdx.z): its cache's plan on the device (made when the cache's block list changes), its
+// residual now, and its row of the query and the output. Read from the parameters where used: values loaded from memory
+// would stay in registers through the main loop, which needs all of them.
+struct Seq {
     const Block* blocks;
     const Split* splits;
     int* counters;             // [BH], zero between calls
     float* states;             // [BH, splits, ROWS, 2 + dv]: max, sum, then Σ p·v per row
-    i64 qSplits, rStart;       // splits of the quantized blocks; tokens before the residual
+    const void* rk;            // residual keys [BH, rLen, D], or null
+    const void* rv;            // residual values [BH, rLen, dv]
+    i64 qSplits, rStart, rLen; // splits of the quantized blocks; tokens before the residual; residual tokens
+    i64 row;                   // the sequence's row of the query and the output
 };
 
-// One sequence of a launch (blockIdx.z): its cache's head, its residual now, and its row of the query and the output.
-struct Seq { const Head* head; const void* rk; const void* rv; i64 rLen; i64 row; };
-
-#define MAX_SEQS 64
+#define MAX_SEQS 48
 
 struct Params {
     float* out;                // [rows, BH, nq, dv]
@@ -183,14 +184,10 @@ template <int OB, int VPER>
 __device__ __forceinline__ void mmaBody(const Params& p) {
     extern __shared__ float4 smem4[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const Seq sq = p.seqs[blockIdx.z];
-    const Head hd = *sq.head;
-    const i64 rLen = sq.rLen, qSplits = hd.qSplits, nSplits = qSplits + (rLen + 31) / 32;
+    const Seq& sq = p.seqs[blockIdx.z];
     const int split = blockIdx.x;
-    if (split >= nSplits) return;      // a shorter sequence of the launch
-    const i64 bh = blockIdx.y;                               // batch item x KV head within the cache
-    const i64 bq = sq.row * (i64)gridDim.y + blockIdx.y;     // ... within the query and the output
-    const i64 causalBase = hd.rStart + rLen - p.tq;          // the first query token's position
+    if (split >= sq.qSplits + (sq.rLen + 31) / 32) return;  // past a shorter sequence's splits
+    const i64 bh = blockIdx.y;                                // batch item x KV head within the cache
     const int C = (int)p.C, D = (int)p.D, dv = (int)p.dv, nq = (int)p.nq, QS = C + 8;
     float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
     float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
@@ -203,19 +200,19 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 
     for (int i = tid; i < ROWS * D; i += THREADS) {
         const int r = i / D, c = i % D;
-        qe[i] = r < nq ? ld(p.q, (bq * nq + r) * D + c, p.qType) * p.scale : 0.f;
+        qe[i] = r < nq ? ld(p.q, ((sq.row * (i64)gridDim.y + bh) * nq + r) * D + c, p.qType) * p.scale : 0.f;
     }
     __syncthreads();
 
     float* myM = red;                 // [WARPS][ROWS]
     float* myL = red + WARPS * ROWS;  // [WARPS][ROWS]
 
-    if (split >= qSplits) {
+    if (split >= sq.qSplits) {
         // A 32-token chunk of the full-precision residual, plain float32 arithmetic.
         float* sc = qs;  // [ROWS][32]
-        const i64 t0 = (i64)(split - qSplits) * 32;
+        const i64 t0 = (i64)(split - sq.qSplits) * 32;
         const int tk = tid & 31, rp = tid >> 5;
-        const i64 pos = t0 + tk;
+        const i64 pos = t0 + tk, rLen = sq.rLen, causalBase = sq.rStart + rLen - p.tq;
         float s0 = 0.f, s1 = 0.f;
         if (pos < rLen) {
             const i64 base = (bh * rLen + pos) * D;
@@ -228,7 +225,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int r = 2 * rp + h;
-            const bool masked = pos >= rLen || r >= nq || (p.causal && hd.rStart + pos > causalBase + (r % p.tq));
+            const bool masked = pos >= rLen || r >= nq || (p.causal && sq.rStart + pos > causalBase + (r % p.tq));
             sc[r * 32 + tk] = masked ? NEG_INF : (h ? s1 : s0);
         }
         __syncthreads();
@@ -243,7 +240,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             if (lane == 0) { myM[r] = m; myL[r] = l; }
         }
         __syncthreads();
-        float* st = hd.states + (bh * nSplits + split) * ROWS * (2 + dv);
+        float* st = sq.states + (bh * (sq.qSplits + (rLen + 31) / 32) + split) * ROWS * (2 + dv);
         for (int i = tid; i < ROWS * dv; i += THREADS) {
             const int r = i / dv, c = i % dv;
             float a = 0.f;
@@ -252,8 +249,8 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         }
         if (tid < ROWS) { st[tid] = myM[tid]; st[ROWS + tid] = myL[tid]; }
     } else {
-        const Split sp = hd.splits[split];
-        const Block& bk = hd.blocks[sp.block];
+        const Split sp = sq.splits[split];
+        const Block& bk = sq.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
         // Outlier channels gathered; the 1-bit channels gathered (into the stage area), then put through the transform.
         float* qg = (float*)stageBase;  // [ROWS][De]
@@ -436,7 +433,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 for (int e = 0; e < 4; e++) {
                     const int r = 2 * t + (e & 1);
                     const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
-                    const bool masked = r >= nq || (p.causal && pos > causalBase + (r % p.tq));
+                    const bool masked = r >= nq || (p.causal && pos > sq.rStart + sq.rLen - p.tq + (r % p.tq));
                     s[h][e] = masked ? NEG_INF : s[h][e] + sl[h][e] + ((e & 1) ? biasB : biasA);
                 }
             }
@@ -523,7 +520,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             }
         }
         __syncthreads();
-        float* st = hd.states + (bh * nSplits + split) * ROWS * (2 + dv);
+        float* st = sq.states + (bh * (sq.qSplits + (sq.rLen + 31) / 32) + split) * ROWS * (2 + dv);
         for (int i = tid; i < ROWS * dv; i += THREADS) {
             const int r = i / dv, c = i % dv;
             float mx = NEG_INF;
@@ -543,13 +540,15 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     }
 
     // The last split of this KV head to finish merges every split's state.
+    const i64 nSplits = sq.qSplits + (sq.rLen + 31) / 32;
+    const i64 bq = sq.row * (i64)gridDim.y + bh;  // the query's and the output's batch item x KV head
     __threadfence();
     __syncthreads();
-    if (tid == 0) isLast = atomicAdd(hd.counters + bh, 1) == (int)nSplits - 1;
+    if (tid == 0) isLast = atomicAdd(sq.counters + bh, 1) == (int)nSplits - 1;
     __syncthreads();
     if (!isLast) return;
     __threadfence();
-    const float* base = hd.states + bh * nSplits * ROWS * (2 + dv);
+    const float* base = sq.states + bh * nSplits * ROWS * (2 + dv);
     const int stride = ROWS * (2 + dv), S = (int)nSplits;
     float* wts = (float*)stageBase;  // [ROWS][S] each split's weight exp2(m_s - max), then the row's 1 / Σ weight·l
     float* inv = red;                // [ROWS]
@@ -591,7 +590,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             *(float4*)(p.out + (bq * nq + rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
         }
     }
-    if (tid == 0) hd.counters[bh] = 0;
+    if (tid == 0) sq.counters[bh] = 0;
 }
 
 #define INSTANTIATE(OB, VPER) \
