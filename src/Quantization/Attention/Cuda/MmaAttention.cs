@@ -114,15 +114,16 @@ internal static class MmaAttention
     }
 
     /// <summary>
-    /// Whether a batched launch can serve these caches together: each fits (<see cref="Fits(QuantizedKVCache, long, long, long, ScalarType)"/>) for one query row set, and
-    /// they share what the launch holds in common (key layout, channel counts, residual type); see <see cref="BatchKey"/>.
+    /// What one launch holds in common for its caches (kernel instantiation, batch and head geometry, channel counts,
+    /// residual type, staging layout): caches that fit the kernel (<see cref="Fits(QuantizedKVCache, long, long, long, ScalarType)"/>)
+    /// with equal keys can share a launch. The cache must hold a quantized block.
     /// </summary>
     public static (string Kernel, long Batch, long KvHeads, long ValueChannels, long Channels, ScalarType? ResidualType, StageLayout Stage) BatchKey(QuantizedKVCache cache)
     {
         var first = cache.Blocks[0];
         var keys = first.Keys;
         return (KernelName(first), keys.Shape[0], keys.Shape[1], first.Values.Shape[3], (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0),
-            cache.ResidualLength > 0 ? cache.ResidualKeys!.dtype : null, new StageLayout(first));
+            cache.ResidualKeys?.dtype, new StageLayout(first));
     }
 
     /// <summary>The kernel instantiation for a block's outlier bits.</summary>

@@ -9,9 +9,9 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <item>Grid (split, batch item × KV head, sequence). One launch serves up to <see cref="MaxSequences"/> caches of any
 /// lengths (a batched decode step): the launch's parameters carry, per sequence, its cache's plan on the device (block
 /// descriptions, splits, merge counters, run states; made when its block list changes), its residual and its row of the
-/// query and the output. A split is a run of 32-token units of one quantized block (the host plans the
-/// splits once per block list, enough to fill the GPU), or a 32-token chunk of the full-precision residual; blocks past
-/// a shorter sequence's splits return at once.</item>
+/// query and the output. A split is a run of 32-token units of one quantized block (the host plans the splits once per
+/// block list and batch size class, enough for the cache's share of the GPU), or a 32-token chunk of the full-precision
+/// residual; blocks past a shorter sequence's splits return at once.</item>
 /// <item>Prologue: the query rows times softmax scale · log2(e), put in the block's channel order (outlier channels,
 /// then the 1-bit components through the [De, comps] transform).</item>
 /// <item>Scores as S^T = digits · q' on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate): the key digits are exact
