@@ -114,25 +114,29 @@ public static class FusedAttention
     /// (the caches may hold different numbers of tokens, blocks and residual tokens, and may share blocks forked from one
     /// snapshot). On CUDA the caches that fit the single-launch tensor-core kernel are served by one launch per layer (per
     /// 64 sequences and per kind of cache) instead of one per sequence; on the CPU the sequences' (KV head) work items run
-    /// in one parallel loop. Other caches run one <see cref="Attend"/> call each, so the result is the same either way.
+    /// in one parallel loop. Other caches run one <see cref="Attend"/> call each; see <paramref name="matchSingleCalls"/>.
     /// </summary>
     /// <param name="caches">N distinct, non-empty caches of one batch item each, with one head geometry, on the queries' device.</param>
     /// <param name="queries">Queries [N, Hq, Tq, D], any floating type: row i for cache i.</param>
     /// <param name="causal">Mask future positions for multi-token queries (each row's tokens are its cache's last).</param>
     /// <param name="scale">Softmax scale; default 1/sqrt(D).</param>
     /// <param name="path">Kernels to use, as for <see cref="Attend"/>.</param>
+    /// <param name="matchSingleCalls">On CUDA, split each cache's tokens as <see cref="Attend"/> for it alone does, so that
+    /// row i is bit for bit that call's result (the launch then has N times one call's blocks); otherwise split them for
+    /// the cache's share of the GPU (longer splits, fewer blocks; rows equal up to float32 rounding). The CPU is bit for bit
+    /// either way.</param>
     /// <returns>float32 [N, Hq, Tq, Dv], owned by the caller.</returns>
     /// <exception cref="ArgumentException">The caches repeat, hold more than one batch item or differ in geometry, or the queries do not fit them.</exception>
     /// <exception cref="InvalidOperationException">A cache is empty.</exception>
     /// <exception cref="NotSupportedException"><paramref name="path"/> is not accelerated here, or a cache does not fit the Cuda kernels it names.</exception>
     /// <remarks>Thread safety: as <see cref="Attend"/>; the caches must not change during the call.</remarks>
-    public static Tensor AttendBatch(IReadOnlyList<QuantizedKVCache> caches, Tensor queries, bool causal = false, double? scale = null, FusedKernelPath path = FusedKernelPath.Auto)
+    public static Tensor AttendBatch(IReadOnlyList<QuantizedKVCache> caches, Tensor queries, bool causal = false, double? scale = null, FusedKernelPath path = FusedKernelPath.Auto, bool matchSingleCalls = false)
     {
         var (device, dv) = CheckBatch(caches, queries, causal);
         using var scope = NewDisposeScope();
         var output = empty(new[] { queries.shape[0], queries.shape[1], queries.shape[2], dv }, ScalarType.Float32, queries.device);
         var rows = Enumerable.Range(0, caches.Count).ToArray();
-        AttendRows(caches, rows, queries.is_contiguous() ? queries : queries.contiguous(), output, causal, scale ?? (1.0 / Math.Sqrt(queries.shape[3])), path, device);
+        AttendRows(caches, rows, queries.is_contiguous() ? queries : queries.contiguous(), output, causal, scale ?? (1.0 / Math.Sqrt(queries.shape[3])), path, device, matchSingleCalls);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -141,7 +145,7 @@ public static class FusedAttention
     /// <paramref name="queries"/> and writes the same row of <paramref name="output"/> (float32 [N, Hq, Tq, Dv], contiguous).
     /// The arguments are checked (<see cref="CheckBatch"/>).
     /// </summary>
-    internal static void AttendRows(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor queries, Tensor output, bool causal, double scale, FusedKernelPath path, DeviceType device)
+    internal static void AttendRows(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor queries, Tensor output, bool causal, double scale, FusedKernelPath path, DeviceType device, bool matchSingleCalls)
     {
         if (caches.Count == 0)
         {
@@ -186,7 +190,7 @@ public static class FusedAttention
 
         if (kernels.Count > 0)
         {
-            CudaFusedAttention.AttendBatch(kernels, kernelRows, queries, output, causal, scale);
+            CudaFusedAttention.AttendBatch(kernels, kernelRows, queries, output, causal, scale, matchSingleCalls);
         }
     }
 

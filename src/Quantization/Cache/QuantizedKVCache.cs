@@ -361,15 +361,18 @@ public sealed class QuantizedKVCache : IDisposable
     /// <paramref name="caches"/>[i], each cache as its own <see cref="AttendForDecode(Tensor, bool)"/> would (its
     /// <see cref="KVCacheOptions.DecodeAttention"/>), with the fused caches served together
     /// (<see cref="FusedAttention.AttendBatch"/>: one CUDA launch per layer, or one parallel loop on the CPU). The result
-    /// is what per-sequence calls give, row by row.
+    /// is what per-sequence calls give, row by row (see <paramref name="matchSingleCalls"/>).
     /// </summary>
     /// <param name="caches">N distinct, non-empty caches of one batch item each, with one head geometry, on the queries' device.</param>
     /// <param name="queries">Queries [N, Hq, Tq, D]: row i for cache i.</param>
     /// <param name="causal">Mask future positions for multi-token queries.</param>
+    /// <param name="matchSingleCalls">On CUDA, split each cache's tokens as a call for it alone does, so that row i is
+    /// bit for bit what that call gives (the launch then has N times one call's blocks); otherwise split them for the
+    /// cache's share of the GPU (longer splits, fewer blocks; rows equal to float32 rounding). The CPU is bit for bit either way.</param>
     /// <returns>float32 [N, Hq, Tq, Dv], owned by the caller.</returns>
     /// <exception cref="ArgumentException">The caches repeat, hold more than one batch item or differ in geometry, or the queries do not fit them.</exception>
     /// <exception cref="InvalidOperationException">A cache is empty.</exception>
-    public static Tensor AttendForDecode(IReadOnlyList<QuantizedKVCache> caches, Tensor queries, bool causal)
+    public static Tensor AttendForDecode(IReadOnlyList<QuantizedKVCache> caches, Tensor queries, bool causal, bool matchSingleCalls = false)
     {
         var (device, dv) = FusedAttention.CheckBatch(caches, queries, causal);
         using var scope = NewDisposeScope();
@@ -398,7 +401,7 @@ public sealed class QuantizedKVCache : IDisposable
             output.narrow(0, i, 1).copy_(cache.Attend(q.narrow(0, i, 1), causal));
         }
 
-        FusedAttention.AttendRows(fused, rows, q, output, causal, 1.0 / Math.Sqrt(q.shape[3]), FusedKernelPath.Auto, device);
+        FusedAttention.AttendRows(fused, rows, q, output, causal, 1.0 / Math.Sqrt(q.shape[3]), FusedKernelPath.Auto, device, matchSingleCalls);
         return output.MoveToOuterDisposeScope();
     }
 

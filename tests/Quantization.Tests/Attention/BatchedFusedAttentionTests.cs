@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Quantization.Tests.Attention;
 
 /// <summary>
-/// <see cref="FusedAttention.AttendBatch"/> and the batched <see cref="QuantizedKVCache.AttendForDecode(IReadOnlyList{QuantizedKVCache}, Tensor, bool)"/>
+/// <see cref="FusedAttention.AttendBatch"/> and the batched <see cref="QuantizedKVCache.AttendForDecode(IReadOnlyList{QuantizedKVCache}, Tensor, bool, bool)"/>
 /// on the CPU: one call over sequences of different lengths gives, row by row and bit for bit, what one call per sequence
 /// gives (the CUDA launch is compared the same way by <c>vidkv-bench cuda-check</c>).
 /// </summary>

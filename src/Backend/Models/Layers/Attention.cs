@@ -88,7 +88,7 @@ internal sealed class Attention : nn.Module
     /// One decode step for N sequences at once: <paramref name="hidden"/> [N, 1, D] holds each sequence's new token, and
     /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; each
     /// sequence appends to its own compressed cache, then one batched attention call reads all N caches
-    /// (<see cref="VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(IReadOnlyList{VidKV.AI.Quantization.Cache.QuantizedKVCache}, Tensor, bool)"/>),
+    /// (<see cref="VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(IReadOnlyList{VidKV.AI.Quantization.Cache.QuantizedKVCache}, Tensor, bool, bool)"/>),
     /// so caches of different lengths and presets mix.
     /// </summary>
     /// <param name="hidden">Input [N, 1, D].</param>
@@ -111,10 +111,11 @@ internal sealed class Attention : nn.Module
         }
 
         // One attention call over the N caches of different lengths: one kernel launch per layer on CUDA (the caches that
-        // fit it), one parallel loop over every sequence's KV heads on the CPU; row i is what sequence i alone gives.
+        // fit it), one parallel loop over every sequence's KV heads on the CPU; row i is what sequence i alone gives, bit
+        // for bit when rowWise (on CUDA each cache's tokens are then split as in a one-sequence step).
         var output = PerSequenceAttention
             ? cat(Enumerable.Range(0, (int)n).Select(i => caches[i].AttendForDecode(q.narrow(0, i, 1), causal: true)).ToArray(), 0).to(hidden.dtype)
-            : VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true).to(hidden.dtype); // [N, H, 1, hd]
+            : VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true, matchSingleCalls: rowWise).to(hidden.dtype); // [N, H, 1, hd]
         return Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
     }
 

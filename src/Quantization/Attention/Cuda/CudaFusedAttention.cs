@@ -273,14 +273,15 @@ internal static class CudaFusedAttention
     /// <paramref name="rows"/>[i] of <paramref name="query"/> [N, Hq, Tq, D] (contiguous) and writes the same row of
     /// <paramref name="output"/> (float32 [N, Hq, Tq, Dv], contiguous). Caches that fit the single-launch tensor-core
     /// kernel share one launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences and per kind of cache); the others
-    /// run one call each (the general kernels). Every cache must fit the kernels (<see cref="Fits(QuantizedKVCache, long, long, long, long, ScalarType)"/>).
+    /// run one call each (the general kernels). <paramref name="matchSingleCalls"/>: split each cache as a call for it alone
+    /// does (bit for bit that call's result), else for its share of the GPU. Every cache must fit the kernels (<see cref="Fits(QuantizedKVCache, long, long, long, long, ScalarType)"/>).
     /// </summary>
-    public static void AttendBatch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale)
+    public static void AttendBatch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, bool matchSingleCalls)
     {
         int device = Math.Max(0, query.device_index);
         long hq = query.shape[1], tq = query.shape[2];
         bool tensorCores = Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Compiles(device);
-        var groups = new Dictionary<(string, long, long, long, long, ScalarType?, MmaAttention.StageLayout), (List<QuantizedKVCache> Caches, List<int> Rows)>();
+        var groups = new Dictionary<(MmaAttention.LaunchShape, ScalarType?), (List<QuantizedKVCache> Caches, List<int> Rows)>();
         long temporary = output.NumberOfElements * 4;
         int alone = 0;
         for (int i = 0; i < caches.Count; i++)
@@ -307,7 +308,7 @@ internal static class CudaFusedAttention
 
         foreach (var (batch, groupRows) in groups.Values)
         {
-            MmaAttention.Launch(batch, groupRows, query, output, causal, scale);
+            MmaAttention.Launch(batch, groupRows, query, output, causal, scale, matchSingleCalls ? 1 : batch.Count);
         }
 
         _lastTemporaryBytes = temporary;

@@ -25,6 +25,7 @@ internal static class MmaAttention
     private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
     private static readonly Lock PlanLock = new();
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> Shapes = new();
 
     /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
     public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.shape[0], query.shape[1], query.shape[2], query.dtype);
@@ -109,7 +110,7 @@ internal static class MmaAttention
         var plan = PlanOf(cache, Math.Max(0, query.device_index), 1);
         var output = empty(new[] { query.shape[0], query.shape[1], query.shape[2], plan.ValueChannels }, ScalarType.Float32, query.device);
         temporaryBytes = (output.NumberOfElements * 4) + (ReferenceEquals(q, query) ? 0 : q.NumberOfElements * q.ElementSize) + plan.Bytes;
-        Launch([cache], [0], q, output, causal, scale);
+        Launch([cache], [0], q, output, causal, scale, 1);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -118,13 +119,8 @@ internal static class MmaAttention
     /// residual type, staging layout): caches that fit the kernel (<see cref="Fits(QuantizedKVCache, long, long, long, ScalarType)"/>)
     /// with equal keys can share a launch. The cache must hold a quantized block.
     /// </summary>
-    public static (string Kernel, long Batch, long KvHeads, long ValueChannels, long Channels, ScalarType? ResidualType, StageLayout Stage) BatchKey(QuantizedKVCache cache)
-    {
-        var first = cache.Blocks[0];
-        var keys = first.Keys;
-        return (KernelName(first), keys.Shape[0], keys.Shape[1], first.Values.Shape[3], (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0),
-            cache.ResidualKeys?.dtype, new StageLayout(first));
-    }
+    public static (LaunchShape Shape, ScalarType? ResidualType) BatchKey(QuantizedKVCache cache)
+        => ((LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b)), cache.ResidualKeys?.dtype);
 
     /// <summary>The kernel instantiation for a block's outlier bits.</summary>
     private static string KernelName(QuantizedBlock block)
@@ -136,14 +132,15 @@ internal static class MmaAttention
     /// <paramref name="output"/> [rows, Hq, Tq, Dv] (float32, contiguous). The caches must be distinct, each fit the
     /// kernel, compile on the device and share one <see cref="BatchKey"/>; nothing is allocated but a plan on a cache's
     /// first call after its block list changed (or at a new batch size class: each cache's splits are planned for its share of
-    /// the GPU, so that N sequences together fill it with longer splits rather than N times the blocks).
+    /// the GPU, so that N sequences together fill it with longer splits rather than N times the blocks). <c>share</c>: the
+    /// sequences the GPU is shared by when planning each cache's splits; 1 splits a cache as a call for it alone does (the
+    /// same arithmetic, bit for bit).
     /// </summary>
-    public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale)
+    public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, int share)
     {
         int device = Math.Max(0, query.device_index);
         var kernels = Kernel(device);
         long hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
-        int share = caches.Count;
         var first = PlanOf(caches[0], device, share);
         long nq = hq / first.KvHeads * tq;
         var p = new Params
@@ -505,6 +502,33 @@ internal static class MmaAttention
             words.Add(q.Shape[^1]);
             words.Add(Floats(mult, offset));
         }
+    }
+
+    /// <summary>What a launch holds in common for its caches, from a cache's first block (made once per block).</summary>
+    internal sealed record LaunchShape
+    {
+        public LaunchShape(QuantizedBlock first)
+        {
+            var keys = first.Keys;
+            Kernel = KernelName(first);
+            Batch = keys.Shape[0];
+            KvHeads = keys.Shape[1];
+            ValueChannels = first.Values.Shape[3];
+            Channels = (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0);
+            Stage = new StageLayout(first);
+        }
+
+        public string Kernel { get; }
+
+        public long Batch { get; }
+
+        public long KvHeads { get; }
+
+        public long ValueChannels { get; }
+
+        public long Channels { get; }
+
+        public StageLayout Stage { get; }
     }
 
     /// <summary>A warp's staging buffer for one 32-token unit: byte offsets (16-byte aligned) of what it holds.</summary>
