@@ -17,7 +17,9 @@
 # There (PyTorch with CUDA installed for python3):
 #   mkdir bench-bin && tar xJf .gpu/vidkv-bench.tar.xz -C bench-bin
 #   OUT=/some/folder bash bench/run-serving-gpu.sh bench-bin [serving options]
-# Writes $OUT/bench-serving-h200.md and its log.
+# Writes $OUT/bench-serving-h200.md and its log, after `vidkv-bench cuda-check` ($OUT/cuda-check-h200.md: the fused
+# kernels and the batched launch the decode step uses, against one call per sequence and dequantize-then-attend; set
+# VIDKV_SKIP_CHECK=1 to skip it). The serving run goes on when the check fails; its exit code is the check's then.
 set -euo pipefail
 if [ $# -lt 1 ] || [ ! -x "$1/VidKV.AI.Bench" ]; then
   echo "usage: OUT=<folder> $0 <published bench folder containing VidKV.AI.Bench> [serving options]" >&2
@@ -29,5 +31,12 @@ mkdir -p "$OUT"
 export VIDKV_LIBTORCH="${VIDKV_LIBTORCH:-python}"
 export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+check=0
+if [ "${VIDKV_SKIP_CHECK:-0}" != 1 ]; then
+  "$dir/VidKV.AI.Bench" cuda-check --out "$OUT/cuda-check-h200.md" > "$OUT/cuda-check-h200.log" 2>&1 || check=$?
+  grep -E "comparisons|NVRTC|tensor-core|batched" "$OUT/cuda-check-h200.md" | grep -v "^|" || tail -40 "$OUT/cuda-check-h200.log"
+  grep -F "**FAIL**" "$OUT/cuda-check-h200.md" | head -20 || true
+fi
 set -o pipefail
 "$dir/VidKV.AI.Bench" serving --device cuda --out "$OUT/bench-serving-h200.md" "$@" 2>&1 | tee "$OUT/bench-serving-h200.log"
+exit "$check"

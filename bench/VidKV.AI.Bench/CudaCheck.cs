@@ -14,7 +14,9 @@ namespace VidKV.AI.Bench;
 /// scaled ternary, ±s signs, 4-bit, bf16 and float32 metadata), odd and even 1-bit channel counts, LLaVA-OneVision-7B's
 /// head geometry and a cache longer than many kernel runs; batch 2, grouped-query attention, decode and causal
 /// multi-token queries. Each compares the NVRTC kernel path and the chunked path with dequantize-then-attend on the
-/// same device. Exit code 1 when any difference exceeds the tolerance.
+/// same device. Then the batched launch (<see cref="FusedAttention.AttendBatch"/>: 1 to 16 and 70 sequences of different
+/// lengths, residual tails, forks sharing a snapshot's blocks, GQA 7:1, mixed kinds) against one call per sequence and
+/// against dequantize-then-attend. Exit code 1 when any difference exceeds the tolerance.
 /// </summary>
 internal static class CudaCheck
 {
@@ -130,6 +132,118 @@ internal static class CudaCheck
             Check($"tensor cores: vidkv-1.5/1.58 {profile} 300 steps after 700 tokens", Seven("vidkv-1.5/1.58", profile), 1, 4, 28, 700, 300, 128, 15);
         }
 
+        // One launch over many sequences (FusedAttention.AttendBatch, the batched decode step): caches of one batch item
+        // with different lengths, block counts and residual tails (one without a residual), some forked from one snapshot
+        // (sharing its blocks, as remembered videos do); each row against the same sequence's own call (the same splits
+        // and arithmetic: expected bit for bit) and against dequantize-then-attend.
+        void CheckBatch(string name, KVCacheOptions[] options, int sequences, int kvHeads, int qHeads, int tq, int basePrompt, int dim, int seed, int forks = 2)
+        {
+            using var scope = NewDisposeScope();
+            random.manual_seed(seed);
+            var offset = zeros(dim);
+            offset[0] = 6f;
+            offset[dim / 2] = -4f;
+            // float32 inputs, so that dequantize-then-attend rebuilds the cache in float32 (the residual is stored as the options say).
+            Tensor Keys(int t) => ((randn(1, kvHeads, t, dim) * 2) + offset).to(device);
+            Tensor Values(int t) => randn(1, kvHeads, t, dim).to(device);
+            var caches = new List<QuantizedKVCache>();
+            try
+            {
+                for (int i = 0; caches.Count < sequences; i++)
+                {
+                    var o = options[i % options.Length];
+                    // Lengths spread over 1x..3x the base, a multiple of the group for every third (no residual), tails up to 45 steps.
+                    int prompt = i % 3 == 2 ? basePrompt / o.GroupSize * o.GroupSize : basePrompt + (int)((long)basePrompt * 2 * ((i * 7919) % 97) / 97) + i;
+                    int steps = i % 3 == 2 ? 0 : (i * 13) % 46;
+                    var cache = new QuantizedKVCache(o);
+                    cache.Prefill(Keys(prompt), Values(prompt), randn(1, prompt).to(device));
+                    for (int k = 0; k < steps; k++)
+                    {
+                        cache.Append(Keys(1), Values(1));
+                    }
+
+                    caches.Add(cache);
+                    if (i == 0 && forks > 0)
+                    {
+                        using var snapshot = cache.CreateSnapshot();
+                        for (int f = 0; f < forks && caches.Count < sequences; f++)
+                        {
+                            var fork = snapshot.Fork();
+                            for (int k = 0; k < 5 + (17 * f); k++)
+                            {
+                                fork.Append(Keys(1), Values(1));
+                            }
+
+                            caches.Add(fork);
+                        }
+                    }
+                }
+
+                bool causal = tq > 1;
+                // fp16 queries, as the model's decode step gives them (the kernel reads them as they are).
+                var queries = (randn(sequences, qHeads, tq, dim) * 0.7).to(ScalarType.Float16).to(device);
+                Tensor batched, exact;
+                string kernel;
+                try
+                {
+                    exact = FusedAttention.AttendBatch(caches, queries, causal, path: FusedKernelPath.Cuda, matchSingleCalls: true);
+                    batched = FusedAttention.AttendBatch(caches, queries, causal, path: FusedKernelPath.Cuda);
+                    kernel = FusedAttention.LastCudaKernel;
+                }
+                catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException or ArgumentException)
+                {
+                    Console.WriteLine($"{name}: {ex.Message}");
+                    rows.Add(($"{name}: batched launch", "Cuda batch", double.PositiveInfinity, "-"));
+                    return;
+                }
+
+                double vsAlone = 0, exactVsAlone = 0, vsReference = 0;
+                for (int i = 0; i < sequences; i++)
+                {
+                    using var inner = NewDisposeScope();
+                    var q = queries.narrow(0, i, 1);
+                    var alone = FusedAttention.Attend(caches[i], q, causal, path: FusedKernelPath.Cuda);
+                    vsAlone = Math.Max(vsAlone, (batched.narrow(0, i, 1) - alone).abs().max().item<float>());
+                    exactVsAlone = Math.Max(exactVsAlone, (exact.narrow(0, i, 1) - alone).abs().max().item<float>());
+                    vsReference = Math.Max(vsReference, (batched.narrow(0, i, 1) - caches[i].Attend(q, causal)).abs().max().item<float>());
+                }
+
+                // The batched AttendForDecode (what the scheduler's step calls) against each cache's own AttendForDecode.
+                var decode = QuantizedKVCache.AttendForDecode(caches, queries, causal, matchSingleCalls: true);
+                string decodeKernel = FusedAttention.LastCudaKernel;
+                double vsDecode = 0;
+                for (int i = 0; i < sequences; i++)
+                {
+                    using var inner = NewDisposeScope();
+                    vsDecode = Math.Max(vsDecode, (decode.narrow(0, i, 1) - caches[i].AttendForDecode(queries.narrow(0, i, 1), causal)).abs().max().item<float>());
+                }
+
+                string lengths = $"{caches.Min(c => c.Length)}..{caches.Max(c => c.Length)} tokens";
+                rows.Add(($"{name}, {sequences} sequences, {lengths}, Tq={tq}: batched, the GPU shared, vs one call each", "Cuda batch", vsAlone, kernel));
+                // With each cache split as its own call splits it, the arithmetic is the same: expected bit for bit.
+                rows.Add(($"{name}, {sequences} sequences, {lengths}, Tq={tq}: batched, own splits (matchSingleCalls), vs one call each, bit for bit{(exactVsAlone == 0 ? string.Empty : $": NOT ({exactVsAlone:E1})")}", "Cuda batch", exactVsAlone == 0 ? 0 : double.PositiveInfinity, kernel));
+                rows.Add(($"{name}, {sequences} sequences, {lengths}, Tq={tq}: batched vs dequantize", "Cuda batch", vsReference, kernel));
+                rows.Add(($"{name}, {sequences} sequences, {lengths}, Tq={tq}: AttendForDecode batched (matchSingleCalls) vs one call each, bit for bit{(vsDecode == 0 ? string.Empty : $": NOT ({vsDecode:E1})")}", "Auto batch", vsDecode == 0 ? 0 : double.PositiveInfinity, decodeKernel));
+            }
+            finally
+            {
+                caches.ForEach(c => c.Dispose());
+            }
+        }
+
+        var compact = Seven("vidkv-1.5/1.58", CacheProfile.Compact);
+        foreach (int n in new[] { 1, 2, 3, 5, 8, 16 })
+        {
+            CheckBatch("batched tensor cores: vidkv-1.5/1.58 Compact 7B heads (GQA 7:1)", [compact], n, 4, 28, 1, 700, 128, 20 + n);
+        }
+
+        CheckBatch("batched tensor cores: 2 heads per KV head, causal", [compact], 6, 4, 8, 3, 500, 128, 40);
+        CheckBatch("batched tensor cores: G=64, 4-bit outliers", [compact with { GroupSize = 64, OutlierBits = 4 }], 7, 4, 28, 1, 900, 128, 41);
+        CheckBatch("batched tensor cores: bf16 and float32 residuals mixed (two kinds)", [compact with { MetadataType = ScalarType.BFloat16, ResidualType = ScalarType.BFloat16 }, compact with { MetadataType = ScalarType.Float32, ResidualType = ScalarType.Float32 }], 6, 4, 28, 1, 600, 128, 42);
+        CheckBatch("batched: vidkv-1.5/1.58 + vidkv-1.25/1.58 Compact + Reference + kivi-2 (kinds and general-path fallbacks)", [compact, Seven("vidkv-1.25/1.58", CacheProfile.Compact), Seven("vidkv-1.5/1.58", CacheProfile.Reference), Seven("kivi-2", CacheProfile.Compact)], 9, 4, 28, 1, 500, 128, 43);
+        CheckBatch("batched tensor cores: 70 sequences (two launches)", [compact], 70, 4, 28, 1, 100, 128, 44, forks: 5);
+        CheckBatch("batched tensor cores: long (20000 tokens base)", [compact], 3, 4, 28, 1, 20000, 128, 45);
+
         int failed = rows.Count(r => !(r.Error <= Tolerance));
         var sb = new StringBuilder();
         sb.AppendLine("# Fused attention on CUDA: equivalence with dequantize-then-attend").AppendLine();
@@ -138,7 +252,9 @@ internal static class CudaCheck
         sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- NVRTC: {FusedAttention.CudaDescription}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"- {rows.Count} comparisons, tolerance {Tolerance:E0}: {rows.Count - failed} within, {failed} beyond").AppendLine();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"- Cases the single-launch tensor-core kernel ran: {rows.Count(r => r.Kernel.StartsWith("tensor", StringComparison.Ordinal))}").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Cases the single-launch tensor-core kernel ran: {rows.Count(r => r.Kernel.StartsWith("tensor", StringComparison.Ordinal))}");
+        var batchRows = rows.Where(r => r.Path.EndsWith("batch", StringComparison.Ordinal)).ToList();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Batched launch (FusedAttention.AttendBatch) comparisons: {batchRows.Count}, {batchRows.Count(r => r.Error <= Tolerance)} within; launches with matchSingleCalls bit for bit equal to one call each: {batchRows.Count(r => r.Case.Contains("bit for bit", StringComparison.Ordinal) && r.Error == 0)} of {batchRows.Count(r => r.Case.Contains("bit for bit", StringComparison.Ordinal))}").AppendLine();
         sb.AppendLine("| case | path | kernel | max abs diff |");
         sb.AppendLine("|---|---|---|---:|");
         foreach (var r in rows)

@@ -5,7 +5,9 @@ using TorchSharp;
 using VidKV.AI.Backend;
 using VidKV.AI.Backend.Batching;
 using VidKV.AI.Backend.Models;
+using VidKV.AI.Backend.Models.Layers;
 using VidKV.AI.Backend.Models.LlavaOnevision;
+using VidKV.AI.Quantization.Attention;
 using VidKV.AI.Quantization.Attention.Cuda;
 using VidKV.AI.Quantization.Cache;
 using VidKV.AI.Quantization.Native;
@@ -22,8 +24,9 @@ namespace VidKV.AI.Bench;
 /// <item>Capacity: how many independent 256-frame conversations (each its own cache, read back from a serialized
 /// snapshot so that no bytes are shared) each cache holds in one memory budget, counted from the bytes their tensors hold,
 /// with room for the tokens each will generate; then one batched decode step over all of them.</item>
-/// <item>Throughput: batched decode steps (one pass through projections and MLP for N sequences, attention per sequence over
-/// its own cache) at 1, 4, 16 and 64 streams: aggregate tokens per second against one stream's.</item>
+/// <item>Throughput: batched decode steps (one pass through projections and MLP for N sequences, one attention call over the N
+/// caches per layer, and for the fused cache also one call per sequence, interleaved) at 1, 4, 16 and 64 streams:
+/// aggregate tokens per second against one stream's.</item>
 /// </list>
 /// </summary>
 internal static class ServingBenchmark
@@ -69,10 +72,10 @@ internal static class ServingBenchmark
         long budget = (long)(budgetGiB * 1024 * 1024 * 1024);
         report.AppendLine($"### Many conversations at {frames} frames ({tokens} cached tokens each) in a {budgetGiB:0.#} GiB budget");
         report.AppendLine();
-        report.AppendLine($"Each conversation is its own cache, prefilled once from random embeddings, serialized, and read back per conversation (no shared bytes). Admitted while the bytes their tensors hold (the cache and, for the fused kernels, the workspace each cache keeps), plus room for {newTokens} new tokens each at the measured bytes per token, fit the budget. Decode: batched steps (one pass through embeddings, projections, norms, MLP and logits for the N sequences, products over the batch; attention per sequence over its own cache), {steps} timed steps after 2 warm-up, medians.");
+        report.AppendLine($"Each conversation is its own cache, prefilled once from random embeddings, serialized, and read back per conversation (no shared bytes). Admitted while the bytes their tensors hold (the cache and, for the fused kernels, the workspace each cache keeps), plus room for {newTokens} new tokens each at the measured bytes per token, fit the budget. Decode: batched steps (one pass through embeddings, projections, norms, MLP and logits for the N sequences, products over the batch), {steps} timed steps after 2 warm-up, medians. Attention: one call over the N caches per layer (on CUDA one tensor-core launch for the caches that fit it; the kernel that ran is named), and for the fused cache also one call per sequence, the two interleaved step by step.");
         report.AppendLine();
-        report.AppendLine("| cache | conversations that fit | bytes per conversation MiB | held MiB | streams | ms per step | aggregate tokens/s | vs 1 stream |");
-        report.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+        report.AppendLine("| cache | conversations that fit | bytes per conversation MiB | held MiB | streams | attention | ms per step | aggregate tokens/s | vs 1 stream |");
+        report.AppendLine("|---|---:|---:|---:|---:|---|---:|---:|---:|");
         string file = Path.Combine(Path.GetTempPath(), $"vidkv-serving-{Environment.ProcessId}.snap");
         try
         {
@@ -158,7 +161,7 @@ internal static class ServingBenchmark
             probe.ForwardDecodeBatch(model.Embed(randint(1000, 100000, [1, 1], device: dev)), new Tensor?[1], new[] { cache }, rowWise: false);
             ModelDecodeBenchmark.Sync(onCuda);
             long held = cache.Memory.TotalBytes;
-            workspace = cache.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0);
+            workspace = cache.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Workspace w ? w.Bytes : 0);
             perConversation = held + workspace + (long)Math.Ceiling(held / (double)cache.Length * newTokens);
             using var snapshot = KVCacheSnapshot.Create(cache.Layers);
             using var stream = File.Create(file);
@@ -180,37 +183,59 @@ internal static class ServingBenchmark
 
             ModelDecodeBenchmark.Sync(onCuda);
             var decoder = (IBatchedDecoder)model;
-            var measured = new List<(int N, double Ms, double PerSecond)>();
+            var measured = new List<(int N, string Attention, double Ms, double PerSecond)>();
+            // The fused cache is measured both ways, interleaved step by step: one attention call over the N caches per
+            // layer (the batched launch) and one call per sequence (as before it existed).
+            var modes = options.DecodeAttention == DecodeAttention.Fused ? new[] { false, true } : new[] { false };
             foreach (int n in streams.Where(n => n <= caches.Count).Append(caches.Count).Distinct().Order())
             {
                 var active = caches.Take(n).ToArray();
-                var times = new List<double>();
+                var times = modes.Select(_ => new List<double>()).ToArray();
+                var kernel = new string[modes.Length];
                 for (int step = -2; step < steps; step++)
                 {
-                    using var scope = NewDisposeScope();
-                    var ids = randint(1000, 100000, [n, 1], device: dev);
-                    ModelDecodeBenchmark.Sync(onCuda);
-                    var watch = Stopwatch.StartNew();
-                    var hidden = decoder.ForwardDecodeBatch(model.Embed(ids), new Tensor?[n], active, rowWise: false);
-                    model.Logits(hidden.select(1, -1)).argmax(-1).cpu();
-                    if (step >= 0)
+                    for (int m = 0; m < modes.Length; m++)
                     {
-                        times.Add(watch.Elapsed.TotalMilliseconds);
+                        using var scope = NewDisposeScope();
+                        var ids = randint(1000, 100000, [n, 1], device: dev);
+                        ModelDecodeBenchmark.Sync(onCuda);
+                        Attention.PerSequenceAttention = modes[m];
+                        try
+                        {
+                            var watch = Stopwatch.StartNew();
+                            var hidden = decoder.ForwardDecodeBatch(model.Embed(ids), new Tensor?[n], active, rowWise: false);
+                            model.Logits(hidden.select(1, -1)).argmax(-1).cpu();
+                            if (step >= 0)
+                            {
+                                times[m].Add(watch.Elapsed.TotalMilliseconds);
+                            }
+                        }
+                        finally
+                        {
+                            Attention.PerSequenceAttention = false;
+                        }
+
+                        kernel[m] = onCuda ? FusedAttention.LastCudaKernel : "CPU";
                     }
                 }
 
-                double ms = Median(times);
-                measured.Add((n, ms, n * 1000.0 / ms));
-                Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{label}: {n} streams, {ms:F1} ms per step"));
+                for (int m = 0; m < modes.Length; m++)
+                {
+                    double ms = Median(times[m]);
+                    string attention = modes[m] ? "per sequence" : $"one call ({kernel[m]})";
+                    measured.Add((n, attention, ms, n * 1000.0 / ms));
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{label}: {n} streams, attention {attention}, {ms:F1} ms per step"));
+                }
             }
 
             // Every conversation has now stepped: what their tensors hold, workspaces included, after it.
-            long heldAll = caches.Sum(c => c.Memory.TotalBytes + c.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Plan plan ? plan.Bytes : 0));
-            double one = measured[0].N == 1 ? measured[0].PerSecond : double.NaN;
-            foreach (var (n, ms, perSecond) in measured)
+            long heldAll = caches.Sum(c => c.Memory.TotalBytes + c.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Workspace w ? w.Bytes : 0));
+            foreach (var (n, attention, ms, perSecond) in measured)
             {
+                // Against one stream of the same attention mode.
+                double one = measured.FirstOrDefault(x => x.N == 1 && x.Attention.StartsWith(attention[..3], StringComparison.Ordinal)).PerSecond;
                 rows.Add(string.Create(CultureInfo.InvariantCulture,
-                    $"| {label} | {caches.Count} | {perConversation / (1024.0 * 1024):F0} | {heldAll / (1024.0 * 1024):F0} | {n} | {ms:F1} | {perSecond:F0} | {perSecond / one:F1}x |"));
+                    $"| {label} | {caches.Count} | {perConversation / (1024.0 * 1024):F0} | {heldAll / (1024.0 * 1024):F0} | {n} | {attention} | {ms:F1} | {perSecond:F0} | {(one > 0 ? $"{perSecond / one:F1}x" : "-")} |"));
             }
         }
         finally

@@ -40,7 +40,7 @@ internal sealed unsafe class CpuFusedAttention
     private readonly ScalarType _residualKeyType, _residualValueType;
     private readonly long _residualLength;
 
-    private CpuFusedAttention(QuantizedKVCache cache, Tensor query, bool causal, double scale, FusedKernelPath path)
+    internal CpuFusedAttention(QuantizedKVCache cache, Tensor query, bool causal, double scale, FusedKernelPath path)
     {
         _path = path;
         var o = cache.Options;
@@ -111,6 +111,12 @@ internal sealed unsafe class CpuFusedAttention
         return tensor(run._result, new long[] { run._batch, run._hq, run._tq, run._dv });
     }
 
+    /// <summary>Work items: (batch item, KV head) pairs, each run by <see cref="RunItem"/>.</summary>
+    internal int Items => _batch * _hkv;
+
+    /// <summary>The output [B, Hq, Tq, Dv] as the work items fill it.</summary>
+    internal float[] Result => _result;
+
     /// <summary>Floats of scratch one work item uses (the extra memory per thread, besides the output).</summary>
     private int ScratchFloats(out Layout layout)
     {
@@ -125,7 +131,7 @@ internal sealed unsafe class CpuFusedAttention
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void RunItem(int item)
+    internal void RunItem(int item)
     {
         int b = item / _hkv, h = item % _hkv;
         long bh = item;

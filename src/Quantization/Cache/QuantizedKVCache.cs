@@ -372,6 +372,55 @@ public sealed class QuantizedKVCache : IDisposable
         return Attend(query, causal);
     }
 
+    /// <summary>
+    /// One batched decode step: sequence i attends with row i of <paramref name="queries"/> [N, Hq, Tq, D] over
+    /// <paramref name="caches"/>[i], each cache as its own <see cref="AttendForDecode(Tensor, bool)"/> would (its
+    /// <see cref="KVCacheOptions.DecodeAttention"/>), with the fused caches served together
+    /// (<see cref="FusedAttention.AttendBatch"/>: one CUDA launch per layer, or one parallel loop on the CPU). The result
+    /// is what per-sequence calls give, row by row (see <paramref name="matchSingleCalls"/>).
+    /// </summary>
+    /// <param name="caches">N distinct, non-empty caches of one batch item each, with one head geometry, on the queries' device.</param>
+    /// <param name="queries">Queries [N, Hq, Tq, D]: row i for cache i.</param>
+    /// <param name="causal">Mask future positions for multi-token queries.</param>
+    /// <param name="matchSingleCalls">On CUDA, split each cache's tokens as a call for it alone does, so that row i is
+    /// bit for bit what that call gives (the launch then has N times one call's blocks); otherwise split them for the
+    /// cache's share of the GPU (longer splits, fewer blocks; rows equal to float32 rounding). The CPU is bit for bit either way.</param>
+    /// <returns>float32 [N, Hq, Tq, Dv], owned by the caller.</returns>
+    /// <exception cref="ArgumentException">The caches repeat, hold more than one batch item or differ in geometry, or the queries do not fit them.</exception>
+    /// <exception cref="InvalidOperationException">A cache is empty.</exception>
+    public static Tensor AttendForDecode(IReadOnlyList<QuantizedKVCache> caches, Tensor queries, bool causal, bool matchSingleCalls = false)
+    {
+        var (device, dv) = FusedAttention.CheckBatch(caches, queries, causal);
+        using var scope = NewDisposeScope();
+        var q = queries.is_contiguous() ? queries : queries.contiguous();
+        var output = empty(new[] { q.shape[0], q.shape[1], q.shape[2], dv }, ScalarType.Float32, q.device);
+        var fused = new List<QuantizedKVCache>(caches.Count);
+        var rows = new List<int>(caches.Count);
+        for (int i = 0; i < caches.Count; i++)
+        {
+            var cache = caches[i];
+            ObjectDisposedException.ThrowIf(cache._disposed, cache);
+            bool fuse = cache.Options.DecodeAttention switch
+            {
+                DecodeAttention.Fused => true,
+                DecodeAttention.Dequantize => false,
+                _ => cache._blocks.Count > 0 && (device == TorchSharp.DeviceType.CPU || FusedAttention.CudaKernelsApplyToRow(cache, q)),
+            };
+            if (fuse)
+            {
+                fused.Add(cache);
+                rows.Add(i);
+                continue;
+            }
+
+            using var inner = NewDisposeScope();
+            output.narrow(0, i, 1).copy_(cache.Attend(q.narrow(0, i, 1), causal));
+        }
+
+        FusedAttention.AttendRows(fused, rows, q, output, causal, 1.0 / Math.Sqrt(q.shape[3]), FusedKernelPath.Auto, device, matchSingleCalls);
+        return output.MoveToOuterDisposeScope();
+    }
+
     /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
     public void Clear()
     {

@@ -110,4 +110,40 @@ public sealed class CudaPathTests
             Assert.Equal(i / items, (i * stage.ValueMagic) >> 16);
         }
     }
+
+    /// <summary>
+    /// The kernels compile with NVRTC for the H100/H200 (sm_90) and for sm_80, the tensor-core kernel without register
+    /// spills, and its parameter struct has the layout the host fills (size and the offset of the per-sequence entries),
+    /// within CUDA's 4 KiB of kernel parameters. Needs libnvrtc (Debian's libnvrtc11.2, or <c>VIDKV_NVRTC</c>); without it there is nothing to
+    /// compile with and the test says so on its output.
+    /// </summary>
+    [Theory]
+    [InlineData("sm_90")]
+    [InlineData("sm_80")]
+    public void Kernels_CompileWithNvrtc_AndTheTensorCoreParametersMatchTheHostLayout(string architecture)
+    {
+        if (!NvrtcCompiler.TryLoad(out _, out var why))
+        {
+            Console.WriteLine($"NVRTC kernel compilation not checked: {why}");
+            return;
+        }
+
+        var (bytes, sequencesOffset) = MmaAttention.ParamsLayout;
+        Assert.True(bytes <= 4096, $"{bytes} bytes of kernel parameters");
+        string layout = $$"""
+
+            static_assert(sizeof(Params) == {{bytes}}, "Params size differs from the host's");
+            static_assert(sizeof(Params) - sizeof(((Params*)0)->seqs) == {{sequencesOffset}}, "Params.seqs (last) starts elsewhere than on the host");
+            static_assert(sizeof(Seq) == 80 && MAX_SEQS == {{MmaKernelSource.MaxSequences}}, "Seq differs from the host's");
+            """;
+        var (cubin, log) = NvrtcCompiler.Compile(MmaKernelSource.Text + layout, "vidkv_mma_attention.cu", architecture, "--ptxas-options=-v");
+        Assert.True(cubin > 0, log);
+
+        // Every instantiation fits its 128 registers (4 blocks of 128 threads per multiprocessor) without spilling.
+        var spills = log.Split('\n').Where(l => l.Contains("spill stores", StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, spills.Count);
+        Assert.All(spills, l => Assert.Contains("0 bytes spill stores, 0 bytes spill loads", l, StringComparison.Ordinal));
+        var (general, generalLog) = NvrtcCompiler.Compile(KernelSource.Text, "vidkv_fused_attention.cu", architecture);
+        Assert.True(general > 0, generalLog);
+    }
 }

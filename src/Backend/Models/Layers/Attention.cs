@@ -86,8 +86,10 @@ internal sealed class Attention : nn.Module
 
     /// <summary>
     /// One decode step for N sequences at once: <paramref name="hidden"/> [N, 1, D] holds each sequence's new token, and
-    /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; attention
-    /// runs per sequence over its own compressed cache (append, then attend), so caches of different lengths and presets mix.
+    /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; each
+    /// sequence appends to its own compressed cache, then one batched attention call reads all N caches
+    /// (<see cref="VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(IReadOnlyList{VidKV.AI.Quantization.Cache.QuantizedKVCache}, Tensor, bool, bool)"/>),
+    /// so caches of different lengths and presets mix.
     /// </summary>
     /// <param name="hidden">Input [N, 1, D].</param>
     /// <param name="rotary">Rotary tables with cos and sin [N, 1, 1, hd]: row i at sequence i's position.</param>
@@ -103,18 +105,26 @@ internal sealed class Attention : nn.Module
         var q = RotaryEmbedding.Apply(Heads(Project(q_proj, hidden), _heads), rotary);    // [N, H, 1, hd]
         var k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
         var v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
-        var outputs = new Tensor[n];
         for (int i = 0; i < n; i++)
         {
-            // A single kernel over sequences of different lengths (varlen) would replace this loop.
-            var cache = caches[i];
-            cache.Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
-            outputs[i] = cache.AttendForDecode(q.narrow(0, i, 1), causal: true).to(hidden.dtype); // [1, H, 1, hd]
+            caches[i].Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
         }
 
-        var output = cat(outputs, 0); // [N, H, 1, hd]
+        // One attention call over the N caches of different lengths: one kernel launch per layer on CUDA (the caches that
+        // fit it), one parallel loop over every sequence's KV heads on the CPU; row i is what sequence i alone gives, bit
+        // for bit when rowWise (on CUDA each cache's tokens are then split as in a one-sequence step).
+        var output = PerSequenceAttention
+            ? cat(Enumerable.Range(0, (int)n).Select(i => caches[i].AttendForDecode(q.narrow(0, i, 1), causal: true)).ToArray(), 0).to(hidden.dtype)
+            : VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true, matchSingleCalls: rowWise).to(hidden.dtype); // [N, H, 1, hd]
         return Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// For benchmarks, on the calling thread: <see cref="ForwardDecodeBatch"/> attends with one call per sequence (as before
+    /// the batched call existed), to compare the two in one process.
+    /// </summary>
+    [field: ThreadStatic]
+    internal static bool PerSequenceAttention { get; set; }
 
     /// <summary><paramref name="f"/> applied to each row of x [N, ...] alone (a fresh contiguous copy, as a one-row input is), stacked.</summary>
     internal static Tensor PerRow(Tensor x, Func<Tensor, Tensor> f)

@@ -55,11 +55,14 @@ internal static class CudaFusedAttention
     public static string Description => CudaRuntime.Description;
 
     /// <summary>Whether this cache and query shape fit the kernels (else callers use the chunked path).</summary>
-    public static bool Fits(QuantizedKVCache cache, Tensor query)
+    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.shape[0], query.shape[1], query.shape[2], query.shape[3], query.dtype);
+
+    /// <summary>Whether this cache fits the kernels for queries [batch, Hq, Tq, D] of the given type.</summary>
+    public static bool Fits(QuantizedKVCache cache, long batch, long queryHeads, long queryTokens, long dim, ScalarType queryType)
     {
         var (hkv, dv) = Geometry(cache);
-        long nq = query.shape[1] / hkv * query.shape[2];
-        if (!IsAvailable || nq > MaxQueryRows || query.shape[0] * hkv > 65535 || dv > KernelSource.Threads || query.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        long nq = queryHeads / hkv * queryTokens;
+        if (!IsAvailable || nq > MaxQueryRows || batch * hkv > 65535 || dv > KernelSource.Threads || queryType is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
             return false;
         }
@@ -75,7 +78,7 @@ internal static class CudaFusedAttention
             }
         }
 
-        return AttendSharedBytes(rows, query.shape[3], dv) <= MaxSharedBytes && 4L * nq * query.shape[3] <= MaxSharedBytes;
+        return AttendSharedBytes(rows, dim, dv) <= MaxSharedBytes && 4L * nq * dim <= MaxSharedBytes;
     }
 
     /// <summary>KV heads and value channels of a non-empty cache.</summary>
@@ -263,6 +266,55 @@ internal static class CudaFusedAttention
         CudaRuntime.Launch(module["vidkv_merge"], device, ((uint)((total + KernelSource.Threads - 1) / KernelSource.Threads), 1, 1), KernelSource.Threads, 0, ref merge);
         _lastTemporaryBytes = temporary;
         return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// One batched decode step: sequence i (<paramref name="caches"/>[i], one batch item, distinct caches) attends with row
+    /// <paramref name="rows"/>[i] of <paramref name="query"/> [N, Hq, Tq, D] (contiguous) and writes the same row of
+    /// <paramref name="output"/> (float32 [N, Hq, Tq, Dv], contiguous). Caches that fit the single-launch tensor-core
+    /// kernel share one launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences and per kind of cache); the others
+    /// run one call each (the general kernels). <paramref name="matchSingleCalls"/>: split each cache as a call for it alone
+    /// does (bit for bit that call's result), else for its share of the GPU. Every cache must fit the kernels (<see cref="Fits(QuantizedKVCache, long, long, long, long, ScalarType)"/>).
+    /// </summary>
+    public static void AttendBatch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, bool matchSingleCalls)
+    {
+        int device = Math.Max(0, query.device_index);
+        long hq = query.shape[1], tq = query.shape[2];
+        bool tensorCores = Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Compiles(device);
+        var groups = new Dictionary<(MmaAttention.LaunchShape, ScalarType?), (List<QuantizedKVCache> Caches, List<int> Rows)>();
+        long temporary = output.NumberOfElements * 4;
+        int alone = 0;
+        for (int i = 0; i < caches.Count; i++)
+        {
+            var cache = caches[i];
+            if (tensorCores && MmaAttention.Fits(cache, 1, hq, tq, query.dtype))
+            {
+                var key = MmaAttention.BatchKey(cache);
+                if (!groups.TryGetValue(key, out var group))
+                {
+                    groups[key] = group = (new List<QuantizedKVCache>(), new List<int>());
+                }
+
+                group.Caches.Add(cache);
+                group.Rows.Add(rows[i]);
+                continue;
+            }
+
+            using var scope = NewDisposeScope();
+            output.narrow(0, rows[i], 1).copy_(Attend(cache, query.narrow(0, rows[i], 1), causal, scale));
+            temporary += _lastTemporaryBytes;
+            alone++;
+        }
+
+        foreach (var (batch, groupRows) in groups.Values)
+        {
+            MmaAttention.Launch(batch, groupRows, query, output, causal, scale, matchSingleCalls ? 1 : batch.Count);
+        }
+
+        _lastTemporaryBytes = temporary;
+        _lastKernel = groups.Count == 0
+            ? $"general (prep, attend, merge launches per block), {alone} sequence(s) one call each"
+            : $"tensor cores, one launch for {caches.Count - alone} sequence(s) in {groups.Count} kind(s){(alone > 0 ? $"; {alone} one call each" : string.Empty)}";
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Numerics;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using VidKV.AI.Quantization.Cache;
@@ -24,19 +25,23 @@ internal static class MmaAttention
     private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
     private static readonly Lock PlanLock = new();
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> Shapes = new();
 
     /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
-    public static bool Fits(QuantizedKVCache cache, Tensor query)
+    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.shape[0], query.shape[1], query.shape[2], query.dtype);
+
+    /// <summary>Whether this cache fits the kernel for queries of <paramref name="batch"/> items, Hq heads and Tq tokens.</summary>
+    public static bool Fits(QuantizedKVCache cache, long batch, long queryHeads, long queryTokens, ScalarType queryType)
     {
-        if (cache.Blocks.Count == 0 || query.dtype is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        if (cache.Blocks.Count == 0 || queryType is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
             return false;
         }
 
         var first = cache.Blocks[0];
         long hkv = first.Keys.Shape[1], dv = first.Values.Shape[3];
-        long nq = query.shape[1] / hkv * query.shape[2];
-        if (nq > MmaKernelSource.Rows || query.shape[0] * hkv > 65535 || dv % 16 != 0 || dv > MmaKernelSource.MaxValueChannels)
+        long nq = queryHeads / hkv * queryTokens;
+        if (nq > MmaKernelSource.Rows || batch * hkv > 65535 || dv % 16 != 0 || dv > MmaKernelSource.MaxValueChannels)
         {
             return false;
         }
@@ -92,7 +97,7 @@ internal static class MmaAttention
         }
     }
 
-    /// <summary>Attends with the single-launch kernel; <see cref="Fits"/> and <see cref="Compiles"/> must hold.</summary>
+    /// <summary>Attends with the single-launch kernel; <see cref="Fits(QuantizedKVCache, Tensor)"/> and <see cref="Compiles"/> must hold.</summary>
     /// <param name="cache">The cache.</param>
     /// <param name="query">Queries [B, Hq, Tq, D] on the cache's device.</param>
     /// <param name="causal">Mask future positions.</param>
@@ -100,57 +105,110 @@ internal static class MmaAttention
     /// <param name="temporaryBytes">Bytes of device tensors this path holds for the call: output, any query copy, and the cache's workspace.</param>
     public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale, out long temporaryBytes)
     {
-        int device = Math.Max(0, query.device_index);
-        var kernels = Kernel(device);
-        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
-        var plan = PlanOf(cache, device);
-        long nq = hq / plan.KvHeads * tq;
-        long rLen = cache.ResidualLength;
-        long rSplits = (rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens;
-        plan.EnsureStates(plan.QuantSplits + rSplits);
-
         using var scope = NewDisposeScope();
         var q = query.is_contiguous() ? query : query.contiguous();
-        var output = empty(new[] { b, hq, tq, plan.ValueChannels }, ScalarType.Float32, query.device);
+        var plan = PlanOf(cache, Math.Max(0, query.device_index), 1);
+        var output = empty(new[] { query.shape[0], query.shape[1], query.shape[2], plan.ValueChannels }, ScalarType.Float32, query.device);
         temporaryBytes = (output.NumberOfElements * 4) + (ReferenceEquals(q, query) ? 0 : q.NumberOfElements * q.ElementSize) + plan.Bytes;
+        Launch([cache], [0], q, output, causal, scale, 1);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// What one launch holds in common for its caches (kernel instantiation, batch and head geometry, channel counts,
+    /// residual type, staging layout): caches that fit the kernel (<see cref="Fits(QuantizedKVCache, long, long, long, ScalarType)"/>)
+    /// with equal keys can share a launch. The cache must hold a quantized block.
+    /// </summary>
+    public static (LaunchShape Shape, ScalarType? ResidualType) BatchKey(QuantizedKVCache cache)
+        => ((LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b)), cache.ResidualKeys?.dtype);
+
+    /// <summary>The kernel instantiation for a block's outlier bits.</summary>
+    private static string KernelName(QuantizedBlock block)
+        => $"vidkv_mma_{block.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 }}_5";
+
+    /// <summary>
+    /// One launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences) over several caches: sequence i reads rows
+    /// <paramref name="rows"/>[i] of <paramref name="query"/> [rows, Hq, Tq, D] (contiguous) and writes the same row of
+    /// <paramref name="output"/> [rows, Hq, Tq, Dv] (float32, contiguous). The caches must be distinct, each fit the
+    /// kernel, compile on the device and share one <see cref="BatchKey"/>; nothing is allocated but a plan on a cache's
+    /// first call after its block list changed (or at a new batch size class: each cache's splits are planned for its share of
+    /// the GPU, so that N sequences together fill it with longer splits rather than N times the blocks). <c>share</c>: the
+    /// sequences the GPU is shared by when planning each cache's splits; 1 splits a cache as a call for it alone does (the
+    /// same arithmetic, bit for bit).
+    /// </summary>
+    public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, int share)
+    {
+        int device = Math.Max(0, query.device_index);
+        var kernels = Kernel(device);
+        long hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        var first = PlanOf(caches[0], device, share);
+        long nq = hq / first.KvHeads * tq;
         var p = new Params
         {
-            Blocks = plan.BlocksPointer,
-            Splits = plan.SplitsPointer,
-            Counters = plan.CountersPointer,
-            States = plan.StatesPointer,
             Output = CudaRuntime.DataPointer(output),
-            Query = CudaRuntime.DataPointer(q),
-            ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
-            ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
-            QueryType = MetaType(q.dtype),
-            ResidualType = rLen > 0 ? MetaType(cache.ResidualKeys!.dtype) : 0,
-            ResidualLength = rLen,
-            ResidualStart = cache.QuantizedLength,
+            Query = CudaRuntime.DataPointer(query),
+            QueryType = MetaType(query.dtype),
             QueryRows = nq,
             QueryTokens = tq,
             Causal = causal ? 1 : 0,
-            CausalBase = cache.Length - tq,
             Dim = d,
-            ValueChannels = plan.ValueChannels,
-            Channels = plan.Channels,
-            QuantSplits = plan.QuantSplits,
-            TotalSplits = plan.QuantSplits + rSplits,
-            Stage = plan.Stage.Bytes,
-            OffsetOutlierCodes = plan.Stage.OutlierCodes,
-            OffsetEasyCodes = plan.Stage.EasyCodes,
-            OffsetValueCodes = plan.Stage.ValueCodes,
-            OffsetOutlierScale = plan.Stage.OutlierScale,
-            OffsetOutlierZero = plan.Stage.OutlierZero,
-            OffsetEasyScale = plan.Stage.EasyScale,
-            OffsetEasyZero = plan.Stage.EasyZero,
-            ValueMagic = plan.Stage.ValueMagic,
+            ValueChannels = first.ValueChannels,
+            Channels = first.Channels,
+            Stage = first.Stage.Bytes,
+            OffsetOutlierCodes = first.Stage.OutlierCodes,
+            OffsetEasyCodes = first.Stage.EasyCodes,
+            OffsetValueCodes = first.Stage.ValueCodes,
+            OffsetOutlierScale = first.Stage.OutlierScale,
+            OffsetOutlierZero = first.Stage.OutlierZero,
+            OffsetEasyScale = first.Stage.EasyScale,
+            OffsetEasyZero = first.Stage.EasyZero,
+            ValueMagic = first.Stage.ValueMagic,
             Scale = (float)(scale / Math.Log(2)),
         };
-        long shared = SharedBytes(plan.Channels, d, Math.Max(plan.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(plan.EasyChannels, p.TotalSplits)));
-        CudaRuntime.Launch(kernels[plan.KernelName], device, ((uint)p.TotalSplits, (uint)(b * plan.KvHeads), 1), MmaKernelSource.Threads, (uint)shared, ref p);
-        return output.MoveToOuterDisposeScope();
+
+        for (int start = 0; start < caches.Count; start += MmaKernelSource.MaxSequences)
+        {
+            int count = Math.Min(MmaKernelSource.MaxSequences, caches.Count - start);
+            long maxSplits = 0, easyChannels = 0;
+            p.ResidualType = 0;
+            for (int i = 0; i < count; i++)
+            {
+                var cache = caches[start + i];
+                var plan = PlanOf(cache, device, share);
+                long rLen = cache.ResidualLength;
+                long splits = plan.QuantSplits + ((rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens);
+                plan.EnsureStates(splits);
+                maxSplits = Math.Max(maxSplits, splits);
+                easyChannels = Math.Max(easyChannels, plan.EasyChannels);
+                if (rLen > 0)
+                {
+                    p.ResidualType = MetaType(cache.ResidualKeys!.dtype);
+                }
+
+                p.Sequences[i] = new Sequence
+                {
+                    Blocks = plan.BlocksPointer,
+                    Splits = plan.SplitsPointer,
+                    Counters = plan.CountersPointer,
+                    States = plan.StatesPointer,
+                    ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
+                    ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
+                    QuantSplits = plan.QuantSplits,
+                    ResidualStart = cache.QuantizedLength,
+                    ResidualLength = rLen,
+                    Row = rows[start + i],
+                };
+            }
+
+            p.SequenceCount = count;
+            long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
+            CudaRuntime.Launch(kernels[first.KernelName], device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
+        }
     }
+
+    /// <summary>Bytes of the kernel's parameter struct (at most 4 KiB, CUDA's limit), and the offset of its sequences.</summary>
+    internal static unsafe (int Bytes, int SequencesOffset) ParamsLayout
+        => (sizeof(Params), (int)Marshal.OffsetOf<Params>(nameof(Params.Sequences)));
 
     /// <summary>Dynamic shared memory of the kernel, as it lays it out.</summary>
     private static long SharedBytes(long channels, long dim, long stageBytes)
@@ -173,19 +231,23 @@ internal static class MmaAttention
         return functions;
     })).Value;
 
-    private static Plan PlanOf(QuantizedKVCache cache, int device)
+    /// <summary>
+    /// The cache's plan for launches of <paramref name="sequences"/> sequences, rounded down to a power of two (at most
+    /// <see cref="MmaKernelSource.MaxSequences"/>): its splits give the cache 1/that of the GPU. A cache keeps the plans
+    /// of its two most recent sizes (one-sequence calls and a batch, say), made again when its block list changes.
+    /// </summary>
+    private static Plan PlanOf(QuantizedKVCache cache, int device, int sequences)
     {
+        int share = (int)Math.Min(MmaKernelSource.MaxSequences, BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, sequences) + 1) / 2);
         lock (PlanLock)
         {
-            if (cache.CudaWorkspace is Plan plan && plan.Matches(cache, device))
+            if (cache.CudaWorkspace is not Workspace workspace)
             {
-                return plan;
+                cache.CudaWorkspace?.Dispose();
+                cache.CudaWorkspace = workspace = new Workspace();
             }
 
-            cache.CudaWorkspace?.Dispose();
-            var made = new Plan(cache, device);
-            cache.CudaWorkspace = made;
-            return made;
+            return workspace.Get(cache, device, share);
         }
     }
 
@@ -206,6 +268,55 @@ internal static class MmaAttention
     private static long Floats(float a, float b) => (uint)BitConverter.SingleToInt32Bits(a) | ((long)BitConverter.SingleToInt32Bits(b) << 32);
 
     /// <summary>
+    /// The device buffers a cache keeps for the kernel (<see cref="QuantizedKVCache.CudaWorkspace"/>): its plans for the two
+    /// launch sizes it was used at most recently, dropped when its block list changes.
+    /// </summary>
+    internal sealed class Workspace : IDisposable
+    {
+        private readonly List<Plan> _plans = new(2);
+
+        /// <summary>Bytes of the device tensors the plans hold.</summary>
+        public long Bytes => _plans.Sum(p => p.Bytes);
+
+        public Plan Get(QuantizedKVCache cache, int device, int share)
+        {
+            for (int i = _plans.Count - 1; i >= 0; i--)
+            {
+                if (!_plans[i].Matches(cache, device))
+                {
+                    _plans[i].Dispose();
+                    _plans.RemoveAt(i);
+                }
+            }
+
+            var plan = _plans.Find(p => p.Share == share);
+            if (plan is null)
+            {
+                if (_plans.Count == 2)
+                {
+                    _plans[0].Dispose();
+                    _plans.RemoveAt(0);
+                }
+
+                plan = new Plan(cache, device, share);
+            }
+            else
+            {
+                _plans.Remove(plan);
+            }
+
+            _plans.Add(plan); // most recent last
+            return plan;
+        }
+
+        public void Dispose()
+        {
+            _plans.ForEach(p => p.Dispose());
+            _plans.Clear();
+        }
+    }
+
+    /// <summary>
     /// What the kernel reads of a cache besides its tensors, on the device: the blocks' descriptions and the splits
     /// (made once per block list), the merge counters and the run states (grown when the residual needs more splits).
     /// </summary>
@@ -218,21 +329,24 @@ internal static class MmaAttention
         private Tensor _states;
         private long _stateSplits;
 
-        public Plan(QuantizedKVCache cache, int device)
+        public Plan(QuantizedKVCache cache, int device, int share)
         {
+            Share = share;
             _device = device;
             _blocks = cache.Blocks.ToArray();
             var o = cache.Options;
             var first = _blocks[0];
             long batch = first.Keys.Shape[0];
+            Batch = batch;
             KvHeads = first.Keys.Shape[1];
             ValueChannels = first.Values.Shape[3];
             Channels = (first.Keys.Outliers?.Shape[^1] ?? 0) + (first.Keys.Easy?.Shape[^1] ?? 0);
             long bh = batch * KvHeads;
 
-            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor four blocks.
+            // Splits of whole 32-token units inside one block: enough of them to give every multiprocessor four blocks,
+            // with the GPU shared by the launch's sequences.
             int sms = CudaRuntime.MultiprocessorCount(device);
-            long target = Math.Max(1, 4L * sms / bh);
+            long target = Math.Max(1, 4L * sms / (bh * share));
             long units = _blocks.Sum(x => x.Tokens / MmaKernelSource.UnitTokens);
             // At least 8 units (2 per warp) a split: fewer states for the last split to merge at short lengths.
             long perSplit = Math.Max(8, (units + target - 1) / target);
@@ -248,8 +362,7 @@ internal static class MmaAttention
 
             QuantSplits = splits.Count / 3;
             EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.shape[0];
-            long outlierBits = first.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 };
-            KernelName = $"vidkv_mma_{outlierBits}_5";
+            KernelName = MmaAttention.KernelName(first);
             Stage = new StageLayout(first);
             var words = new List<long>();
             foreach (var block in _blocks)
@@ -266,6 +379,12 @@ internal static class MmaAttention
             CountersPointer = CudaRuntime.DataPointer(_counters);
             _states = AllocateStates(QuantSplits + (o.ResidualLength / MmaKernelSource.UnitTokens) + 1, out _stateSplits);
         }
+
+        /// <summary>Batch items of the cache.</summary>
+        public long Batch { get; }
+
+        /// <summary>Sequences of the launches this plan's splits are made for (a power of two).</summary>
+        public int Share { get; }
 
         public long KvHeads { get; }
 
@@ -385,8 +504,35 @@ internal static class MmaAttention
         }
     }
 
+    /// <summary>What a launch holds in common for its caches, from a cache's first block (made once per block).</summary>
+    internal sealed record LaunchShape
+    {
+        public LaunchShape(QuantizedBlock first)
+        {
+            var keys = first.Keys;
+            Kernel = KernelName(first);
+            Batch = keys.Shape[0];
+            KvHeads = keys.Shape[1];
+            ValueChannels = first.Values.Shape[3];
+            Channels = (keys.Outliers?.Shape[^1] ?? 0) + (keys.Easy?.Shape[^1] ?? 0);
+            Stage = new StageLayout(first);
+        }
+
+        public string Kernel { get; }
+
+        public long Batch { get; }
+
+        public long KvHeads { get; }
+
+        public long ValueChannels { get; }
+
+        public long Channels { get; }
+
+        public StageLayout Stage { get; }
+    }
+
     /// <summary>A warp's staging buffer for one 32-token unit: byte offsets (16-byte aligned) of what it holds.</summary>
-    internal sealed class StageLayout
+    internal sealed record StageLayout
     {
         public StageLayout(QuantizedBlock block)
         {
@@ -426,31 +572,44 @@ internal static class MmaAttention
         public int ValueMagic { get; }
     }
 
-    /// <summary>The kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
+    /// <summary>One sequence of a launch (layout shared with the CUDA struct <c>Seq</c>).</summary>
     [StructLayout(LayoutKind.Sequential)]
-    private struct Params
+    private struct Sequence
     {
         public IntPtr Blocks;
         public IntPtr Splits;
         public IntPtr Counters;
         public IntPtr States;
-        public IntPtr Output;
-        public IntPtr Query;
         public IntPtr ResidualKeys;
         public IntPtr ResidualValues;
+        public long QuantSplits;
+        public long ResidualStart;
+        public long ResidualLength;
+        public long Row;
+    }
+
+    /// <summary>The launch's sequences, inline in the parameters.</summary>
+    [System.Runtime.CompilerServices.InlineArray(MmaKernelSource.MaxSequences)]
+    private struct Sequences
+    {
+        private Sequence _first;
+    }
+
+    /// <summary>The kernel's parameters (layout shared with the CUDA struct <c>Params</c>).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Params
+    {
+        public IntPtr Output;
+        public IntPtr Query;
         public long QueryType;
         public long ResidualType;
-        public long ResidualLength;
-        public long ResidualStart;
         public long QueryRows;
         public long QueryTokens;
         public long Causal;
-        public long CausalBase;
         public long Dim;
         public long ValueChannels;
         public long Channels;
-        public long QuantSplits;
-        public long TotalSplits;
+        public long SequenceCount;
         public int Stage;
         public int OffsetOutlierCodes;
         public int OffsetEasyCodes;
@@ -462,5 +621,7 @@ internal static class MmaAttention
         public int ValueMagic;
         public int Padding;
         public float Scale;
+        public int Padding2;
+        public Sequences Sequences;
     }
 }

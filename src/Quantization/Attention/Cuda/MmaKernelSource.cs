@@ -6,8 +6,12 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// multiples of 16), whose values are bare levels per channel (ternary without a scale, packed in base 3) and whose
 /// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>:
 /// <list type="bullet">
-/// <item>Grid (split, batch item × KV head). A split is a run of 32-token units of one quantized block (the host plans
-/// the splits once per block list, enough to fill the GPU), or a 32-token chunk of the full-precision residual.</item>
+/// <item>Grid (split, batch item × KV head, sequence). One launch serves up to <see cref="MaxSequences"/> caches of any
+/// lengths (a batched decode step): the launch's parameters carry, per sequence, its cache's plan on the device (block
+/// descriptions, splits, merge counters, run states; made when its block list changes), its residual and its row of the
+/// query and the output. A split is a run of 32-token units of one quantized block (the host plans the splits once per
+/// block list and batch size class, enough for the cache's share of the GPU), or a 32-token chunk of the full-precision
+/// residual; blocks past a shorter sequence's splits return at once.</item>
 /// <item>Prologue: the query rows times softmax scale · log2(e), put in the block's channel order (outlier channels,
 /// then the 1-bit components through the [De, comps] transform).</item>
 /// <item>Scores as S^T = digits · q' on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate): the key digits are exact
@@ -32,6 +36,9 @@ internal static class MmaKernelSource
 
     /// <summary>Largest value channel count (8 tiles of 16).</summary>
     public const int MaxValueChannels = 128;
+
+    /// <summary>Sequences one launch serves (the kernel's parameters carry one entry of 80 bytes each, within CUDA's 4 KiB).</summary>
+    public const int MaxSequences = 48;
 
     /// <summary>Halves per staged value row (128 plus padding against bank conflicts).</summary>
     public const int ValueStride = 136;
@@ -62,20 +69,32 @@ struct Block {
 
 struct Split { i64 block, unit0, units; };
 
-struct Params {
+// One sequence of a launch (blockIdx.z): its cache's plan on the device (made when the cache's block list changes), its
+// residual now, and its row of the query and the output. Read from the parameters where used: values loaded from memory
+// would stay in registers through the main loop, which needs all of them.
+struct Seq {
     const Block* blocks;
     const Split* splits;
     int* counters;             // [BH], zero between calls
     float* states;             // [BH, splits, ROWS, 2 + dv]: max, sum, then Σ p·v per row
-    float* out;                // [BH, nq, dv]
-    const void* q;             // [BH, nq, D]
     const void* rk;            // residual keys [BH, rLen, D], or null
     const void* rv;            // residual values [BH, rLen, dv]
-    i64 qType, rType, rLen, rStart, nq, tq, causal, causalBase, D, dv, C, qSplits, nSplits;
+    i64 qSplits, rStart, rLen; // splits of the quantized blocks; tokens before the residual; residual tokens
+    i64 row;                   // the sequence's row of the query and the output
+};
+
+#define MAX_SEQS 48
+
+struct Params {
+    float* out;                // [rows, BH, nq, dv]
+    const void* q;             // [rows, BH, nq, D]
+    i64 qType, rType, nq, tq, causal, D, dv, C, nSeqs;
     // A warp's staging buffer for one 32-token unit (bytes, 16-byte aligned offsets): outlier codes, 1-bit codes,
     // value codes, then outlier scale and zero, 1-bit scale and zero of the unit's group.
     int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE, vMagic, pad;
     float scale;               // softmax scale · log2(e)
+    int pad2;
+    Seq seqs[MAX_SEQS];
 };
 
 __device__ __forceinline__ float ld(const void* p, i64 i, i64 type) {
@@ -165,8 +184,10 @@ template <int OB, int VPER>
 __device__ __forceinline__ void mmaBody(const Params& p) {
     extern __shared__ float4 smem4[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const i64 bh = blockIdx.y;
+    const Seq& sq = p.seqs[blockIdx.z];
     const int split = blockIdx.x;
+    if (split >= sq.qSplits + (sq.rLen + 31) / 32) return;  // past a shorter sequence's splits
+    const i64 bh = blockIdx.y;                                // batch item x KV head within the cache
     const int C = (int)p.C, D = (int)p.D, dv = (int)p.dv, nq = (int)p.nq, QS = C + 8;
     float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
     float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
@@ -179,24 +200,24 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 
     for (int i = tid; i < ROWS * D; i += THREADS) {
         const int r = i / D, c = i % D;
-        qe[i] = r < nq ? ld(p.q, (bh * nq + r) * D + c, p.qType) * p.scale : 0.f;
+        qe[i] = r < nq ? ld(p.q, ((sq.row * (i64)gridDim.y + bh) * nq + r) * D + c, p.qType) * p.scale : 0.f;
     }
     __syncthreads();
 
     float* myM = red;                 // [WARPS][ROWS]
     float* myL = red + WARPS * ROWS;  // [WARPS][ROWS]
 
-    if (split >= p.qSplits) {
+    if (split >= sq.qSplits) {
         // A 32-token chunk of the full-precision residual, plain float32 arithmetic.
         float* sc = qs;  // [ROWS][32]
-        const i64 t0 = (i64)(split - p.qSplits) * 32;
+        const i64 t0 = (i64)(split - sq.qSplits) * 32;
         const int tk = tid & 31, rp = tid >> 5;
-        const i64 pos = t0 + tk;
+        const i64 pos = t0 + tk, rLen = sq.rLen, causalBase = sq.rStart + rLen - p.tq;
         float s0 = 0.f, s1 = 0.f;
-        if (pos < p.rLen) {
-            const i64 base = (bh * p.rLen + pos) * D;
+        if (pos < rLen) {
+            const i64 base = (bh * rLen + pos) * D;
             for (int c = 0; c < D; c++) {
-                const float k = ld(p.rk, base + c, p.rType);
+                const float k = ld(sq.rk, base + c, p.rType);
                 s0 = fmaf(k, qe[(2 * rp) * D + c], s0);
                 s1 = fmaf(k, qe[(2 * rp + 1) * D + c], s1);
             }
@@ -204,7 +225,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int r = 2 * rp + h;
-            const bool masked = pos >= p.rLen || r >= nq || (p.causal && p.rStart + pos > p.causalBase + (r % p.tq));
+            const bool masked = pos >= rLen || r >= nq || (p.causal && sq.rStart + pos > causalBase + (r % p.tq));
             sc[r * 32 + tk] = masked ? NEG_INF : (h ? s1 : s0);
         }
         __syncthreads();
@@ -219,17 +240,17 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             if (lane == 0) { myM[r] = m; myL[r] = l; }
         }
         __syncthreads();
-        float* st = p.states + (bh * p.nSplits + split) * ROWS * (2 + dv);
+        float* st = sq.states + (bh * (sq.qSplits + (rLen + 31) / 32) + split) * ROWS * (2 + dv);
         for (int i = tid; i < ROWS * dv; i += THREADS) {
             const int r = i / dv, c = i % dv;
             float a = 0.f;
-            for (int k = 0; k < 32 && t0 + k < p.rLen; k++) a = fmaf(sc[r * 32 + k], ld(p.rv, (bh * p.rLen + t0 + k) * dv + c, p.rType), a);
+            for (int k = 0; k < 32 && t0 + k < rLen; k++) a = fmaf(sc[r * 32 + k], ld(sq.rv, (bh * rLen + t0 + k) * dv + c, p.rType), a);
             st[ROWS * 2 + r * dv + c] = a;
         }
         if (tid < ROWS) { st[tid] = myM[tid]; st[ROWS + tid] = myL[tid]; }
     } else {
-        const Split sp = p.splits[split];
-        const Block& bk = p.blocks[sp.block];
+        const Split sp = sq.splits[split];
+        const Block& bk = sq.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
         // Outlier channels gathered; the 1-bit channels gathered (into the stage area), then put through the transform.
         float* qg = (float*)stageBase;  // [ROWS][De]
@@ -412,7 +433,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 for (int e = 0; e < 4; e++) {
                     const int r = 2 * t + (e & 1);
                     const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
-                    const bool masked = r >= nq || (p.causal && pos > p.causalBase + (r % p.tq));
+                    const bool masked = r >= nq || (p.causal && pos > sq.rStart + sq.rLen - p.tq + (r % p.tq));
                     s[h][e] = masked ? NEG_INF : s[h][e] + sl[h][e] + ((e & 1) ? biasB : biasA);
                 }
             }
@@ -499,7 +520,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             }
         }
         __syncthreads();
-        float* st = p.states + (bh * p.nSplits + split) * ROWS * (2 + dv);
+        float* st = sq.states + (bh * (sq.qSplits + (sq.rLen + 31) / 32) + split) * ROWS * (2 + dv);
         for (int i = tid; i < ROWS * dv; i += THREADS) {
             const int r = i / dv, c = i % dv;
             float mx = NEG_INF;
@@ -519,14 +540,16 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     }
 
     // The last split of this KV head to finish merges every split's state.
+    const i64 nSplits = sq.qSplits + (sq.rLen + 31) / 32;
+    const i64 bq = sq.row * (i64)gridDim.y + bh;  // the query's and the output's batch item x KV head
     __threadfence();
     __syncthreads();
-    if (tid == 0) isLast = atomicAdd(p.counters + bh, 1) == (int)p.nSplits - 1;
+    if (tid == 0) isLast = atomicAdd(sq.counters + bh, 1) == (int)nSplits - 1;
     __syncthreads();
     if (!isLast) return;
     __threadfence();
-    const float* base = p.states + bh * p.nSplits * ROWS * (2 + dv);
-    const int stride = ROWS * (2 + dv), S = (int)p.nSplits;
+    const float* base = sq.states + bh * nSplits * ROWS * (2 + dv);
+    const int stride = ROWS * (2 + dv), S = (int)nSplits;
     float* wts = (float*)stageBase;  // [ROWS][S] each split's weight exp2(m_s - max), then the row's 1 / Σ weight·l
     float* inv = red;                // [ROWS]
     for (int r = warp; r < ROWS; r += WARPS) {
@@ -560,14 +583,14 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         }
         if (rq < nq) {
             const float v = inv[rq];
-            *(float4*)(p.out + (bh * nq + rq) * dv + cb) = make_float4(n0.x * v, n0.y * v, n0.z * v, n0.w * v);
+            *(float4*)(p.out + (bq * nq + rq) * dv + cb) = make_float4(n0.x * v, n0.y * v, n0.z * v, n0.w * v);
         }
         if (rq + 4 < nq) {
             const float v = inv[rq + 4];
-            *(float4*)(p.out + (bh * nq + rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
+            *(float4*)(p.out + (bq * nq + rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
         }
     }
-    if (tid == 0) p.counters[bh] = 0;
+    if (tid == 0) sq.counters[bh] = 0;
 }
 
 #define INSTANTIATE(OB, VPER) \
