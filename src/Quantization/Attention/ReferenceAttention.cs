@@ -81,8 +81,7 @@ internal static class ReferenceAttention
         if (causal && tq > 1)
         {
             // Row g·Tq + i is token i, at position n - tq + i: it sees positions 0..n - tq + i.
-            var limit = arange(tq, ScalarType.Int64, query.device).add(n - tq).repeat(groups).unsqueeze(1);
-            mask = arange(n, ScalarType.Int64, query.device).unsqueeze(0).le(limit);
+            mask = ones(tq, n, ScalarType.Bool, query.device).triu(n - tq + 1).logical_not().repeat(groups, 1);
         }
 
         if (scale is { } sc && Math.Abs(sc - (1.0 / Math.Sqrt(d))) > 1e-12)
