@@ -39,6 +39,9 @@ internal static class MemoryBenchmark
             _ when redis.Contains(':', StringComparison.Ordinal) => redis + ",abortConnect=false",
             _ => throw new ArgumentException($"--redis '{redis}': allowed start (a redis-server of its own), HOST:PORT or none."),
         };
+        using var redisWriter = redisConfiguration is null ? null : SharedCache(redisConfiguration);
+        using var redisReader = redisConfiguration is null ? null : SharedCache(redisConfiguration);
+        (ServiceProvider, ServiceProvider)? caches = redisConfiguration is null ? null : (redisWriter!, redisReader!);
         string work = Directory.CreateTempSubdirectory("vidkv-memory-bench-").FullName;
         var report = new StringBuilder();
         void Line(string text)
@@ -94,7 +97,7 @@ internal static class MemoryBenchmark
                         foreach (var profile in preset == "fp16" ? new[] { CacheProfile.Compact } : new[] { CacheProfile.Reference, CacheProfile.Compact })
                         {
                             var options = KVCacheOptions.FromPreset(preset, profile);
-                            Line(Bytes(model, name, clip, bytesFrames, options, Path.Combine(work, "store"), redisConfiguration));
+                            Line(Bytes(model, name, clip, bytesFrames, options, Path.Combine(work, "store"), caches));
                         }
                     }
                 }
@@ -162,13 +165,11 @@ internal static class MemoryBenchmark
         return (clock.Elapsed.TotalSeconds, update.Usage!);
     }
 
-    private static string Bytes(LlavaOnevisionVideoModel model, string name, string clip, int frames, KVCacheOptions options, string folder, string? redis)
+    private static string Bytes(LlavaOnevisionVideoModel model, string name, string clip, int frames, KVCacheOptions options, string folder, (ServiceProvider Writer, ServiceProvider Reader)? redis)
     {
         var store = new SerializedVideoMemoryStore(new DiskVideoMemoryStore(folder));
-        using var writer = redis is null ? null : SharedCache(redis);
-        using var reader = redis is null ? null : SharedCache(redis);
-        var shared = writer is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(writer.GetRequiredService<HybridCache>()));
-        var sharedReader = reader is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(reader.GetRequiredService<HybridCache>()));
+        var shared = redis is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(redis.Value.Writer.GetRequiredService<HybridCache>()));
+        var sharedReader = redis is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(redis.Value.Reader.GetRequiredService<HybridCache>()));
         model.ConfigureVideoMemory(new VideoMemoryOptions());
         var remembered = model.RememberVideo(MediaSource.FromFile(clip), new FrameSamplingOptions { FrameCount = frames }, options);
         var key = remembered.Key;
