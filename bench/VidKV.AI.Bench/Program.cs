@@ -39,6 +39,12 @@ internal static class Program
                    clip (its cache reused) for the built-in model and the 0.5B-geometry checkpoint of 'load' side by side;
                    the remembered video's bytes per preset against 16-bit, per minute of video; disk write and read time.
 
+          prefill [--frames 32] [--repeats 1] [--parts] [--out PATH]
+                   The CPU prefill of a first question about a clip with the 0.5B-geometry checkpoint of 'load' (bf16):
+                   time to first token as 'memory' measures it (median of the repeats), and with --parts the same work
+                   cut into parts timed alone (decoding, vision tower, projector, embeddings, decoder with and without
+                   the compressed cache) with their matrix-product rate.
+
           serving [--device cuda] [--memory-frames 32,256] [--frames 256] [--streams 1,4,16,64] [--budget-gib 40]
                   [--new-tokens 256] [--steps 10] [--vision-layers 26] [--layers 28] [--out PATH]
                    LLaVA-OneVision-7B geometry, random weights (for the GPU machine): first against follow-up question
@@ -133,6 +139,13 @@ internal static class Program
                         args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 8, 32, 64 },
                         args.Contains("--models") ? args[Array.IndexOf(args, "--models") + 1].Split(',') : new[] { "builtin", "0.5b" },
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "prefill":
+                    return PrefillBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--frames") ? Positive("--frames (frames of the clip)", args[Array.IndexOf(args, "--frames") + 1]) : 32,
+                        args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 1,
+                        args.Contains("--parts"),
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "serving":
                     return ServingBenchmark.Run(
                         CommandLine(args),
@@ -149,7 +162,7 @@ internal static class Program
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, serving, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, prefill, serving, load.");
             }
         }
         catch (ArgumentException ex)

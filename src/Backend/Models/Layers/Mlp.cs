@@ -22,6 +22,7 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return fc2.forward(nn.functional.gelu(fc1.forward(x), GELU.Approximate.tanh)).MoveToOuterDisposeScope();
+        var a = fc1.forward(x);
+        return fc2.forward(a.requires_grad ? nn.functional.gelu(a, GELU.Approximate.tanh) : a.gelu_(GELU.Approximate.tanh)).MoveToOuterDisposeScope();
     }
 }
