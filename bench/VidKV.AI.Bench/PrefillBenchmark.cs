@@ -60,24 +60,7 @@ internal static class PrefillBenchmark
                 Line(string.Create(CultureInfo.InvariantCulture, $"first question TTFT, median of {ttft.Count}: {Median(ttft):F2} s"));
             }
 
-            if (Environment.GetEnvironmentVariable("VIDKV_CHUNK_AB") == "1")
-            {
-                var px = model.Decode(request, CancellationToken.None).Videos[0];
-                foreach (long c in new long[] { 1L << 40, 1024, 1L << 40, 1024 })
-                {
-                    using var s2 = NewDisposeScope();
-                    var clock = Stopwatch.StartNew();
-                    model.Model.VisionFeatures(px, c);
-                    Line($"vision tower, chunk {c} tokens: {clock.Elapsed.TotalSeconds:F2} s");
-                }
-                return 0;
-            }
-
-            if (parts && repeats == 0 && Environment.GetEnvironmentVariable("VIDKV_OPS_ONLY") == "1")
-            {
-                Ops(model.Model.Config, frames, 6296, cacheOptions, Line);
-            }
-            else if (parts)
+            if (parts)
             {
                 Line(string.Empty);
                 Parts(model, request, cacheOptions, Line);

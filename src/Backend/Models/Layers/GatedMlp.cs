@@ -21,31 +21,10 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
         register_module(nameof(down_proj), down_proj);
     }
 
-    /// <summary>Rows (tokens) per pass of a long input: the intermediate activations of a chunk stay a few MB.</summary>
-    internal const long ChunkRows = 1024;
-
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        long rows = x.NumberOfElements / x.shape[^1];
-        if (rows <= ChunkRows || x.requires_grad || x.dim() < 2)
-        {
-            return Forward(x).MoveToOuterDisposeScope();
-        }
-
-        // A long prefill in chunks of rows: the same products, without [T, intermediate] temporaries of hundreds of MB.
-        var flat = x.reshape(rows, x.shape[^1]);
-        var output = empty(new[] { rows, down_proj.Weight.shape[0] }, x.dtype, x.device);
-        for (long start = 0; start < rows; start += ChunkRows)
-        {
-            using var chunkScope = NewDisposeScope();
-            long length = Math.Min(ChunkRows, rows - start);
-            output.narrow(0, start, length).copy_(Forward(flat.narrow(0, start, length)));
-        }
-
-        var shape = x.shape;
-        shape[^1] = output.shape[1];
-        return output.view(shape).MoveToOuterDisposeScope();
+        return Forward(x).MoveToOuterDisposeScope();
     }
 
     private Tensor Forward(Tensor x)

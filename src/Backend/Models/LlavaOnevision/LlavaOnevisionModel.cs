@@ -209,14 +209,11 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
     /// The vision tower's selected features for pixels [N, C, S, S]: hidden state <c>vision_feature_layer</c>, before the
     /// post-layernorm, minus the first position with the "default" strategy. [N, P, Dv].
     /// </summary>
-    public Tensor VisionFeatures(Tensor pixels) => VisionFeatures(pixels, Siglip.SiglipVisionTower.ChunkTokens);
-
-    /// <summary><see cref="VisionFeatures(Tensor)"/> with at most <paramref name="chunkTokens"/> tokens per pass through the tower.</summary>
-    internal Tensor VisionFeatures(Tensor pixels, long chunkTokens)
+    public Tensor VisionFeatures(Tensor pixels)
     {
         CheckPixels(pixels);
         using var scope = NewDisposeScope();
-        var h = vision_tower.HiddenState(pixels.to(Device).to(DType), Config.VisionFeatureLayer, chunkTokens);
+        var h = vision_tower.HiddenState(pixels.to(Device).to(DType), Config.VisionFeatureLayer);
         if (Config.VisionFeatureSelectStrategy == "default")
         {
             h = h.narrow(1, 1, h.shape[1] - 1);
