@@ -53,7 +53,7 @@ internal static class MemoryBenchmark
         try
         {
             string clip = Path.Combine(work, "clip.mp4");
-            FfmpegRun($"-f lavfi -i testsrc2=size=640x360:rate=25 -t {ClipSeconds.ToString(CultureInfo.InvariantCulture)} -c:v libx264 -preset ultrafast -pix_fmt yuv420p \"{clip}\"");
+            MakeClip(clip);
             Line($"Command: `{commandLine}`");
             Line($"Machine: {Machine.Description}; {TorchRuntime.Description}");
             Line($"Clip: testsrc2 640x360, {ClipSeconds} s at 25 fps (H.264, decoded by ffmpeg). Cache: vidkv-1.5/1.58 Compact. Greedy, one new token; time to first token includes decoding, vision tower and prefill (first question) or the lookup, fork and the question's prefill (follow-up).");
@@ -66,7 +66,7 @@ internal static class MemoryBenchmark
             {
                 foreach (string name in models)
                 {
-                    loaded.Add((name, Load(name)));
+                    loaded.Add((name, LoadModel(name)));
                 }
 
                 foreach (int f in frames)
@@ -120,7 +120,12 @@ internal static class MemoryBenchmark
         }
     }
 
-    private static LlavaOnevisionVideoModel Load(string name) => name switch
+    /// <summary>The test clip: ffmpeg's testsrc2, 640x360, 20 s at 25 fps, H.264.</summary>
+    internal static void MakeClip(string path)
+        => FfmpegRun($"-f lavfi -i testsrc2=size=640x360:rate=25 -t {ClipSeconds.ToString(CultureInfo.InvariantCulture)} -c:v libx264 -preset ultrafast -pix_fmt yuv420p \"{path}\"");
+
+    /// <summary>"builtin" or "0.5b" (the checkpoint of 'load', bf16).</summary>
+    internal static LlavaOnevisionVideoModel LoadModel(string name) => name switch
     {
         "builtin" => BuiltInModel.Load(),
         "0.5b" => LlavaOnevisionVideoModel.Load(HalfBillionFolder(), new ModelLoadOptions { DType = ScalarType.BFloat16 }),
@@ -150,14 +155,14 @@ internal static class MemoryBenchmark
         return dir;
     }
 
-    private static ChatRequest Ask(string clip, FrameSamplingOptions sampling, string question)
+    internal static ChatRequest Ask(string clip, FrameSamplingOptions sampling, string question)
         => new(new[] { new ChatTurn(ChatRole.User, new ChatPart[] { new VideoPart(), new TextPart(question) }) })
         {
             Videos = new[] { MediaSource.FromFile(clip) },
             Sampling = sampling,
         };
 
-    private static (double Seconds, GenerationUsage Usage) Ttft(IVideoLanguageModel model, ChatRequest request, KVCacheOptions cache)
+    internal static (double Seconds, GenerationUsage Usage) Ttft(IVideoLanguageModel model, ChatRequest request, KVCacheOptions cache)
     {
         using var scope = NewDisposeScope();
         var clock = Stopwatch.StartNew();

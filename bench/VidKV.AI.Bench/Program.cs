@@ -41,6 +41,13 @@ internal static class Program
                    and write and read time through HybridCache over Redis (start: a redis-server of its own on 127.0.0.1,
                    the default; none: no Redis columns).
 
+          prefill [--frames 32] [--repeats 1] [--parts | --ops] [--out PATH]
+                   The CPU prefill of a first question about a clip with the 0.5B-geometry checkpoint of 'load' (bf16):
+                   time to first token as 'memory' measures it (median of the repeats), and with --parts the same work
+                   cut into parts timed alone (decoding, vision tower, projector, embeddings, decoder with and without
+                   the compressed cache) with their matrix-product rate, then one layer's operations timed alone (--ops: only
+                   those).
+
           serving [--device cuda] [--memory-frames 32,256] [--frames 256] [--streams 1,4,16,64] [--budget-gib 40]
                   [--new-tokens 256] [--steps 10] [--vision-layers 26] [--layers 28] [--out PATH]
                    LLaVA-OneVision-7B geometry, random weights (for the GPU machine): first against follow-up question
@@ -138,6 +145,14 @@ internal static class Program
                         args.Contains("--models") ? args[Array.IndexOf(args, "--models") + 1].Split(',') : new[] { "builtin", "0.5b" },
                         args.Contains("--redis") ? args[Array.IndexOf(args, "--redis") + 1] : "start",
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "prefill":
+                    return PrefillBenchmark.Run(
+                        CommandLine(args),
+                        args.Contains("--frames") ? Positive("--frames (frames of the clip)", args[Array.IndexOf(args, "--frames") + 1]) : 32,
+                        args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 1,
+                        args.Contains("--parts"),
+                        args.Contains("--ops"),
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "serving":
                     return ServingBenchmark.Run(
                         CommandLine(args),
@@ -154,7 +169,7 @@ internal static class Program
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, serving, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, prefill, serving, load.");
             }
         }
         catch (ArgumentException ex)

@@ -1,6 +1,7 @@
 using VidKV.AI.Backend.Generation;
 using VidKV.AI.Backend.Models;
 using VidKV.AI.Quantization.Cache;
+using VidKV.AI.Quantization.Native;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Memory;
@@ -22,6 +23,18 @@ internal static class PromptPrefill
     /// <summary>Runs the prefill with the plan of <see cref="PlanFor"/>.</summary>
     public static PrefilledPrompt Run(VideoLanguageModelBase model, ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, ReusePlan? plan, Func<Tensor, int> sample, CancellationToken cancellationToken)
     {
+        try
+        {
+            return RunCore(model, request, options, cacheOptions, plan, sample, cancellationToken);
+        }
+        finally
+        {
+            NativeHeap.Release(); // the prefill's temporaries are freed: hand their memory back (see NativeHeap)
+        }
+    }
+
+    private static PrefilledPrompt RunCore(VideoLanguageModelBase model, ChatRequest request, GenerationOptions options, KVCacheOptions cacheOptions, ReusePlan? plan, Func<Tensor, int> sample, CancellationToken cancellationToken)
+    {
         if (plan is null)
         {
             return Fresh(model, request, options.MaxNewTokens, cacheOptions, sample, cancellationToken);
@@ -36,6 +49,18 @@ internal static class PromptPrefill
 
     /// <summary>Prefills and stores the prefix up to the end of the media (RememberVideo).</summary>
     public static RememberedVideo Remember(VideoLanguageModelBase model, ChatRequest request, KVCacheOptions cacheOptions, IProgress<VideoMemoryProgress>? progress, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return RememberCore(model, request, cacheOptions, progress, cancellationToken);
+        }
+        finally
+        {
+            NativeHeap.Release();
+        }
+    }
+
+    private static RememberedVideo RememberCore(VideoLanguageModelBase model, ChatRequest request, KVCacheOptions cacheOptions, IProgress<VideoMemoryProgress>? progress, CancellationToken cancellationToken)
     {
         var memory = model.VideoMemory;
         if (!memory.Options.Enabled)

@@ -32,25 +32,23 @@ internal static class ReferenceAttention
         }
 
         using var scope = NewDisposeScope();
-        long groups = hq / hkv;
+        long groups = hq / hkv, b = query.shape[0];
         var k = keys.to(ScalarType.Float32);
         var v = values.to(ScalarType.Float32);
-        if (groups > 1)
-        {
-            k = k.repeat_interleave(groups, 1);
-            v = v.repeat_interleave(groups, 1);
-        }
 
+        // Grouped-query attention with the query heads folded: the G query heads of a key-value head are G·Tq rows of one
+        // product against that head's keys [B, H_kv, G·Tq, N], so keys and values are never copied per query head.
+        var q = query.to(ScalarType.Float32).reshape(b, hkv, groups * tq, query.shape[3]);
         using var factor = (scale ?? (1.0 / Math.Sqrt(query.shape[3]))).ToScalar();
-        var scores = matmul(query.to(ScalarType.Float32), k.transpose(2, 3)).mul(factor);
+        var scores = matmul(q, k.transpose(2, 3)).mul(factor);
         if (causal && tq > 1)
         {
-            // Query i sits at position n - tq + i and may see positions 0..n - tq + i.
+            // Query i sits at position n - tq + i and may see positions 0..n - tq + i (for each of the G folded heads).
             var mask = ones(tq, n, ScalarType.Bool, query.device).triu(n - tq + 1);
-            scores = scores.masked_fill(mask, Scalars.NegativeInfinity);
+            scores = scores.masked_fill(groups > 1 ? mask.repeat(groups, 1) : mask, Scalars.NegativeInfinity);
         }
 
-        return matmul(scores.softmax(-1), v).MoveToOuterDisposeScope();
+        return matmul(scores.softmax(-1), v).view(b, hq, tq, values.shape[3]).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -88,6 +88,7 @@ public static class TorchRuntime
                 if (OperatingSystem.IsLinux())
                 {
                     LoadOnLinux(libTorchDirectory ?? Environment.GetEnvironmentVariable(LibTorchVariable), trace);
+                    NativeHeap.KeepLargeBlocks();
                 }
                 else
                 {

@@ -46,10 +46,8 @@ internal sealed class Attention : nn.Module
         var k = Rotate(Heads(k_proj.forward(x), _kvHeads));  // [B, Hkv, T, hd]
         var v = Heads(v_proj.forward(x), _kvHeads);          // [B, Hkv, T, hd]
 
-        int groups = _heads / _kvHeads;
         bool causal = input.Causal && t > 1;
-        Tensor Attend(Tensor keys, Tensor values) => nn.functional.scaled_dot_product_attention(
-            q, groups > 1 ? keys.repeat_interleave(groups, 1) : keys, groups > 1 ? values.repeat_interleave(groups, 1) : values, null, 0.0, causal);
+        Tensor Attend(Tensor keys, Tensor values) => GroupedAttention(q, keys, values, causal);
 
         var cache = input.Cache;
         Tensor output;
@@ -125,6 +123,41 @@ internal sealed class Attention : nn.Module
     /// </summary>
     [field: ThreadStatic]
     internal static bool PerSequenceAttention { get; set; }
+
+    /// <summary>
+    /// Scaled dot-product attention of queries [B, H, T, hd] over keys and values [B, H_kv, N, hd] with H a multiple of
+    /// H_kv (grouped-query attention): each key-value head serves its group of query heads as a broadcast view (stride 0
+    /// over the group), so keys and values are never copied per query head.
+    /// </summary>
+    internal static Tensor GroupedAttention(Tensor q, Tensor keys, Tensor values, bool causal)
+    {
+        if (CpuPrefillAttention.Applies(q, keys))
+        {
+            return CpuPrefillAttention.Attend(q, keys, values, causal);
+        }
+
+        long heads = q.shape[1], kvHeads = keys.shape[1];
+        if (kvHeads == heads)
+        {
+            return nn.functional.scaled_dot_product_attention(q, keys, values, null, 0.0, causal);
+        }
+
+        long groups = heads / kvHeads, b = q.shape[0], n = keys.shape[2];
+        Tensor Group(Tensor y, long head) => y.narrow(1, head, 1).expand(b, groups, n, y.shape[3]);
+        if (kvHeads == 1)
+        {
+            return nn.functional.scaled_dot_product_attention(q, Group(keys, 0), Group(values, 0), null, 0.0, causal);
+        }
+
+        using var scope = NewDisposeScope();
+        var outputs = new Tensor[kvHeads];
+        for (long j = 0; j < kvHeads; j++)
+        {
+            outputs[j] = nn.functional.scaled_dot_product_attention(q.narrow(1, j * groups, groups), Group(keys, j), Group(values, j), null, 0.0, causal);
+        }
+
+        return cat(outputs, 1).MoveToOuterDisposeScope();
+    }
 
     /// <summary><paramref name="f"/> applied to each row of x [N, ...] alone (a fresh contiguous copy, as a one-row input is), stacked.</summary>
     internal static Tensor PerRow(Tensor x, Func<Tensor, Tensor> f)

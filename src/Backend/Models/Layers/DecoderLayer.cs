@@ -30,7 +30,7 @@ internal sealed class DecoderLayer : nn.Module
         using var scope = NewDisposeScope();
         var x = input.Hidden;
         var h = Scalars.Add(x, self_attn.forward(input with { Hidden = input_layernorm.forward(x) }));
-        return Scalars.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        return InPlace.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
     }
 
     /// <summary>One decode step for N sequences [N, 1, D], each over its own cache; see <see cref="Attention.ForwardDecodeBatch"/>.</summary>

@@ -24,6 +24,14 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return down_proj.forward(nn.functional.silu(gate_proj.forward(x)) * up_proj.forward(x)).MoveToOuterDisposeScope();
+        bool tracked = is_grad_enabled() && gate_proj.Weight.requires_grad;
+        return InPlace.ByRowChunks(x, 2 * gate_proj.Weight.shape[0], down_proj.Weight.shape[0], tracked, Forward).MoveToOuterDisposeScope(); // gate and up
+    }
+
+    private Tensor Forward(Tensor x)
+    {
+        var gate = gate_proj.forward(x);
+        var up = up_proj.forward(x);
+        return down_proj.forward(gate.requires_grad || up.requires_grad ? nn.functional.silu(gate) * up : nn.functional.silu(gate, inplace: true).mul_(up));
     }
 }

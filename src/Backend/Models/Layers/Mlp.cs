@@ -22,6 +22,13 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        return fc2.forward(nn.functional.gelu(fc1.forward(x), GELU.Approximate.tanh)).MoveToOuterDisposeScope();
+        bool tracked = is_grad_enabled() && fc1.Weight.requires_grad;
+        return InPlace.ByRowChunks(x, fc1.Weight.shape[0], fc2.Weight.shape[0], tracked, Forward).MoveToOuterDisposeScope();
+    }
+
+    private Tensor Forward(Tensor x)
+    {
+        var a = fc1.forward(x);
+        return fc2.forward(a.requires_grad ? nn.functional.gelu(a, GELU.Approximate.tanh) : a.gelu_(GELU.Approximate.tanh));
     }
 }

@@ -29,6 +29,6 @@ internal sealed class VisionEncoderLayer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var h = Scalars.Add(x, self_attn.forward(new AttentionInput(layer_norm1.forward(x))));
-        return Scalars.Add(h, mlp.forward(layer_norm2.forward(h))).MoveToOuterDisposeScope();
+        return InPlace.Add(h, mlp.forward(layer_norm2.forward(h))).MoveToOuterDisposeScope();
     }
 }

@@ -213,7 +213,30 @@ public sealed class LlavaOnevisionModel : nn.Module, VidKV.AI.Backend.Batching.I
     {
         CheckPixels(pixels);
         using var scope = NewDisposeScope();
-        var h = vision_tower.HiddenState(pixels.to(Device).to(DType), Config.VisionFeatureLayer);
+        var input = pixels.to(Device).to(DType);
+
+        // On the CPU, a few frames at a time: each of the tower's activations then stays under 24 MiB, which glibc serves
+        // from memory the thread already has instead of fresh mappings (see NativeHeap). The frames do not interact in the
+        // tower, so the result is the same (and cat keeps gradients).
+        long perFrame = (long)(Config.Vision.PatchesPerSide * Config.Vision.PatchesPerSide + 1) * Config.Vision.HiddenSize * input.element_size();
+        long framesPerPass = Math.Max(1, InPlace.ChunkBytes / perFrame), frames = input.shape[0];
+        Tensor h;
+        if (input.device_type != DeviceType.CPU || frames <= framesPerPass)
+        {
+            h = vision_tower.HiddenState(input, Config.VisionFeatureLayer);
+        }
+        else
+        {
+            long passes = (frames + framesPerPass - 1) / framesPerPass, size = (frames + passes - 1) / passes;
+            var parts = new List<Tensor>();
+            for (long start = 0; start < frames; start += size)
+            {
+                parts.Add(vision_tower.HiddenState(input.narrow(0, start, Math.Min(size, frames - start)), Config.VisionFeatureLayer));
+            }
+
+            h = cat(parts, 0);
+        }
+
         if (Config.VisionFeatureSelectStrategy == "default")
         {
             h = h.narrow(1, 1, h.shape[1] - 1);
