@@ -29,7 +29,7 @@ internal static class CudaCheck
         var rows = new List<(string Case, string Path, double Error, string Kernel)>();
         Console.WriteLine($"fused CUDA kernel: {(FusedAttention.IsSupported(FusedKernelPath.Cuda) ? "available" : "NOT available")} ({FusedAttention.CudaDescription})");
 
-        void Check(string name, KVCacheOptions options, int batch, int kvHeads, int qHeads, int prompt, int steps, int dim, int seed)
+        void Check(string name, KVCacheOptions options, int batch, int kvHeads, int qHeads, int prompt, int steps, int dim, int seed, (int Tq, bool Causal)[]? queries = null)
         {
             using var scope = NewDisposeScope();
             random.manual_seed(seed);
@@ -43,7 +43,7 @@ internal static class CudaCheck
                 cache.Append(((randn(batch, kvHeads, 1, dim) * 2) + offset).to(device), randn(batch, kvHeads, 1, dim).to(device));
             }
 
-            foreach (var (tq, causal) in new[] { (1, false), (3, true), (2, false) })
+            foreach (var (tq, causal) in queries ?? new[] { (1, false), (3, true), (2, false) })
             {
                 using var inner = NewDisposeScope();
                 var query = (randn(batch, qHeads, tq, dim) * 0.7).to(device);
@@ -112,6 +112,13 @@ internal static class CudaCheck
         foreach (var preset in new[] { "vidkv-1.5/1.58", "vidkv-1.5/1.66", "kivi-2" })
         {
             Check($"{preset} 7B heads, 3000 tokens", KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { ResidualType = ScalarType.Float16 }, 1, 4, 28, 3000, 40, 128, 4);
+        }
+
+        // A question's tokens over a remembered video: more query rows per KV head than one launch takes (7 x 20 = 140),
+        // run in slices of 4 tokens, each with its own causal limit.
+        foreach (var preset in new[] { "vidkv-1.5/1.58", "vidkv-1.5/1.66", "kivi-2" })
+        {
+            Check($"{preset} 7B heads, 3000 tokens, long queries", KVCacheOptions.FromPreset(preset, CacheProfile.Compact) with { ResidualType = ScalarType.Float16 }, 1, 4, 28, 3000, 40, 128, 14, [(20, true), (9, false), (5, true)]);
         }
 
         // The single-launch tensor-core kernel: 7B geometry (4 KV heads, head dim 128), groups of 32 or 64 tokens, its variants;

@@ -97,7 +97,7 @@ public static class FusedAttention
 
             return CudaFusedAttention.Fits(cache, query)
                 ? CudaFusedAttention.Attend(cache, query, causal, s)
-                : throw new NotSupportedException($"The Cuda kernel path handles at most {CudaFusedAttention.MaxQueryRows} query rows (query heads per KV head x query tokens); use Auto or Chunked.");
+                : throw new NotSupportedException($"The Cuda kernel path handles at most {CudaFusedAttention.MaxQueryRows} query heads per KV head (and the value channels, query type and shared memory of its launches); use Auto or Chunked.");
         }
 
         if (CudaKernelsApply(cache, query))
@@ -174,7 +174,7 @@ public static class FusedAttention
             {
                 throw !CudaFusedAttention.IsAvailable
                     ? new NotSupportedException($"The Cuda kernel path cannot run here: {CudaFusedAttention.Description}")
-                    : new NotSupportedException($"The Cuda kernel path handles at most {CudaFusedAttention.MaxQueryRows} query rows (query heads per KV head x query tokens); use Auto or Chunked.");
+                    : new NotSupportedException($"The Cuda kernel path handles at most {CudaFusedAttention.MaxQueryRows} query heads per KV head (and the value channels, query type and shared memory of its launches); use Auto or Chunked.");
             }
 
             if (fits && (path == FusedKernelPath.Cuda || CudaFusedAttention.Compiles(queries.device_index)))

@@ -20,8 +20,8 @@ public enum FusedKernelPath
 
     /// <summary>
     /// CUDA tensors: a kernel compiled at run time by NVRTC (from the CUDA libraries of the PyTorch install, or
-    /// <c>VIDKV_NVRTC</c>) that reads the packed codes in place; at most 32 query rows (query heads per KV head ×
-    /// query tokens).
+    /// <c>VIDKV_NVRTC</c>) that reads the packed codes in place; 32 query rows (query heads per KV head × query tokens)
+    /// a launch, longer queries in slices of tokens (at most 32 query heads per KV head).
     /// </summary>
     Cuda,
 

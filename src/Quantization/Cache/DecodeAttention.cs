@@ -5,7 +5,8 @@ public enum DecodeAttention
 {
     /// <summary>
     /// <see cref="Fused"/> on the CPU (SIMD kernels) and on CUDA when its NVRTC kernels run (the CUDA driver and NVRTC
-    /// found, at most 32 query rows per KV head), where both beat the alternatives (docs/BENCHMARKS.md);
+    /// found, at most 32 query heads per KV head; longer queries run in slices of tokens), where both beat the
+    /// alternatives (docs/BENCHMARKS.md);
     /// <see cref="Dequantize"/> otherwise, where the fused path is a chain of small TorchSharp operations and measured slower.
     /// </summary>
     Auto,

@@ -61,8 +61,9 @@ internal static class CudaFusedAttention
     public static bool Fits(QuantizedKVCache cache, long batch, long queryHeads, long queryTokens, long dim, ScalarType queryType)
     {
         var (hkv, dv) = Geometry(cache);
-        long nq = queryHeads / hkv * queryTokens;
-        if (!IsAvailable || nq > MaxQueryRows || batch * hkv > 65535 || dv > KernelSource.Threads || queryType is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
+        long perLaunch = TokensPerLaunch(cache, queryHeads, queryTokens); // longer queries run in slices
+        long nq = queryHeads / hkv * perLaunch;
+        if (!IsAvailable || perLaunch < 1 || batch * hkv > 65535 || dv > KernelSource.Threads || queryType is not (ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16))
         {
             return false;
         }
@@ -116,6 +117,27 @@ internal static class CudaFusedAttention
 
     public static Tensor Attend(QuantizedKVCache cache, Tensor query, bool causal, double scale)
     {
+        // More query rows per KV head than a launch takes (a question's tokens over a remembered video): the query's
+        // tokens in slices, each slice's causal limit where its own last token is.
+        long tq = query.shape[2], perLaunch = TokensPerLaunch(cache, query.shape[1], tq);
+        if (perLaunch < tq)
+        {
+            using var scope = NewDisposeScope();
+            var slices = new List<Tensor>();
+            long temporary = 0;
+            for (long s = 0; s < tq; s += perLaunch)
+            {
+                long len = Math.Min(perLaunch, tq - s);
+                slices.Add(AttendGeneral(cache, query.narrow(2, s, len), causal, scale, cache.Length - tq + s));
+                temporary = Math.Max(temporary, _lastTemporaryBytes);
+            }
+
+            var output = cat(slices, 2);
+            _lastTemporaryBytes = temporary + Bytes(output);
+            _lastKernel = $"general (prep, attend, merge launches per block), query in {slices.Count} slices";
+            return output.MoveToOuterDisposeScope();
+        }
+
         if (Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Fits(cache, query) && MmaAttention.Compiles(Math.Max(0, query.device_index)))
         {
             var result = MmaAttention.Attend(cache, query, causal, scale, out long bytes);
@@ -125,13 +147,28 @@ internal static class CudaFusedAttention
         }
 
         _lastKernel = "general (prep, attend, merge launches per block)";
+        return AttendGeneral(cache, query, causal, scale, cache.Length - query.shape[2]);
+    }
+
+    /// <summary>Query tokens one launch of the general kernels takes: all of them when their rows per KV head fit
+    /// <see cref="MaxQueryRows"/>, else as many as fit (0 when not even one token's rows fit).</summary>
+    private static long TokensPerLaunch(QuantizedKVCache cache, long queryHeads, long queryTokens)
+    {
+        var (hkv, _) = Geometry(cache);
+        long groups = queryHeads / hkv;
+        return groups * queryTokens <= MaxQueryRows ? queryTokens : MaxQueryRows / groups;
+    }
+
+    /// <summary>The general kernels; query token t sees the keys at positions up to <paramref name="causalBase"/> + t when causal.</summary>
+    private static Tensor AttendGeneral(QuantizedKVCache cache, Tensor query, bool causal, double scale, long causalBase)
+    {
         var o = cache.Options;
         long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
         int device = Math.Max(0, query.device_index);
         var module = Module(device);
         using var scope = NewDisposeScope();
         var (hkv, dv) = Geometry(cache);
-        long nq = hq / hkv * tq, n = cache.Length, bh = b * hkv;
+        long nq = hq / hkv * tq, bh = b * hkv;
         int rows = RowCount(nq);
         int tps = KernelSource.TokensPerRun;
 
@@ -188,7 +225,7 @@ internal static class CudaFusedAttention
             OutAcc = outAcc,
             Start = 0,
             Causal = causal ? 1 : 0,
-            CausalBase = n - tq,
+            CausalBase = causalBase,
             QueryTokens = tq,
             QueryRows = nq,
             ValueChannels = dv,
