@@ -198,11 +198,6 @@ public static class FusedAttention
     internal static bool CudaKernelsApply(QuantizedKVCache cache, Tensor query)
         => query.device_type == DeviceType.CUDA && CudaFusedAttention.Fits(cache, query) && CudaFusedAttention.Compiles(query.device_index);
 
-    /// <summary>Whether <see cref="FusedKernelPath.Auto"/> would run the NVRTC kernels for this CUDA cache and one row of these queries.</summary>
-    internal static bool CudaKernelsApplyToRow(QuantizedKVCache cache, Tensor queries)
-        => queries.device_type == DeviceType.CUDA && CudaFusedAttention.Fits(cache, 1, queries.shape[1], queries.shape[2], queries.shape[3], queries.dtype)
-            && CudaFusedAttention.Compiles(queries.device_index);
-
     /// <summary>
     /// Validates a batch: N distinct non-empty caches of one batch item, one head geometry and one device, and queries
     /// [N, Hq, Tq, D] that fit each; returns the device type and the value channels.

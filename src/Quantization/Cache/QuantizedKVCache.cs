@@ -349,13 +349,7 @@ public sealed class QuantizedKVCache : IDisposable
     public Tensor AttendForDecode(Tensor query, bool causal)
     {
         ArgumentNullException.ThrowIfNull(query);
-        bool fused = Options.DecodeAttention switch
-        {
-            DecodeAttention.Fused => true,
-            DecodeAttention.Dequantize => false,
-            _ => _blocks.Count > 0 && (query.device_type == TorchSharp.DeviceType.CPU || FusedAttention.CudaKernelsApply(this, query)),
-        };
-        if (fused)
+        if (DecodesFused(query))
         {
             return AttendFused(query, causal);
         }
@@ -400,26 +394,30 @@ public sealed class QuantizedKVCache : IDisposable
         {
             var cache = caches[i];
             ObjectDisposedException.ThrowIf(cache._disposed, cache);
-            bool fuse = cache.Options.DecodeAttention switch
-            {
-                DecodeAttention.Fused => true,
-                DecodeAttention.Dequantize => false,
-                _ => cache._blocks.Count > 0 && (device == TorchSharp.DeviceType.CPU || FusedAttention.CudaKernelsApplyToRow(cache, q)),
-            };
-            if (fuse)
+            using var inner = NewDisposeScope();
+            var row = q.narrow(0, i, 1);
+            if (cache.DecodesFused(row))
             {
                 fused.Add(cache);
                 rows.Add(i);
                 continue;
             }
 
-            using var inner = NewDisposeScope();
-            output.narrow(0, i, 1).copy_(cache.Attend(q.narrow(0, i, 1), causal));
+            output.narrow(0, i, 1).copy_(cache.AttendForDecode(row, causal));
         }
 
         FusedAttention.AttendRows(fused, rows, q, output, causal, 1.0 / Math.Sqrt(q.shape[3]), FusedKernelPath.Auto, device, matchSingleCalls);
         return output.MoveToOuterDisposeScope();
     }
+
+    /// <summary>Whether <see cref="AttendForDecode(Tensor, bool)"/> reads the packed codes for this query (the
+    /// <see cref="KVCacheOptions.DecodeAttention"/> choice; Auto: quantized blocks on the CPU, or CUDA kernels that take it).</summary>
+    private bool DecodesFused(Tensor query) => Options.DecodeAttention switch
+    {
+        DecodeAttention.Fused => true,
+        DecodeAttention.Dequantize => false,
+        _ => _blocks.Count > 0 && (query.device_type == TorchSharp.DeviceType.CPU || FusedAttention.CudaKernelsApply(this, query)),
+    };
 
     /// <summary>Drops every cached token and frees its memory; the cache can be prefilled again.</summary>
     public void Clear()
