@@ -77,11 +77,12 @@ internal static class ServingBenchmark
         report.AppendLine("| cache | conversations that fit | bytes per conversation MiB | held MiB | streams | attention | ms per step | aggregate tokens/s | vs 1 stream |");
         report.AppendLine("|---|---:|---:|---:|---:|---|---:|---:|---:|");
         string file = Path.Combine(Path.GetTempPath(), $"vidkv-serving-{Environment.ProcessId}.snap");
+        var profiles = new List<string>();
         try
         {
             foreach (var (label, options) in presets)
             {
-                foreach (var row in MeasureServing(model, config, label, options, tokens, budget, newTokens, streams, steps, file, dev, dtype, onCuda))
+                foreach (var row in MeasureServing(model, config, label, options, tokens, budget, newTokens, streams, steps, file, dev, dtype, onCuda, profiles))
                 {
                     report.AppendLine(row);
                     Console.Error.WriteLine(row);
@@ -92,6 +93,15 @@ internal static class ServingBenchmark
         {
             File.Delete(file);
         }
+
+        report.AppendLine();
+        report.AppendLine("### Where a batched step's time goes");
+        report.AppendLine();
+        report.AppendLine($"The batched step (one attention call over the N caches per layer) again for {steps} steps with each part's end marked in every layer: \"host\" is the time the host takes to issue each part (no synchronization), \"synchronized\" waits for the device before every clock read, so a part also holds the device work it issued. Milliseconds per step, summed over the layers; \"embedding, final norm, logits\" is what the step does outside the layers.");
+        report.AppendLine();
+        report.AppendLine("| cache | streams | part | host ms per step | synchronized ms per step |");
+        report.AppendLine("|---|---:|---|---:|---:|");
+        profiles.ForEach(row => report.AppendLine(row));
 
         Console.WriteLine(report);
         if (output is not null)
@@ -146,7 +156,7 @@ internal static class ServingBenchmark
         return string.Create(CultureInfo.InvariantCulture, $"| {frames} | {promptTokens} | {label} | {a:F0} | {b:F1} | {a / b:F0}x | {snapshotMiB:F1} |");
     }
 
-    private static IEnumerable<string> MeasureServing(LlavaOnevisionModel model, LlavaOnevisionConfig config, string label, KVCacheOptions options, long tokens, long budget, int newTokens, int[] streams, int steps, string file, Device dev, ScalarType dtype, bool onCuda)
+    private static IEnumerable<string> MeasureServing(LlavaOnevisionModel model, LlavaOnevisionConfig config, string label, KVCacheOptions options, long tokens, long budget, int newTokens, int[] streams, int steps, string file, Device dev, ScalarType dtype, bool onCuda, List<string> profiles)
     {
         // One prefilled conversation, serialized to a file; every conversation is read back from it, so each holds its own bytes.
         long perConversation, workspace;
@@ -219,6 +229,11 @@ internal static class ServingBenchmark
                     }
                 }
 
+                if (n == 1 || n == 16 || n == caches.Count)
+                {
+                    profiles.AddRange(ProfileSteps(model, decoder, active, steps, label, dev, onCuda));
+                }
+
                 for (int m = 0; m < modes.Length; m++)
                 {
                     double ms = Median(times[m]);
@@ -244,6 +259,46 @@ internal static class ServingBenchmark
         }
 
         return rows;
+    }
+
+    /// <summary>The batched step's parts (<see cref="StepProfile"/>), host-only and synchronized, as report rows.</summary>
+    private static IEnumerable<string> ProfileSteps(LlavaOnevisionModel model, IBatchedDecoder decoder, ModelKVCache[] active, int steps, string label, Device dev, bool onCuda)
+    {
+        int n = active.Length;
+        var runs = new[] { new StepProfile(synchronize: false), new StepProfile(synchronize: onCuda) };
+        for (int step = 0; step < steps; step++)
+        {
+            foreach (var profile in runs)
+            {
+                using var scope = NewDisposeScope();
+                var ids = randint(1000, 100000, [n, 1], device: dev);
+                ModelDecodeBenchmark.Sync(onCuda);
+                StepProfile.Current = profile;
+                try
+                {
+                    profile.Start();
+                    var hidden = decoder.ForwardDecodeBatch(model.Embed(ids), new Tensor?[n], active, rowWise: false);
+                    model.Logits(hidden.select(1, -1)).argmax(-1).cpu();
+                    profile.Mark("embedding, final norm, logits");
+                }
+                finally
+                {
+                    StepProfile.Current = null;
+                }
+            }
+        }
+
+        var synced = runs[1].Parts.ToDictionary(p => p.Part, p => p.Ms);
+        double hostTotal = 0, syncTotal = 0;
+        foreach (var (part, ms) in runs[0].Parts)
+        {
+            double s = synced.GetValueOrDefault(part);
+            hostTotal += ms;
+            syncTotal += s;
+            yield return string.Create(CultureInfo.InvariantCulture, $"| {label} | {n} | {part} | {ms / steps:F2} | {s / steps:F2} |");
+        }
+
+        yield return string.Create(CultureInfo.InvariantCulture, $"| {label} | {n} | **step** | {hostTotal / steps:F2} | {syncTotal / steps:F2} |");
     }
 
     private static double Median(List<double> values)

@@ -97,16 +97,21 @@ internal sealed class Attention : nn.Module
     public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise)
     {
         using var scope = NewDisposeScope();
+        var profile = StepProfile.Current;
+        profile?.Mark("norms, residual adds, embedding (between layers)");
         long n = hidden.shape[0];
         Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
         Tensor Project(LinearLayer p, Tensor y) => rowWise ? PerRow(y, p.forward) : p.forward(y);
         var q = RotaryEmbedding.Apply(Heads(Project(q_proj, hidden), _heads), rotary);    // [N, H, 1, hd]
         var k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
         var v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
+        profile?.Mark("q, k, v projections and rotary");
         for (int i = 0; i < n; i++)
         {
             caches[i].Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
         }
+
+        profile?.Mark("cache appends (one per sequence)");
 
         // One attention call over the N caches of different lengths: one kernel launch per layer on CUDA (the caches that
         // fit it), one parallel loop over every sequence's KV heads on the CPU; row i is what sequence i alone gives, bit
@@ -114,7 +119,10 @@ internal sealed class Attention : nn.Module
         var output = PerSequenceAttention
             ? cat(Enumerable.Range(0, (int)n).Select(i => caches[i].AttendForDecode(q.narrow(0, i, 1), causal: true)).ToArray(), 0).to(hidden.dtype)
             : VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true, matchSingleCalls: rowWise).to(hidden.dtype); // [N, H, 1, hd]
-        return Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim)).MoveToOuterDisposeScope();
+        profile?.Mark("attention");
+        var projected = Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim));
+        profile?.Mark("output projection");
+        return projected.MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -39,6 +39,8 @@ internal sealed class DecoderLayer : nn.Module
         using var scope = NewDisposeScope();
         var h = Scalars.Add(x, self_attn.ForwardDecodeBatch(input_layernorm.forward(x), rotary, caches, rowWise));
         var normed = post_attention_layernorm.forward(h);
-        return Scalars.Add(h, rowWise ? Attention.PerRow(normed, mlp.forward) : mlp.forward(normed)).MoveToOuterDisposeScope();
+        var mlpOut = rowWise ? Attention.PerRow(normed, mlp.forward) : mlp.forward(normed);
+        StepProfile.Current?.Mark("MLP and its norm");
+        return Scalars.Add(h, mlpOut).MoveToOuterDisposeScope();
     }
 }
