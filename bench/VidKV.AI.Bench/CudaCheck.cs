@@ -251,6 +251,84 @@ internal static class CudaCheck
         CheckBatch("batched tensor cores: 70 sequences (two launches)", [compact], 70, 4, 28, 1, 100, 128, 44, forks: 5);
         CheckBatch("batched tensor cores: long (20000 tokens base)", [compact], 3, 4, 28, 1, 20000, 128, 45);
 
+        // A batched decode step's appends in place (QuantizedKVCache.AppendDecodeStep: one launch writes every cache's new
+        // token into its residual buffers) against Append per cache: the same content bit for bit through a flush, and the
+        // batched attention reading the buffers (heads a buffer's capacity apart) equal bit for bit to reading compact residuals.
+        void CheckInPlaceAppend(string name, KVCacheOptions options, int sequences, int steps, int seed)
+        {
+            using var scope = NewDisposeScope();
+            random.manual_seed(seed);
+            const int kvHeads = 4, dim = 128;
+            var alone = new List<QuantizedKVCache>();
+            var inPlace = new List<QuantizedKVCache>();
+            try
+            {
+                for (int i = 0; i < sequences; i++)
+                {
+                    int prompt = 300 + (i * 37) + (i % 3 == 2 ? 0 : i % 5);
+                    var k = ((randn(1, kvHeads, prompt, dim) * 2) + 1).to(device);
+                    var v = randn(1, kvHeads, prompt, dim).to(device);
+                    foreach (var set in new[] { alone, inPlace })
+                    {
+                        var cache = new QuantizedKVCache(options);
+                        cache.Prefill(k, v, randn(1, prompt).to(device));
+                        set.Add(cache);
+                    }
+                }
+
+                double content = 0;
+                for (int step = 0; step < steps; step++)
+                {
+                    using var inner = NewDisposeScope();
+                    var k = randn(sequences, kvHeads, 1, dim, dtype: ScalarType.BFloat16).to(device);
+                    var v = randn(sequences, kvHeads, 1, dim, dtype: ScalarType.BFloat16).to(device);
+                    for (int i = 0; i < sequences; i++)
+                    {
+                        alone[i].Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
+                    }
+
+                    QuantizedKVCache.AppendDecodeStep(inPlace, k, v);
+                }
+
+                for (int i = 0; i < sequences; i++)
+                {
+                    using var inner = NewDisposeScope();
+                    var (ka, va) = alone[i].GetKeysValues();
+                    var (kb, vb) = inPlace[i].GetKeysValues();
+                    content = Math.Max(content, Math.Max((ka.to(ScalarType.Float32) - kb.to(ScalarType.Float32)).abs().max().item<float>(), (va.to(ScalarType.Float32) - vb.to(ScalarType.Float32)).abs().max().item<float>()));
+                    content = alone[i].Length == inPlace[i].Length && alone[i].FlushCount == inPlace[i].FlushCount ? content : double.PositiveInfinity;
+                }
+
+                var queries = (randn(sequences, 28, 1, dim) * 0.7).to(ScalarType.Float16).to(device);
+                var fromCompact = QuantizedKVCache.AttendForDecode(alone, queries, causal: false, matchSingleCalls: true);
+                var fromBuffers = QuantizedKVCache.AttendForDecode(inPlace, queries, causal: false, matchSingleCalls: true);
+                string kernel = FusedAttention.LastCudaKernel;
+                double attention = (fromCompact - fromBuffers).abs().max().item<float>();
+                double reference = 0;
+                for (int i = 0; i < sequences; i++)
+                {
+                    using var inner = NewDisposeScope();
+                    reference = Math.Max(reference, (fromBuffers.narrow(0, i, 1) - inPlace[i].Attend(queries.narrow(0, i, 1), false)).abs().max().item<float>());
+                }
+
+                string what = $"{name}, {sequences} sequences, {steps} steps ({inPlace.Min(c => c.Length)}..{inPlace.Max(c => c.Length)} tokens)";
+                rows.Add(($"{what}: cached keys and values after in-place appends vs Append, bit for bit{(content == 0 ? string.Empty : $": NOT ({content:E1})")}", "append", content == 0 ? 0 : double.PositiveInfinity, "append launch"));
+                rows.Add(($"{what}: attention over the residual buffers vs compact residuals, bit for bit{(attention == 0 ? string.Empty : $": NOT ({attention:E1})")}", "Auto batch", attention == 0 ? 0 : double.PositiveInfinity, kernel));
+                rows.Add(($"{what}: attention over the residual buffers vs dequantize", "Auto batch", reference, kernel));
+            }
+            finally
+            {
+                alone.ForEach(c => c.Dispose());
+                inPlace.ForEach(c => c.Dispose());
+            }
+        }
+
+        CheckInPlaceAppend("in-place appends: vidkv-1.5/1.58 Compact", compact, 16, 150, 50);
+        CheckInPlaceAppend("in-place appends: vidkv-1.5/1.58 Compact, bf16 residual", compact with { ResidualType = ScalarType.BFloat16 }, 5, 40, 51);
+        CheckInPlaceAppend("in-place appends: vidkv-1.5/1.58 Reference (general kernels)", Seven("vidkv-1.5/1.58", CacheProfile.Reference), 5, 140, 52);
+        CheckInPlaceAppend("in-place appends: fp16 (unquantized: Append per cache)", Seven("fp16", CacheProfile.Compact), 4, 30, 53);
+        CheckInPlaceAppend("in-place appends: 70 sequences (two launches)", compact, 70, 3, 54);
+
         int failed = rows.Count(r => !(r.Error <= Tolerance));
         var sb = new StringBuilder();
         sb.AppendLine("# Fused attention on CUDA: equivalence with dequantize-then-attend").AppendLine();

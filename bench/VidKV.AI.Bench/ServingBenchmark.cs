@@ -97,7 +97,7 @@ internal static class ServingBenchmark
         report.AppendLine();
         report.AppendLine("### Where a batched step's time goes");
         report.AppendLine();
-        report.AppendLine($"The batched step (one attention call over the N caches per layer) again for {steps} steps with each part's end marked in every layer: \"host\" is the time the host takes to issue each part (no synchronization), \"synchronized\" waits for the device before every clock read, so a part also holds the device work it issued. Milliseconds per step, summed over the layers; \"embedding, final norm, logits\" is what the step does outside the layers.");
+        report.AppendLine($"The batched step (one append call and one attention call over the N caches per layer) again for {steps} steps with each part's end marked in every layer: \"host\" is the time the host takes to issue each part (no synchronization), \"synchronized\" waits for the device before every clock read, so a part also holds the device work it issued. Milliseconds per step, summed over the layers; \"embedding, final norm, logits\" is what the step does outside the layers.");
         report.AppendLine();
         report.AppendLine("| cache | streams | part | host ms per step | synchronized ms per step |");
         report.AppendLine("|---|---:|---|---:|---:|");
@@ -225,7 +225,7 @@ internal static class ServingBenchmark
                             Attention.PerSequenceAttention = false;
                         }
 
-                        kernel[m] = onCuda ? FusedAttention.LastCudaKernel : "CPU";
+                        kernel[m] = !options.IsQuantized ? "none" : onCuda ? FusedAttention.LastCudaKernel : "CPU";
                     }
                 }
 

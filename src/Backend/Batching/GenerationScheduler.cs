@@ -225,7 +225,16 @@ public sealed class GenerationScheduler : IDisposable
             probe.Append(keys, keys);
         }
 
-        return probe.Memory.TotalBytes * g.Layers;
+        long bytes = probe.Memory.TotalBytes;
+        if (cacheOptions.IsQuantized && generated > 0)
+        {
+            // A decoding cache keeps its residual in buffers of R tokens (QuantizedKVCache.AppendDecodeStep): count them full.
+            long residualType = probe.ResidualKeys?.ElementSize ?? 2;
+            long room = Math.Max(0, cacheOptions.ResidualLength - probe.ResidualLength);
+            bytes += room * g.KeyValueHeads * 2L * g.HeadDim * residualType;
+        }
+
+        return bytes * g.Layers;
     }
 
     private void EndCancelled()

@@ -39,6 +39,7 @@ internal sealed unsafe class CpuFusedAttention
     private readonly void* _residualKeys, _residualValues;
     private readonly ScalarType _residualKeyType, _residualValueType;
     private readonly long _residualLength;
+    private readonly long _residualStride;
 
     internal CpuFusedAttention(QuantizedKVCache cache, Tensor query, bool causal, double scale, FusedKernelPath path)
     {
@@ -86,9 +87,12 @@ internal sealed unsafe class CpuFusedAttention
 
         if (keys is not null && values is not null && keys.shape[2] > 0)
         {
+            // The residual, or the buffers it is a view of (heads ResidualStride tokens apart).
+            var storage = cache.ResidualStorage;
             _residualLength = keys.shape[2];
-            _residualKeys = PackedSource.Pointer(keys);
-            _residualValues = PackedSource.Pointer(values);
+            _residualStride = cache.ResidualStride;
+            _residualKeys = PackedSource.Pointer(storage.Keys!);
+            _residualValues = PackedSource.Pointer(storage.Values!);
             _residualKeyType = keys.dtype;
             _residualValueType = values.dtype;
         }
@@ -285,7 +289,7 @@ internal sealed unsafe class CpuFusedAttention
             int len = (int)Math.Min(_chunk, r - c0);
             for (int t = 0; t < len; t++)
             {
-                CodeTables.ReadRow(_residualKeys, _residualKeyType, ((bh * r) + c0 + t) * _d, _d, s.Row);
+                CodeTables.ReadRow(_residualKeys, _residualKeyType, ((bh * _residualStride) + c0 + t) * _d, _d, s.Row);
                 for (int qi = 0; qi < _nq; qi++)
                 {
                     s.Scores[(qi * _chunk) + t] = SimdKernels.DotPadded(s.Row, s.Q + (qi * _dPad), _dPad, _path);
@@ -295,7 +299,7 @@ internal sealed unsafe class CpuFusedAttention
             Softmax(s, _quantizedLength + c0, len);
             for (int t = 0; t < len; t++)
             {
-                CodeTables.ReadRow(_residualValues, _residualValueType, ((bh * r) + c0 + t) * _dv, _dv, s.VRow);
+                CodeTables.ReadRow(_residualValues, _residualValueType, ((bh * _residualStride) + c0 + t) * _dv, _dv, s.VRow);
                 for (int qi = 0; qi < _nq; qi++)
                 {
                     float p = s.Scores[(qi * _chunk) + t];

@@ -30,6 +30,12 @@ public sealed class QuantizedKVCache : IDisposable
     private readonly List<QuantizedBlock> _blocks = new();
     private Tensor? _residualKeys;
     private Tensor? _residualValues;
+
+    // After AppendDecodeStep: buffers [B, H, capacity, D] the residual is kept in (the residual tensors are then views of
+    // their first ResidualLength tokens), so that a decode step writes its token in place; dropped by SetResidual.
+    private Tensor? _keyStore;
+    private Tensor? _valueStore;
+    private long _storeCapacity;
     private Tensor? _scores;
     private long _batch, _heads, _keyDim, _valueDim;
     private ScalarType _dtype;
@@ -84,7 +90,16 @@ public sealed class QuantizedKVCache : IDisposable
     /// <summary>The quantized blocks, oldest first.</summary>
     internal IReadOnlyList<QuantizedBlock> Blocks => _blocks;
 
-    /// <summary>Residual keys [B, H, R', D] (not a copy; do not dispose), or <see langword="null"/>.</summary>
+    /// <summary>
+    /// The contiguous tensors the residual's elements live in (for kernels that read raw memory): the residual itself, or
+    /// the buffers it is a view of, whose heads are <see cref="ResidualStride"/> tokens apart.
+    /// </summary>
+    internal (Tensor? Keys, Tensor? Values) ResidualStorage => _keyStore is null ? (_residualKeys, _residualValues) : (_keyStore, _valueStore);
+
+    /// <summary>Tokens between two heads of <see cref="ResidualStorage"/>: <see cref="ResidualLength"/>, or the capacity of the buffers.</summary>
+    internal long ResidualStride => _keyStore is null ? ResidualLength : _storeCapacity;
+
+    /// <summary>Residual keys [B, H, R', D] (not a copy, possibly a view; do not dispose), or <see langword="null"/>.</summary>
     public Tensor? ResidualKeys => _residualKeys;
 
     /// <summary>Residual values [B, H, R', Dv] (not a copy; do not dispose), or <see langword="null"/>.</summary>
@@ -103,7 +118,7 @@ public sealed class QuantizedKVCache : IDisposable
     /// Bytes actually held, by kind. A cache forked from a snapshot counts the blocks it shares with the snapshot too:
     /// they are held for it.
     /// </summary>
-    public CacheMemory Memory => Measure(_blocks, _residualKeys, _residualValues, _scores, Shape);
+    public CacheMemory Memory => Measure(_blocks, _residualKeys, _residualValues, _scores, Shape, _keyStore, _valueStore);
 
     private CacheShape Shape => new(_batch, _heads, _keyDim, _valueDim, _dtype);
 
@@ -179,7 +194,14 @@ public sealed class QuantizedKVCache : IDisposable
     }
 
     /// <summary>The bytes that the given tensors hold, by kind.</summary>
-    internal static CacheMemory Measure(IReadOnlyList<QuantizedBlock> blocks, Tensor? residualKeys, Tensor? residualValues, Tensor? scores, CacheShape shape)
+    /// <param name="blocks">The quantized blocks.</param>
+    /// <param name="residualKeys">The residual keys, or null.</param>
+    /// <param name="residualValues">The residual values, or null.</param>
+    /// <param name="scores">Retained importance scores, or null.</param>
+    /// <param name="shape">The cache's geometry.</param>
+    /// <param name="keyStore">The buffer the residual keys are a view of, if any: its bytes are what the residual holds.</param>
+    /// <param name="valueStore">The same for the values.</param>
+    internal static CacheMemory Measure(IReadOnlyList<QuantizedBlock> blocks, Tensor? residualKeys, Tensor? residualValues, Tensor? scores, CacheShape shape, Tensor? keyStore = null, Tensor? valueStore = null)
     {
         long codes = 0, meta = 0, index = QuantizedTensor.Bytes(scores), quantized = 0;
         foreach (var b in blocks)
@@ -190,13 +212,13 @@ public sealed class QuantizedKVCache : IDisposable
             quantized += b.Tokens;
         }
 
-        long residual = QuantizedTensor.Bytes(residualKeys) + QuantizedTensor.Bytes(residualValues);
+        long residual = QuantizedTensor.Bytes(keyStore ?? residualKeys) + QuantizedTensor.Bytes(valueStore ?? residualValues);
         long residualTokens = residualKeys?.shape[2] ?? 0;
         return new CacheMemory(codes, meta, index, residual, quantized * shape.ElementsPerToken, residualTokens * shape.ElementsPerToken);
     }
 
-    /// <summary>A compact copy of a held tensor, outside every dispose scope (the copy keeps the tensor's type).</summary>
-    private static Tensor? Copy(Tensor? t) => t?.clone().DetachFromDisposeScope();
+    /// <summary>A compact copy of a held tensor (a view's elements only), outside every dispose scope (the copy keeps the tensor's type).</summary>
+    private static Tensor? Copy(Tensor? t) => t is null ? null : (t.is_contiguous() ? t.clone() : t.contiguous()).DetachFromDisposeScope();
 
     /// <summary>
     /// Fills an empty cache with a prompt's keys and values [B, H, N, D] and quantizes the whole groups.
@@ -258,10 +280,146 @@ public sealed class QuantizedKVCache : IDisposable
         CheckKeysValues(keys, values, first: false);
         using var scope = NewDisposeScope();
         SetResidual(cat(new[] { _residualKeys!, keys.to(_residualKeys!.dtype) }, 2), cat(new[] { _residualValues!, values.to(_residualValues!.dtype) }, 2));
-        if (!Options.IsQuantized)
+        FlushIfFull();
+    }
+
+    /// <summary>
+    /// Appends one decode step to N caches at once: row i of <paramref name="keys"/> [N, H, 1, D] and
+    /// <paramref name="values"/> [N, H, 1, Dv] goes to <paramref name="caches"/>[i], with the result of
+    /// <c>caches[i].Append(row i)</c> (the same residual, the same flushes). Each cache keeps its residual in buffers
+    /// with room for the tokens before its next flush, so a step writes the new token in place: one kernel launch for
+    /// every cache on CUDA (where the NVRTC kernels run), one copy per cache and head on the CPU, nothing allocated
+    /// between flushes. A decoding cache therefore holds R tokens of residual buffers (<see cref="Memory"/> counts them).
+    /// An empty cache, an unquantized one (its residual is the whole cache: no fixed room to keep), or a row its cache
+    /// does not take goes through <see cref="Append"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">The counts or shapes disagree, a cache repeats, or a row does not fit its cache.</exception>
+    public static void AppendDecodeStep(IReadOnlyList<QuantizedKVCache> caches, Tensor keys, Tensor values)
+    {
+        ArgumentNullException.ThrowIfNull(caches);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(values);
+        if (keys.dim() != 4 || values.dim() != 4 || keys.shape[0] != caches.Count || values.shape[0] != caches.Count || keys.shape[2] != 1 || values.shape[2] != 1)
+        {
+            throw new ArgumentException(
+                $"A decode step for {caches.Count} caches takes keys [{caches.Count}, H, 1, D] and values [{caches.Count}, H, 1, Dv]; got [{string.Join(", ", keys.shape)}] and [{string.Join(", ", values.shape)}].", nameof(keys));
+        }
+
+        using var scope = NewDisposeScope();
+        long heads = keys.shape[1], keyDim = keys.shape[3], valueDim = values.shape[3];
+        var device = keys.device;
+        var seen = new HashSet<QuantizedKVCache>(ReferenceEqualityComparer.Instance);
+        var inPlace = new List<(QuantizedKVCache Cache, int Row)>(caches.Count);
+        for (int i = 0; i < caches.Count; i++)
+        {
+            var cache = caches[i] ?? throw new ArgumentException($"caches[{i}] is null.", nameof(caches));
+            ObjectDisposedException.ThrowIf(cache._disposed, cache);
+            if (!seen.Add(cache))
+            {
+                throw new ArgumentException($"caches[{i}] appears twice in one decode step; each sequence has its own cache.", nameof(caches));
+            }
+
+            if (cache.Length > 0 && cache.Options.IsQuantized && cache._batch == 1 && cache._heads == heads && cache._keyDim == keyDim && cache._valueDim == valueDim
+                && keys.is_floating_point() && values.is_floating_point() && cache.ResidualDevice() is { } d && d.type == device.type && d.index == device.index)
+            {
+                inPlace.Add((cache, i));
+            }
+            else
+            {
+                cache.Append(keys.narrow(0, i, 1), values.narrow(0, i, 1)); // checks the row, or fills an empty cache
+            }
+        }
+
+        if (inPlace.Count == 0)
         {
             return;
         }
+
+        // The rows in each residual type (usually the keys' own: no conversion), contiguous.
+        var typed = new Dictionary<ScalarType, (Tensor Keys, Tensor Values)>();
+        var slots = new ResidualAppend.Slot[inPlace.Count];
+        for (int j = 0; j < inPlace.Count; j++)
+        {
+            var (cache, row) = inPlace[j];
+            var type = cache.ResidualTypeNow;
+            if (!typed.TryGetValue(type, out var rows))
+            {
+                typed[type] = rows = (keys.to(type).contiguous(), values.to(type).contiguous());
+            }
+
+            slots[j] = cache.ReserveSlot(type, device, rows.Keys, rows.Values, row);
+        }
+
+        ResidualAppend.Copy(slots, device);
+        foreach (var (cache, _) in inPlace)
+        {
+            cache.CommitSlot();
+            cache.FlushIfFull();
+        }
+    }
+
+    /// <summary>The type the residual is kept in.</summary>
+    private ScalarType ResidualTypeNow => _residualKeys?.dtype ?? Options.ResidualType ?? KVCacheOptions.DefaultResidualType(_dtype);
+
+    /// <summary>The device of what the cache holds.</summary>
+    private Device? ResidualDevice() => _residualKeys?.device ?? (_blocks.Count > 0 ? _blocks[0].Values.Rest.Codes.device : null);
+
+    /// <summary>
+    /// Makes room for one more residual token (buffers of the residual's capacity, the residual copied in once) and
+    /// returns where row <paramref name="row"/> of the step goes.
+    /// </summary>
+    private ResidualAppend.Slot ReserveSlot(ScalarType type, Device device, Tensor keys, Tensor values, int row)
+    {
+        long length = ResidualLength;
+        if (_keyStore is null || _storeCapacity < length + 1 || _keyStore.dtype != type)
+        {
+            // Room up to the next flush (R tokens).
+            long capacity = Math.Max(Options.ResidualLength, length + 1);
+            var keyStore = empty(new[] { _batch, _heads, capacity, _keyDim }, type, device).DetachFromDisposeScope();
+            var valueStore = empty(new[] { _batch, _heads, capacity, _valueDim }, type, device).DetachFromDisposeScope();
+            if (length > 0)
+            {
+                keyStore.narrow(2, 0, length).copy_(_residualKeys!);
+                valueStore.narrow(2, 0, length).copy_(_residualValues!);
+            }
+
+            _residualKeys?.Dispose();
+            _residualValues?.Dispose();
+            DropStores();
+            (_keyStore, _valueStore, _storeCapacity) = (keyStore, valueStore, capacity);
+            _residualKeys = keyStore.narrow(2, 0, length).DetachFromDisposeScope();
+            _residualValues = valueStore.narrow(2, 0, length).DetachFromDisposeScope();
+        }
+
+        return new ResidualAppend.Slot(keys, values, row, _keyStore, _valueStore!, length, _storeCapacity);
+    }
+
+    /// <summary>The residual grows by the token <see cref="ReserveSlot"/> made room for.</summary>
+    private void CommitSlot()
+    {
+        long length = ResidualLength + 1;
+        _residualKeys!.Dispose();
+        _residualValues!.Dispose();
+        _residualKeys = _keyStore!.narrow(2, 0, length).DetachFromDisposeScope();
+        _residualValues = _valueStore!.narrow(2, 0, length).DetachFromDisposeScope();
+    }
+
+    private void DropStores()
+    {
+        _keyStore?.Dispose();
+        _valueStore?.Dispose();
+        (_keyStore, _valueStore, _storeCapacity) = (null, null, 0);
+    }
+
+    /// <summary>Flushes the residual by the configured policy once it holds R tokens.</summary>
+    private void FlushIfFull()
+    {
+        if (!Options.IsQuantized || ResidualLength < Options.ResidualLength)
+        {
+            return;
+        }
+
+        using var scope = NewDisposeScope();
 
         if (Options.Flush == FlushPolicy.Streaming)
         {
@@ -427,6 +585,7 @@ public sealed class QuantizedKVCache : IDisposable
         ClearBlocks();
         _residualKeys?.Dispose();
         _residualValues?.Dispose();
+        DropStores();
         _scores?.Dispose();
         _residualKeys = _residualValues = _scores = null;
         FlushCount = 0;
@@ -491,6 +650,7 @@ public sealed class QuantizedKVCache : IDisposable
         var v = values.to(type).clone().DetachFromDisposeScope();
         _residualKeys?.Dispose();
         _residualValues?.Dispose();
+        DropStores();
         _residualKeys = k;
         _residualValues = v;
     }

@@ -265,6 +265,12 @@ public sealed class GenerationSchedulerTests : IClassFixture<PipelineFixture>
         var alone = _f.Vlm.Generate(request, options, Cache("fp16")).Last();
         Assert.Equal(fp16, alone.Usage!.Cache.TotalBytes);
 
+        // A compressed cache that decoded keeps its residual in buffers of R tokens (written in place each step): the
+        // estimate counts them, so it bounds what the cache holds at the end, by at most those buffers.
+        var compressed = _f.Vlm.Generate(request, options, Cache("vidkv-1.5/1.58")).Last().Usage!.Cache.TotalBytes;
+        Assert.True(compressed <= ternary, $"vidkv-1.5/1.58 held {compressed} bytes, estimated {ternary}");
+        Assert.True(ternary - compressed < ternary / 4, $"vidkv-1.5/1.58 held {compressed} bytes, estimated {ternary}");
+
         // Room for two fp16 caches: a third waits until one ends.
         using var scheduler = new GenerationScheduler(_f.Vlm, new GenerationSchedulerOptions { MaxCacheBytes = (2 * fp16) + (fp16 / 2) });
         var ended = new List<int>();

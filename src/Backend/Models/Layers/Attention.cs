@@ -84,8 +84,9 @@ internal sealed class Attention : nn.Module
 
     /// <summary>
     /// One decode step for N sequences at once: <paramref name="hidden"/> [N, 1, D] holds each sequence's new token, and
-    /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; each
-    /// sequence appends to its own compressed cache, then one batched attention call reads all N caches
+    /// <paramref name="caches"/>[i] is sequence i's (prefilled) cache. The projections run batched over the N rows; the new
+    /// keys and values go into every sequence's cache at once
+    /// (<see cref="VidKV.AI.Quantization.Cache.QuantizedKVCache.AppendDecodeStep"/>), then one batched attention call reads all N caches
     /// (<see cref="VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(IReadOnlyList{VidKV.AI.Quantization.Cache.QuantizedKVCache}, Tensor, bool, bool)"/>),
     /// so caches of different lengths and presets mix.
     /// </summary>
@@ -106,12 +107,8 @@ internal sealed class Attention : nn.Module
         var k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
         var v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
         profile?.Mark("q, k, v projections and rotary");
-        for (int i = 0; i < n; i++)
-        {
-            caches[i].Append(k.narrow(0, i, 1), v.narrow(0, i, 1));
-        }
-
-        profile?.Mark("cache appends (one per sequence)");
+        VidKV.AI.Quantization.Cache.QuantizedKVCache.AppendDecodeStep(caches, k, v); // each row in place: one launch on CUDA
+        profile?.Mark("cache appends");
 
         // One attention call over the N caches of different lengths: one kernel launch per layer on CUDA (the caches that
         // fit it), one parallel loop over every sequence's KV heads on the CPU; row i is what sequence i alone gives, bit

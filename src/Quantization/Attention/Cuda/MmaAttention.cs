@@ -176,6 +176,7 @@ internal static class MmaAttention
                 var cache = caches[start + i];
                 var plan = PlanOf(cache, device, share);
                 long rLen = cache.ResidualLength;
+                var storage = cache.ResidualStorage; // the residual, or the buffers it is a view of (heads ResidualStride tokens apart)
                 long splits = plan.QuantSplits + ((rLen + MmaKernelSource.UnitTokens - 1) / MmaKernelSource.UnitTokens);
                 plan.EnsureStates(splits);
                 maxSplits = Math.Max(maxSplits, splits);
@@ -191,12 +192,13 @@ internal static class MmaAttention
                     Splits = plan.SplitsPointer,
                     Counters = plan.CountersPointer,
                     States = plan.StatesPointer,
-                    ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualKeys!) : IntPtr.Zero,
-                    ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(cache.ResidualValues!) : IntPtr.Zero,
+                    ResidualKeys = rLen > 0 ? CudaRuntime.DataPointer(storage.Keys!) : IntPtr.Zero,
+                    ResidualValues = rLen > 0 ? CudaRuntime.DataPointer(storage.Values!) : IntPtr.Zero,
                     QuantSplits = plan.QuantSplits,
                     ResidualStart = cache.QuantizedLength,
                     ResidualLength = rLen,
                     Row = rows[start + i],
+                    ResidualStride = (int)cache.ResidualStride,
                 };
             }
 
@@ -585,7 +587,8 @@ internal static class MmaAttention
         public long QuantSplits;
         public long ResidualStart;
         public long ResidualLength;
-        public long Row;
+        public int Row;
+        public int ResidualStride;
     }
 
     /// <summary>The launch's sequences, inline in the parameters.</summary>

@@ -77,10 +77,11 @@ struct Seq {
     const Split* splits;
     int* counters;             // [BH], zero between calls
     float* states;             // [BH, splits, ROWS, 2 + dv]: max, sum, then Σ p·v per row
-    const void* rk;            // residual keys [BH, rLen, D], or null
-    const void* rv;            // residual values [BH, rLen, dv]
+    const void* rk;            // residual keys [BH, rStride, D] (the first rLen tokens of each head), or null
+    const void* rv;            // residual values [BH, rStride, dv]
     i64 qSplits, rStart, rLen; // splits of the quantized blocks; tokens before the residual; residual tokens
-    i64 row;                   // the sequence's row of the query and the output
+    int row;                   // the sequence's row of the query and the output
+    int rStride;               // tokens between the residual's heads (rLen, or the capacity of the buffer it is kept in)
 };
 
 #define MAX_SEQS 48
@@ -215,7 +216,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const i64 pos = t0 + tk, rLen = sq.rLen, causalBase = sq.rStart + rLen - p.tq;
         float s0 = 0.f, s1 = 0.f;
         if (pos < rLen) {
-            const i64 base = (bh * rLen + pos) * D;
+            const i64 base = (bh * (i64)sq.rStride + pos) * D;
             for (int c = 0; c < D; c++) {
                 const float k = ld(sq.rk, base + c, p.rType);
                 s0 = fmaf(k, qe[(2 * rp) * D + c], s0);
@@ -244,7 +245,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         for (int i = tid; i < ROWS * dv; i += THREADS) {
             const int r = i / dv, c = i % dv;
             float a = 0.f;
-            for (int k = 0; k < 32 && t0 + k < rLen; k++) a = fmaf(sc[r * 32 + k], ld(sq.rv, (bh * rLen + t0 + k) * dv + c, p.rType), a);
+            for (int k = 0; k < 32 && t0 + k < rLen; k++) a = fmaf(sc[r * 32 + k], ld(sq.rv, (bh * (i64)sq.rStride + t0 + k) * dv + c, p.rType), a);
             st[ROWS * 2 + r * dv + c] = a;
         }
         if (tid < ROWS) { st[tid] = myM[tid]; st[ROWS + tid] = myL[tid]; }
