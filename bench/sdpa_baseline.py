@@ -15,6 +15,7 @@ Inputs are random (never zeros). Each backend's output is checked against float6
 Run on the GPU machine (PyTorch there); bench/run-attention-gpu.sh runs it next to the project's benchmark.
 """
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -41,7 +42,11 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--batch", type=int, default=20)
     p.add_argument("--copies", type=int, default=0, help="caches rotated; 0: enough for 256 MiB, at least 2")
-    p.add_argument("--backends", default="cudnn,flash,efficient,math")
+    p.add_argument("--backends", default="cudnn,flash,efficient,math",
+                   help="SDPA backends to force, or 'default' for PyTorch's own choice")
+    p.add_argument("--layouts", default="gqa",
+                   help="gqa: q [1, Hq, 1, D] with enable_gqa=True; folded: the query heads of each KV head as rows, "
+                        "q [1, Hkv, Hq/Hkv, D] without enable_gqa (the call TorchSharp, which has no enable_gqa, makes)")
     p.add_argument("--json", help="also write the rows as JSON to this path")
     a = p.parse_args()
     if not torch.cuda.is_available():
@@ -63,11 +68,16 @@ def main() -> int:
         v64 = vs[0].double().repeat_interleave(g, 1)
         att = (qs[0].double() @ k64.transpose(-1, -2)) / a.head_dim ** 0.5
         ref = att.softmax(-1) @ v64
-        for name in a.backends.split(","):
+        for layout, name in ((l, b) for l in a.layouts.split(",") for b in a.backends.split(",")):
             try:
-                with sdpa_kernel([BACKENDS[name]]):
-                    def call(i):
-                        return F.scaled_dot_product_attention(qs[i], ks[i], vs[i], enable_gqa=True)
+                with (sdpa_kernel([BACKENDS[name]]) if name != "default" else contextlib.nullcontext()):
+                    if layout == "gqa":
+                        def call(i):
+                            return F.scaled_dot_product_attention(qs[i], ks[i], vs[i], enable_gqa=True)
+                    else:
+                        def call(i):
+                            q = qs[i].reshape(1, a.kv_heads, g, a.head_dim)
+                            return F.scaled_dot_product_attention(q, ks[i], vs[i]).reshape(1, a.q_heads, 1, a.head_dim)
                     out = call(0)
                     torch.cuda.synchronize()
                     err = ((out.double() - ref).norm() / ref.norm()).item()
@@ -90,19 +100,19 @@ def main() -> int:
                         torch.cuda.synchronize()
                         b2b.append((time.perf_counter() - t0) * 1e3 / a.batch)
             except RuntimeError as e:
-                print(f"{n} {name}: not run: {str(e).splitlines()[0]}")
+                print(f"{n} {layout} {name}: not run: {str(e).splitlines()[0]}")
                 continue
-            row = dict(tokens=n, backend=name, sync_ms=statistics.median(sync), sync_min_ms=min(sync),
+            row = dict(tokens=n, layout=layout, backend=name, sync_ms=statistics.median(sync), sync_min_ms=min(sync),
                        b2b_ms=statistics.median(b2b), rel_err=err, copies=copies, cache_mib=kv_bytes / 2**20)
             rows.append(row)
             print(json.dumps(row), flush=True)
         del ks, vs, qs
         torch.cuda.empty_cache()
     print()
-    print("| cached tokens | PyTorch SDPA fp16, enable_gqa=True | sync per call, median ms | min ms | back to back, ms per call | rel. error vs float64 | fp16 cache MiB (copies) |")
+    print("| cached tokens | PyTorch SDPA fp16: layout, backend | sync per call, median ms | min ms | back to back, ms per call | rel. error vs float64 | fp16 cache MiB (copies) |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['tokens']} | {r['backend']} | {r['sync_ms']:.3f} | {r['sync_min_ms']:.3f} | {r['b2b_ms']:.3f} | "
+        print(f"| {r['tokens']} | {r['layout']}, {r['backend']} | {r['sync_ms']:.3f} | {r['sync_min_ms']:.3f} | {r['b2b_ms']:.3f} | "
               f"{r['rel_err']:.1e} | {r['cache_mib']:.0f} ({r['copies']}) |")
     if a.json:
         with open(a.json, "w") as f:

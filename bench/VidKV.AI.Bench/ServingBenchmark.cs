@@ -78,11 +78,12 @@ internal static class ServingBenchmark
         report.AppendLine("|---|---:|---:|---:|---:|---|---:|---:|---:|");
         string file = Path.Combine(Path.GetTempPath(), $"vidkv-serving-{Environment.ProcessId}.snap");
         var profiles = new List<string>();
+        var arrivals = new List<string>();
         try
         {
             foreach (var (label, options) in presets)
             {
-                foreach (var row in MeasureServing(model, config, label, options, tokens, budget, newTokens, streams, steps, file, dev, dtype, onCuda, profiles))
+                foreach (var row in MeasureServing(model, config, label, options, tokens, budget, newTokens, streams, steps, file, dev, dtype, onCuda, profiles, arrivals))
                 {
                     report.AppendLine(row);
                     Console.Error.WriteLine(row);
@@ -93,6 +94,15 @@ internal static class ServingBenchmark
         {
             File.Delete(file);
         }
+
+        report.AppendLine();
+        report.AppendLine("### First-token latency when N streams arrive at once");
+        report.AppendLine();
+        report.AppendLine($"N conversations of the table above (each a remembered {frames}-frame video: its own cache) get a question of {QuestionTokens} tokens at the same instant and are served as the GenerationScheduler serves them: each step prefills one arriving question over its cache, advances the streams that joined before by one batched decode step, then emits the arriving stream's first token. Latency = arrival to first token, the device synchronized by each token's copy to the host. Single run, after the decode measurements above. A first question about a video not yet remembered adds the first-question time of the video memory table (vision tower and prefill of the video) to its own stream.");
+        report.AppendLine();
+        report.AppendLine("| cache | streams | first token min ms | p50 ms | max ms |");
+        report.AppendLine("|---|---:|---:|---:|---:|");
+        arrivals.ForEach(row => report.AppendLine(row));
 
         report.AppendLine();
         report.AppendLine("### Where a batched step's time goes");
@@ -156,7 +166,7 @@ internal static class ServingBenchmark
         return string.Create(CultureInfo.InvariantCulture, $"| {frames} | {promptTokens} | {label} | {a:F0} | {b:F1} | {a / b:F0}x | {snapshotMiB:F1} |");
     }
 
-    private static IEnumerable<string> MeasureServing(LlavaOnevisionModel model, LlavaOnevisionConfig config, string label, KVCacheOptions options, long tokens, long budget, int newTokens, int[] streams, int steps, string file, Device dev, ScalarType dtype, bool onCuda, List<string> profiles)
+    private static IEnumerable<string> MeasureServing(LlavaOnevisionModel model, LlavaOnevisionConfig config, string label, KVCacheOptions options, long tokens, long budget, int newTokens, int[] streams, int steps, string file, Device dev, ScalarType dtype, bool onCuda, List<string> profiles, List<string> arrivals)
     {
         // One prefilled conversation, serialized to a file; every conversation is read back from it, so each holds its own bytes.
         long perConversation, workspace;
@@ -245,6 +255,7 @@ internal static class ServingBenchmark
 
             // Every conversation has now stepped: what their tensors hold, workspaces included, after it.
             long heldAll = caches.Sum(c => c.Memory.TotalBytes + c.Layers.Sum(l => l.CudaWorkspace is MmaAttention.Workspace w ? w.Bytes : 0));
+            arrivals.AddRange(MeasureArrivals(model, decoder, caches, label, streams, dev, onCuda));
             foreach (var (n, attention, ms, perSecond) in measured)
             {
                 // Against one stream of the same attention mode.
@@ -256,6 +267,60 @@ internal static class ServingBenchmark
         finally
         {
             caches.ForEach(c => c.Dispose());
+        }
+
+        return rows;
+    }
+
+    /// <summary>
+    /// Per-stream first-token latency when N streams arrive at once, each with a question about its own remembered video
+    /// (its conversation's cache), served as <see cref="GenerationScheduler.Step"/> serves them: each step prefills one
+    /// arriving stream's question over its cache, advances the streams that joined before it by one batched decode step,
+    /// then emits the arriving stream's first token. Latency = arrival (all at once) to that first token.
+    /// </summary>
+    private static IEnumerable<string> MeasureArrivals(LlavaOnevisionModel model, IBatchedDecoder decoder, List<ModelKVCache> caches, string label, int[] streams, Device dev, bool onCuda)
+    {
+        var counts = streams.Where(n => n <= caches.Count).ToList();
+        if (streams.Any(n => n > caches.Count))
+        {
+            counts.Add(caches.Count);
+        }
+
+        var rows = new List<string>();
+        foreach (int n in counts.Distinct().Order())
+        {
+            var first = new double[n];
+            var joined = new List<ModelKVCache>();
+            Seed(onCuda, 5);
+            var questions = Enumerable.Range(0, n).Select(_ => randint(1000, 100000, [1, QuestionTokens], device: dev)).ToArray();
+            ModelDecodeBenchmark.Sync(onCuda);
+            var clock = Stopwatch.StartNew();
+            for (int k = 0; k < n; k++)
+            {
+                using var scope = NewDisposeScope();
+                var logits = model.Logits(model.Forward(new DecoderInput(model.Embed(questions[k])) { Cache = caches[k] }).select(1, -1));
+                var token = logits.argmax(-1);
+                if (joined.Count > 0)
+                {
+                    var ids = randint(1000, 100000, [joined.Count, 1], device: dev);
+                    var hidden = decoder.ForwardDecodeBatch(model.Embed(ids), new Tensor?[joined.Count], joined.ToArray(), rowWise: false);
+                    model.Logits(hidden.select(1, -1)).argmax(-1).cpu();
+                }
+
+                token.cpu();
+                first[k] = clock.Elapsed.TotalMilliseconds;
+                joined.Add(caches[k]);
+            }
+
+            foreach (var q in questions)
+            {
+                q.Dispose();
+            }
+
+            var sorted = first.Order().ToArray();
+            rows.Add(string.Create(CultureInfo.InvariantCulture,
+                $"| {label} | {n} | {sorted[0]:F0} | {sorted[n / 2]:F0} | {sorted[^1]:F0} |"));
+            Console.Error.WriteLine(rows[^1]);
         }
 
         return rows;
