@@ -67,15 +67,15 @@ internal static class BatchingBenchmark
         Run(model, cache, options, rowWise, 1, frames); // warm-up
         // Medians of three runs: one run on a small machine moves with whatever else it does.
         var runs = Enumerable.Range(0, 3).Select(_ => Run(model, cache, options, rowWise, streams, frames)).ToArray();
-        double decodeRate = MedianOf(runs.Select(r => r.DecodeRate));
+        double decodeRate = Stats.Median(runs.Select(r => r.DecodeRate));
         long cacheBytes = runs.Max(r => r.CacheBytes);
         foreach (var r in runs)
         {
             Array.Sort(r.FirstTokenMs);
         }
 
-        double firstP50 = MedianOf(runs.Select(r => r.FirstTokenMs[r.FirstTokenMs.Length / 2]));
-        double firstMax = MedianOf(runs.Select(r => r.FirstTokenMs[^1]));
+        double firstP50 = Stats.Median(runs.Select(r => r.FirstTokenMs[r.FirstTokenMs.Length / 2]));
+        double firstMax = Stats.Median(runs.Select(r => r.FirstTokenMs[^1]));
         if (streams == 1)
         {
             OneStream[(preset, rowWise)] = decodeRate;
@@ -84,12 +84,6 @@ internal static class BatchingBenchmark
         double ratio = OneStream.TryGetValue((preset, rowWise), out double one) ? decodeRate / one : double.NaN;
         return string.Create(CultureInfo.InvariantCulture,
             $"| {preset} | {(rowWise ? "row-wise" : "batch-wide")} | {streams} | {decodeRate:F1} | {ratio:F2} | {firstP50:F0} | {firstMax:F0} | {cacheBytes / 1024.0:F0} |");
-    }
-
-    private static double MedianOf(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted[sorted.Length / 2];
     }
 
     private static (double DecodeRate, double[] FirstTokenMs, long CacheBytes) Run(VideoLanguageModelBase model, KVCacheOptions cache, GenerationOptions options, bool rowWise, int streams, int frames)

@@ -95,23 +95,12 @@ internal static class ServingBenchmark
             File.Delete(file);
         }
 
-        report.AppendLine();
-        report.AppendLine("### First-token latency when N streams arrive at once");
-        report.AppendLine();
-        report.AppendLine($"N conversations of the table above (each a remembered {frames}-frame video: its own cache) get a question of {QuestionTokens} tokens at the same instant and are served as the GenerationScheduler serves them: each step prefills one arriving question over its cache, advances the streams that joined before by one batched decode step, then emits the arriving stream's first token. Latency = arrival to first token, the device synchronized by each token's copy to the host. Single run, after the decode measurements above. A first question about a video not yet remembered adds the first-question time of the video memory table (vision tower and prefill of the video) to its own stream.");
-        report.AppendLine();
-        report.AppendLine("| cache | streams | first token min ms | p50 ms | max ms |");
-        report.AppendLine("|---|---:|---:|---:|---:|");
-        arrivals.ForEach(row => report.AppendLine(row));
-
-        report.AppendLine();
-        report.AppendLine("### Where a batched step's time goes");
-        report.AppendLine();
-        report.AppendLine($"The batched step (one append call and one attention call over the N caches per layer) again for {steps} steps with each part's end marked in every layer: \"host\" is the time the host takes to issue each part (no synchronization), \"synchronized\" waits for the device before every clock read, so a part also holds the device work it issued. Milliseconds per step, summed over the layers; \"embedding, final norm, logits\" is what the step does outside the layers.");
-        report.AppendLine();
-        report.AppendLine("| cache | streams | part | host ms per step | synchronized ms per step |");
-        report.AppendLine("|---|---:|---|---:|---:|");
-        profiles.ForEach(row => report.AppendLine(row));
+        AppendTable(report, "First-token latency when N streams arrive at once",
+            $"N conversations of the table above (each a remembered {frames}-frame video: its own cache) get a question of {QuestionTokens} tokens at the same instant and are served as the GenerationScheduler serves them: each step prefills one arriving question over its cache, advances the streams that joined before by one batched decode step, then emits the arriving stream's first token. Latency = arrival to first token, the device synchronized by each token's copy to the host. Single run, after the decode measurements above. A first question about a video not yet remembered adds the first-question time of the video memory table (vision tower and prefill of the video) to its own stream.",
+            "| cache | streams | first token min ms | p50 ms | max ms |", "|---|---:|---:|---:|---:|", arrivals);
+        AppendTable(report, "Where a batched step's time goes",
+            $"The batched step (one append call and one attention call over the N caches per layer) again for {steps} steps with each part's end marked in every layer: \"host\" is the time the host takes to issue each part (no synchronization), \"synchronized\" waits for the device before every clock read, so a part also holds the device work it issued. Milliseconds per step, summed over the layers; \"embedding, final norm, logits\" is what the step does outside the layers.",
+            "| cache | streams | part | host ms per step | synchronized ms per step |", "|---|---:|---|---:|---:|", profiles);
 
         Console.WriteLine(report);
         if (output is not null)
@@ -162,7 +151,7 @@ internal static class ServingBenchmark
             snapshotMiB = snapshot.Memory.TotalBytes / (1024.0 * 1024);
         }
 
-        double a = Median(first), b = Median(follow);
+        double a = Stats.Median(first), b = Stats.Median(follow);
         return string.Create(CultureInfo.InvariantCulture, $"| {frames} | {promptTokens} | {label} | {a:F0} | {b:F1} | {a / b:F0}x | {snapshotMiB:F1} |");
     }
 
@@ -246,7 +235,7 @@ internal static class ServingBenchmark
 
                 for (int m = 0; m < modes.Length; m++)
                 {
-                    double ms = Median(times[m]);
+                    double ms = Stats.Median(times[m]);
                     string attention = modes[m] ? "per sequence" : $"one call ({kernel[m]})";
                     measured.Add((n, attention, ms, n * 1000.0 / ms));
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{label}: {n} streams, attention {attention}, {ms:F1} ms per step"));
@@ -272,6 +261,22 @@ internal static class ServingBenchmark
         return rows;
     }
 
+    /// <summary>A report section: its title, what it measures, and a table of the rows.</summary>
+    private static void AppendTable(StringBuilder report, string title, string description, string header, string alignment, IEnumerable<string> rows)
+    {
+        report.AppendLine();
+        report.AppendLine($"### {title}");
+        report.AppendLine();
+        report.AppendLine(description);
+        report.AppendLine();
+        report.AppendLine(header);
+        report.AppendLine(alignment);
+        foreach (var row in rows)
+        {
+            report.AppendLine(row);
+        }
+    }
+
     /// <summary>
     /// Per-stream first-token latency when N streams arrive at once, each with a question about its own remembered video
     /// (its conversation's cache), served as <see cref="GenerationScheduler.Step"/> serves them: each step prefills one
@@ -289,6 +294,7 @@ internal static class ServingBenchmark
         var rows = new List<string>();
         foreach (int n in counts.Distinct().Order())
         {
+            using var questionsScope = NewDisposeScope();
             var first = new double[n];
             var joined = new List<ModelKVCache>();
             Seed(onCuda, 5);
@@ -312,14 +318,9 @@ internal static class ServingBenchmark
                 joined.Add(caches[k]);
             }
 
-            foreach (var q in questions)
-            {
-                q.Dispose();
-            }
-
-            var sorted = first.Order().ToArray();
+            Array.Sort(first);
             rows.Add(string.Create(CultureInfo.InvariantCulture,
-                $"| {label} | {n} | {sorted[0]:F0} | {sorted[n / 2]:F0} | {sorted[^1]:F0} |"));
+                $"| {label} | {n} | {first[0]:F0} | {first[n / 2]:F0} | {first[^1]:F0} |"));
             Console.Error.WriteLine(rows[^1]);
         }
 
@@ -366,11 +367,6 @@ internal static class ServingBenchmark
         yield return string.Create(CultureInfo.InvariantCulture, $"| {label} | {n} | **step** | {hostTotal / steps:F2} | {syncTotal / steps:F2} |");
     }
 
-    private static double Median(List<double> values)
-    {
-        values.Sort();
-        return values[values.Count / 2];
-    }
 
     private static void Seed(bool onCuda, long seed)
     {

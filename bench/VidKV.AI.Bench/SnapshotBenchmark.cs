@@ -149,7 +149,6 @@ internal static class SnapshotBenchmark
     private static double Median(int repeats, Func<double> run)
     {
         run(); // warm-up
-        var times = Enumerable.Range(0, repeats).Select(_ => run()).Order().ToArray();
-        return times[times.Length / 2];
+        return Stats.Median(Enumerable.Range(0, repeats).Select(_ => run()).ToArray());
     }
 }
