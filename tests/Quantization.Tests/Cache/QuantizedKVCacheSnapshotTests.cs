@@ -265,10 +265,13 @@ public sealed class QuantizedKVCacheSnapshotTests
     {
         public static Data Make(int prefix, int seed)
         {
-            random.manual_seed(seed);
+            // A generator of its own: tests running in parallel draw from the global one, and two calls with one seed must
+            // give the same data (a snapshot's test rebuilds the data on another thread and compares).
+            using var g = new Generator((ulong)seed);
+            Tensor Randn(params long[] shape) => randn(shape, generator: g);
             var offset = zeros(Dim);
             offset[3] = 5f;
-            var importance = randn(prefix);
+            var importance = Randn(prefix);
             importance[0] = float.NaN;
             importance[1] = float.NaN;
             var stepKeys = new Tensor[Appends];
@@ -277,12 +280,12 @@ public sealed class QuantizedKVCacheSnapshotTests
             {
                 // Step 4 appends a chunk of three tokens, the others one token.
                 long t = i == 4 ? 3 : 1;
-                stepKeys[i] = ((randn(1, Heads, t, Dim) * 2) + offset).half();
-                stepValues[i] = randn(1, Heads, t, Dim).half();
+                stepKeys[i] = ((Randn(1, Heads, t, Dim) * 2) + offset).half();
+                stepValues[i] = Randn(1, Heads, t, Dim).half();
             }
 
-            return new Data(((randn(1, Heads, prefix, Dim) * 2) + offset).half(), randn(1, Heads, prefix, Dim).half(), importance,
-                stepKeys, stepValues, randn(1, 2 * Heads, 1, Dim));
+            return new Data(((Randn(1, Heads, prefix, Dim) * 2) + offset).half(), Randn(1, Heads, prefix, Dim).half(), importance,
+                stepKeys, stepValues, Randn(1, 2 * Heads, 1, Dim));
         }
 
         public IEnumerable<(Tensor Keys, Tensor Values, string Label)> Steps()
