@@ -17,7 +17,7 @@ internal static class Evaluation
     {
         string? modelDir = null;
         int samples = 200, seed = 0, maxFrames = 32, needleSamples = 40, show = 0;
-        bool scaledTernary = false, reuse = false;
+        bool scaledTernary = false, scaledOnly = false, reuse = false;
         CacheProfile[] profiles = [CacheProfile.Reference, CacheProfile.Compact];
         QuantizationAxis[] axes = [QuantizationAxis.PerChannel, QuantizationAxis.PerToken];
         double? gamma = null;
@@ -39,6 +39,7 @@ internal static class Evaluation
                 case "--show": show = Int(); break;
                 case "--presets": presets = Value().Split(','); break;
                 case "--scaled-ternary": scaledTernary = true; break;
+                case "--scaled-only": scaledTernary = scaledOnly = true; break;
                 case "--reuse": reuse = true; break;
                 case "--profiles": profiles = [.. Value().Split(',').Select(p => Enum.Parse<CacheProfile>(p, ignoreCase: true))]; break;
                 case "--axes": axes = [.. Value().Split(',').Select(a => Enum.Parse<QuantizationAxis>(a, ignoreCase: true))]; break;
@@ -94,7 +95,7 @@ internal static class Evaluation
 
         foreach (var profile in profiles)
         {
-            foreach (var preset in presets)
+            foreach (var preset in scaledOnly ? [] : presets)
             {
                 foreach (var axis in axes)
                 {
@@ -127,13 +128,16 @@ internal static class Evaluation
         // preset with ternary values.
         foreach (var preset in scaledTernary ? presets.Where(p => p.EndsWith("/1.58", StringComparison.Ordinal) || p.EndsWith("/1.66", StringComparison.Ordinal)) : [])
         {
-            foreach (var axis in new[] { QuantizationAxis.PerChannel, QuantizationAxis.PerToken })
+            foreach (var axis in axes)
             {
                 var compact = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
                 var options = compact with { ValueAxis = axis, ScaledTernary = true, TernaryGamma = gamma ?? compact.TernaryGamma };
                 var result = SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled", maxFrames);
-                Row("Compact, scaled ternary", preset, axis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"));
-                Console.Error.WriteLine(result.Label + " done");
+                var reused = reuse && options.Values != ValueQuantization.Protected
+                    ? SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled reused", maxFrames, reuseVideo: true)
+                    : null;
+                Row("Compact, scaled ternary", preset, axis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"), reused);
+                Console.Error.WriteLine(result.Label + (reused is null ? string.Empty : $" {result.Accuracy:P1}, reused {reused.Accuracy:P1}") + " done");
             }
         }
 

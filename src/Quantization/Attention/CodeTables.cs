@@ -90,6 +90,47 @@ internal static unsafe class CodeTables
         }
     }
 
+    /// <summary>Whether <see cref="UnpackRows"/> runs here (AVX-512 F and VBMI).</summary>
+    public static bool RowsSupported => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && Avx512Vbmi.IsSupported;
+
+    /// <summary>
+    /// Unpacks <paramref name="rows"/> consecutive packed rows of b-bit codes (b = 1, 2 or 4) into levels, 16 codes per
+    /// pass: the eight bytes that hold them are broadcast, one multishift moves each lane's code to its low bits, and a
+    /// 16-entry permute maps codes to <paramref name="levels"/>. Row r goes to <c>dst + r·dstStride</c>; a row may be
+    /// written up to 15 floats past <paramref name="count"/> (finite levels). Reads no byte past
+    /// <c>src + available</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void UnpackRows(byte* src, int rowBytes, int rows, long available, int count, int bits, float* levels, float* dst, int dstStride)
+    {
+        var control = Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) * (uint)bits;
+        var mask = Vector512.Create((1u << bits) - 1);
+        var table = Vector512.Load(levels);
+        for (int r = 0; r < rows; r++, src += rowBytes, available -= rowBytes, dst += dstStride)
+        {
+            for (int c = 0; c < count; c += 16)
+            {
+                int offset = c * bits / 8;
+                ulong word;
+                if (offset + 8 <= available)
+                {
+                    word = *(ulong*)(src + offset);
+                }
+                else
+                {
+                    word = 0;
+                    for (int j = 0; offset + j < available && j < 8; j++)
+                    {
+                        word |= (ulong)src[offset + j] << (8 * j);
+                    }
+                }
+
+                var codes = Avx512Vbmi.MultiShift(control.AsByte(), Vector512.Create(word)).AsUInt32() & mask;
+                Avx512F.PermuteVar16x32(table, codes.AsInt32()).Store(dst + c);
+            }
+        }
+    }
+
     /// <summary>1-bit codes, 16 per pass: the two bytes broadcast, each lane tests its bit and picks level 1 or level 0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void UnpackBits1(byte* src, int bytes, float* table, float* dst)
@@ -167,6 +208,7 @@ internal static unsafe class CodeTables
     };
 
     /// <summary>Converts <paramref name="count"/> consecutive elements starting at <paramref name="index"/> to float.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ReadRow(void* data, ScalarType type, long index, int count, float* dst)
     {
         switch (type)

@@ -26,10 +26,13 @@ internal sealed unsafe class CpuFusedAttention
     /// <summary>Tokens per softmax chunk (rounded to whole groups).</summary>
     public const int ChunkTokens = 256;
 
-    /// <summary>cos and sin of 2πk/n, k &lt; n, per transform length n.</summary>
+    /// <summary>cos and sin of 2π·f·j/n as [f, j] matrices (f &lt; n, j &lt; n), per transform length n.</summary>
     private static readonly ConcurrentDictionary<int, (double[] Cos, double[] Sin)> Twiddles = new();
 
     private readonly FusedKernelPath _path;
+
+    /// <summary>Whether unscaled per-channel trit values are decoded a group at a time into digit planes (<see cref="TritPlanes"/>).</summary>
+    private readonly bool _planar;
     private readonly int _batch, _hkv, _hq, _tq, _groups, _nq, _d, _dv, _dPad, _dvPad, _g, _chunk;
     private readonly long _n, _quantizedLength;
     private readonly float[] _query;
@@ -44,6 +47,7 @@ internal sealed unsafe class CpuFusedAttention
     internal CpuFusedAttention(QuantizedKVCache cache, Tensor query, bool causal, double scale, FusedKernelPath path)
     {
         _path = path;
+        _planar = path == FusedKernelPath.Avx512 && TritPlanes.IsSupported;
         var o = cache.Options;
         _batch = (int)query.shape[0];
         _hq = (int)query.shape[1];
@@ -124,13 +128,14 @@ internal sealed unsafe class CpuFusedAttention
     /// <summary>Floats of scratch one work item uses (the extra memory per thread, besides the output).</summary>
     private int ScratchFloats(out Layout layout)
     {
-        int maxRow = _dPad;
+        int maxRow = _dPad, tritBytes = 0;
         foreach (var b in _blocks)
         {
             maxRow = Math.Max(maxRow, b.RowLength);
+            tritBytes = _planar && b.PlanarTrits ? Math.Max(tritBytes, b.RestValues.RowBytes) : tritBytes;
         }
 
-        layout = new Layout(maxRow, _dvPad, _nq, _chunk, _dPad, _g);
+        layout = new Layout(maxRow, _dvPad, _nq, _chunk, _dPad, _g, tritBytes);
         return layout.Total;
     }
 
@@ -175,6 +180,17 @@ internal sealed unsafe class CpuFusedAttention
                         long dst = ((((long)b * _hq) + (h * _groups) + gi) * _tq + ti) * _dv;
                         float inv = 1f / s.L[qi];
                         float* o = s.Out + (qi * _dvPad);
+                        if (lay.TritBytes > 0)
+                        {
+                            // Channel d's planar sum is at slot (d mod 5)·S + d / 5 of the digit-major row.
+                            float* planar = s.OutPlanar + (qi * lay.PlanarRow);
+                            int slots = TritPlanes.DigitSlots(lay.TritBytes);
+                            for (int d = 0; d < _dv; d++)
+                            {
+                                o[d] += planar[((d % 5) * slots) + (d / 5)];
+                            }
+                        }
+
                         for (int d = 0; d < _dv; d++)
                         {
                             _result[dst + d] = o[d] * inv;
@@ -221,6 +237,7 @@ internal sealed unsafe class CpuFusedAttention
 
         long* protectedPositions = blk.ProtectedTokens == null ? null : blk.ProtectedTokens + (b * blk.ProtectedCount);
         long jp = 0, rp = 0;
+        bool codeScores = _path == FusedKernelPath.Avx512 && _nq == 7 && _g == 32 && blk.CodeScores;
         var rest = new GroupAccumulator(s.AccRest, s.PsumRest);
         var prot = new GroupAccumulator(s.AccProt, s.PsumProt);
         for (long c0 = 0; c0 < blk.Tokens; c0 += _chunk)
@@ -232,26 +249,34 @@ internal sealed unsafe class CpuFusedAttention
                 blk.KeyOutliers?.ChannelGroupMeta(bh, group, s.S, s.Z);
                 blk.KeyEasy?.ChannelGroupMeta(bh, group, s.S + oStride, s.Z + oStride);
                 bool zeros = blk.KeyOutliers?.Zero != null || blk.KeyEasy?.Zero != null;
-                for (int qi = 0; qi < _nq; qi++)
-                {
-                    float* qb = s.Qb + (qi * s.Lay.Row);
-                    SimdKernels.MulPadded(s.Qs + (qi * s.Lay.Row), qb, s.S, rowLen, _path);
-                    s.Const[qi] = zeros ? SimdKernels.DotPadded(qb, s.Z, rowLen, _path) : 0f;
-                }
+                SimdKernels.ScaleRows(s.Qs, s.Qb, s.Lay.Row, _nq, s.S, zeros ? s.Z : null, s.Const, rowLen, _path);
 
                 // The group's key rows are unpacked first and scored afterwards, so the scoring loads do not wait on the
                 // unpacking stores still in flight.
-                for (int t = 0; t < _g; t++)
+                if (codeScores)
                 {
-                    float* row = s.Keys + (t * rowLen);
-                    blk.KeyOutliers?.Unpack(bh, g0 + t, row, _path);
-                    blk.KeyEasy?.Unpack(bh, g0 + t, row + oStride, _path);
+                    // Seven query rows, groups of 32: scored straight from the packed codes.
+                    PackedSource? a = blk.KeyOutliers, e = blk.KeyEasy;
+                    SimdKernels.ScoresFromCodes7(
+                        a is null ? null : a.Row(bh, g0), a?.RowBytes ?? 0, a?.Count ?? 0, a?.Bits ?? 0, a is null ? null : a.Levels, 0,
+                        e is null ? null : e.Row(bh, g0), e?.RowBytes ?? 0, e?.Count ?? 0, e?.Bits ?? 0, e is null ? null : e.Levels, oStride,
+                        s.Qs, s.Lay.Row, s.Const, s.Scores + (g0 - c0), _chunk);
+                    continue;
                 }
+
+                blk.KeyOutliers?.UnpackRows(bh, g0, _g, s.Keys, rowLen, _path);
+                blk.KeyEasy?.UnpackRows(bh, g0, _g, s.Keys + oStride, rowLen, _path);
 
                 SimdKernels.Scores(s.Keys, rowLen, _g, s.Qs, s.Lay.Row, _nq, rowLen, s.Const, s.Scores + (g0 - c0), _chunk, _path);
             }
 
             Softmax(s, blk.Start + c0, len);
+
+            if (_planar && blk.PlanarTrits)
+            {
+                AccumulatePlanarGroups(blk.RestValues, bh, c0, len, s);
+                continue;
+            }
 
             if (blk.ProtectedValues is null && blk.RestValues.Axis == QuantizationAxis.PerChannel)
             {
@@ -336,11 +361,33 @@ internal sealed unsafe class CpuFusedAttention
             if (correction != 1f)
             {
                 SimdKernels.ScalePadded(s.Out + (qi * _dvPad), correction, _dvPad, _path);
+                if (s.Lay.TritBytes > 0)
+                {
+                    SimdKernels.ScalePadded(s.OutPlanar + (qi * s.Lay.PlanarRow), correction, s.Lay.PlanarRow, _path);
+                }
+
                 s.L[qi] *= correction;
             }
 
             s.L[qi] += SimdKernels.ExpSum(sc, len, m, _path);
             s.M[qi] = m;
+        }
+    }
+
+    /// <summary>
+    /// Unscaled per-channel trit values with no protected tokens: each group's packed rows (contiguous) are decoded at once
+    /// into five digit planes, and every token's levels are written digit-major (slot k·S + i holds channel 5i + k), so
+    /// that Σ p·level accumulates straight into the digit-major output (no scale, no zero point, nothing to fold).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AccumulatePlanarGroups(PackedSource src, long bh, long c0, int len, State s)
+    {
+        int rowBytes = src.RowBytes, planeStride = TritPlanes.PlaneStride(rowBytes, _g), row = TritPlanes.RowFloats(rowBytes);
+        for (int g = 0; g < len; g += _g)
+        {
+            TritPlanes.Decode(src.Row(bh, c0 + g), _g * rowBytes, (sbyte*)s.Planes, planeStride);
+            TritPlanes.Levels((sbyte*)s.Planes, planeStride, rowBytes, _g, s.Values, row);
+            SimdKernels.AccumulateRows(s.OutPlanar, row, s.Scores + g, _chunk, _nq, s.Values, row, _g, row, s.ZeroWeights, s.Sink, _path);
         }
     }
 
@@ -473,15 +520,17 @@ internal sealed unsafe class CpuFusedAttention
         int bins = mode == OneBitKeyMode.Fft ? de : (de / 2) + 1;
         int imagCount = bins - 1 - (de % 2 == 0 ? 1 : 0);
         var (cos, sin) = Twiddles.GetOrAdd(de, n => (
-            Enumerable.Range(0, n).Select(k => Math.Cos(2 * Math.PI * k / n)).ToArray(),
-            Enumerable.Range(0, n).Select(k => Math.Sin(2 * Math.PI * k / n)).ToArray()));
+            Enumerable.Range(0, n * n).Select(i => Math.Cos(2 * Math.PI * ((i / n) * (i % n) % n) / n)).ToArray(),
+            Enumerable.Range(0, n * n).Select(i => Math.Sin(2 * Math.PI * ((i / n) * (i % n) % n) / n)).ToArray()));
         for (int f = 0; f < bins; f++)
         {
             double re = 0, im = 0;
-            for (int j = 0, k = 0; j < de; j++, k = (k + f) % de)
+            var cf = new ReadOnlySpan<double>(cos, f * de, de);
+            var sf = new ReadOnlySpan<double>(sin, f * de, de);
+            for (int j = 0; j < de; j++)
             {
-                re += q[j] * cos[k];
-                im -= q[j] * sin[k];
+                re += q[j] * cf[j];
+                im -= q[j] * sf[j];
             }
 
             if (mode == OneBitKeyMode.Fft)
@@ -525,7 +574,20 @@ internal sealed unsafe class CpuFusedAttention
                 ProtectedTokens = (long*)PackedSource.Pointer(v.ProtectedTokens);
                 ProtectedCount = v.ProtectedTokens.shape[1];
             }
+
+            CodeScores = (KeyOutliers is not null || KeyEasy is not null)
+                && (KeyOutliers is null || SimdKernels.ScoresFromCodesFit(KeyOutliers.Bits, KeyOutliers.RowBytes))
+                && (KeyEasy is null || SimdKernels.ScoresFromCodesFit(KeyEasy.Bits, KeyEasy.RowBytes));
+            PlanarTrits = ProtectedValues is null && RestValues.Axis == QuantizationAxis.PerChannel && RestValues.PerByte == 5
+                && RestValues.Scale == null && RestValues.Zero == null && RestValues.RowBytes <= TritPlanes.MaxRowBytes;
         }
+
+        /// <summary>Whether every key source is 1- or 2-bit codes in rows of 8 or 16 bytes (what <see cref="SimdKernels.ScoresFromCodes7"/> reads).</summary>
+        public bool CodeScores { get; }
+
+        /// <summary>Whether the values are unscaled per-channel trits without protected tokens, in rows of at most
+        /// <see cref="TritPlanes.MaxRowBytes"/> bytes (what <see cref="AccumulatePlanarGroups"/> reads).</summary>
+        public bool PlanarTrits { get; }
 
         public long Start { get; }
 
@@ -555,8 +617,17 @@ internal sealed unsafe class CpuFusedAttention
     }
 
     /// <summary>Sizes of one work item's scratch buffers, in floats.</summary>
-    private readonly record struct Layout(int Row, int VRow, int Nq, int Chunk, int DPad, int Group)
+    private readonly record struct Layout(int Row, int VRow, int Nq, int Chunk, int DPad, int Group, int TritBytes)
     {
+        /// <summary>Floats of a digit-major value row of <see cref="TritBytes"/> packed bytes, 0 without planar values.</summary>
+        public int PlanarRow => TritBytes == 0 ? 0 : TritPlanes.RowFloats(TritBytes);
+
+        /// <summary>Bytes between digit planes, 0 without planar values.</summary>
+        public int PlaneStride => TritBytes == 0 ? 0 : TritPlanes.PlaneStride(TritBytes, Group);
+
+        /// <summary>Widest value row the value buffers hold.</summary>
+        public int ValueRow => Math.Max(VRow, PlanarRow);
+
         public int RowBuffer => Row + SimdKernels.Lanes + CodeTables.Overrun;
 
         public int VRowBuffer => VRow + SimdKernels.Lanes + CodeTables.Overrun;
@@ -565,11 +636,12 @@ internal sealed unsafe class CpuFusedAttention
         public int KeysBuffer => (Group * Row) + SimdKernels.Lanes + CodeTables.Overrun;
 
         /// <summary>One group's unpacked value rows.</summary>
-        public int ValuesBuffer => (Group * VRow) + SimdKernels.Lanes + CodeTables.Overrun;
+        public int ValuesBuffer => (Group * ValueRow) + SimdKernels.Lanes + CodeTables.Overrun;
 
         /// <summary>All buffers, each rounded up to whole 512-bit vectors.</summary>
         public int Total => (Nq * DPad) + (2 * Nq * Row) + (3 * Row) + SimdKernels.Pad(RowBuffer) + (Nq * Chunk) + (3 * Nq * VRow) + SimdKernels.Pad(VRowBuffer)
-            + (2 * VRow) + (5 * SimdKernels.Pad(Nq)) + SimdKernels.Pad(KeysBuffer) + SimdKernels.Pad(ValuesBuffer) + SimdKernels.Pad(Group) + VRow;
+            + (2 * VRow) + (5 * SimdKernels.Pad(Nq)) + SimdKernels.Pad(KeysBuffer) + SimdKernels.Pad(ValuesBuffer) + SimdKernels.Pad(Group) + ValueRow
+            + (Nq * PlanarRow) + SimdKernels.Pad(5 * PlaneStride / sizeof(float));
     }
 
     /// <summary>Pointers into one work item's scratch memory.</summary>
@@ -609,8 +681,16 @@ internal sealed unsafe class CpuFusedAttention
             Keys = Take(lay.KeysBuffer);
             Values = Take(lay.ValuesBuffer);
             ZeroWeights = Take(lay.Group);
-            Sink = Take(lay.VRow);
+            Sink = Take(lay.ValueRow);
+            OutPlanar = Take(nq * lay.PlanarRow);
+            Planes = Take(5 * lay.PlaneStride / sizeof(float));
         }
+
+        /// <summary>Σ p·level of planar trit values per query row, digit-major ([Nq, PlanarRow]).</summary>
+        public float* OutPlanar { get; }
+
+        /// <summary>Five digit planes of one group's trit values (signed levels), <see cref="Layout.PlaneStride"/> bytes apart.</summary>
+        public float* Planes { get; }
 
         /// <summary>One group's unpacked key rows, [G, row length].</summary>
         public float* Keys { get; }

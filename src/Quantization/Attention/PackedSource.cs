@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using VidKV.AI.Quantization.Packing;
 using VidKV.AI.Quantization.Quantizers;
 using static TorchSharp.torch;
@@ -19,6 +20,16 @@ internal sealed unsafe class PackedSource
         RowBytes = (int)q.Codes.shape[^1];
         PerByte = CodePacking.CodesPerByte(q.Format);
         Table = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref CodeTables.Get(q.Format, mult, offset)[0]);
+        TotalBytes = q.Codes.NumberOfElements;
+        Bits = q.Format is CodeFormat.Bits1 or CodeFormat.Bits2 or CodeFormat.Bits4 ? (int)q.Format : 0;
+        if (Bits > 0)
+        {
+            _levels = GC.AllocateArray<float>(16, pinned: true);
+            for (int code = 0; code < 1 << Bits; code++)
+            {
+                _levels[code] = Table[code * CodeTables.Stride];
+            }
+        }
         Axis = axis;
         GroupSize = groupSize;
         if (useScale)
@@ -33,6 +44,18 @@ internal sealed unsafe class PackedSource
             MetaType = q.Zero.dtype;
         }
     }
+
+    // Levels of codes 0..15 (b-bit codes only; pinned), for CodeTables.UnpackRows.
+    private readonly float[]? _levels;
+
+    /// <summary>Bytes of the packed codes tensor.</summary>
+    public long TotalBytes { get; }
+
+    /// <summary>Bits per code for 1-, 2- and 4-bit codes; 0 otherwise.</summary>
+    public int Bits { get; }
+
+    /// <summary>The levels of codes 0..15 (16 floats, pinned) for 1-, 2- and 4-bit codes; null otherwise.</summary>
+    public float* Levels => _levels is null ? null : (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _levels[0]);
 
     /// <summary>Packed codes [B, H, T, RowBytes].</summary>
     public byte* Codes { get; }
@@ -73,6 +96,31 @@ internal sealed unsafe class PackedSource
     /// <summary>The packed row of token <paramref name="t"/> of (batch item, head) <paramref name="bh"/>.</summary>
     public byte* Row(long bh, long t) => Codes + (((bh * Tokens) + t) * RowBytes);
 
+    /// <summary>
+    /// Unpacks rows <paramref name="t"/> .. <paramref name="t"/> + <paramref name="rows"/> − 1 of (batch item, head)
+    /// <paramref name="bh"/>, row r to <c>dst + r·dstStride</c> (each may be written <see cref="CodeTables.Overrun"/> floats
+    /// past its codes): many rows per call through <see cref="CodeTables.UnpackRows"/> where it runs, else row by row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void UnpackRows(long bh, long t, int rows, float* dst, int dstStride, FusedKernelPath path)
+    {
+        if (path == FusedKernelPath.Avx512 && Bits > 0 && CodeTables.RowsSupported)
+        {
+            byte* start = Row(bh, t);
+            fixed (float* levels = _levels)
+            {
+                CodeTables.UnpackRows(start, RowBytes, rows, TotalBytes - (start - Codes), Count, Bits, levels, dst, dstStride);
+            }
+
+            return;
+        }
+
+        for (int r = 0; r < rows; r++)
+        {
+            Unpack(bh, t + r, dst + (r * dstStride), path);
+        }
+    }
+
     /// <summary>Unpacks a row's levels into <paramref name="dst"/> (may write <see cref="CodeTables.Overrun"/> floats past the row).</summary>
     public void Unpack(long bh, long t, float* dst, FusedKernelPath path) => CodeTables.Unpack(Row(bh, t), Count, Table, dst, path, PerByte);
 
@@ -80,6 +128,7 @@ internal sealed unsafe class PackedSource
     /// Writes the scale and zero point of per-channel group <paramref name="group"/> of (batch item, head) <paramref name="bh"/>
     /// (<see cref="Count"/> values each) to <paramref name="scale"/> and <paramref name="zero"/>, when held.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ChannelGroupMeta(long bh, long group, float* scale, float* zero)
     {
         long index = ((bh * (Tokens / GroupSize)) + group) * Count;
@@ -95,6 +144,7 @@ internal sealed unsafe class PackedSource
     }
 
     /// <summary>Applies token <paramref name="t"/>'s per-token scale and zero point to its unpacked levels in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void DequantizeTokenRow(long bh, long t, float* levels)
     {
         if (Scale == null && Zero == null)

@@ -92,11 +92,51 @@ internal static unsafe class SimdKernels
         int t = 0;
         if (path == FusedKernelPath.Avx512)
         {
-            // Two query rows by four tokens per pass: eight independent FMA chains, six loads per eight FMAs.
+            // Four query rows by four tokens per pass: sixteen independent FMA chains, eight loads per sixteen FMAs; then
+            // two rows by four tokens, then one.
             for (; t + 4 <= tokens; t += 4)
             {
                 float* k0 = keys + (t * rowStride), k1 = k0 + rowStride, k2 = k1 + rowStride, k3 = k2 + rowStride;
                 int r = 0;
+                for (; r + 4 <= rows; r += 4)
+                {
+                    float* qa = q + (r * qStride), qb = qa + qStride, qc = qb + qStride, qd = qc + qStride;
+                    Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+                    Vector512<float> c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+                    for (int i = 0; i < len; i += 16)
+                    {
+                        var x0 = Vector512.Load(k0 + i);
+                        var x1 = Vector512.Load(k1 + i);
+                        var x2 = Vector512.Load(k2 + i);
+                        var x3 = Vector512.Load(k3 + i);
+                        var qv = Vector512.Load(qa + i);
+                        a0 = Vector512.FusedMultiplyAdd(x0, qv, a0);
+                        a1 = Vector512.FusedMultiplyAdd(x1, qv, a1);
+                        a2 = Vector512.FusedMultiplyAdd(x2, qv, a2);
+                        a3 = Vector512.FusedMultiplyAdd(x3, qv, a3);
+                        qv = Vector512.Load(qb + i);
+                        b0 = Vector512.FusedMultiplyAdd(x0, qv, b0);
+                        b1 = Vector512.FusedMultiplyAdd(x1, qv, b1);
+                        b2 = Vector512.FusedMultiplyAdd(x2, qv, b2);
+                        b3 = Vector512.FusedMultiplyAdd(x3, qv, b3);
+                        qv = Vector512.Load(qc + i);
+                        c0 = Vector512.FusedMultiplyAdd(x0, qv, c0);
+                        c1 = Vector512.FusedMultiplyAdd(x1, qv, c1);
+                        c2 = Vector512.FusedMultiplyAdd(x2, qv, c2);
+                        c3 = Vector512.FusedMultiplyAdd(x3, qv, c3);
+                        qv = Vector512.Load(qd + i);
+                        d0 = Vector512.FusedMultiplyAdd(x0, qv, d0);
+                        d1 = Vector512.FusedMultiplyAdd(x1, qv, d1);
+                        d2 = Vector512.FusedMultiplyAdd(x2, qv, d2);
+                        d3 = Vector512.FusedMultiplyAdd(x3, qv, d3);
+                    }
+
+                    (Sum4(a0, a1, a2, a3) + Vector128.Create(add[r])).Store(scores + (r * scoreStride) + t);
+                    (Sum4(b0, b1, b2, b3) + Vector128.Create(add[r + 1])).Store(scores + ((r + 1) * scoreStride) + t);
+                    (Sum4(c0, c1, c2, c3) + Vector128.Create(add[r + 2])).Store(scores + ((r + 2) * scoreStride) + t);
+                    (Sum4(d0, d1, d2, d3) + Vector128.Create(add[r + 3])).Store(scores + ((r + 3) * scoreStride) + t);
+                }
+
                 for (; r + 2 <= rows; r += 2)
                 {
                     float* qa = q + (r * qStride), qb = qa + qStride;
@@ -198,6 +238,12 @@ internal static unsafe class SimdKernels
             return;
         }
 
+        if (path == FusedKernelPath.Avx512 && rows == 7)
+        {
+            AccumulateRows7(acc, accStride, p, pStride, v, vStride, tokens, len);
+            return;
+        }
+
         for (int r0 = 0; r0 < rows; r0 += 4)
         {
             float* p0 = p + (r0 * pStride), o0 = acc + (r0 * accStride);
@@ -212,6 +258,111 @@ internal static unsafe class SimdKernels
             {
                 AccumulateTile256(o0, o1, o2, o3, p0, p1, p2, p3, v, vStride, tokens, len);
             }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="AccumulateRows"/> for exactly seven rows (the query heads of one KV head in LLaVA-OneVision and Qwen2.5-VL
+    /// at decode): tiles of 7 rows × 48 channels (21 accumulators), each value vector loaded once for all seven rows and
+    /// no padding row.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateRows7(float* acc, int accStride, float* p, int pStride, float* v, int vStride, int tokens, int len)
+    {
+        float* p0 = p, p1 = p0 + pStride, p2 = p1 + pStride, p3 = p2 + pStride, p4 = p3 + pStride, p5 = p4 + pStride, p6 = p5 + pStride;
+        float* o0 = acc, o1 = o0 + accStride, o2 = o1 + accStride, o3 = o2 + accStride, o4 = o3 + accStride, o5 = o4 + accStride, o6 = o5 + accStride;
+        int c = 0;
+        for (; c + 48 <= len; c += 48)
+        {
+            Vector512<float> a00 = Vector512.Load(o0 + c), a01 = Vector512.Load(o0 + c + 16), a02 = Vector512.Load(o0 + c + 32);
+            Vector512<float> a10 = Vector512.Load(o1 + c), a11 = Vector512.Load(o1 + c + 16), a12 = Vector512.Load(o1 + c + 32);
+            Vector512<float> a20 = Vector512.Load(o2 + c), a21 = Vector512.Load(o2 + c + 16), a22 = Vector512.Load(o2 + c + 32);
+            Vector512<float> a30 = Vector512.Load(o3 + c), a31 = Vector512.Load(o3 + c + 16), a32 = Vector512.Load(o3 + c + 32);
+            Vector512<float> a40 = Vector512.Load(o4 + c), a41 = Vector512.Load(o4 + c + 16), a42 = Vector512.Load(o4 + c + 32);
+            Vector512<float> a50 = Vector512.Load(o5 + c), a51 = Vector512.Load(o5 + c + 16), a52 = Vector512.Load(o5 + c + 32);
+            Vector512<float> a60 = Vector512.Load(o6 + c), a61 = Vector512.Load(o6 + c + 16), a62 = Vector512.Load(o6 + c + 32);
+            float* vt = v + c;
+            for (int t = 0; t < tokens; t++, vt += vStride)
+            {
+                var v0 = Vector512.Load(vt);
+                var v1 = Vector512.Load(vt + 16);
+                var v2 = Vector512.Load(vt + 32);
+                var b0 = Vector512.Create(p0[t]);
+                a00 = Vector512.FusedMultiplyAdd(v0, b0, a00);
+                a01 = Vector512.FusedMultiplyAdd(v1, b0, a01);
+                a02 = Vector512.FusedMultiplyAdd(v2, b0, a02);
+                var b1 = Vector512.Create(p1[t]);
+                a10 = Vector512.FusedMultiplyAdd(v0, b1, a10);
+                a11 = Vector512.FusedMultiplyAdd(v1, b1, a11);
+                a12 = Vector512.FusedMultiplyAdd(v2, b1, a12);
+                var b2 = Vector512.Create(p2[t]);
+                a20 = Vector512.FusedMultiplyAdd(v0, b2, a20);
+                a21 = Vector512.FusedMultiplyAdd(v1, b2, a21);
+                a22 = Vector512.FusedMultiplyAdd(v2, b2, a22);
+                var b3 = Vector512.Create(p3[t]);
+                a30 = Vector512.FusedMultiplyAdd(v0, b3, a30);
+                a31 = Vector512.FusedMultiplyAdd(v1, b3, a31);
+                a32 = Vector512.FusedMultiplyAdd(v2, b3, a32);
+                var b4 = Vector512.Create(p4[t]);
+                a40 = Vector512.FusedMultiplyAdd(v0, b4, a40);
+                a41 = Vector512.FusedMultiplyAdd(v1, b4, a41);
+                a42 = Vector512.FusedMultiplyAdd(v2, b4, a42);
+                var b5 = Vector512.Create(p5[t]);
+                a50 = Vector512.FusedMultiplyAdd(v0, b5, a50);
+                a51 = Vector512.FusedMultiplyAdd(v1, b5, a51);
+                a52 = Vector512.FusedMultiplyAdd(v2, b5, a52);
+                var b6 = Vector512.Create(p6[t]);
+                a60 = Vector512.FusedMultiplyAdd(v0, b6, a60);
+                a61 = Vector512.FusedMultiplyAdd(v1, b6, a61);
+                a62 = Vector512.FusedMultiplyAdd(v2, b6, a62);
+            }
+
+            a00.Store(o0 + c);
+            a01.Store(o0 + c + 16);
+            a02.Store(o0 + c + 32);
+            a10.Store(o1 + c);
+            a11.Store(o1 + c + 16);
+            a12.Store(o1 + c + 32);
+            a20.Store(o2 + c);
+            a21.Store(o2 + c + 16);
+            a22.Store(o2 + c + 32);
+            a30.Store(o3 + c);
+            a31.Store(o3 + c + 16);
+            a32.Store(o3 + c + 32);
+            a40.Store(o4 + c);
+            a41.Store(o4 + c + 16);
+            a42.Store(o4 + c + 32);
+            a50.Store(o5 + c);
+            a51.Store(o5 + c + 16);
+            a52.Store(o5 + c + 32);
+            a60.Store(o6 + c);
+            a61.Store(o6 + c + 16);
+            a62.Store(o6 + c + 32);
+        }
+
+        for (; c < len; c += 16)
+        {
+            Vector512<float> a0 = Vector512.Load(o0 + c), a1 = Vector512.Load(o1 + c), a2 = Vector512.Load(o2 + c), a3 = Vector512.Load(o3 + c), a4 = Vector512.Load(o4 + c), a5 = Vector512.Load(o5 + c), a6 = Vector512.Load(o6 + c);
+            float* vt = v + c;
+            for (int t = 0; t < tokens; t++, vt += vStride)
+            {
+                var x = Vector512.Load(vt);
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p0[t]), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p1[t]), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p2[t]), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p3[t]), a3);
+                a4 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p4[t]), a4);
+                a5 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p5[t]), a5);
+                a6 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p6[t]), a6);
+            }
+
+            a0.Store(o0 + c);
+            a1.Store(o1 + c);
+            a2.Store(o2 + c);
+            a3.Store(o3 + c);
+            a4.Store(o4 + c);
+            a5.Store(o5 + c);
+            a6.Store(o6 + c);
         }
     }
 
@@ -332,6 +483,161 @@ internal static unsafe class SimdKernels
         }
     }
 
+    /// <summary>
+    /// Scores of seven query rows against one group of 32 tokens straight from their packed key codes, for up to two
+    /// sources of 1- or 2-bit codes in rows of 8 or 16 bytes (the outlier channels and the 1-bit components): each
+    /// 32-bit word position of the 32 rows is brought together (two dword permutes), and then, code by code, one shift,
+    /// one mask and one 16-entry permute give a channel's levels for 16 tokens, which 7 × 2 FMAs weight by that channel of
+    /// the scaled query rows (<paramref name="qs"/>, source s's channels at <c>offset_s</c>). No row is unpacked and no
+    /// horizontal sum is taken. <c>scores[r·scoreStride + t] = Σ_c qs[r, c]·level[t, c] + add[r]</c>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScoresFromCodes7(
+        byte* codesA, int bytesA, int countA, int bitsA, float* levelsA, int offsetA,
+        byte* codesB, int bytesB, int countB, int bitsB, float* levelsB, int offsetB,
+        float* qs, int qStride, float* add, float* scores, int scoreStride)
+    {
+        Vector512<float> a00 = Vector512<float>.Zero, a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00;
+        for (int source = 0; source < 2; source++)
+        {
+            byte* codes = source == 0 ? codesA : codesB;
+            if (codes == null)
+            {
+                continue;
+            }
+
+            int rowBytes = source == 0 ? bytesA : bytesB, count = source == 0 ? countA : countB, bits = source == 0 ? bitsA : bitsB;
+            var table = Vector512.Load(source == 0 ? levelsA : levelsB);
+            var mask = Vector512.Create((1u << bits) - 1);
+            int perWord = 32 / bits;
+            float* q = qs + (source == 0 ? offsetA : offsetB);
+            for (int word = 0; word * perWord < count; word++)
+            {
+                var w0 = Words(codes, rowBytes, word);
+                var w1 = Words(codes + (16 * rowBytes), rowBytes, word);
+                int end = Math.Min(perWord, count - (word * perWord));
+                for (int j = 0; j < end; j++, q++)
+                {
+                    var x0 = Avx512F.PermuteVar16x32(table, (Vector512.ShiftRightLogical(w0, j * bits) & mask).AsInt32());
+                    var x1 = Avx512F.PermuteVar16x32(table, (Vector512.ShiftRightLogical(w1, j * bits) & mask).AsInt32());
+                    var b0 = Vector512.Create(q[0 * qStride]);
+                    a00 = Vector512.FusedMultiplyAdd(x0, b0, a00);
+                    a01 = Vector512.FusedMultiplyAdd(x1, b0, a01);
+                    var b1 = Vector512.Create(q[1 * qStride]);
+                    a10 = Vector512.FusedMultiplyAdd(x0, b1, a10);
+                    a11 = Vector512.FusedMultiplyAdd(x1, b1, a11);
+                    var b2 = Vector512.Create(q[2 * qStride]);
+                    a20 = Vector512.FusedMultiplyAdd(x0, b2, a20);
+                    a21 = Vector512.FusedMultiplyAdd(x1, b2, a21);
+                    var b3 = Vector512.Create(q[3 * qStride]);
+                    a30 = Vector512.FusedMultiplyAdd(x0, b3, a30);
+                    a31 = Vector512.FusedMultiplyAdd(x1, b3, a31);
+                    var b4 = Vector512.Create(q[4 * qStride]);
+                    a40 = Vector512.FusedMultiplyAdd(x0, b4, a40);
+                    a41 = Vector512.FusedMultiplyAdd(x1, b4, a41);
+                    var b5 = Vector512.Create(q[5 * qStride]);
+                    a50 = Vector512.FusedMultiplyAdd(x0, b5, a50);
+                    a51 = Vector512.FusedMultiplyAdd(x1, b5, a51);
+                    var b6 = Vector512.Create(q[6 * qStride]);
+                    a60 = Vector512.FusedMultiplyAdd(x0, b6, a60);
+                    a61 = Vector512.FusedMultiplyAdd(x1, b6, a61);
+                }
+            }
+        }
+
+        var c0 = Vector512.Create(add[0]);
+        (a00 + c0).Store(scores + (0 * scoreStride));
+        (a01 + c0).Store(scores + (0 * scoreStride) + 16);
+        var c1 = Vector512.Create(add[1]);
+        (a10 + c1).Store(scores + (1 * scoreStride));
+        (a11 + c1).Store(scores + (1 * scoreStride) + 16);
+        var c2 = Vector512.Create(add[2]);
+        (a20 + c2).Store(scores + (2 * scoreStride));
+        (a21 + c2).Store(scores + (2 * scoreStride) + 16);
+        var c3 = Vector512.Create(add[3]);
+        (a30 + c3).Store(scores + (3 * scoreStride));
+        (a31 + c3).Store(scores + (3 * scoreStride) + 16);
+        var c4 = Vector512.Create(add[4]);
+        (a40 + c4).Store(scores + (4 * scoreStride));
+        (a41 + c4).Store(scores + (4 * scoreStride) + 16);
+        var c5 = Vector512.Create(add[5]);
+        (a50 + c5).Store(scores + (5 * scoreStride));
+        (a51 + c5).Store(scores + (5 * scoreStride) + 16);
+        var c6 = Vector512.Create(add[6]);
+        (a60 + c6).Store(scores + (6 * scoreStride));
+        (a61 + c6).Store(scores + (6 * scoreStride) + 16);
+    }
+
+    /// <summary>Whether <see cref="ScoresFromCodes7"/> reads a source of <paramref name="bits"/>-bit codes in rows of <paramref name="rowBytes"/> bytes.</summary>
+    public static bool ScoresFromCodesFit(int bits, int rowBytes) => bits is 1 or 2 && rowBytes is 8 or 16;
+
+    /// <summary>32-bit word <paramref name="word"/> of 16 consecutive packed rows of 8 or 16 bytes, one row per lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<uint> Words(byte* rows, int rowBytes, int word)
+    {
+        var lane = Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        if (rowBytes == 8)
+        {
+            // Two words a row: lane l takes word 2l + word of the 32 words in two vectors.
+            return Avx512F.PermuteVar16x32x2(Vector512.Load((uint*)rows), (lane * 2u) + Vector512.Create((uint)word), Vector512.Load((uint*)(rows + 64)));
+        }
+
+        // Four words a row: rows 0-7 and 8-15 in two steps, then the halves joined.
+        var index = (lane * 4u) + Vector512.Create((uint)word);
+        var low = Avx512F.PermuteVar16x32x2(Vector512.Load((uint*)rows), index, Vector512.Load((uint*)(rows + 64)));
+        var high = Avx512F.PermuteVar16x32x2(Vector512.Load((uint*)(rows + 128)), index, Vector512.Load((uint*)(rows + 192)));
+        return Avx512F.InsertVector256(low, high.GetLower(), 1);
+    }
+
+    /// <summary>
+    /// For each of <paramref name="rows"/> rows (<paramref name="stride"/> floats apart): <c>qs = qb ⊙ s</c> over a padded
+    /// length, and <c>consts[r] = qb · z</c> (0 when <paramref name="z"/> is null). The AVX-512 path keeps four rows'
+    /// dot products in flight at once, where one row at a time waits on one FMA chain.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScaleRows(float* qs, float* qb, int stride, int rows, float* s, float* z, float* consts, int len, FusedKernelPath path)
+    {
+        int r = 0;
+        if (path == FusedKernelPath.Avx512)
+        {
+            for (; r + 4 <= rows; r += 4)
+            {
+                float* a = qb + (r * stride), b = a + stride, c = b + stride, d = c + stride;
+                float* oa = qs + (r * stride), ob = oa + stride, oc = ob + stride, od = oc + stride;
+                Vector512<float> ca = Vector512<float>.Zero, cb = ca, cc = ca, cd = ca;
+                for (int i = 0; i < len; i += 16)
+                {
+                    var sv = Vector512.Load(s + i);
+                    Vector512<float> va = Vector512.Load(a + i), vb = Vector512.Load(b + i), vc = Vector512.Load(c + i), vd = Vector512.Load(d + i);
+                    (va * sv).Store(oa + i);
+                    (vb * sv).Store(ob + i);
+                    (vc * sv).Store(oc + i);
+                    (vd * sv).Store(od + i);
+                    if (z != null)
+                    {
+                        var zv = Vector512.Load(z + i);
+                        ca = Vector512.FusedMultiplyAdd(va, zv, ca);
+                        cb = Vector512.FusedMultiplyAdd(vb, zv, cb);
+                        cc = Vector512.FusedMultiplyAdd(vc, zv, cc);
+                        cd = Vector512.FusedMultiplyAdd(vd, zv, cd);
+                    }
+                }
+
+                var sums = Sum4(ca, cb, cc, cd);
+                consts[r] = sums.GetElement(0);
+                consts[r + 1] = sums.GetElement(1);
+                consts[r + 2] = sums.GetElement(2);
+                consts[r + 3] = sums.GetElement(3);
+            }
+        }
+
+        for (; r < rows; r++)
+        {
+            MulPadded(qs + (r * stride), qb + (r * stride), s, len, path);
+            consts[r] = z != null ? DotPadded(qb + (r * stride), z, len, path) : 0f;
+        }
+    }
+
     /// <summary>The four horizontal sums of four 512-bit vectors, in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> Sum4(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
@@ -378,6 +684,7 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>dst = a ⊙ b over a padded length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MulPadded(float* dst, float* a, float* b, int len, FusedKernelPath path)
     {
         if (path == FusedKernelPath.Avx512)
@@ -407,6 +714,7 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>y += s ⊙ x over a padded length (folds one group's code sums into the output).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void FmaPadded(float* y, float* s, float* x, int len, FusedKernelPath path)
     {
         if (path == FusedKernelPath.Avx512)
@@ -436,6 +744,7 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>y *= a over a padded length.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScalePadded(float* y, float a, int len, FusedKernelPath path)
     {
         if (path == FusedKernelPath.Avx512)
@@ -467,6 +776,7 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>The largest of <paramref name="len"/> floats (any length ≥ 1).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Max(float* x, int len, FusedKernelPath path)
     {
         int i = 0;
@@ -507,6 +817,7 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>x_i = exp(x_i - m) in place (any length); returns Σ x_i. -∞ entries become 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float ExpSum(float* x, int len, float m, FusedKernelPath path)
     {
         int i = 0;

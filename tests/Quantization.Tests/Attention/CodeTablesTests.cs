@@ -56,6 +56,90 @@ public sealed unsafe class CodeTablesTests
         }
     }
 
+    [VbmiTheory]
+    [InlineData(CodeFormat.Bits1, 1, 0)]
+    [InlineData(CodeFormat.Bits1, 2, -1)]
+    [InlineData(CodeFormat.Bits2, 1, 0)]
+    [InlineData(CodeFormat.Bits4, 1, 0)]
+    public void UnpackRows_EqualsRowByRowPortable_AndReadsNothingPastTheEnd(CodeFormat format, int mult, int offset)
+    {
+        var table = CodeTables.Get(format, mult, offset);
+        int per = CodePacking.CodesPerByte(format), bits = (int)format;
+        var levels = new float[16];
+        for (int code = 0; code < 1 << bits; code++)
+        {
+            levels[code] = table[code * CodeTables.Stride];
+        }
+
+        var random = new Random(5);
+        foreach (int count in new[] { 1, 15, 16, 33, 64, 100, 128 })
+        {
+            foreach (int rows in new[] { 1, 3, 32 })
+            {
+                int rowBytes = (count + per - 1) / per;
+                var packed = new byte[rows * rowBytes]; // exactly the rows: the last row's codes must come from these bytes alone
+                random.NextBytes(packed);
+                int stride = SimdKernels.Pad(count) + CodeTables.Overrun;
+                var actual = new float[rows * stride];
+                var expected = new float[count + CodeTables.Overrun];
+                fixed (byte* src = packed)
+                fixed (float* a = actual, e = expected, t = table, l = levels)
+                {
+                    CodeTables.UnpackRows(src, rowBytes, rows, packed.Length, count, bits, l, a, stride);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        CodeTables.Unpack(src + (r * rowBytes), count, t, e, FusedKernelPath.Portable, per);
+                        Assert.True(expected.AsSpan(0, count).SequenceEqual(actual.AsSpan(r * stride, count)), $"{format}, {count} codes, row {r} of {rows}");
+                    }
+                }
+
+                Assert.All(actual, x => Assert.True(float.IsFinite(x), $"{format}, {count} codes: the overrun holds {x}"));
+            }
+        }
+    }
+
+    [TritPlanesFact]
+    public void TritPlanes_LevelsEqualTheByteTable_DigitMajor_ForEveryRowLengthAndGroup()
+    {
+        var table = CodeTables.Get(CodeFormat.Trits, 1, -1);
+        var random = new Random(11);
+        foreach (int rowBytes in new[] { 1, 2, 13, 16, 26, 33, 64 })
+        {
+            foreach (int tokens in new[] { 1, 4, 32, 37 })
+            {
+                int count = rowBytes * tokens, row = TritPlanes.RowFloats(rowBytes), planeStride = TritPlanes.PlaneStride(rowBytes, tokens);
+                var packed = new byte[count]; // exactly the run: the decoder must not read past it
+                random.NextBytes(packed);
+                for (int i = 0; i < count; i++)
+                {
+                    packed[i] %= 243;
+                }
+
+                var planes = new sbyte[5 * planeStride];
+                var levels = new float[tokens * row];
+                var expected = new float[rowBytes * 5 + CodeTables.Overrun];
+                fixed (byte* src = packed)
+                fixed (sbyte* pl = planes)
+                fixed (float* lv = levels, t = table, e = expected)
+                {
+                    TritPlanes.Decode(src, count, pl, planeStride);
+                    TritPlanes.Levels(pl, planeStride, rowBytes, tokens, lv, row);
+                    for (int tok = 0; tok < tokens; tok++)
+                    {
+                        CodeTables.Unpack(src + (tok * rowBytes), rowBytes * 5, t, e, FusedKernelPath.Portable, 5);
+                        for (int c = 0; c < rowBytes * 5; c++)
+                        {
+                            float actual = lv[(tok * row) + ((c % 5) * TritPlanes.DigitSlots(rowBytes)) + (c / 5)];
+                            Assert.True(actual == e[c], $"row of {rowBytes} bytes, {tokens} tokens: token {tok} channel {c} is {actual}, the byte table gives {e[c]}");
+                        }
+                    }
+
+                    Assert.All(levels, x => Assert.True(float.IsFinite(x) && Math.Abs(x) <= 128, $"row of {rowBytes} bytes, {tokens} tokens: a padding slot holds {x}"));
+                }
+            }
+        }
+    }
+
     [Fact]
     public void ReadRow_Float16_EqualsHalfConversion_ForEveryBitPattern()
     {
@@ -123,3 +207,26 @@ public sealed unsafe class CodeTablesTests
     }
 }
 
+/// <summary>A fact that runs where <see cref="TritPlanes"/> does (AVX-512 F, BW and VBMI) and says why it skips elsewhere.</summary>
+public sealed class TritPlanesFactAttribute : FactAttribute
+{
+    public TritPlanesFactAttribute()
+    {
+        if (!TritPlanes.IsSupported)
+        {
+            Skip = "This processor lacks AVX-512 F, BW or VBMI, which the digit-plane trit decoder needs; the fused kernels unpack trits through the byte table here (covered by the other tests).";
+        }
+    }
+}
+
+/// <summary>A theory that runs where <see cref="CodeTables.UnpackRows"/> does (AVX-512 F and VBMI) and says why it skips elsewhere.</summary>
+public sealed class VbmiTheoryAttribute : TheoryAttribute
+{
+    public VbmiTheoryAttribute()
+    {
+        if (!CodeTables.RowsSupported)
+        {
+            Skip = "This processor lacks AVX-512 F or VBMI, which the many-row code unpacker needs; the fused kernels unpack row by row here (covered by the other tests).";
+        }
+    }
+}

@@ -26,7 +26,7 @@ public sealed class FusedAttentionTests
     /// so that the reference dequantizes to float32 too (with fp16 inputs it rounds the rebuilt cache to fp16, the
     /// fused path does not); <see cref="KVCacheOptions.ResidualType"/> sets how the residual is stored.
     /// </summary>
-    private static void CheckEquivalent(KVCacheOptions options, int prompt, int steps, int dim, int seed = 0)
+    private static void CheckEquivalent(KVCacheOptions options, int prompt, int steps, int dim, int seed = 0, int queryHeads = 6)
     {
         const ScalarType type = ScalarType.Float32;
         using var scope = NewDisposeScope();
@@ -44,7 +44,7 @@ public sealed class FusedAttentionTests
 
         foreach (var (tq, causal) in new[] { (1, false), (3, true), (2, false) })
         {
-            var query = randn(2, 6, tq, dim) * 0.7;
+            var query = randn(2, queryHeads, tq, dim) * 0.7;
             var expected = cache.Attend(query, causal);
             foreach (var path in Paths())
             {
@@ -119,6 +119,17 @@ public sealed class FusedAttentionTests
             var o = CacheTestData.Small("vidkv-1.5/1.58", profile) with { KeyBits = keyBits };
             CheckEquivalent(o, prompt: 37, steps: 2, dim: dim, seed: 3);
         }
+    }
+
+    [Theory]
+    [MemberData(nameof(AllPresets))]
+    public void SevenQueryHeadsPerKvHead_HeadDim128_EqualsDequantizeThenAttend(string preset, CacheProfile profile)
+    {
+        // LLaVA-OneVision's and Qwen2.5-VL's 7 query heads per KV head and head dim 128, over more than one softmax chunk:
+        // the decode query takes the AVX-512 kernels that score straight from the packed key codes and read trit values
+        // in digit planes where the preset fits them; the causal multi-token queries take the general ones.
+        CheckEquivalent(KVCacheOptions.FromPreset(preset, profile) with { ResidualType = ScalarType.Float16 }, prompt: 581, steps: 3, dim: 128, seed: 5, queryHeads: 14);
+        CheckEquivalent(KVCacheOptions.FromPreset(preset, profile) with { SignReconstruction = SignReconstruction.PlusMinusScale }, prompt: 300, steps: 1, dim: 128, seed: 6, queryHeads: 14);
     }
 
     [Fact]
