@@ -386,6 +386,13 @@ internal sealed unsafe class CpuFusedAttention
         for (int g = 0; g < len; g += _g)
         {
             TritPlanes.Decode(src.Row(bh, c0 + g), _g * rowBytes, (sbyte*)s.Planes, planeStride);
+            if (_nq == 7)
+            {
+                // Seven query rows: the levels are converted in registers as they are weighted.
+                SimdKernels.AccumulatePlanes7(s.OutPlanar, row, s.Scores + g, _chunk, (sbyte*)s.Planes, planeStride, rowBytes, _g);
+                continue;
+            }
+
             TritPlanes.Levels((sbyte*)s.Planes, planeStride, rowBytes, _g, s.Values, row);
             SimdKernels.AccumulateRows(s.OutPlanar, row, s.Scores + g, _chunk, _nq, s.Values, row, _g, row, s.ZeroWeights, s.Sink, _path);
         }

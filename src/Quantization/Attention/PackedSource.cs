@@ -24,10 +24,12 @@ internal sealed unsafe class PackedSource
         Bits = q.Format is CodeFormat.Bits1 or CodeFormat.Bits2 or CodeFormat.Bits4 ? (int)q.Format : 0;
         if (Bits > 0)
         {
+            // Periodic in the code's bits (entry i is the level of code i mod 2^b), so that a 16-entry permute of a lane that
+            // still holds the next codes above its own reads the right level without masking.
             _levels = GC.AllocateArray<float>(16, pinned: true);
-            for (int code = 0; code < 1 << Bits; code++)
+            for (int i = 0; i < 16; i++)
             {
-                _levels[code] = Table[code * CodeTables.Stride];
+                _levels[i] = Table[(i & ((1 << Bits) - 1)) * CodeTables.Stride];
             }
         }
         Axis = axis;
@@ -54,7 +56,10 @@ internal sealed unsafe class PackedSource
     /// <summary>Bits per code for 1-, 2- and 4-bit codes; 0 otherwise.</summary>
     public int Bits { get; }
 
-    /// <summary>The levels of codes 0..15 (16 floats, pinned) for 1-, 2- and 4-bit codes; null otherwise.</summary>
+    /// <summary>
+    /// 16 levels (pinned) for 1-, 2- and 4-bit codes, entry i the level of code i mod 2^b, so a lane's low 4 bits index it
+    /// whatever lies above its code; null for other codes.
+    /// </summary>
     public float* Levels => _levels is null ? null : (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _levels[0]);
 
     /// <summary>Packed codes [B, H, T, RowBytes].</summary>

@@ -262,6 +262,116 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>
+    /// <c>acc[r·accStride + 16v + i] += Σ_t p[r·pStride + t]·level(t, v, i)</c> for seven rows, where vector v of token t's
+    /// digit-major trit levels is read from the digit planes (<see cref="TritPlanes.Decode"/>) and converted in registers:
+    /// digit k = v / (S/16), bytes 16·(v mod (S/16)) + i of row t, S = <see cref="TritPlanes.DigitSlots"/>. Tiles of
+    /// 7 rows × 48 slots; nothing is written back but the sums.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AccumulatePlanes7(float* acc, int accStride, float* p, int pStride, sbyte* planes, int planeStride, int rowBytes, int tokens)
+    {
+        float* p0 = p, p1 = p0 + pStride, p2 = p1 + pStride, p3 = p2 + pStride, p4 = p3 + pStride, p5 = p4 + pStride, p6 = p5 + pStride;
+        float* o0 = acc, o1 = o0 + accStride, o2 = o1 + accStride, o3 = o2 + accStride, o4 = o3 + accStride, o5 = o4 + accStride, o6 = o5 + accStride;
+        int perDigit = TritPlanes.DigitSlots(rowBytes) / 16, vectors = 5 * perDigit;
+        sbyte* Source(int v) => planes + ((v / perDigit) * planeStride) + (16 * (v % perDigit));
+        int vi = 0;
+        for (; vi + 3 <= vectors; vi += 3)
+        {
+            int c = 16 * vi;
+            sbyte* s0 = Source(vi), s1 = Source(vi + 1), s2 = Source(vi + 2);
+            Vector512<float> a00 = Vector512.Load(o0 + c), a01 = Vector512.Load(o0 + c + 16), a02 = Vector512.Load(o0 + c + 32);
+            Vector512<float> a10 = Vector512.Load(o1 + c), a11 = Vector512.Load(o1 + c + 16), a12 = Vector512.Load(o1 + c + 32);
+            Vector512<float> a20 = Vector512.Load(o2 + c), a21 = Vector512.Load(o2 + c + 16), a22 = Vector512.Load(o2 + c + 32);
+            Vector512<float> a30 = Vector512.Load(o3 + c), a31 = Vector512.Load(o3 + c + 16), a32 = Vector512.Load(o3 + c + 32);
+            Vector512<float> a40 = Vector512.Load(o4 + c), a41 = Vector512.Load(o4 + c + 16), a42 = Vector512.Load(o4 + c + 32);
+            Vector512<float> a50 = Vector512.Load(o5 + c), a51 = Vector512.Load(o5 + c + 16), a52 = Vector512.Load(o5 + c + 32);
+            Vector512<float> a60 = Vector512.Load(o6 + c), a61 = Vector512.Load(o6 + c + 16), a62 = Vector512.Load(o6 + c + 32);
+            for (int t = 0, off = 0; t < tokens; t++, off += rowBytes)
+            {
+                var v0 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s0 + off)));
+                var v1 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s1 + off)));
+                var v2 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s2 + off)));
+                var b0 = Vector512.Create(p0[t]);
+                a00 = Vector512.FusedMultiplyAdd(v0, b0, a00);
+                a01 = Vector512.FusedMultiplyAdd(v1, b0, a01);
+                a02 = Vector512.FusedMultiplyAdd(v2, b0, a02);
+                var b1 = Vector512.Create(p1[t]);
+                a10 = Vector512.FusedMultiplyAdd(v0, b1, a10);
+                a11 = Vector512.FusedMultiplyAdd(v1, b1, a11);
+                a12 = Vector512.FusedMultiplyAdd(v2, b1, a12);
+                var b2 = Vector512.Create(p2[t]);
+                a20 = Vector512.FusedMultiplyAdd(v0, b2, a20);
+                a21 = Vector512.FusedMultiplyAdd(v1, b2, a21);
+                a22 = Vector512.FusedMultiplyAdd(v2, b2, a22);
+                var b3 = Vector512.Create(p3[t]);
+                a30 = Vector512.FusedMultiplyAdd(v0, b3, a30);
+                a31 = Vector512.FusedMultiplyAdd(v1, b3, a31);
+                a32 = Vector512.FusedMultiplyAdd(v2, b3, a32);
+                var b4 = Vector512.Create(p4[t]);
+                a40 = Vector512.FusedMultiplyAdd(v0, b4, a40);
+                a41 = Vector512.FusedMultiplyAdd(v1, b4, a41);
+                a42 = Vector512.FusedMultiplyAdd(v2, b4, a42);
+                var b5 = Vector512.Create(p5[t]);
+                a50 = Vector512.FusedMultiplyAdd(v0, b5, a50);
+                a51 = Vector512.FusedMultiplyAdd(v1, b5, a51);
+                a52 = Vector512.FusedMultiplyAdd(v2, b5, a52);
+                var b6 = Vector512.Create(p6[t]);
+                a60 = Vector512.FusedMultiplyAdd(v0, b6, a60);
+                a61 = Vector512.FusedMultiplyAdd(v1, b6, a61);
+                a62 = Vector512.FusedMultiplyAdd(v2, b6, a62);
+            }
+
+            a00.Store(o0 + c);
+            a01.Store(o0 + c + 16);
+            a02.Store(o0 + c + 32);
+            a10.Store(o1 + c);
+            a11.Store(o1 + c + 16);
+            a12.Store(o1 + c + 32);
+            a20.Store(o2 + c);
+            a21.Store(o2 + c + 16);
+            a22.Store(o2 + c + 32);
+            a30.Store(o3 + c);
+            a31.Store(o3 + c + 16);
+            a32.Store(o3 + c + 32);
+            a40.Store(o4 + c);
+            a41.Store(o4 + c + 16);
+            a42.Store(o4 + c + 32);
+            a50.Store(o5 + c);
+            a51.Store(o5 + c + 16);
+            a52.Store(o5 + c + 32);
+            a60.Store(o6 + c);
+            a61.Store(o6 + c + 16);
+            a62.Store(o6 + c + 32);
+        }
+
+        for (; vi < vectors; vi++)
+        {
+            int c = 16 * vi;
+            sbyte* s0 = Source(vi);
+            Vector512<float> a0 = Vector512.Load(o0 + c), a1 = Vector512.Load(o1 + c), a2 = Vector512.Load(o2 + c), a3 = Vector512.Load(o3 + c), a4 = Vector512.Load(o4 + c), a5 = Vector512.Load(o5 + c), a6 = Vector512.Load(o6 + c);
+            for (int t = 0, off = 0; t < tokens; t++, off += rowBytes)
+            {
+                var x = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s0 + off)));
+                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p0[t]), a0);
+                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p1[t]), a1);
+                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p2[t]), a2);
+                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p3[t]), a3);
+                a4 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p4[t]), a4);
+                a5 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p5[t]), a5);
+                a6 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p6[t]), a6);
+            }
+
+            a0.Store(o0 + c);
+            a1.Store(o1 + c);
+            a2.Store(o2 + c);
+            a3.Store(o3 + c);
+            a4.Store(o4 + c);
+            a5.Store(o5 + c);
+            a6.Store(o6 + c);
+        }
+    }
+
+    /// <summary>
     /// <see cref="AccumulateRows"/> for exactly seven rows (the query heads of one KV head in LLaVA-OneVision and Qwen2.5-VL
     /// at decode): tiles of 7 rows × 48 channels (21 accumulators), each value vector loaded once for all seven rows and
     /// no padding row.
@@ -486,8 +596,8 @@ internal static unsafe class SimdKernels
     /// <summary>
     /// Scores of seven query rows against one group of 32 tokens straight from their packed key codes, for up to two
     /// sources of 1- or 2-bit codes in rows of 8 or 16 bytes (the outlier channels and the 1-bit components): each
-    /// 32-bit word position of the 32 rows is brought together (two dword permutes), and then, code by code, one shift,
-    /// one mask and one 16-entry permute give a channel's levels for 16 tokens, which 7 × 2 FMAs weight by that channel of
+    /// 32-bit word position of the 32 rows is brought together (dword permutes), and then, code by code, one 16-entry
+    /// permute (of a table periodic in the code's bits) and one shift give a channel's levels for 16 tokens, which 7 × 2 FMAs weight by that channel of
     /// the scaled query rows (<paramref name="qs"/>, source s's channels at <c>offset_s</c>). No row is unpacked and no
     /// horizontal sum is taken. <c>scores[r·scoreStride + t] = Σ_c qs[r, c]·level[t, c] + add[r]</c>.
     /// </summary>
@@ -507,8 +617,10 @@ internal static unsafe class SimdKernels
             }
 
             int rowBytes = source == 0 ? bytesA : bytesB, count = source == 0 ? countA : countB, bits = source == 0 ? bitsA : bitsB;
+            // The levels table is periodic in the code's bits (PackedSource.Levels): a lane's low four bits index it, so
+            // each code needs one shift of the words and one permute, no mask.
             var table = Vector512.Load(source == 0 ? levelsA : levelsB);
-            var mask = Vector512.Create((1u << bits) - 1);
+            var step = Vector512.Create((uint)bits);
             int perWord = 32 / bits;
             float* q = qs + (source == 0 ? offsetA : offsetB);
             for (int word = 0; word * perWord < count; word++)
@@ -518,8 +630,10 @@ internal static unsafe class SimdKernels
                 int end = Math.Min(perWord, count - (word * perWord));
                 for (int j = 0; j < end; j++, q++)
                 {
-                    var x0 = Avx512F.PermuteVar16x32(table, (Vector512.ShiftRightLogical(w0, j * bits) & mask).AsInt32());
-                    var x1 = Avx512F.PermuteVar16x32(table, (Vector512.ShiftRightLogical(w1, j * bits) & mask).AsInt32());
+                    var x0 = Avx512F.PermuteVar16x32(table, w0.AsInt32());
+                    var x1 = Avx512F.PermuteVar16x32(table, w1.AsInt32());
+                    w0 = Avx512F.ShiftRightLogicalVariable(w0, step);
+                    w1 = Avx512F.ShiftRightLogicalVariable(w1, step);
                     var b0 = Vector512.Create(q[0 * qStride]);
                     a00 = Vector512.FusedMultiplyAdd(x0, b0, a00);
                     a01 = Vector512.FusedMultiplyAdd(x1, b0, a01);
