@@ -92,51 +92,11 @@ internal static unsafe class SimdKernels
         int t = 0;
         if (path == FusedKernelPath.Avx512)
         {
-            // Four query rows by four tokens per pass: sixteen independent FMA chains, eight loads per sixteen FMAs; then
-            // two rows by four tokens, then one.
+            // Two query rows by four tokens per pass: eight independent FMA chains, six loads per eight FMAs.
             for (; t + 4 <= tokens; t += 4)
             {
                 float* k0 = keys + (t * rowStride), k1 = k0 + rowStride, k2 = k1 + rowStride, k3 = k2 + rowStride;
                 int r = 0;
-                for (; r + 4 <= rows; r += 4)
-                {
-                    float* qa = q + (r * qStride), qb = qa + qStride, qc = qb + qStride, qd = qc + qStride;
-                    Vector512<float> a0 = Vector512<float>.Zero, a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-                    Vector512<float> c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
-                    for (int i = 0; i < len; i += 16)
-                    {
-                        var x0 = Vector512.Load(k0 + i);
-                        var x1 = Vector512.Load(k1 + i);
-                        var x2 = Vector512.Load(k2 + i);
-                        var x3 = Vector512.Load(k3 + i);
-                        var qv = Vector512.Load(qa + i);
-                        a0 = Vector512.FusedMultiplyAdd(x0, qv, a0);
-                        a1 = Vector512.FusedMultiplyAdd(x1, qv, a1);
-                        a2 = Vector512.FusedMultiplyAdd(x2, qv, a2);
-                        a3 = Vector512.FusedMultiplyAdd(x3, qv, a3);
-                        qv = Vector512.Load(qb + i);
-                        b0 = Vector512.FusedMultiplyAdd(x0, qv, b0);
-                        b1 = Vector512.FusedMultiplyAdd(x1, qv, b1);
-                        b2 = Vector512.FusedMultiplyAdd(x2, qv, b2);
-                        b3 = Vector512.FusedMultiplyAdd(x3, qv, b3);
-                        qv = Vector512.Load(qc + i);
-                        c0 = Vector512.FusedMultiplyAdd(x0, qv, c0);
-                        c1 = Vector512.FusedMultiplyAdd(x1, qv, c1);
-                        c2 = Vector512.FusedMultiplyAdd(x2, qv, c2);
-                        c3 = Vector512.FusedMultiplyAdd(x3, qv, c3);
-                        qv = Vector512.Load(qd + i);
-                        d0 = Vector512.FusedMultiplyAdd(x0, qv, d0);
-                        d1 = Vector512.FusedMultiplyAdd(x1, qv, d1);
-                        d2 = Vector512.FusedMultiplyAdd(x2, qv, d2);
-                        d3 = Vector512.FusedMultiplyAdd(x3, qv, d3);
-                    }
-
-                    (Sum4(a0, a1, a2, a3) + Vector128.Create(add[r])).Store(scores + (r * scoreStride) + t);
-                    (Sum4(b0, b1, b2, b3) + Vector128.Create(add[r + 1])).Store(scores + ((r + 1) * scoreStride) + t);
-                    (Sum4(c0, c1, c2, c3) + Vector128.Create(add[r + 2])).Store(scores + ((r + 2) * scoreStride) + t);
-                    (Sum4(d0, d1, d2, d3) + Vector128.Create(add[r + 3])).Store(scores + ((r + 3) * scoreStride) + t);
-                }
-
                 for (; r + 2 <= rows; r += 2)
                 {
                     float* qa = q + (r * qStride), qb = qa + qStride;
@@ -240,7 +200,7 @@ internal static unsafe class SimdKernels
 
         if (path == FusedKernelPath.Avx512 && rows == 7)
         {
-            AccumulateRows7(acc, accStride, p, pStride, v, vStride, tokens, len);
+            AccumulateRows7(acc, accStride, p, pStride, new FloatRows(v, vStride), len / 16, tokens);
             return;
         }
 
@@ -264,21 +224,27 @@ internal static unsafe class SimdKernels
     /// <summary>
     /// <c>acc[r·accStride + 16v + i] += Σ_t p[r·pStride + t]·level(t, v, i)</c> for seven rows, where vector v of token t's
     /// digit-major trit levels is read from the digit planes (<see cref="TritPlanes.Decode"/>) and converted in registers:
-    /// digit k = v / (S/16), bytes 16·(v mod (S/16)) + i of row t, S = <see cref="TritPlanes.DigitSlots"/>. Tiles of
-    /// 7 rows × 48 slots; nothing is written back but the sums.
+    /// digit k = v / (S/16), bytes 16·(v mod (S/16)) + i of row t, S = <see cref="TritPlanes.DigitSlots"/>.
+    /// </summary>
+    public static void AccumulatePlanes7(float* acc, int accStride, float* p, int pStride, sbyte* planes, int planeStride, int rowBytes, int tokens)
+        => AccumulateRows7(acc, accStride, p, pStride, new PlaneRows(planes, planeStride, rowBytes), 5 * TritPlanes.DigitSlots(rowBytes) / 16, tokens);
+
+    /// <summary>
+    /// <see cref="AccumulateRows"/> for exactly seven rows (the query heads of one KV head in LLaVA-OneVision and Qwen2.5-VL
+    /// at decode), over <paramref name="vectors"/> 16-lane vectors of value rows that <paramref name="rows"/> reads: tiles of
+    /// 7 rows × 48 channels (21 accumulators), each value vector read once for all seven rows and no padding row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void AccumulatePlanes7(float* acc, int accStride, float* p, int pStride, sbyte* planes, int planeStride, int rowBytes, int tokens)
+    private static void AccumulateRows7<TRows>(float* acc, int accStride, float* p, int pStride, TRows rows, int vectors, int tokens)
+        where TRows : struct, IValueRows
     {
         float* p0 = p, p1 = p0 + pStride, p2 = p1 + pStride, p3 = p2 + pStride, p4 = p3 + pStride, p5 = p4 + pStride, p6 = p5 + pStride;
         float* o0 = acc, o1 = o0 + accStride, o2 = o1 + accStride, o3 = o2 + accStride, o4 = o3 + accStride, o5 = o4 + accStride, o6 = o5 + accStride;
-        int perDigit = TritPlanes.DigitSlots(rowBytes) / 16, vectors = 5 * perDigit;
-        sbyte* Source(int v) => planes + ((v / perDigit) * planeStride) + (16 * (v % perDigit));
         int vi = 0;
         for (; vi + 3 <= vectors; vi += 3)
         {
             int c = 16 * vi;
-            sbyte* s0 = Source(vi), s1 = Source(vi + 1), s2 = Source(vi + 2);
+            byte* s0 = rows.Column(vi), s1 = rows.Column(vi + 1), s2 = rows.Column(vi + 2);
             Vector512<float> a00 = Vector512.Load(o0 + c), a01 = Vector512.Load(o0 + c + 16), a02 = Vector512.Load(o0 + c + 32);
             Vector512<float> a10 = Vector512.Load(o1 + c), a11 = Vector512.Load(o1 + c + 16), a12 = Vector512.Load(o1 + c + 32);
             Vector512<float> a20 = Vector512.Load(o2 + c), a21 = Vector512.Load(o2 + c + 16), a22 = Vector512.Load(o2 + c + 32);
@@ -286,11 +252,11 @@ internal static unsafe class SimdKernels
             Vector512<float> a40 = Vector512.Load(o4 + c), a41 = Vector512.Load(o4 + c + 16), a42 = Vector512.Load(o4 + c + 32);
             Vector512<float> a50 = Vector512.Load(o5 + c), a51 = Vector512.Load(o5 + c + 16), a52 = Vector512.Load(o5 + c + 32);
             Vector512<float> a60 = Vector512.Load(o6 + c), a61 = Vector512.Load(o6 + c + 16), a62 = Vector512.Load(o6 + c + 32);
-            for (int t = 0, off = 0; t < tokens; t++, off += rowBytes)
+            for (int t = 0; t < tokens; t++)
             {
-                var v0 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s0 + off)));
-                var v1 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s1 + off)));
-                var v2 = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s2 + off)));
+                var v0 = rows.Load(s0, t);
+                var v1 = rows.Load(s1, t);
+                var v2 = rows.Load(s2, t);
                 var b0 = Vector512.Create(p0[t]);
                 a00 = Vector512.FusedMultiplyAdd(v0, b0, a00);
                 a01 = Vector512.FusedMultiplyAdd(v1, b0, a01);
@@ -347,116 +313,11 @@ internal static unsafe class SimdKernels
         for (; vi < vectors; vi++)
         {
             int c = 16 * vi;
-            sbyte* s0 = Source(vi);
+            byte* s0 = rows.Column(vi);
             Vector512<float> a0 = Vector512.Load(o0 + c), a1 = Vector512.Load(o1 + c), a2 = Vector512.Load(o2 + c), a3 = Vector512.Load(o3 + c), a4 = Vector512.Load(o4 + c), a5 = Vector512.Load(o5 + c), a6 = Vector512.Load(o6 + c);
-            for (int t = 0, off = 0; t < tokens; t++, off += rowBytes)
+            for (int t = 0; t < tokens; t++)
             {
-                var x = Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load(s0 + off)));
-                a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p0[t]), a0);
-                a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p1[t]), a1);
-                a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p2[t]), a2);
-                a3 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p3[t]), a3);
-                a4 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p4[t]), a4);
-                a5 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p5[t]), a5);
-                a6 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p6[t]), a6);
-            }
-
-            a0.Store(o0 + c);
-            a1.Store(o1 + c);
-            a2.Store(o2 + c);
-            a3.Store(o3 + c);
-            a4.Store(o4 + c);
-            a5.Store(o5 + c);
-            a6.Store(o6 + c);
-        }
-    }
-
-    /// <summary>
-    /// <see cref="AccumulateRows"/> for exactly seven rows (the query heads of one KV head in LLaVA-OneVision and Qwen2.5-VL
-    /// at decode): tiles of 7 rows × 48 channels (21 accumulators), each value vector loaded once for all seven rows and
-    /// no padding row.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows7(float* acc, int accStride, float* p, int pStride, float* v, int vStride, int tokens, int len)
-    {
-        float* p0 = p, p1 = p0 + pStride, p2 = p1 + pStride, p3 = p2 + pStride, p4 = p3 + pStride, p5 = p4 + pStride, p6 = p5 + pStride;
-        float* o0 = acc, o1 = o0 + accStride, o2 = o1 + accStride, o3 = o2 + accStride, o4 = o3 + accStride, o5 = o4 + accStride, o6 = o5 + accStride;
-        int c = 0;
-        for (; c + 48 <= len; c += 48)
-        {
-            Vector512<float> a00 = Vector512.Load(o0 + c), a01 = Vector512.Load(o0 + c + 16), a02 = Vector512.Load(o0 + c + 32);
-            Vector512<float> a10 = Vector512.Load(o1 + c), a11 = Vector512.Load(o1 + c + 16), a12 = Vector512.Load(o1 + c + 32);
-            Vector512<float> a20 = Vector512.Load(o2 + c), a21 = Vector512.Load(o2 + c + 16), a22 = Vector512.Load(o2 + c + 32);
-            Vector512<float> a30 = Vector512.Load(o3 + c), a31 = Vector512.Load(o3 + c + 16), a32 = Vector512.Load(o3 + c + 32);
-            Vector512<float> a40 = Vector512.Load(o4 + c), a41 = Vector512.Load(o4 + c + 16), a42 = Vector512.Load(o4 + c + 32);
-            Vector512<float> a50 = Vector512.Load(o5 + c), a51 = Vector512.Load(o5 + c + 16), a52 = Vector512.Load(o5 + c + 32);
-            Vector512<float> a60 = Vector512.Load(o6 + c), a61 = Vector512.Load(o6 + c + 16), a62 = Vector512.Load(o6 + c + 32);
-            float* vt = v + c;
-            for (int t = 0; t < tokens; t++, vt += vStride)
-            {
-                var v0 = Vector512.Load(vt);
-                var v1 = Vector512.Load(vt + 16);
-                var v2 = Vector512.Load(vt + 32);
-                var b0 = Vector512.Create(p0[t]);
-                a00 = Vector512.FusedMultiplyAdd(v0, b0, a00);
-                a01 = Vector512.FusedMultiplyAdd(v1, b0, a01);
-                a02 = Vector512.FusedMultiplyAdd(v2, b0, a02);
-                var b1 = Vector512.Create(p1[t]);
-                a10 = Vector512.FusedMultiplyAdd(v0, b1, a10);
-                a11 = Vector512.FusedMultiplyAdd(v1, b1, a11);
-                a12 = Vector512.FusedMultiplyAdd(v2, b1, a12);
-                var b2 = Vector512.Create(p2[t]);
-                a20 = Vector512.FusedMultiplyAdd(v0, b2, a20);
-                a21 = Vector512.FusedMultiplyAdd(v1, b2, a21);
-                a22 = Vector512.FusedMultiplyAdd(v2, b2, a22);
-                var b3 = Vector512.Create(p3[t]);
-                a30 = Vector512.FusedMultiplyAdd(v0, b3, a30);
-                a31 = Vector512.FusedMultiplyAdd(v1, b3, a31);
-                a32 = Vector512.FusedMultiplyAdd(v2, b3, a32);
-                var b4 = Vector512.Create(p4[t]);
-                a40 = Vector512.FusedMultiplyAdd(v0, b4, a40);
-                a41 = Vector512.FusedMultiplyAdd(v1, b4, a41);
-                a42 = Vector512.FusedMultiplyAdd(v2, b4, a42);
-                var b5 = Vector512.Create(p5[t]);
-                a50 = Vector512.FusedMultiplyAdd(v0, b5, a50);
-                a51 = Vector512.FusedMultiplyAdd(v1, b5, a51);
-                a52 = Vector512.FusedMultiplyAdd(v2, b5, a52);
-                var b6 = Vector512.Create(p6[t]);
-                a60 = Vector512.FusedMultiplyAdd(v0, b6, a60);
-                a61 = Vector512.FusedMultiplyAdd(v1, b6, a61);
-                a62 = Vector512.FusedMultiplyAdd(v2, b6, a62);
-            }
-
-            a00.Store(o0 + c);
-            a01.Store(o0 + c + 16);
-            a02.Store(o0 + c + 32);
-            a10.Store(o1 + c);
-            a11.Store(o1 + c + 16);
-            a12.Store(o1 + c + 32);
-            a20.Store(o2 + c);
-            a21.Store(o2 + c + 16);
-            a22.Store(o2 + c + 32);
-            a30.Store(o3 + c);
-            a31.Store(o3 + c + 16);
-            a32.Store(o3 + c + 32);
-            a40.Store(o4 + c);
-            a41.Store(o4 + c + 16);
-            a42.Store(o4 + c + 32);
-            a50.Store(o5 + c);
-            a51.Store(o5 + c + 16);
-            a52.Store(o5 + c + 32);
-            a60.Store(o6 + c);
-            a61.Store(o6 + c + 16);
-            a62.Store(o6 + c + 32);
-        }
-
-        for (; c < len; c += 16)
-        {
-            Vector512<float> a0 = Vector512.Load(o0 + c), a1 = Vector512.Load(o1 + c), a2 = Vector512.Load(o2 + c), a3 = Vector512.Load(o3 + c), a4 = Vector512.Load(o4 + c), a5 = Vector512.Load(o5 + c), a6 = Vector512.Load(o6 + c);
-            float* vt = v + c;
-            for (int t = 0; t < tokens; t++, vt += vStride)
-            {
-                var x = Vector512.Load(vt);
+                var x = rows.Load(s0, t);
                 a0 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p0[t]), a0);
                 a1 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p1[t]), a1);
                 a2 = Vector512.FusedMultiplyAdd(x, Vector512.Create(p2[t]), a2);
@@ -1013,5 +874,36 @@ internal static unsafe class SimdKernels
         p = Vector256.FusedMultiplyAdd(p, r * r, r) + Vector256<float>.One;
         var scaled = (p.AsInt32() + (Vector256.ConvertToInt32(n) << 23)).AsSingle();
         return scaled & keep;
+    }
+
+    /// <summary>Value rows as <see cref="AccumulateRows7"/> reads them: a column of 16 lanes, then token t's vector in it.</summary>
+    private interface IValueRows
+    {
+        byte* Column(int vector);
+
+        Vector512<float> Load(byte* column, int t);
+    }
+
+    /// <summary>Unpacked float32 rows, <c>stride</c> floats apart.</summary>
+    private readonly struct FloatRows(float* rows, int stride) : IValueRows
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public byte* Column(int vector) => (byte*)(rows + (16 * vector));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Load(byte* column, int t) => Vector512.Load((float*)column + (t * stride));
+    }
+
+    /// <summary>Digit planes of packed trit rows (<see cref="TritPlanes"/>): signed levels converted in registers.</summary>
+    private readonly struct PlaneRows(sbyte* planes, int planeStride, int rowBytes) : IValueRows
+    {
+        private readonly int _perDigit = TritPlanes.DigitSlots(rowBytes) / 16;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public byte* Column(int vector) => (byte*)(planes + ((vector / _perDigit) * planeStride) + (16 * (vector % _perDigit)));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Load(byte* column, int t)
+            => Avx512F.ConvertToVector512Single(Avx512F.ConvertToVector512Int32(Vector128.Load((sbyte*)column + (t * rowBytes))));
     }
 }
