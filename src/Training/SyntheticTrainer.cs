@@ -92,7 +92,7 @@ public sealed class SyntheticTrainer
 
         // The quantized cache in the loop: one round trip per profile, chosen per batch group by a generator of its own.
         CacheRoundTrip[] roundTrips = _options.QuantizedCacheShare > 0
-            ? [.. new[] { CacheProfile.Reference, CacheProfile.Compact }.Select(p => new CacheRoundTrip(KVCacheOptions.FromPreset(_options.QuantizedCachePreset, p)))]
+            ? [.. new[] { CacheProfile.Reference, CacheProfile.Compact }.Select(p => new CacheRoundTrip(KVCacheOptions.FromPreset(_options.QuantizedCachePreset, p) with { ScaledTernary = _options.QuantizedCacheScaledTernary }))]
             : [];
         var cacheChoice = new Random(unchecked((_options.Seed * 7919) + 17));
         (CacheRoundTrip Trip, CacheQueries Queries)? ChooseRoundTrip()
@@ -122,7 +122,7 @@ public sealed class SyntheticTrainer
         _log($"model: {parameters:N0} parameters on {device}; vocabulary {tokenizer.VocabularySize}{(_options.InitialModel is null ? string.Empty : $"; continued from {_options.InitialModel}")}"
             + (headFrom is null ? "; new visual head" : $"; visual head from {headFrom}")
             + (motionHead is null ? string.Empty : (motionFrom is null ? "; new motion head" : $"; motion head from {motionFrom}") + (_options.MotionLayer is { } l ? $" on layer {l}" : " on the final hidden state"))
-            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {_options.QuantizedCacheQueries switch { CacheQueries.All => "every query", CacheQueries.Answers => "the answers' queries", CacheQueries.AfterVideo => "every query after the video", _ => "the answers' queries in half of them and every query after the video in the other half" }}"));
+            + (roundTrips.Length == 0 ? string.Empty : $"; {_options.QuantizedCachePreset}{(_options.QuantizedCacheScaledTernary ? " (scaled ternary)" : string.Empty)} cache in the loop for {_options.QuantizedCacheShare:P0} of batch groups, read by {_options.QuantizedCacheQueries switch { CacheQueries.All => "every query", CacheQueries.Answers => "the answers' queries", CacheQueries.AfterVideo => "every query after the video", _ => "the answers' queries in half of them and every query after the video in the other half" }}"));
         using var optimizer = optim.AdamW(trained, _options.LearningRate, weight_decay: _options.WeightDecay);
         var sceneOptions = new SceneOptions
         {

@@ -59,6 +59,13 @@ public sealed record TrainingOptions
     /// </summary>
     public string QuantizedCachePreset { get; init; } = "vidkv-1.5/1.58";
 
+    /// <summary>
+    /// Whether the cache in the loop stores and applies a per-group scale with its ternary values
+    /// (<see cref="VidKV.AI.Quantization.Cache.KVCacheOptions.ScaledTernary"/>); for presets with ternary values only.
+    /// Default false (bare trits, as the presets read them back).
+    /// </summary>
+    public bool QuantizedCacheScaledTernary { get; init; }
+
     /// <summary>Share of batch groups trained through <see cref="QuantizedCachePreset"/>, 0 (default: none) to 1.</summary>
     public double QuantizedCacheShare { get; init; }
 
@@ -138,6 +145,11 @@ public sealed record TrainingOptions
         if (QuantizedCacheShare > 0 && !VidKV.AI.Quantization.Cache.KVCacheOptions.FromPreset(QuantizedCachePreset).IsQuantized)
         {
             throw new ArgumentException($"QuantizedCachePreset '{QuantizedCachePreset}' does not quantize; allowed: a quantized preset of {string.Join(", ", VidKV.AI.Quantization.Cache.KVCacheOptions.PresetNames)}.");
+        }
+
+        if (QuantizedCacheScaledTernary && VidKV.AI.Quantization.Cache.KVCacheOptions.FromPreset(QuantizedCachePreset).Values is not (VidKV.AI.Quantization.Cache.ValueQuantization.Ternary or VidKV.AI.Quantization.Cache.ValueQuantization.Protected))
+        {
+            throw new ArgumentException($"QuantizedCacheScaledTernary needs a preset with ternary values; QuantizedCachePreset '{QuantizedCachePreset}' has none (allowed: the vidkv-x/1.58 and vidkv-x/1.66 presets).");
         }
 
         if (MotionLayer is < 1)

@@ -14,7 +14,7 @@ try
 
     if (args.Length == 0 || args[0] != "train")
     {
-        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--validation N] [--visual-weight W] [--position cell|frame] [--motion-weight W] [--motion-layer L] [--cache-share F] [--cache-preset P] [--cache-queries all|answers|after-video|answers-or-after-video] [--init DIR] [--questions N] [--question-first F] [--families Attribute,MotionDirection:2,...] [--warmup N] [--minutes M] [--profile] [--device cpu|cuda]");
+        Console.Error.WriteLine("Usage: vidkv-train train --out DIR [--steps N] [--batch B] [--lr X] [--seed S] [--max-video-frames N] [--eval-every N] [--validation N] [--visual-weight W] [--position cell|frame] [--motion-weight W] [--motion-layer L] [--cache-share F] [--cache-preset P] [--cache-scaled-ternary] [--cache-queries all|answers|after-video|answers-or-after-video] [--init DIR] [--questions N] [--question-first F] [--families Attribute,MotionDirection:2,...] [--warmup N] [--minutes M] [--profile] [--device cpu|cuda]");
         Console.Error.WriteLine("       vidkv-train eval --model DIR [--samples N] [--seed S] [--max-frames N] [--needle-samples N] [--needle-frames 32,64,128,256] [--presets a,b] [--scaled-ternary | --scaled-only] [--reuse] [--profiles Reference,Compact] [--axes PerChannel,PerToken] [--gamma G] [--show N] [--device cpu|cuda]");
         return 2;
     }
@@ -45,6 +45,7 @@ try
             "--motion-weight" => options with { MotionLossWeight = double.Parse(Value(), CultureInfo.InvariantCulture) },
             "--cache-share" => options with { QuantizedCacheShare = double.Parse(Value(), CultureInfo.InvariantCulture) },
             "--cache-preset" => options with { QuantizedCachePreset = Value() },
+            "--cache-scaled-ternary" => options with { QuantizedCacheScaledTernary = true },
             "--cache-queries" => options with { QuantizedCacheQueries = Value() switch { "all" => CacheQueries.All, "answers" => CacheQueries.Answers, "after-video" => CacheQueries.AfterVideo, "answers-or-after-video" => CacheQueries.AnswersOrAfterVideo, var other => throw new ArgumentException($"--cache-queries '{other}': allowed all, answers, after-video, answers-or-after-video.") } },
             "--motion-layer" => options with { MotionLayer = int.Parse(Value(), CultureInfo.InvariantCulture) },
             "--position" => options with { Position = Value() switch

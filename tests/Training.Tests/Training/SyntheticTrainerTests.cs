@@ -138,6 +138,13 @@ public sealed class SyntheticTrainerTests : IDisposable
         Assert.Contains("QuantizedCacheShare (1.5)", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCacheShare = 1.5 })).Message, StringComparison.Ordinal);
         Assert.Contains("'fp16'", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCachePreset = "fp16" })).Message, StringComparison.Ordinal);
         Assert.Contains("'nope'", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCachePreset = "nope" })).Message, StringComparison.Ordinal);
+
+        // Scaled ternary values in the loop (both profiles' round trips), and a clear refusal where the preset has none.
+        var scaled = new List<string>();
+        new SyntheticTrainer(options with { QuantizedCacheQueries = CacheQueries.AfterVideo, QuantizedCacheScaledTernary = true }, scaled.Add).Train(Path.Combine(_temp, "qat-scaled"));
+        Assert.Contains(scaled, l => l.Contains("vidkv-1.5/1.58 (scaled ternary) cache in the loop", StringComparison.Ordinal));
+        Assert.Matches(@"answer loss [0-9]+\.[0-9]+", scaled.First(l => l.StartsWith("step 1:", StringComparison.Ordinal)));
+        Assert.Contains("'vidkv-2'", Assert.Throws<ArgumentException>(() => new SyntheticTrainer(options with { QuantizedCachePreset = "vidkv-2", QuantizedCacheScaledTernary = true })).Message, StringComparison.Ordinal);
     }
 
     [Fact]
