@@ -93,6 +93,18 @@ internal static class Evaluation
             CultureInfo.InvariantCulture,
             $"| {profile} | {preset} | {values} | {string.Join(" | ", families.Select(f => $"{result.FamilyAccuracy(f):P1}"))} | {result.Accuracy:P1} | {bits} |{(!reuse ? string.Empty : reused is null ? " not reused | - |" : $" {reused.Accuracy:P1} | {100 * (reused.Accuracy - result.Accuracy):+0.0;-0.0;0.0} pt |")}"));
 
+        // One row measured: the held-out questions answered fresh and, with --reuse, from a reused video cache (presets with
+        // semantic token protection are never reused); then a progress line.
+        void EvaluateRow(string rowProfile, string preset, string values, KVCacheOptions options, string label, Action<VideoQaSample, string>? onReply = null)
+        {
+            var result = SyntheticEvaluator.Evaluate(model, test, options, label, maxFrames, default, onReply);
+            var reused = reuse && options.Values != ValueQuantization.Protected
+                ? SyntheticEvaluator.Evaluate(model, test, options, $"{label} reused", maxFrames, reuseVideo: true)
+                : null;
+            Row(rowProfile, preset, values, result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"), reused);
+            Console.Error.WriteLine(result.Label + (reused is null ? string.Empty : $" {result.Accuracy:P1}, reused {reused.Accuracy:P1}") + " done");
+        }
+
         foreach (var profile in profiles)
         {
             foreach (var preset in scaledOnly ? [] : presets)
@@ -108,18 +120,13 @@ internal static class Evaluation
 
                     options = preset == "kivi-2" ? options : options with { ValueAxis = axis };
                     int shown = 0;
-                    var result = SyntheticEvaluator.Evaluate(model, test, options, $"{profile} {preset} {axis}", maxFrames, default, (s, reply) =>
+                    EvaluateRow(profile.ToString(), preset, preset == "fp16" ? "-" : options.ValueAxis.ToString(), options, $"{profile} {preset} {axis}", (s, reply) =>
                     {
                         if (!SyntheticEvaluator.IsCorrect(reply, s.Answer) && shown++ < show)
                         {
                             Console.Error.WriteLine($"  [{profile} {preset} {axis}] {s.Family}: {s.Question} expected '{s.Answer}', got '{reply}'");
                         }
                     });
-                    var reused = reuse && options.Values != ValueQuantization.Protected
-                        ? SyntheticEvaluator.Evaluate(model, test, options, $"{profile} {preset} {axis} reused", maxFrames, reuseVideo: true)
-                        : null;
-                    Row(profile.ToString(), preset, preset == "fp16" ? "-" : options.ValueAxis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"), reused);
-                    Console.Error.WriteLine(result.Label + (reused is null ? string.Empty : $" {result.Accuracy:P1}, reused {reused.Accuracy:P1}") + " done");
                 }
             }
         }
@@ -132,12 +139,7 @@ internal static class Evaluation
             {
                 var compact = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
                 var options = compact with { ValueAxis = axis, ScaledTernary = true, TernaryGamma = gamma ?? compact.TernaryGamma };
-                var result = SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled", maxFrames);
-                var reused = reuse && options.Values != ValueQuantization.Protected
-                    ? SyntheticEvaluator.Evaluate(model, test, options, $"Compact {preset} {axis} scaled reused", maxFrames, reuseVideo: true)
-                    : null;
-                Row("Compact, scaled ternary", preset, axis.ToString(), result, string.Create(CultureInfo.InvariantCulture, $"{result.Cache.BitsPerElement:F2}"), reused);
-                Console.Error.WriteLine(result.Label + (reused is null ? string.Empty : $" {result.Accuracy:P1}, reused {reused.Accuracy:P1}") + " done");
+                EvaluateRow("Compact, scaled ternary", preset, axis.ToString(), options, $"Compact {preset} {axis} scaled");
             }
         }
 

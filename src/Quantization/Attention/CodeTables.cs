@@ -40,6 +40,30 @@ internal static unsafe class CodeTables
         return table;
     });
 
+    private static readonly ConcurrentDictionary<(CodeFormat Format, int Mult, int Offset), float[]> Levels16 = new();
+
+    /// <summary>
+    /// The (pinned) 16 levels of a 1-, 2- or 4-bit format and level mapping, periodic in the code's bits: entry i is the
+    /// level of code i mod 2^b, so that a 16-entry permute indexed by a lane's low four bits reads the right level whatever
+    /// lies above its code. For <see cref="UnpackRows"/> and <see cref="SimdKernels.ScoresFromCodes7"/>.
+    /// </summary>
+    public static float[] GetLevels16(CodeFormat format, int mult, int offset) => Levels16.GetOrAdd((format, mult, offset), key =>
+    {
+        if (key.Format is not (CodeFormat.Bits1 or CodeFormat.Bits2 or CodeFormat.Bits4))
+        {
+            throw new ArgumentOutOfRangeException(nameof(format), key.Format, "16-entry level tables exist for Bits1, Bits2 and Bits4 codes.");
+        }
+
+        var table = Get(key.Format, key.Mult, key.Offset);
+        var levels = GC.AllocateArray<float>(16, pinned: true);
+        for (int i = 0; i < 16; i++)
+        {
+            levels[i] = table[(i & ((1 << (int)key.Format) - 1)) * Stride];
+        }
+
+        return levels;
+    });
+
     /// <summary>
     /// Writes the levels of the first <paramref name="count"/> codes of a packed row to <paramref name="dst"/>.
     /// The vector paths may write up to <see cref="Overrun"/> floats past <paramref name="count"/> (finite values).

@@ -19,19 +19,10 @@ internal sealed unsafe class PackedSource
         Tokens = q.Shape[^2];
         RowBytes = (int)q.Codes.shape[^1];
         PerByte = CodePacking.CodesPerByte(q.Format);
-        Table = (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref CodeTables.Get(q.Format, mult, offset)[0]);
+        Table = (float*)Unsafe.AsPointer(ref CodeTables.Get(q.Format, mult, offset)[0]);
         TotalBytes = q.Codes.NumberOfElements;
         Bits = q.Format is CodeFormat.Bits1 or CodeFormat.Bits2 or CodeFormat.Bits4 ? (int)q.Format : 0;
-        if (Bits > 0)
-        {
-            // Periodic in the code's bits (entry i is the level of code i mod 2^b), so that a 16-entry permute of a lane that
-            // still holds the next codes above its own reads the right level without masking.
-            _levels = GC.AllocateArray<float>(16, pinned: true);
-            for (int i = 0; i < 16; i++)
-            {
-                _levels[i] = Table[(i & ((1 << Bits) - 1)) * CodeTables.Stride];
-            }
-        }
+        Levels = Bits > 0 ? (float*)Unsafe.AsPointer(ref CodeTables.GetLevels16(q.Format, mult, offset)[0]) : null;
         Axis = axis;
         GroupSize = groupSize;
         if (useScale)
@@ -47,20 +38,14 @@ internal sealed unsafe class PackedSource
         }
     }
 
-    // Levels of codes 0..15 (b-bit codes only; pinned), for CodeTables.UnpackRows.
-    private readonly float[]? _levels;
-
     /// <summary>Bytes of the packed codes tensor.</summary>
     public long TotalBytes { get; }
 
     /// <summary>Bits per code for 1-, 2- and 4-bit codes; 0 otherwise.</summary>
     public int Bits { get; }
 
-    /// <summary>
-    /// 16 levels (pinned) for 1-, 2- and 4-bit codes, entry i the level of code i mod 2^b, so a lane's low 4 bits index it
-    /// whatever lies above its code; null for other codes.
-    /// </summary>
-    public float* Levels => _levels is null ? null : (float*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _levels[0]);
+    /// <summary>The pinned 16-entry levels table of 1-, 2- and 4-bit codes (<see cref="CodeTables.GetLevels16"/>); null for other codes.</summary>
+    public float* Levels { get; }
 
     /// <summary>Packed codes [B, H, T, RowBytes].</summary>
     public byte* Codes { get; }
@@ -112,11 +97,7 @@ internal sealed unsafe class PackedSource
         if (path == FusedKernelPath.Avx512 && Bits > 0 && CodeTables.RowsSupported)
         {
             byte* start = Row(bh, t);
-            fixed (float* levels = _levels)
-            {
-                CodeTables.UnpackRows(start, RowBytes, rows, TotalBytes - (start - Codes), Count, Bits, levels, dst, dstStride);
-            }
-
+            CodeTables.UnpackRows(start, RowBytes, rows, TotalBytes - (start - Codes), Count, Bits, Levels, dst, dstStride);
             return;
         }
 

@@ -478,7 +478,7 @@ internal static unsafe class SimdKernels
             }
 
             int rowBytes = source == 0 ? bytesA : bytesB, count = source == 0 ? countA : countB, bits = source == 0 ? bitsA : bitsB;
-            // The levels table is periodic in the code's bits (PackedSource.Levels): a lane's low four bits index it, so
+            // The levels table is periodic in the code's bits (CodeTables.GetLevels16): a lane's low four bits index it, so
             // each code needs one shift of the words and one permute, no mask.
             var table = Vector512.Load(source == 0 ? levelsA : levelsB);
             var step = Vector512.Create((uint)bits);
