@@ -589,7 +589,7 @@ internal sealed unsafe class CpuFusedAttention
                 && RestValues.Scale == null && RestValues.Zero == null && RestValues.RowBytes <= TritPlanes.MaxRowBytes;
         }
 
-        /// <summary>Whether every key source is 1- or 2-bit codes in rows of 8 or 16 bytes (what <see cref="SimdKernels.ScoresFromCodes7"/> reads).</summary>
+        /// <summary>Whether every key source is 1- or 2-bit codes in rows of 4, 8 or 16 bytes (what <see cref="SimdKernels.ScoresFromCodes7"/> reads).</summary>
         public bool CodeScores { get; }
 
         /// <summary>Whether the values are unscaled per-channel trits without protected tokens, in rows of at most

@@ -456,7 +456,7 @@ internal static unsafe class SimdKernels
 
     /// <summary>
     /// Scores of seven query rows against one group of 32 tokens straight from their packed key codes, for up to two
-    /// sources of 1- or 2-bit codes in rows of 8 or 16 bytes (the outlier channels and the 1-bit components): each
+    /// sources of 1- or 2-bit codes in rows of 4, 8 or 16 bytes (the outlier channels and the 1-bit components): each
     /// 32-bit word position of the 32 rows is brought together (dword permutes), and then, code by code, one 16-entry
     /// permute (of a table periodic in the code's bits) and one shift give a channel's levels for 16 tokens, which 7 × 2 FMAs weight by that channel of
     /// the scaled query rows (<paramref name="qs"/>, source s's channels at <c>offset_s</c>). No row is unpacked and no
@@ -544,12 +544,18 @@ internal static unsafe class SimdKernels
     }
 
     /// <summary>Whether <see cref="ScoresFromCodes7"/> reads a source of <paramref name="bits"/>-bit codes in rows of <paramref name="rowBytes"/> bytes.</summary>
-    public static bool ScoresFromCodesFit(int bits, int rowBytes) => bits is 1 or 2 && rowBytes is 8 or 16;
+    public static bool ScoresFromCodesFit(int bits, int rowBytes) => bits is 1 or 2 && rowBytes is 4 or 8 or 16;
 
-    /// <summary>32-bit word <paramref name="word"/> of 16 consecutive packed rows of 8 or 16 bytes, one row per lane.</summary>
+    /// <summary>32-bit word <paramref name="word"/> of 16 consecutive packed rows of 4, 8 or 16 bytes, one row per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<uint> Words(byte* rows, int rowBytes, int word)
     {
+        if (rowBytes == 4)
+        {
+            // One word a row (head dim 64: 32 one-bit components, or 16 two-bit channels): the rows are the lanes.
+            return Vector512.Load((uint*)rows);
+        }
+
         var lane = Vector512.Create(0u, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         if (rowBytes == 8)
         {

@@ -132,6 +132,14 @@ public sealed class FusedAttentionTests
         CheckEquivalent(KVCacheOptions.FromPreset(preset, profile) with { SignReconstruction = SignReconstruction.PlusMinusScale }, prompt: 300, steps: 1, dim: 128, seed: 6, queryHeads: 14);
     }
 
+    [Theory]
+    [MemberData(nameof(AllPresets))]
+    public void SevenQueryHeadsPerKvHead_HeadDim64_EqualsDequantizeThenAttend(string preset, CacheProfile profile)
+    {
+        // LLaVA-OneVision-0.5B's geometry (head dim 64): 1-bit rows of 4 bytes, one 32-bit word a row.
+        CheckEquivalent(KVCacheOptions.FromPreset(preset, profile) with { ResidualType = ScalarType.Float16 }, prompt: 581, steps: 3, dim: 64, seed: 7, queryHeads: 14);
+    }
+
     [Fact]
     public void LlavaHeadGeometry_EqualsDequantizeThenAttend()
     {
