@@ -1,6 +1,7 @@
 using VidKV.AI.Backend.Models;
 using VidKV.AI.Backend;
 using VidKV.AI.Backend.Models.Siglip;
+using VidKV.AI.Backend.Models.Layers;
 using VidKV.AI.Backend.Models.Qwen2;
 using System.Diagnostics;
 using System.Globalization;
@@ -29,13 +30,23 @@ internal static class ModelDecodeBenchmark
         foreach (int frames in frameCounts)
         {
             long tokens = (frames * 196L) + 1 + 24;
-            foreach (var (label, options) in new[]
+            var compact = KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact);
+            var cases = new List<(string Label, KVCacheOptions Options, bool Kernels)>
             {
-                ("FP16 cache", KVCacheOptions.FromPreset("fp16") with { DecodeAttention = DecodeAttention.Dequantize }),
-                ("vidkv-1.5/1.58 Compact, dequantize then attend", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Dequantize }),
-                ("vidkv-1.5/1.58 Compact, fused", KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { DecodeAttention = DecodeAttention.Fused }),
-            })
+                ("FP16 cache", KVCacheOptions.FromPreset("fp16") with { DecodeAttention = DecodeAttention.Dequantize }, false),
+                ("vidkv-1.5/1.58 Compact, dequantize then attend", compact with { DecodeAttention = DecodeAttention.Dequantize }, false),
+                ("vidkv-1.5/1.58 Compact, fused", compact with { DecodeAttention = DecodeAttention.Fused }, false),
+            };
+            if (onCuda)
             {
+                // The same with the CUDA layer kernels (fused projections, RMSNorm, RoPE, SwiGLU in single launches).
+                cases.Add(("FP16 cache, layer kernels", cases[0].Options, true));
+                cases.Add(("vidkv-1.5/1.58 Compact, fused, layer kernels", cases[2].Options, true));
+            }
+
+            foreach (var (label, options, kernels) in cases)
+            {
+                LayerKernels.Off = !kernels;
                 using var cache = full.CreateCache(options);
                 using (var scope = NewDisposeScope())
                 {
@@ -55,6 +66,7 @@ internal static class ModelDecodeBenchmark
                 }
 
                 var times = new double[repeats];
+                var host = new double[repeats];
                 for (int i = -2; i < repeats; i++)
                 {
                     using var scope = NewDisposeScope();
@@ -62,17 +74,21 @@ internal static class ModelDecodeBenchmark
                     Sync(onCuda);
                     var watch = Stopwatch.StartNew();
                     var logits = full.Logits(full.Forward(new DecoderInput(full.Embed(id)) { Cache = cache }));
+                    double issued = watch.Elapsed.TotalMilliseconds;
                     Sync(onCuda);
                     if (i >= 0)
                     {
                         times[i] = watch.Elapsed.TotalMilliseconds;
+                        host[i] = issued;
                     }
                 }
 
+                LayerKernels.Off = false;
                 Array.Sort(times);
+                Array.Sort(host);
                 var memory = cache.Memory;
                 rows.Add(string.Create(CultureInfo.InvariantCulture,
-                    $"| {frames} | {tokens} | {label} | {times[repeats / 2]:F1} | {times[0]:F1} | {memory.TotalBytes / (1024.0 * 1024):F0} |"));
+                    $"| {frames} | {tokens} | {label} | {times[repeats / 2]:F1} | {times[0]:F1} | {host[repeats / 2]:F1} | {memory.TotalBytes / (1024.0 * 1024):F0} |"));
                 Console.Error.WriteLine(rows[^1]);
             }
         }
@@ -82,8 +98,10 @@ internal static class ModelDecodeBenchmark
         report.AppendLine($"Machine: {Machine.Description}; {TorchRuntime.Description}");
         report.AppendLine($"Device: {device}; LLaVA-OneVision-7B geometry ({config.Text.NumLayers} layers, hidden 3584, 28 query / 4 KV heads, head dim 128, vocabulary 152064), random weights, {dtype}; prefill of random embeddings with random importance scores, then {repeats} timed decode steps (2 warm-up), each one token through embedding, every layer and the logits.");
         report.AppendLine();
-        report.AppendLine("| frames | cached tokens | cache | median ms / step | min ms | KV cache held MiB |");
-        report.AppendLine("|---:|---:|---|---:|---:|---:|");
+        report.AppendLine("Host ms: the median time until the step's last operation was issued (the logits), before waiting for the device; a step whose host time is near its total is bound by the host.");
+        report.AppendLine();
+        report.AppendLine("| frames | cached tokens | cache | median ms / step | min ms | host ms (issued) | KV cache held MiB |");
+        report.AppendLine("|---:|---:|---|---:|---:|---:|---:|");
         rows.ForEach(r => report.AppendLine(r));
         Console.WriteLine(report);
         if (output is not null)

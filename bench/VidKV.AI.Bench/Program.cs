@@ -19,12 +19,18 @@ internal static class Program
 
           model-decode [--frames 32,256] [--repeats 10] [--layers 28] [--device cpu|cuda] [--out PATH]
                    One end-to-end decode step of a LLaVA-OneVision-7B-geometry model (random weights) after a prefill of
-                   that many frames of video: FP16 cache, compressed cache dequantized then attended, and fused.
+                   that many frames of video: FP16 cache, compressed cache dequantized then attended, and fused; on CUDA
+                   also with the layer kernels (fused projections, RMSNorm, RoPE, SwiGLU), and the host time of a step.
 
           cuda-check [--out PATH]
                    Fused attention's NVRTC CUDA kernel and chunked path against dequantize-then-attend on a CUDA device,
                    for every preset, profile and variant of the unit tests (which run on the CPU only); exit code 1 on
                    any difference beyond 1e-4. Needs VIDKV_LIBTORCH.
+
+          layer-check [--out PATH]
+                   The decoder's CUDA layer kernels (RMSNorm, RoPE, SwiGLU; fused projections) against the TorchSharp
+                   operations they replace, kernel by kernel and over two 7B-geometry layers; exit code 1 on any
+                   difference beyond its limit. Needs VIDKV_LIBTORCH.
 
           snapshot [--frames 32,64] [--repeats 5] [--out PATH]
                    KV cache snapshots at LLaVA-OneVision-0.5B's cache geometry after a prefill of that many frames:
@@ -123,6 +129,8 @@ internal static class Program
                         args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 10,
                         args.Contains("--layers") ? int.Parse(args[Array.IndexOf(args, "--layers") + 1], CultureInfo.InvariantCulture) : 28,
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "layer-check":
+                    return LayerKernelCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "cuda-check":
                     return CudaCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "snapshot":
@@ -169,7 +177,7 @@ internal static class Program
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, cuda-check, snapshot, batching, memory, prefill, serving, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, cuda-check, snapshot, batching, memory, prefill, serving, load.");
             }
         }
         catch (ArgumentException ex)

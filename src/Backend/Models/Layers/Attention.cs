@@ -1,4 +1,5 @@
 using TorchSharp;
+using VidKV.AI.Quantization;
 using static TorchSharp.torch;
 
 namespace VidKV.AI.Backend.Models.Layers;
@@ -15,6 +16,7 @@ internal sealed class Attention : nn.Module
     private readonly LinearLayer v_proj;
     private readonly LinearLayer o_proj;
     private readonly int _heads, _kvHeads, _headDim;
+    private (Tensor Weight, Tensor? Bias)? _qkv; // q, k, v projections fused, once the CUDA layer kernels serve this module
 
     public Attention(AttentionConfig c, ScalarType dtype, Device device)
         : base(nameof(Attention))
@@ -38,13 +40,48 @@ internal sealed class Attention : nn.Module
     public Tensor forward(AttentionInput input)
     {
         using var scope = NewDisposeScope();
+        return o_proj.forward(Attend(input)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <paramref name="residual"/> + <see cref="forward"/>(<paramref name="input"/>): with the CUDA layer kernels and no output
+    /// bias the add is folded into the output projection (one matrix product with the residual as its addend).
+    /// </summary>
+    public Tensor ForwardAddTo(Tensor residual, AttentionInput input)
+    {
+        using var scope = NewDisposeScope();
+        bool fast = UsesLayerKernels(input.Hidden) && input.Hook is null;
+        var attended = Attend(input);
+        return (fast && o_proj.Bias is null ? AddProjected(residual, attended, o_proj.Weight) : Scalars.Add(residual, o_proj.forward(attended)))
+            .MoveToOuterDisposeScope();
+    }
+
+    /// <summary>residual + x Wᵀ as one matrix product (residual [..., O], x [..., I], W [O, I]).</summary>
+    internal static Tensor AddProjected(Tensor residual, Tensor x, Tensor weight)
+    {
+        using var scope = NewDisposeScope();
+        var flat = residual.reshape(-1, residual.shape[^1]);
+        return flat.addmm(x.reshape(-1, x.shape[^1]), weight.t(), 1, 1).view(residual.shape).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The attention of <paramref name="input"/> before the output projection: [B, T, H · hd].</summary>
+    private Tensor Attend(AttentionInput input)
+    {
         var x = input.Hidden;
         long b = x.shape[0], t = x.shape[1];
         Tensor Heads(Tensor y, int heads) => y.view(b, t, heads, _headDim).transpose(1, 2);
         Tensor Rotate(Tensor y) => input.Rotary is { } r ? RotaryEmbedding.Apply(y, r) : y;
-        var q = Rotate(Heads(q_proj.forward(x), _heads));    // [B, H, T, hd]
-        var k = Rotate(Heads(k_proj.forward(x), _kvHeads));  // [B, Hkv, T, hd]
-        var v = Heads(v_proj.forward(x), _kvHeads);          // [B, Hkv, T, hd]
+        Tensor q, k, v;
+        if (input.Hook is null && UsesLayerKernels(x))
+        {
+            (q, k, v) = ProjectFused(x, input.Rotary, rowWise: false);
+        }
+        else
+        {
+            q = Rotate(Heads(q_proj.forward(x), _heads));    // [B, H, T, hd]
+            k = Rotate(Heads(k_proj.forward(x), _kvHeads));  // [B, Hkv, T, hd]
+            v = Heads(v_proj.forward(x), _kvHeads);          // [B, Hkv, T, hd]
+        }
 
         bool causal = input.Causal && t > 1;
         Tensor Attend(Tensor keys, Tensor values) => GroupedAttention(q, keys, values, causal);
@@ -79,7 +116,61 @@ internal sealed class Attention : nn.Module
             output = cache.AttendForDecode(q, causal: true).to(x.dtype);
         }
 
-        return o_proj.forward(output.transpose(1, 2).reshape(b, t, _heads * _headDim)).MoveToOuterDisposeScope();
+        return output.transpose(1, 2).reshape(b, t, _heads * _headDim);
+    }
+
+    /// <summary>
+    /// Whether the CUDA layer kernels serve <paramref name="x"/> (see <see cref="LayerKernels"/>); the first time they do,
+    /// q_proj, k_proj and v_proj are fused into one projection.
+    /// </summary>
+    private bool UsesLayerKernels(Tensor x)
+    {
+        if (!LayerKernels.Applies(x, q_proj.Weight))
+        {
+            return false;
+        }
+
+        lock (q_proj)
+        {
+            _qkv ??= LinearLayer.Fuse(q_proj, k_proj, v_proj);
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// q [B, H, T, hd], k and v [B, Hkv, T, hd] from the fused projection of x [B, T, D] (once per row when
+    /// <paramref name="rowWise"/>), q and k rotated in place by one kernel: views of one tensor, contiguous where a decode
+    /// step of one sequence reads them.
+    /// </summary>
+    private (Tensor Q, Tensor K, Tensor V) ProjectFused(Tensor x, RotaryTables? rotary, bool rowWise)
+    {
+        var (weight, bias) = _qkv!.Value;
+        long b = x.shape[0], t = x.shape[1];
+        var qkv = rowWise ? PerRow(x, r => nn.functional.linear(r, weight, bias)) : nn.functional.linear(x, weight, bias); // [B, T, (H + 2 Hkv) hd]
+        if (rotary is not null)
+        {
+            LayerKernels.RotaryInPlace(qkv, _heads + _kvHeads, _headDim, rotary);
+        }
+
+        var all = qkv.view(b, t, _heads + (2 * _kvHeads), _headDim);
+        var q = all.narrow(2, 0, _heads).transpose(1, 2);
+        var k = all.narrow(2, _heads, _kvHeads).transpose(1, 2);
+        var v = all.narrow(2, _heads + _kvHeads, _kvHeads).transpose(1, 2);
+        return b * t == 1 ? (q, k, v) : (q.contiguous(), k.contiguous(), t == 1 ? v.contiguous() : v);
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && _qkv is { } fused)
+        {
+            fused.Weight.Dispose();
+            fused.Bias?.Dispose();
+            _qkv = null;
+        }
+
+        base.Dispose(disposing);
     }
 
     /// <summary>
@@ -95,7 +186,9 @@ internal sealed class Attention : nn.Module
     /// <param name="caches">N non-empty caches, one per row.</param>
     /// <param name="rowWise">Run each projection once per row (bitwise what a one-sequence step computes: BLAS gives other
     /// last bits for a matrix of N rows than for one row), rather than once over the N rows.</param>
-    public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise)
+    /// <param name="residual">When given, returned plus the output (the add folded into the output projection where the CUDA
+    /// layer kernels serve the step).</param>
+    public Tensor ForwardDecodeBatch(Tensor hidden, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise, Tensor? residual = null)
     {
         using var scope = NewDisposeScope();
         var profile = StepProfile.Current;
@@ -103,9 +196,18 @@ internal sealed class Attention : nn.Module
         long n = hidden.shape[0];
         Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
         Tensor Project(LinearLayer p, Tensor y) => rowWise ? PerRow(y, p.forward) : p.forward(y);
-        var q = RotaryEmbedding.Apply(Heads(Project(q_proj, hidden), _heads), rotary);    // [N, H, 1, hd]
-        var k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
-        var v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
+        Tensor q, k, v;
+        if (UsesLayerKernels(hidden))
+        {
+            (q, k, v) = ProjectFused(hidden, rotary, rowWise);
+        }
+        else
+        {
+            q = RotaryEmbedding.Apply(Heads(Project(q_proj, hidden), _heads), rotary);    // [N, H, 1, hd]
+            k = RotaryEmbedding.Apply(Heads(Project(k_proj, hidden), _kvHeads), rotary);  // [N, Hkv, 1, hd]
+            v = Heads(Project(v_proj, hidden), _kvHeads);                                  // [N, Hkv, 1, hd]
+        }
+
         profile?.Mark("q, k, v projections and rotary");
         VidKV.AI.Quantization.Cache.QuantizedKVCache.AppendDecodeStep(caches, k, v); // each row in place: one launch on CUDA
         profile?.Mark("cache appends");
@@ -117,7 +219,10 @@ internal sealed class Attention : nn.Module
             ? cat(Enumerable.Range(0, (int)n).Select(i => caches[i].AttendForDecode(q.narrow(0, i, 1), causal: true)).ToArray(), 0).to(hidden.dtype)
             : VidKV.AI.Quantization.Cache.QuantizedKVCache.AttendForDecode(caches, q, causal: true, matchSingleCalls: rowWise).to(hidden.dtype); // [N, H, 1, hd]
         profile?.Mark("attention");
-        var projected = Project(o_proj, output.transpose(1, 2).reshape(n, 1, _heads * _headDim));
+        var attended = output.transpose(1, 2).reshape(n, 1, _heads * _headDim);
+        var projected = residual is null ? Project(o_proj, attended)
+            : !rowWise && o_proj.Bias is null && UsesLayerKernels(hidden) ? AddProjected(residual, attended, o_proj.Weight)
+            : Scalars.Add(residual, Project(o_proj, attended));
         profile?.Mark("output projection");
         return projected.MoveToOuterDisposeScope();
     }

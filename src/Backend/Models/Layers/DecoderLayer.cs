@@ -29,18 +29,18 @@ internal sealed class DecoderLayer : nn.Module
     {
         using var scope = NewDisposeScope();
         var x = input.Hidden;
-        var h = Scalars.Add(x, self_attn.forward(input with { Hidden = input_layernorm.forward(x) }));
-        return InPlace.Add(h, mlp.forward(post_attention_layernorm.forward(h))).MoveToOuterDisposeScope();
+        var h = self_attn.ForwardAddTo(x, input with { Hidden = input_layernorm.forward(x) });
+        return mlp.ForwardAddTo(h, post_attention_layernorm.forward(h)).MoveToOuterDisposeScope();
     }
 
     /// <summary>One decode step for N sequences [N, 1, D], each over its own cache; see <see cref="Attention.ForwardDecodeBatch"/>.</summary>
     public Tensor ForwardDecodeBatch(Tensor x, RotaryTables rotary, IReadOnlyList<VidKV.AI.Quantization.Cache.QuantizedKVCache> caches, bool rowWise)
     {
         using var scope = NewDisposeScope();
-        var h = Scalars.Add(x, self_attn.ForwardDecodeBatch(input_layernorm.forward(x), rotary, caches, rowWise));
+        var h = self_attn.ForwardDecodeBatch(input_layernorm.forward(x), rotary, caches, rowWise, residual: x);
         var normed = post_attention_layernorm.forward(h);
-        var mlpOut = rowWise ? Attention.PerRow(normed, mlp.forward) : mlp.forward(normed);
+        var output = rowWise ? Scalars.Add(h, Attention.PerRow(normed, mlp.forward)) : mlp.ForwardAddTo(h, normed);
         StepProfile.Current?.Mark("MLP and its norm");
-        return Scalars.Add(h, mlpOut).MoveToOuterDisposeScope();
+        return output.MoveToOuterDisposeScope();
     }
 }

@@ -9,6 +9,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     private readonly LinearLayer gate_proj;
     private readonly LinearLayer up_proj;
     private readonly LinearLayer down_proj;
+    private (Tensor Weight, Tensor? Bias)? _gateUp; // gate and up fused, once the CUDA layer kernels serve this module
 
     public GatedMlp(long hiddenSize, long intermediateSize, bool bias, ScalarType dtype, Device device)
         : base(nameof(GatedMlp))
@@ -24,8 +25,64 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        if (UsesLayerKernels(x))
+        {
+            return down_proj.forward(GatedUp(x)).MoveToOuterDisposeScope();
+        }
+
         bool tracked = is_grad_enabled() && gate_proj.Weight.requires_grad;
         return InPlace.ByRowChunks(x, 2 * gate_proj.Weight.shape[0], down_proj.Weight.shape[0], tracked, Forward).MoveToOuterDisposeScope(); // gate and up
+    }
+
+    /// <summary>
+    /// <paramref name="residual"/> + <see cref="forward"/>(<paramref name="x"/>), into <paramref name="residual"/> (a temporary of
+    /// the caller) at inference; with the CUDA layer kernels and no down_proj bias the add is folded into down_proj.
+    /// </summary>
+    public Tensor ForwardAddTo(Tensor residual, Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        if (down_proj.Bias is null && UsesLayerKernels(x))
+        {
+            return Attention.AddProjected(residual, GatedUp(x), down_proj.Weight).MoveToOuterDisposeScope();
+        }
+
+        return InPlace.Add(residual, forward(x)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>silu(gate_proj(x)) · up_proj(x) from the fused projection and one kernel.</summary>
+    private Tensor GatedUp(Tensor x)
+    {
+        var (weight, bias) = _gateUp!.Value;
+        return LayerKernels.SiluMul(nn.functional.linear(x, weight, bias));
+    }
+
+    /// <summary>Whether the CUDA layer kernels serve x; the first time, gate_proj and up_proj are fused into one projection.</summary>
+    private bool UsesLayerKernels(Tensor x)
+    {
+        if (!LayerKernels.Applies(x, gate_proj.Weight))
+        {
+            return false;
+        }
+
+        lock (gate_proj)
+        {
+            _gateUp ??= LinearLayer.Fuse(gate_proj, up_proj);
+        }
+
+        return true;
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && _gateUp is { } fused)
+        {
+            fused.Weight.Dispose();
+            fused.Bias?.Dispose();
+            _gateUp = null;
+        }
+
+        base.Dispose(disposing);
     }
 
     private Tensor Forward(Tensor x)

@@ -11,6 +11,7 @@ internal sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly Scalar _eps;
+    private readonly double _epsValue;
 
     public RmsNormLayer(long dim, double eps, ScalarType dtype, Device device)
         : base(nameof(RmsNormLayer))
@@ -18,10 +19,16 @@ internal sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
         weight = new Parameter(empty(new[] { dim }, dtype, device), requires_grad: false);
         register_parameter(nameof(weight), weight);
         _eps = eps;
+        _epsValue = eps;
     }
 
     public override Tensor forward(Tensor input)
     {
+        if (LayerKernels.Applies(input, weight))
+        {
+            return LayerKernels.RmsNorm(input, weight, _epsValue);
+        }
+
         using var scope = NewDisposeScope();
         var x = input.to(ScalarType.Float32);
         var normed = x * Scalars.Add(x.mul(x).mean(new[] { -1L }, keepdim: true), _eps).rsqrt();

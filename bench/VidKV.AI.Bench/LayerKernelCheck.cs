@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text;
+using TorchSharp;
+using VidKV.AI.Backend.Models;
+using VidKV.AI.Backend.Models.Layers;
+using VidKV.AI.Backend.Models.Qwen2;
+using VidKV.AI.Quantization.Cache;
+using static TorchSharp.torch;
+
+namespace VidKV.AI.Bench;
+
+/// <summary>
+/// <c>vidkv-bench layer-check</c>: the CUDA layer kernels (<see cref="LayerKernels"/>) against the TorchSharp operations they
+/// replace, on a GPU. Each kernel alone for float32, float16 and bfloat16 (RoPE and SwiGLU bit for bit; RMSNorm within one
+/// unit in the last place of the type, its float32 sum being taken in another order); then two decoder layers of
+/// LLaVA-OneVision-7B's geometry with random weights, prefill and decode over the FP16 and the vidkv-1.5/1.58 Compact cache:
+/// in float32 the two paths agree within 1e-4 (relative to the largest output); in bfloat16, where both round, the kernel
+/// path may be no further from the float32 model than the TorchSharp path is (within 25 %).
+/// </summary>
+internal static class LayerKernelCheck
+{
+    public static int Run(string commandLine, string? outPath)
+    {
+        Machine.RequireCuda();
+        using var noGrad = no_grad();
+        var dev = torch.device("cuda");
+        var rows = new List<(string Case, double Value, double Limit)>();
+
+        foreach (var (type, ulp) in new[] { (ScalarType.Float32, 1e-6), (ScalarType.Float16, 1.0 / 1024), (ScalarType.BFloat16, 1.0 / 128) })
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(1);
+            var weight = (rand(3584, device: dev) + 0.5).to(type);
+            var x = (randn(9, 3584, device: dev) * 3).to(type);
+            var normed = LayerKernels.RmsNorm(x, weight, 1e-6);
+            var xf = x.to(ScalarType.Float32);
+            var expected = weight * (xf * (xf.mul(xf).mean([-1L], keepdim: true) + 1e-6).rsqrt()).to(type);
+            rows.Add(($"RMSNorm {type}, [9, 3584]: max |diff| / max |y|", Relative(expected, normed), ulp));
+
+            foreach (var (b, t, tableRows) in new[] { (1L, 1L, 1L), (1L, 37L, 37L), (3L, 1L, 3L), (2L, 5L, 10L) })
+            {
+                var projection = (randn(b, t, 36 * 128, device: dev) * 2).to(type);
+                var angles = rand(tableRows, 128, device: dev) * 100;
+                var tables = new RotaryTables(angles.cos(), angles.sin());
+                var heads = projection.view(b, t, 36, 128).narrow(2, 0, 32).transpose(1, 2); // q (28) and k (4) heads
+                var shaped = new RotaryTables(tables.Cos.view(tableRows == t ? 1 : b, 1, t, 128), tables.Sin.view(tableRows == t ? 1 : b, 1, t, 128));
+                var reference = RotaryEmbedding.Apply(heads, shaped).transpose(1, 2);
+                var untouched = projection.narrow(2, 32 * 128, 4 * 128).clone();
+                LayerKernels.RotaryInPlace(projection, 32, 128, tables);
+                double diff = (projection.view(b, t, 36, 128).narrow(2, 0, 32).to(ScalarType.Float32) - reference.to(ScalarType.Float32)).abs().max().item<float>();
+                double vDiff = (projection.narrow(2, 32 * 128, 4 * 128).to(ScalarType.Float32) - untouched.to(ScalarType.Float32)).abs().max().item<float>();
+                rows.Add(($"RoPE in place {type}, B={b} T={t}, {tableRows} table rows: q and k vs RotaryEmbedding.Apply, bit for bit", diff, 0));
+                rows.Add(($"RoPE in place {type}, B={b} T={t}: v heads untouched", vDiff, 0));
+            }
+
+            var gateUp = (randn(3, 2 * 18944, device: dev) * 4).to(type);
+            var act = LayerKernels.SiluMul(gateUp);
+            var silu = nn.functional.silu(gateUp.narrow(1, 0, 18944)).mul(gateUp.narrow(1, 18944, 18944));
+            rows.Add(($"SwiGLU {type}, [3, 2 x 18944]: vs silu(gate) * up, bit for bit", (act.to(ScalarType.Float32) - silu.to(ScalarType.Float32)).abs().max().item<float>(), 0));
+        }
+
+        foreach (var preset in new[] { "fp16", "vidkv-1.5/1.58" })
+        {
+            var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
+            var (f32, errOff, errOn) = DecoderErrors(dev, options);
+            rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative", f32, 1e-4));
+            rows.Add(($"same in bfloat16: kernel path's relative error to the float32 model ({errOn:E2}) over the TorchSharp path's ({errOff:E2})", errOn / errOff, 1.25));
+        }
+
+        int failed = rows.Count(r => !(r.Value <= r.Limit));
+        var sb = new StringBuilder();
+        sb.AppendLine("# CUDA layer kernels against the TorchSharp operations they replace").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`").AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Machine: {Machine.Description}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- Kernels: {LayerKernels.Description}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"- {rows.Count} comparisons: {rows.Count - failed} within their limit, {failed} beyond").AppendLine();
+        sb.AppendLine("| case | value | limit |");
+        sb.AppendLine("|---|---:|---:|");
+        foreach (var r in rows)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {r.Case} | {r.Value:E2}{(r.Value <= r.Limit ? string.Empty : " **FAIL**")} | {r.Limit:G3} |");
+        }
+
+        Console.WriteLine(sb);
+        if (outPath is not null)
+        {
+            Machine.WriteReport(outPath, sb.ToString());
+        }
+
+        return failed == 0 ? 0 : 1;
+    }
+
+    private static double Relative(Tensor expected, Tensor actual)
+    {
+        var e = expected.to(ScalarType.Float32);
+        return (e - actual.to(ScalarType.Float32)).abs().max().item<float>() / Math.Max(1e-30, e.abs().max().item<float>());
+    }
+
+    /// <summary>
+    /// Two decoder layers of the 7B geometry with one set of random weights: (float32 kernels vs float32 ops; bf16 ops vs float32;
+    /// bf16 kernels vs float32), each the largest relative difference over the prefill's and every decode step's outputs.
+    /// </summary>
+    private static (double F32, double Bf16Off, double Bf16On) DecoderErrors(Device dev, KVCacheOptions options)
+    {
+        var config = ModelDecodeBenchmark.SevenB().Text with { NumLayers = 2 };
+        using var reference = Random(config, ScalarType.Float32, dev, null);
+        using var fusedF32 = Random(config, ScalarType.Float32, dev, reference);
+        using var off16 = Random(config, ScalarType.BFloat16, dev, reference);
+        using var on16 = Random(config, ScalarType.BFloat16, dev, reference);
+        var caches = Enumerable.Range(0, 4).Select(_ => new ModelKVCache(2, options)).ToArray();
+        try
+        {
+            double f32 = 0, errOff = 0, errOn = 0;
+            for (int step = -1; step < 30; step++)
+            {
+                using var scope = NewDisposeScope();
+                long t = step < 0 ? 300 : 1;
+                var x = randn(1, t, config.HiddenSize, device: dev);
+                var positions = step < 0 ? arange(300, device: dev) : tensor(new long[] { 300 + step }, device: dev);
+                Tensor Run(Qwen2Decoder d, ModelKVCache c, ScalarType type, bool kernels)
+                {
+                    LayerKernels.Off = !kernels;
+                    try
+                    {
+                        return d.Forward(x.to(type), positions, c.Layers, null, null).to(ScalarType.Float32);
+                    }
+                    finally
+                    {
+                        LayerKernels.Off = false;
+                    }
+                }
+
+                var exact = Run(reference, caches[0], ScalarType.Float32, kernels: false);
+                f32 = Math.Max(f32, Relative(exact, Run(fusedF32, caches[1], ScalarType.Float32, kernels: true)));
+                errOff = Math.Max(errOff, Relative(exact, Run(off16, caches[2], ScalarType.BFloat16, kernels: false)));
+                errOn = Math.Max(errOn, Relative(exact, Run(on16, caches[3], ScalarType.BFloat16, kernels: true)));
+            }
+
+            return (f32, errOff, errOn);
+        }
+        finally
+        {
+            foreach (var c in caches)
+            {
+                c.Dispose();
+            }
+        }
+    }
+
+    private static Qwen2Decoder Random(Qwen2Config config, ScalarType type, Device dev, Qwen2Decoder? copyOf)
+    {
+        var decoder = new Qwen2Decoder(config, type, dev);
+        var source = copyOf?.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        manual_seed(21);
+        foreach (var (name, parameter) in decoder.named_parameters())
+        {
+            if (source is not null)
+            {
+                parameter.copy_(source[name]);
+            }
+            else if (name.EndsWith("norm.weight", StringComparison.Ordinal))
+            {
+                parameter.copy_(rand(parameter.shape, device: dev) + 0.5);
+            }
+            else
+            {
+                parameter.copy_(randn(parameter.shape, device: dev) * (name.Contains("bias", StringComparison.Ordinal) ? 0.1 : 1.0 / Math.Sqrt(parameter.shape[^1])));
+            }
+        }
+
+        return decoder;
+    }
+}
