@@ -46,7 +46,7 @@ internal static class LayerKernelCheck
                 var shaped = new RotaryTables(tables.Cos.view(tableRows == t ? 1 : b, 1, t, 128), tables.Sin.view(tableRows == t ? 1 : b, 1, t, 128));
                 var reference = RotaryEmbedding.Apply(heads, shaped).transpose(1, 2);
                 var untouched = projection.narrow(2, 32 * 128, 4 * 128).clone();
-                LayerKernels.RotaryInPlace(projection, 32, 128, tables);
+                LayerKernels.RotaryInPlace(projection.view(b * t, 36 * 128), t, 32, 128, tables);
                 double diff = (projection.view(b, t, 36, 128).narrow(2, 0, 32).to(ScalarType.Float32) - reference.to(ScalarType.Float32)).abs().max().item<float>();
                 double vDiff = (projection.narrow(2, 32 * 128, 4 * 128).to(ScalarType.Float32) - untouched.to(ScalarType.Float32)).abs().max().item<float>();
                 rows.Add(($"RoPE in place {type}, B={b} T={t}, {tableRows} table rows: q and k vs RotaryEmbedding.Apply, bit for bit", diff, 0));
@@ -65,6 +65,11 @@ internal static class LayerKernelCheck
             var (f32, errOff, errOn) = DecoderErrors(dev, options);
             rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative", f32, 1e-4));
             rows.Add(($"same in bfloat16: kernel path's relative error to the float32 model ({errOn:E2}) over the TorchSharp path's ({errOff:E2})", errOn / errOff, 1.25));
+        }
+
+        foreach (var type in new[] { ScalarType.Float32, ScalarType.BFloat16 })
+        {
+            rows.Add(($"in-place appends (AppendDecodeStep) vs Append, {type} keys and values, vidkv-1.5/1.58 Compact, 300 + 200 steps: cached keys and values, bit for bit", InPlaceAppendDifference(dev, type), 0));
         }
 
         int failed = rows.Count(r => !(r.Value <= r.Limit));
@@ -89,6 +94,39 @@ internal static class LayerKernelCheck
         }
 
         return failed == 0 ? 0 : 1;
+    }
+
+    /// <summary>Largest difference between a cache fed by <c>Append</c> and one fed by <c>AppendDecodeStep</c> (infinity if their lengths or flushes differ).</summary>
+    private static double InPlaceAppendDifference(Device dev, ScalarType type)
+    {
+        using var scope = NewDisposeScope();
+        var options = KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact);
+        using var appended = new QuantizedKVCache(options);
+        using var inPlace = new QuantizedKVCache(options);
+        manual_seed(5);
+        var k = (randn(1, 4, 300, 128, device: dev) * 2).to(type);
+        var v = randn(1, 4, 300, 128, device: dev).to(type);
+        appended.Prefill(k, v);
+        inPlace.Prefill(k, v);
+        for (int step = 0; step < 200; step++)
+        {
+            using var inner = NewDisposeScope();
+            var kr = (randn(1, 4, 1, 128, device: dev) * 2).to(type);
+            var vr = randn(1, 4, 1, 128, device: dev).to(type);
+            appended.Append(kr, vr);
+            QuantizedKVCache.AppendDecodeStep([inPlace], kr, vr);
+        }
+
+        if (appended.Length != inPlace.Length || appended.FlushCount != inPlace.FlushCount)
+        {
+            return double.PositiveInfinity;
+        }
+
+        var (ka, va) = appended.GetKeysValues();
+        var (kb, vb) = inPlace.GetKeysValues();
+        return Math.Max(
+            (ka.to(ScalarType.Float32) - kb.to(ScalarType.Float32)).abs().max().item<float>(),
+            (va.to(ScalarType.Float32) - vb.to(ScalarType.Float32)).abs().max().item<float>());
     }
 
     private static double Relative(Tensor expected, Tensor actual)

@@ -17,10 +17,11 @@ internal static class Program
           decode   Decode attention time and peak extra memory per layer at LLaVA-OneVision-7B's geometry: FP16 cache with
                    TorchSharp's attention, dequantize-then-attend, and fused attention from the packed codes.
 
-          model-decode [--frames 32,256] [--repeats 10] [--layers 28] [--device cpu|cuda] [--out PATH]
+          model-decode [--frames 32,256] [--repeats 10] [--layers 28] [--device cpu|cuda] [--parts] [--ops] [--out PATH]
                    One end-to-end decode step of a LLaVA-OneVision-7B-geometry model (random weights) after a prefill of
                    that many frames of video: FP16 cache, compressed cache dequantized then attended, and fused; on CUDA
-                   also with the layer kernels (fused projections, RMSNorm, RoPE, SwiGLU), and the host time of a step.
+                   also with the layer kernels (fused projections, RMSNorm, RoPE, SwiGLU), and the host time of a step;
+                   --parts: where a step's time goes, per part (host and synchronized); --ops: host cost per operation.
 
           cuda-check [--out PATH]
                    Fused attention's NVRTC CUDA kernel and chunked path against dequantize-then-attend on a CUDA device,
@@ -128,7 +129,9 @@ internal static class Program
                         args.Contains("--frames") ? args[Array.IndexOf(args, "--frames") + 1].Split(',').Select(f => int.Parse(f, CultureInfo.InvariantCulture)).ToArray() : new[] { 32, 256 },
                         args.Contains("--repeats") ? int.Parse(args[Array.IndexOf(args, "--repeats") + 1], CultureInfo.InvariantCulture) : 10,
                         args.Contains("--layers") ? int.Parse(args[Array.IndexOf(args, "--layers") + 1], CultureInfo.InvariantCulture) : 28,
-                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null,
+                        args.Contains("--parts"),
+                        args.Contains("--ops"));
                 case "layer-check":
                     return LayerKernelCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "cuda-check":

@@ -17,4 +17,12 @@ public sealed record ModelInfo(string Family, int ContextLength, int DecoderLaye
 
     /// <summary>The device holding the weights ("cpu", "cuda:0").</summary>
     public string Device { get; init; } = "cpu";
+
+    /// <summary>
+    /// Whether the model was trained reading ternary cache values with a per-group scale (its config's
+    /// <c>vidkv_scaled_ternary_values</c>; the built-in model's is true): requests with the Compact profile's ternary presets
+    /// then store them so (<see cref="VidKV.AI.Quantization.Cache.KVCacheOptions.ScaledTernary"/>; see
+    /// <see cref="VideoLanguageModelBase.CacheOptionsFor"/>). The Reference profile keeps the released code's bare trits.
+    /// </summary>
+    public bool ScaledTernaryValues { get; init; }
 }

@@ -90,7 +90,22 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
         cacheOptions.Validate();
         request.Sampling.Validate();
         request.Limits?.Validate(); // also when the media are not decoded (a remembered video)
-        return GenerateCore(request, options, cacheOptions, cancellationToken);
+        return GenerateCore(request, options, CacheOptionsFor(cacheOptions), cancellationToken);
+    }
+
+    /// <summary>
+    /// The cache options a request runs with on this model: <paramref name="requested"/>, with the Compact profile's
+    /// ternary values scaled (<see cref="KVCacheOptions.ScaledTernary"/>) when the model was trained reading them so
+    /// (<see cref="ModelInfo.ScaledTernaryValues"/>). Every entry point applies it, so the video memory's keys hold what
+    /// the cache holds.
+    /// </summary>
+    public KVCacheOptions CacheOptionsFor(KVCacheOptions requested)
+    {
+        ArgumentNullException.ThrowIfNull(requested);
+        return Info.ScaledTernaryValues && !requested.ScaledTernary && requested.Profile == CacheProfile.Compact
+            && requested.Values is ValueQuantization.Ternary or ValueQuantization.Protected
+            ? requested with { ScaledTernary = true }
+            : requested;
     }
 
     /// <inheritdoc />
@@ -111,7 +126,7 @@ public abstract class VideoLanguageModelBase : IVideoMemoryModel
         request.Sampling.Validate();
         request.Limits?.Validate(); // also when the media are not decoded (a remembered video)
         cancellationToken.ThrowIfCancellationRequested();
-        return PromptPrefill.Remember(this, request, cacheOptions, progress, cancellationToken);
+        return PromptPrefill.Remember(this, request, CacheOptionsFor(cacheOptions), progress, cancellationToken);
     }
 
     /// <inheritdoc />

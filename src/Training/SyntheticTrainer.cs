@@ -178,7 +178,7 @@ public sealed class SyntheticTrainer
             {
                 model.SetTrainable(false);
                 var (accuracy, compressed, reused) = QuickAccuracy(model, tokenizer, preprocessor, sceneOptions, endOfTurn, device, roundTrips.Length > 0 ? roundTrips[^1] : null);
-                model.Save(outputDirectory);
+                Save(model, outputDirectory);
                 SaveHeads(outputDirectory, head, motionHead);
                 model.SetTrainable(true);
                 _log($"step {step}: validation teacher-forced exact match {accuracy.Overall:P1} on {_options.ValidationSamples} held-out samples ({accuracy.PerFamily})"
@@ -188,9 +188,22 @@ public sealed class SyntheticTrainer
         }
 
         model.SetTrainable(false);
-        model.Save(outputDirectory);
+        Save(model, outputDirectory);
         SaveHeads(outputDirectory, head, motionHead);
         _log($"saved {outputDirectory} after {step - 1} steps, {seen} samples, {clock.Elapsed.TotalSeconds:F0} s");
+    }
+
+    /// <summary>
+    /// Saves the checkpoint; a model trained reading scaled ternary values (or started from one) says so in its config
+    /// (<see cref="LlavaOnevisionConfig.ScaledTernaryValues"/>), so that its requests store ternary values scaled.
+    /// </summary>
+    private void Save(LlavaOnevisionModel model, string outputDirectory)
+    {
+        model.Save(outputDirectory);
+        if (_options.QuantizedCacheScaledTernary && !model.Config.ScaledTernaryValues)
+        {
+            File.WriteAllText(Path.Combine(outputDirectory, "config.json"), (LlavaOnevisionConfig.Load(outputDirectory) with { ScaledTernaryValues = true }).ToJson());
+        }
     }
 
     /// <summary>An auxiliary head, initialized from the seed (not from torch's global generator) so runs are reproducible.</summary>

@@ -81,6 +81,7 @@ public sealed class GenerationScheduler : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Check(request, options, cacheOptions);
+        cacheOptions = _model.CacheOptionsFor(cacheOptions);
         if (Options.MaxCacheBytes == long.MaxValue)
         {
             return 0;
@@ -120,6 +121,7 @@ public sealed class GenerationScheduler : IDisposable
         ArgumentNullException.ThrowIfNull(onUpdate);
         ArgumentNullException.ThrowIfNull(onEnded);
         long bytes = CacheBytesNeeded(request, options, cacheOptions);
+        cacheOptions = _model.CacheOptionsFor(cacheOptions);
         if (bytes > Options.MaxCacheBytes)
         {
             throw new ArgumentException(

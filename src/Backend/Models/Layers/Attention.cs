@@ -17,6 +17,7 @@ internal sealed class Attention : nn.Module
     private readonly LinearLayer o_proj;
     private readonly int _heads, _kvHeads, _headDim;
     private (Tensor Weight, Tensor? Bias)? _qkv; // q, k, v projections fused, once the CUDA layer kernels serve this module
+    private Tensor? _fusedFrom; // q_proj's parameter when _qkv was made
 
     public Attention(AttentionConfig c, ScalarType dtype, Device device)
         : base(nameof(Attention))
@@ -56,12 +57,15 @@ internal sealed class Attention : nn.Module
             .MoveToOuterDisposeScope();
     }
 
-    /// <summary>residual + x Wᵀ as one matrix product (residual [..., O], x [..., I], W [O, I]).</summary>
+    /// <summary>
+    /// residual + x Wᵀ as one matrix product (residual [..., O], x [..., I], W [O, I]): a linear layer of two-dimensional
+    /// input whose "bias" is the residual is one addmm in libtorch (with three-dimensional input it is a product and an add).
+    /// </summary>
     internal static Tensor AddProjected(Tensor residual, Tensor x, Tensor weight)
     {
         using var scope = NewDisposeScope();
-        var flat = residual.reshape(-1, residual.shape[^1]);
-        return flat.addmm(x.reshape(-1, x.shape[^1]), weight.t(), 1, 1).view(residual.shape).MoveToOuterDisposeScope();
+        var sum = nn.functional.linear(x.reshape(-1, x.shape[^1]), weight, residual.reshape(-1, residual.shape[^1]));
+        return sum.view(residual.shape).MoveToOuterDisposeScope();
     }
 
     /// <summary>The attention of <paramref name="input"/> before the output projection: [B, T, H · hd].</summary>
@@ -72,7 +76,8 @@ internal sealed class Attention : nn.Module
         Tensor Heads(Tensor y, int heads) => y.view(b, t, heads, _headDim).transpose(1, 2);
         Tensor Rotate(Tensor y) => input.Rotary is { } r ? RotaryEmbedding.Apply(y, r) : y;
         Tensor q, k, v;
-        if (input.Hook is null && UsesLayerKernels(x))
+        bool fast = input.Hook is null && UsesLayerKernels(x);
+        if (fast)
         {
             (q, k, v) = ProjectFused(x, input.Rotary, rowWise: false);
         }
@@ -83,6 +88,8 @@ internal sealed class Attention : nn.Module
             v = Heads(v_proj.forward(x), _kvHeads);          // [B, Hkv, T, hd]
         }
 
+        var profile = StepProfile.Current;
+        profile?.Mark("q, k, v projections and rotary");
         bool causal = input.Causal && t > 1;
         Tensor Attend(Tensor keys, Tensor values) => GroupedAttention(q, keys, values, causal);
 
@@ -112,8 +119,21 @@ internal sealed class Attention : nn.Module
         }
         else
         {
-            cache.Append(k, v);
-            output = cache.AttendForDecode(q, causal: true).to(x.dtype);
+            if (fast && b * t == 1 && k.dtype is ScalarType.BFloat16 or ScalarType.Float16)
+            {
+                // In place into residual buffers with room up to the next flush: one launch, no concatenation. (16-bit
+                // keys only: with float32 keys on CUDA the GPU check measured 1.7e-3 relative from Append, not yet explained.)
+                VidKV.AI.Quantization.Cache.QuantizedKVCache.AppendDecodeStep([cache], k, v);
+            }
+            else
+            {
+                cache.Append(k, v);
+            }
+
+            profile?.Mark("cache append");
+            output = cache.AttendForDecode(q, causal: true);
+            output = output.dtype == x.dtype ? output : output.to(x.dtype);
+            profile?.Mark("attention");
         }
 
         return output.transpose(1, 2).reshape(b, t, _heads * _headDim);
@@ -132,7 +152,13 @@ internal sealed class Attention : nn.Module
 
         lock (q_proj)
         {
-            _qkv ??= LinearLayer.Fuse(q_proj, k_proj, v_proj);
+            // Made again if the parameters were replaced since (a module moved to another device gets new ones).
+            if (_qkv is null || !ReferenceEquals(_fusedFrom, q_proj.Weight))
+            {
+                DisposeFused();
+                _qkv = LinearLayer.Fuse(q_proj, k_proj, v_proj);
+                _fusedFrom = q_proj.Weight;
+            }
         }
 
         return true;
@@ -147,27 +173,36 @@ internal sealed class Attention : nn.Module
     {
         var (weight, bias) = _qkv!.Value;
         long b = x.shape[0], t = x.shape[1];
-        var qkv = rowWise ? PerRow(x, r => nn.functional.linear(r, weight, bias)) : nn.functional.linear(x, weight, bias); // [B, T, (H + 2 Hkv) hd]
+        // Two-dimensional rows: libtorch's linear with a bias is then one addmm (a product and an add otherwise).
+        var rows = x.reshape(b * t, x.shape[2]);
+        var qkv = rowWise ? PerRow(rows, r => nn.functional.linear(r, weight, bias)) : nn.functional.linear(rows, weight, bias); // [B·T, (H + 2 Hkv) hd]
         if (rotary is not null)
         {
-            LayerKernels.RotaryInPlace(qkv, _heads + _kvHeads, _headDim, rotary);
+            LayerKernels.RotaryInPlace(qkv, t, _heads + _kvHeads, _headDim, rotary);
         }
 
-        var all = qkv.view(b, t, _heads + (2 * _kvHeads), _headDim);
-        var q = all.narrow(2, 0, _heads).transpose(1, 2);
-        var k = all.narrow(2, _heads, _kvHeads).transpose(1, 2);
-        var v = all.narrow(2, _heads + _kvHeads, _kvHeads).transpose(1, 2);
+        // [B, heads, T, hd] views of qkv, one call each (a step's host time is its calls).
+        long width = qkv.shape[1], at = qkv.storage_offset();
+        Tensor Heads(int first, int count) => qkv.as_strided([b, count, t, _headDim], [t * width, _headDim, width, 1], at + (first * _headDim));
+        var q = Heads(0, _heads);
+        var k = Heads(_heads, _kvHeads);
+        var v = Heads(_heads + _kvHeads, _kvHeads);
         return b * t == 1 ? (q, k, v) : (q.contiguous(), k.contiguous(), t == 1 ? v.contiguous() : v);
+    }
+
+    private void DisposeFused()
+    {
+        _qkv?.Weight.Dispose();
+        _qkv?.Bias?.Dispose();
+        (_qkv, _fusedFrom) = (null, null);
     }
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing && _qkv is { } fused)
+        if (disposing)
         {
-            fused.Weight.Dispose();
-            fused.Bias?.Dispose();
-            _qkv = null;
+            DisposeFused();
         }
 
         base.Dispose(disposing);

@@ -29,8 +29,17 @@ internal sealed class DecoderLayer : nn.Module
     {
         using var scope = NewDisposeScope();
         var x = input.Hidden;
-        var h = self_attn.ForwardAddTo(x, input with { Hidden = input_layernorm.forward(x) });
-        return mlp.ForwardAddTo(h, post_attention_layernorm.forward(h)).MoveToOuterDisposeScope();
+        var profile = StepProfile.Current;
+        profile?.Mark("embedding, final norm, logits (outside the layers)");
+        var normed = input_layernorm.forward(x);
+        profile?.Mark("input norm");
+        var h = self_attn.ForwardAddTo(x, input with { Hidden = normed });
+        profile?.Mark("output projection and residual");
+        normed = post_attention_layernorm.forward(h);
+        profile?.Mark("post-attention norm");
+        var output = mlp.ForwardAddTo(h, normed);
+        profile?.Mark("MLP and residual");
+        return output.MoveToOuterDisposeScope();
     }
 
     /// <summary>One decode step for N sequences [N, 1, D], each over its own cache; see <see cref="Attention.ForwardDecodeBatch"/>.</summary>

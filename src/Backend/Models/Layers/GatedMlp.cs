@@ -10,6 +10,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     private readonly LinearLayer up_proj;
     private readonly LinearLayer down_proj;
     private (Tensor Weight, Tensor? Bias)? _gateUp; // gate and up fused, once the CUDA layer kernels serve this module
+    private Tensor? _fusedFrom; // gate_proj's parameter when _gateUp was made
 
     public GatedMlp(long hiddenSize, long intermediateSize, bool bias, ScalarType dtype, Device device)
         : base(nameof(GatedMlp))
@@ -49,11 +50,14 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
         return InPlace.Add(residual, forward(x)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>silu(gate_proj(x)) · up_proj(x) from the fused projection and one kernel.</summary>
+    /// <summary>silu(gate_proj(x)) · up_proj(x) from the fused projection (over two-dimensional rows) and one kernel.</summary>
     private Tensor GatedUp(Tensor x)
     {
         var (weight, bias) = _gateUp!.Value;
-        return LayerKernels.SiluMul(nn.functional.linear(x, weight, bias));
+        var shape = x.shape;
+        var rows = LayerKernels.SiluMul(nn.functional.linear(x.reshape(-1, shape[^1]), weight, bias));
+        shape[^1] = rows.shape[1];
+        return rows.view(shape);
     }
 
     /// <summary>Whether the CUDA layer kernels serve x; the first time, gate_proj and up_proj are fused into one projection.</summary>
@@ -66,20 +70,31 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
 
         lock (gate_proj)
         {
-            _gateUp ??= LinearLayer.Fuse(gate_proj, up_proj);
+            // Made again if the parameters were replaced since (a module moved to another device gets new ones).
+            if (_gateUp is null || !ReferenceEquals(_fusedFrom, gate_proj.Weight))
+            {
+                DisposeFused();
+                _gateUp = LinearLayer.Fuse(gate_proj, up_proj);
+                _fusedFrom = gate_proj.Weight;
+            }
         }
 
         return true;
     }
 
+    private void DisposeFused()
+    {
+        _gateUp?.Weight.Dispose();
+        _gateUp?.Bias?.Dispose();
+        (_gateUp, _fusedFrom) = (null, null);
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing && _gateUp is { } fused)
+        if (disposing)
         {
-            fused.Weight.Dispose();
-            fused.Bias?.Dispose();
-            _gateUp = null;
+            DisposeFused();
         }
 
         base.Dispose(disposing);

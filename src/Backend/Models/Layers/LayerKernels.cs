@@ -85,11 +85,12 @@ internal static unsafe class LayerKernels
 
     /// <summary>
     /// Rotate-half RoPE, in place, over the first <paramref name="heads"/> heads of each row of <paramref name="projection"/>
-    /// [B, T, H_all · hd] (contiguous): row (b, t) takes row t of tables [T, hd], or row b · T + t of tables with B · T rows.
+    /// [B · T, H_all · hd] (contiguous, T = <paramref name="tokens"/>): row (b, t) takes row t of tables [T, hd], or row
+    /// b · T + t of tables with B · T rows.
     /// </summary>
-    public static void RotaryInPlace(Tensor projection, int heads, int headDim, RotaryTables tables)
+    public static void RotaryInPlace(Tensor projection, long tokens, int heads, int headDim, RotaryTables tables)
     {
-        long b = projection.shape[0], t = projection.shape[1], width = projection.shape[2];
+        long t = tokens, width = projection.shape[^1], b = projection.numel() / (width * t);
         long tableRows = tables.Cos.numel() / headDim;
         if (tableRows != t && tableRows != b * t)
         {

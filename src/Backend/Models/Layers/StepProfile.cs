@@ -4,8 +4,8 @@ using static TorchSharp.torch;
 namespace VidKV.AI.Backend.Models.Layers;
 
 /// <summary>
-/// For benchmarks, on the calling thread: where a batched decode step's time goes. While <see cref="Current"/> is set,
-/// <see cref="Attention.ForwardDecodeBatch"/> and <see cref="DecoderLayer.ForwardDecodeBatch"/> mark the end of each part
+/// For benchmarks, on the calling thread: where a decode step's time goes. While <see cref="Current"/> is set,
+/// <see cref="DecoderLayer"/> and <see cref="Attention"/> (one sequence's step and the batched step) mark the end of each part
 /// and the time since the previous mark is added to that part. Without <see cref="Synchronize"/> the times are the host's
 /// (what it takes to issue the work); with it the device is synchronized before each clock read, so each part also holds
 /// the device work it issued.

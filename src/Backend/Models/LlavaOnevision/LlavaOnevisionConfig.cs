@@ -39,6 +39,13 @@ public sealed record LlavaOnevisionConfig
     /// <summary>Whether the projector's linear layers have biases.</summary>
     public bool ProjectorBias { get; init; } = true;
 
+    /// <summary>
+    /// This project's key <c>vidkv_scaled_ternary_values</c>: the model was trained reading ternary cache values with their
+    /// per-group scale (<see cref="VidKV.AI.Quantization.Cache.KVCacheOptions.ScaledTernary"/>), so the Compact profile's
+    /// ternary presets use them with it (<see cref="ModelInfo.ScaledTernaryValues"/>). False when absent.
+    /// </summary>
+    public bool ScaledTernaryValues { get; init; }
+
     /// <summary>The type the weights were saved in.</summary>
     public ScalarType? CheckpointDType { get; init; }
 
@@ -98,6 +105,11 @@ public sealed record LlavaOnevisionConfig
             ["tie_word_embeddings"] = Text.TieWordEmbeddings,
             ["dtype"] = CheckpointDType switch { ScalarType.BFloat16 => "bfloat16", ScalarType.Float16 => "float16", _ => "float32" },
         };
+        if (ScaledTernaryValues)
+        {
+            root["vidkv_scaled_ternary_values"] = true;
+        }
+
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -194,6 +206,7 @@ public sealed record LlavaOnevisionConfig
             VisionAspectRatio = reader.String("vision_aspect_ratio", "anyres_max_9"),
             ImageGridPinpoints = reader.Pinpoints("image_grid_pinpoints"),
             ProjectorBias = reader.Bool("multimodal_projector_bias", true),
+            ScaledTernaryValues = reader.Bool("vidkv_scaled_ternary_values", false),
             CheckpointDType = ParseDType(reader.String("dtype", reader.String("torch_dtype", text.String("dtype", text.String("torch_dtype", string.Empty))))),
         };
         config.Validate(source);

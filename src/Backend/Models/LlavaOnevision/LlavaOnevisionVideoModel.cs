@@ -31,6 +31,7 @@ public sealed class LlavaOnevisionVideoModel : VideoLanguageModelBase
         {
             DType = model.DType.ToString(),
             Device = model.Device.ToString(),
+            ScaledTernaryValues = model.Config.ScaledTernaryValues,
         };
     }
 
