@@ -75,6 +75,13 @@ internal static class Evaluation
         var table = new StringBuilder();
         table.AppendLine($"Command: `dotnet run -c Release --project tools/Train -- {string.Join(' ', args)}`");
         table.AppendLine($"Model: {modelDir} ({model.Info.Family}); {samples} held-out questions (test split, seed base {seed}), videos sampled to at most {maxFrames} frames except needle videos (every frame); greedy, exact match.");
+        if (model.Info.ScaledTernaryValues)
+        {
+            table.AppendLine();
+            table.AppendLine("This model's config says it was trained reading scaled ternary values (vidkv_scaled_ternary_values), so its Compact");
+            table.AppendLine("rows of ternary presets (1.58, 1.66) run with them, as every request to it does; the Reference rows keep bare trits.");
+        }
+
         table.AppendLine();
         if (reuse)
         {
