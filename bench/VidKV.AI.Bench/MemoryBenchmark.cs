@@ -172,6 +172,7 @@ internal static class MemoryBenchmark
 
     private static string Bytes(LlavaOnevisionVideoModel model, string name, string clip, int frames, KVCacheOptions options, string folder, (ServiceProvider Writer, ServiceProvider Reader)? redis)
     {
+        options = model.CacheOptionsFor(options); // what the model's requests run with (scaled ternary values where its config says so)
         var store = new SerializedVideoMemoryStore(new DiskVideoMemoryStore(folder));
         var shared = redis is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(redis.Value.Writer.GetRequiredService<HybridCache>()));
         var sharedReader = redis is null ? null : new SerializedVideoMemoryStore(new HybridCacheVideoMemoryBlobStore(redis.Value.Reader.GetRequiredService<HybridCache>()));
