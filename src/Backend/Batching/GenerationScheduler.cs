@@ -120,7 +120,7 @@ public sealed class GenerationScheduler : IDisposable
     {
         ArgumentNullException.ThrowIfNull(onUpdate);
         ArgumentNullException.ThrowIfNull(onEnded);
-        long bytes = CacheBytesNeeded(request, options, cacheOptions);
+        long bytes = CacheBytesNeeded(request, options, cacheOptions); // validates, then measures the resolved options
         cacheOptions = _model.CacheOptionsFor(cacheOptions);
         if (bytes > Options.MaxCacheBytes)
         {

@@ -16,8 +16,7 @@ internal sealed class Attention : nn.Module
     private readonly LinearLayer v_proj;
     private readonly LinearLayer o_proj;
     private readonly int _heads, _kvHeads, _headDim;
-    private (Tensor Weight, Tensor? Bias)? _qkv; // q, k, v projections fused, once the CUDA layer kernels serve this module
-    private Tensor? _fusedFrom; // q_proj's parameter when _qkv was made
+    private readonly FusedProjection _qkv; // q, k and v as one projection, made when the CUDA layer kernels first serve this module
 
     public Attention(AttentionConfig c, ScalarType dtype, Device device)
         : base(nameof(Attention))
@@ -31,6 +30,7 @@ internal sealed class Attention : nn.Module
         register_module(nameof(k_proj), k_proj);
         register_module(nameof(v_proj), v_proj);
         register_module(c.OutputName, o_proj);
+        _qkv = new FusedProjection(q_proj, k_proj, v_proj);
     }
 
     /// <summary>
@@ -41,7 +41,7 @@ internal sealed class Attention : nn.Module
     public Tensor forward(AttentionInput input)
     {
         using var scope = NewDisposeScope();
-        return o_proj.forward(Attend(input)).MoveToOuterDisposeScope();
+        return o_proj.forward(Attend(input, input.Hook is null && UsesLayerKernels(input.Hidden))).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -51,8 +51,8 @@ internal sealed class Attention : nn.Module
     public Tensor ForwardAddTo(Tensor residual, AttentionInput input)
     {
         using var scope = NewDisposeScope();
-        bool fast = UsesLayerKernels(input.Hidden) && input.Hook is null;
-        var attended = Attend(input);
+        bool fast = input.Hook is null && UsesLayerKernels(input.Hidden);
+        var attended = Attend(input, fast);
         return (fast && o_proj.Bias is null ? AddProjected(residual, attended, o_proj.Weight) : Scalars.Add(residual, o_proj.forward(attended)))
             .MoveToOuterDisposeScope();
     }
@@ -68,15 +68,17 @@ internal sealed class Attention : nn.Module
         return sum.view(residual.shape).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The attention of <paramref name="input"/> before the output projection: [B, T, H · hd].</summary>
-    private Tensor Attend(AttentionInput input)
+    /// <summary>
+    /// The attention of <paramref name="input"/> before the output projection: [B, T, H · hd]; <paramref name="fast"/>: through
+    /// the fused projection and the layer kernels (<see cref="UsesLayerKernels"/> said so).
+    /// </summary>
+    private Tensor Attend(AttentionInput input, bool fast)
     {
         var x = input.Hidden;
         long b = x.shape[0], t = x.shape[1];
         Tensor Heads(Tensor y, int heads) => y.view(b, t, heads, _headDim).transpose(1, 2);
         Tensor Rotate(Tensor y) => input.Rotary is { } r ? RotaryEmbedding.Apply(y, r) : y;
         Tensor q, k, v;
-        bool fast = input.Hook is null && UsesLayerKernels(x);
         if (fast)
         {
             (q, k, v) = ProjectFused(x, input.Rotary, rowWise: false);
@@ -150,17 +152,7 @@ internal sealed class Attention : nn.Module
             return false;
         }
 
-        lock (q_proj)
-        {
-            // Made again if the parameters were replaced since (a module moved to another device gets new ones).
-            if (_qkv is null || !ReferenceEquals(_fusedFrom, q_proj.Weight))
-            {
-                DisposeFused();
-                _qkv = LinearLayer.Fuse(q_proj, k_proj, v_proj);
-                _fusedFrom = q_proj.Weight;
-            }
-        }
-
+        _qkv.Ensure();
         return true;
     }
 
@@ -171,11 +163,10 @@ internal sealed class Attention : nn.Module
     /// </summary>
     private (Tensor Q, Tensor K, Tensor V) ProjectFused(Tensor x, RotaryTables? rotary, bool rowWise)
     {
-        var (weight, bias) = _qkv!.Value;
         long b = x.shape[0], t = x.shape[1];
         // Two-dimensional rows: libtorch's linear with a bias is then one addmm (a product and an add otherwise).
         var rows = x.reshape(b * t, x.shape[2]);
-        var qkv = rowWise ? PerRow(rows, r => nn.functional.linear(r, weight, bias)) : nn.functional.linear(rows, weight, bias); // [B·T, (H + 2 Hkv) hd]
+        var qkv = rowWise ? PerRow(rows, _qkv.Forward) : _qkv.Forward(rows); // [B·T, (H + 2 Hkv) hd]
         if (rotary is not null)
         {
             LayerKernels.RotaryInPlace(qkv, t, _heads + _kvHeads, _headDim, rotary);
@@ -190,19 +181,12 @@ internal sealed class Attention : nn.Module
         return b * t == 1 ? (q, k, v) : (q.contiguous(), k.contiguous(), t == 1 ? v.contiguous() : v);
     }
 
-    private void DisposeFused()
-    {
-        _qkv?.Weight.Dispose();
-        _qkv?.Bias?.Dispose();
-        (_qkv, _fusedFrom) = (null, null);
-    }
-
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            DisposeFused();
+            _qkv.Dispose();
         }
 
         base.Dispose(disposing);
@@ -232,7 +216,8 @@ internal sealed class Attention : nn.Module
         Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
         Tensor Project(LinearLayer p, Tensor y) => rowWise ? PerRow(y, p.forward) : p.forward(y);
         Tensor q, k, v;
-        if (UsesLayerKernels(hidden))
+        bool fast = UsesLayerKernels(hidden);
+        if (fast)
         {
             (q, k, v) = ProjectFused(hidden, rotary, rowWise);
         }
@@ -256,7 +241,7 @@ internal sealed class Attention : nn.Module
         profile?.Mark("attention");
         var attended = output.transpose(1, 2).reshape(n, 1, _heads * _headDim);
         var projected = residual is null ? Project(o_proj, attended)
-            : !rowWise && o_proj.Bias is null && UsesLayerKernels(hidden) ? AddProjected(residual, attended, o_proj.Weight)
+            : fast && !rowWise && o_proj.Bias is null ? AddProjected(residual, attended, o_proj.Weight)
             : Scalars.Add(residual, Project(o_proj, attended));
         profile?.Mark("output projection");
         return projected.MoveToOuterDisposeScope();

@@ -9,8 +9,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     private readonly LinearLayer gate_proj;
     private readonly LinearLayer up_proj;
     private readonly LinearLayer down_proj;
-    private (Tensor Weight, Tensor? Bias)? _gateUp; // gate and up fused, once the CUDA layer kernels serve this module
-    private Tensor? _fusedFrom; // gate_proj's parameter when _gateUp was made
+    private readonly FusedProjection _gateUp; // gate and up as one projection, made when the CUDA layer kernels first serve this module
 
     public GatedMlp(long hiddenSize, long intermediateSize, bool bias, ScalarType dtype, Device device)
         : base(nameof(GatedMlp))
@@ -21,6 +20,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
         register_module(nameof(gate_proj), gate_proj);
         register_module(nameof(up_proj), up_proj);
         register_module(nameof(down_proj), down_proj);
+        _gateUp = new FusedProjection(gate_proj, up_proj);
     }
 
     public override Tensor forward(Tensor x)
@@ -53,9 +53,8 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     /// <summary>silu(gate_proj(x)) · up_proj(x) from the fused projection (over two-dimensional rows) and one kernel.</summary>
     private Tensor GatedUp(Tensor x)
     {
-        var (weight, bias) = _gateUp!.Value;
         var shape = x.shape;
-        var rows = LayerKernels.SiluMul(nn.functional.linear(x.reshape(-1, shape[^1]), weight, bias));
+        var rows = LayerKernels.SiluMul(_gateUp.Forward(x.reshape(-1, shape[^1])));
         shape[^1] = rows.shape[1];
         return rows.view(shape);
     }
@@ -68,25 +67,8 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
             return false;
         }
 
-        lock (gate_proj)
-        {
-            // Made again if the parameters were replaced since (a module moved to another device gets new ones).
-            if (_gateUp is null || !ReferenceEquals(_fusedFrom, gate_proj.Weight))
-            {
-                DisposeFused();
-                _gateUp = LinearLayer.Fuse(gate_proj, up_proj);
-                _fusedFrom = gate_proj.Weight;
-            }
-        }
-
+        _gateUp.Ensure();
         return true;
-    }
-
-    private void DisposeFused()
-    {
-        _gateUp?.Weight.Dispose();
-        _gateUp?.Bias?.Dispose();
-        (_gateUp, _fusedFrom) = (null, null);
     }
 
     /// <inheritdoc />
@@ -94,7 +76,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     {
         if (disposing)
         {
-            DisposeFused();
+            _gateUp.Dispose();
         }
 
         base.Dispose(disposing);

@@ -34,8 +34,9 @@ internal static unsafe class LayerKernels
     internal static bool Off { get; set; }
 
     /// <summary>
-    /// For tests, on the calling thread: the same path on the CPU with TorchSharp stand-ins for the three kernels, so that the
-    /// fused projections, views and residual folding are checked where no GPU is.
+    /// For tests, on the calling thread: the same path on the CPU with TorchSharp stand-ins for the RoPE and SwiGLU kernels,
+    /// so that the fused projections, views and residual folding are checked where no GPU is (RMSNorm keeps its layer's
+    /// own operations there).
     /// </summary>
     [field: ThreadStatic]
     internal static bool OnCpuForTests { get; set; }
@@ -60,18 +61,10 @@ internal static unsafe class LayerKernels
         };
     }
 
-    /// <summary>Qwen2's RMSNorm of each row of <paramref name="x"/> [..., D] with <paramref name="weight"/> [D].</summary>
+    /// <summary>Qwen2's RMSNorm of each row of <paramref name="x"/> [..., D] (a CUDA tensor) with <paramref name="weight"/> [D].</summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
     {
         long dim = x.shape[^1];
-        if (x.device_type != DeviceType.CUDA)
-        {
-            using var scope = NewDisposeScope();
-            var xf = x.to(ScalarType.Float32);
-            var normed = xf * (xf.mul(xf).mean([-1L], keepdim: true) + eps).rsqrt();
-            return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
-        }
-
         var input = x.is_contiguous() ? x : x.contiguous();
         var output = empty_like(input);
         var args = new NormArgs

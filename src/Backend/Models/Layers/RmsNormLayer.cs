@@ -24,7 +24,7 @@ internal sealed class RmsNormLayer : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        if (LayerKernels.Applies(input, weight))
+        if (input.device_type == DeviceType.CUDA && LayerKernels.Applies(input, weight))
         {
             return LayerKernels.RmsNorm(input, weight, _epsValue);
         }
