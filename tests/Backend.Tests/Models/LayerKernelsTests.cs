@@ -193,18 +193,20 @@ public sealed class LayerKernelsTests
 
     private static Qwen2Decoder Decoder(long seed)
     {
+        // A generator of its own: tests of other classes draw from the global one in parallel, and two decoders built
+        // from one seed must hold the same weights.
         var decoder = new Qwen2Decoder(Config, ScalarType.Float32, CPU);
-        manual_seed(seed);
+        using var generator = new Generator((ulong)seed);
         using var noGrad = no_grad();
         foreach (var (name, parameter) in decoder.named_parameters())
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal))
             {
-                parameter.copy_(rand(parameter.shape) + 0.5);
+                parameter.copy_(rand(parameter.shape, generator: generator) + 0.5);
             }
             else
             {
-                parameter.copy_(randn(parameter.shape) * (name.Contains("bias", StringComparison.Ordinal) ? 0.1 : 1.0 / Math.Sqrt(parameter.shape[^1])));
+                parameter.copy_(randn(parameter.shape, generator: generator) * (name.Contains("bias", StringComparison.Ordinal) ? 0.1 : 1.0 / Math.Sqrt(parameter.shape[^1])));
             }
         }
 
