@@ -138,7 +138,7 @@ internal static class CudaFusedAttention
             return output.MoveToOuterDisposeScope();
         }
 
-        if (Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Fits(cache, query) && MmaAttention.Compiles(Math.Max(0, query.device_index)))
+        if (Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Fits(cache, query) && MmaAttention.Compiles(Math.Max(0, query.device_index), cache))
         {
             var result = MmaAttention.Attend(cache, query, causal, scale, out long bytes);
             _lastTemporaryBytes = bytes;
@@ -317,14 +317,14 @@ internal static class CudaFusedAttention
     {
         int device = Math.Max(0, query.device_index);
         long hq = query.shape[1], tq = query.shape[2];
-        bool tensorCores = Environment.GetEnvironmentVariable(KernelVariable) != "general" && MmaAttention.Compiles(device);
+        bool tensorCores = Environment.GetEnvironmentVariable(KernelVariable) != "general";
         var groups = new Dictionary<(MmaAttention.LaunchShape, ScalarType?), (List<QuantizedKVCache> Caches, List<int> Rows)>();
         long temporary = output.NumberOfElements * 4;
         int alone = 0;
         for (int i = 0; i < caches.Count; i++)
         {
             var cache = caches[i];
-            if (tensorCores && MmaAttention.Fits(cache, 1, hq, tq, query.dtype))
+            if (tensorCores && MmaAttention.Fits(cache, 1, hq, tq, query.dtype) && MmaAttention.Compiles(device, cache))
             {
                 var key = MmaAttention.BatchKey(cache);
                 if (!groups.TryGetValue(key, out var group))

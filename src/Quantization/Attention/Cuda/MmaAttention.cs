@@ -21,7 +21,7 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// </summary>
 internal static class MmaAttention
 {
-    private static readonly ConcurrentDictionary<int, Lazy<IReadOnlyDictionary<string, IntPtr>>> Kernels = new();
+    private static readonly ConcurrentDictionary<(int Device, string Name), Lazy<IntPtr>> Kernels = new();
     private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
     private static readonly Lock PlanLock = new();
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
@@ -56,21 +56,26 @@ internal static class MmaAttention
             && o.Values == ValueQuantization.Ternary && !o.ScaledTernary && AllBlocksFit(cache.Blocks, dv);
     }
 
-    /// <summary>Whether every block fits, each block checked once (its tensors never change).</summary>
+    /// <summary>
+    /// Whether every block fits, with one key metadata type (the kernel is instantiated per type), each block checked once
+    /// (its tensors never change).
+    /// </summary>
     private static bool AllBlocksFit(IReadOnlyList<QuantizedBlock> blocks, long dv)
     {
-        for (int i = 0; i < blocks.Count; i++)
+        long type = (long)BlockFit.GetValue(blocks[0], b => BlockFits(b, dv));
+        for (int i = 1; i < blocks.Count && type >= 0; i++)
         {
-            if (!(bool)BlockFit.GetValue(blocks[i], b => BlockFits(b, dv)))
+            if ((long)BlockFit.GetValue(blocks[i], b => BlockFits(b, dv)) != type)
             {
                 return false;
             }
         }
 
-        return true;
+        return type >= 0;
     }
 
-    private static bool BlockFits(QuantizedBlock block, long dv)
+    /// <summary>The block's key metadata type (see <see cref="MetaType"/>) where it fits the kernel, else -1.</summary>
+    private static long BlockFits(QuantizedBlock block, long dv)
     {
         var k = block.Keys;
         var v = block.Values;
@@ -79,16 +84,23 @@ internal static class MmaAttention
         static bool Aligned(Tensor? t) => t is null || (t.is_contiguous() && CudaRuntime.DataPointer(t) % 16 == 0);
         bool aligned = Aligned(k.Outliers?.Codes) && Aligned(k.Outliers?.Scale) && Aligned(k.Outliers?.Zero) && Aligned(k.Easy?.Codes)
             && Aligned(k.Easy?.Scale) && Aligned(k.Easy?.Zero) && Aligned(v.Rest.Codes);
-        return (k.Outliers is not null || k.Easy is not null) && outliersFit && easyFit && v.Protected is null && v.Rest.Scale is null
-            && v.Rest.Format == CodeFormat.Trits && v.Shape[3] == dv && aligned;
+        // One metadata type for every scale and zero point (the kernel reads them as one type).
+        var types = new[] { k.Outliers?.Scale, k.Outliers?.Zero, k.Easy?.Scale, k.Easy?.Zero }.Where(t => t is not null).Select(t => t!.dtype).Distinct().ToList();
+        bool fits = (k.Outliers is not null || k.Easy is not null) && outliersFit && easyFit && v.Protected is null && v.Rest.Scale is null
+            && v.Rest.Format == CodeFormat.Trits && v.Shape[3] == dv && aligned
+            && types.Count == 1 && types[0] is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16;
+        return fits ? MetaType(types[0]) : -1;
     }
 
-    /// <summary>Whether the kernel compiles for the device (once per device; a failure is remembered).</summary>
-    public static bool Compiles(int device)
+    /// <summary>
+    /// Whether the kernel instantiation for this cache (<see cref="Fits(QuantizedKVCache, Tensor)"/> must hold) compiles for
+    /// the device (once per device and instantiation; a failure is remembered).
+    /// </summary>
+    public static bool Compiles(int device, QuantizedKVCache cache)
     {
         try
         {
-            _ = Kernel(device);
+            _ = Kernel(device, BatchKey(cache).Shape.Kernel);
             return true;
         }
         catch (InvalidOperationException)
@@ -122,9 +134,11 @@ internal static class MmaAttention
     public static (LaunchShape Shape, ScalarType? ResidualType) BatchKey(QuantizedKVCache cache)
         => ((LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b)), cache.ResidualKeys?.dtype);
 
-    /// <summary>The kernel instantiation for a block's outlier bits.</summary>
+    /// <summary>The kernel instantiation for a block's outlier bits and key metadata type.</summary>
     private static string KernelName(QuantizedBlock block)
-        => $"vidkv_mma_{block.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 }}_5";
+        => MmaKernelSource.Name(
+            block.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 },
+            (int)MetaType((block.Keys.Outliers ?? block.Keys.Easy)!.Scale?.dtype));
 
     /// <summary>
     /// One launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences) over several caches: sequence i reads rows
@@ -139,7 +153,6 @@ internal static class MmaAttention
     public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, int share)
     {
         int device = Math.Max(0, query.device_index);
-        var kernels = Kernel(device);
         long hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
         var first = PlanOf(caches[0], device, share);
         long nq = hq / first.KvHeads * tq;
@@ -204,7 +217,7 @@ internal static class MmaAttention
 
             p.SequenceCount = count;
             long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
-            CudaRuntime.Launch(kernels[first.KernelName], device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
+            CudaRuntime.Launch(Kernel(device, first.KernelName), device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
         }
     }
 
@@ -221,16 +234,12 @@ internal static class MmaAttention
         return (4 * floats) + (512 * 16) + (warps * 16 * MmaKernelSource.ValueStride * 2) + (2 * warps * rows * 4) + stageBytes;
     }
 
-    private static IReadOnlyDictionary<string, IntPtr> Kernel(int device) => Kernels.GetOrAdd(device, dev => new Lazy<IReadOnlyDictionary<string, IntPtr>>(() =>
+    /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name"/>) on the device: each instantiation compiles on first use.</summary>
+    private static IntPtr Kernel(int device, string name) => Kernels.GetOrAdd((device, name), key => new Lazy<IntPtr>(() =>
     {
-        var names = new[] { 2, 4, 8 }.Select(ob => $"vidkv_mma_{ob}_5").ToList();
-        var functions = CudaRuntime.Compile(MmaKernelSource.Text, "vidkv_mma_attention.cu", dev, names);
-        foreach (var f in functions.Values)
-        {
-            CudaRuntime.SetMaxDynamicSharedMemory(f, 200 * 1024, dev);
-        }
-
-        return functions;
+        var function = CudaRuntime.Compile(MmaKernelSource.Source([key.Name]), "vidkv_mma_attention.cu", key.Device, [key.Name])[key.Name];
+        CudaRuntime.SetMaxDynamicSharedMemory(function, 200 * 1024, key.Device);
+        return function;
     })).Value;
 
     /// <summary>
@@ -350,8 +359,11 @@ internal static class MmaAttention
             int sms = CudaRuntime.MultiprocessorCount(device);
             long target = Math.Max(1, 4L * sms / (bh * share));
             long units = _blocks.Sum(x => x.Tokens / MmaKernelSource.UnitTokens);
-            // At least 8 units (2 per warp) a split: fewer states for the last split to merge at short lengths.
-            long perSplit = Math.Max(8, (units + target - 1) / target);
+            // At least 8 units (2 per warp) a split, which amortize a split's prologue (the query's gather and transform)
+            // and give the last split fewer states to merge; 4 (one per warp) where 8 would leave multiprocessors idle
+            // (short caches: there a split's critical path is its prologue and one unit a warp).
+            long minUnits = units * bh * share / 8 >= sms ? 8 : 4;
+            long perSplit = Math.Max(minUnits, (units + target - 1) / target);
             var splits = new List<long>();
             for (int i = 0; i < _blocks.Length; i++)
             {

@@ -43,6 +43,24 @@ internal static class MmaKernelSource
     /// <summary>Halves per staged value row (128 plus padding against bank conflicts).</summary>
     public const int ValueStride = 136;
 
+    /// <summary>Outlier bit widths the kernel is instantiated for.</summary>
+    public static readonly int[] OutlierBits = [2, 4, 8];
+
+    /// <summary>Key metadata types the kernel is instantiated for (0 float32, 1 float16, 2 bfloat16).</summary>
+    public static readonly int[] MetadataTypes = [0, 1, 2];
+
+    /// <summary>The kernel's name for keys with <paramref name="outlierBits"/>-bit outlier codes and metadata of <paramref name="metadataType"/>.</summary>
+    public static string Name(int outlierBits, int metadataType) => $"vidkv_mma_{outlierBits}_5_{metadataType}";
+
+    /// <summary>
+    /// The source with the instantiations of <paramref name="names"/> (from <see cref="Name"/>): a launch compiles only the
+    /// ones its caches need.
+    /// </summary>
+    public static string Source(IEnumerable<string> names)
+        => Text + "\n" + string.Concat(names.Select(n => n.Split('_') is [_, _, var ob, var per, var mt]
+            ? $"INSTANTIATE({ob}, {per}, {mt})\n"
+            : throw new ArgumentException($"'{n}' is not a tensor-core kernel name (vidkv_mma_<outlier bits>_5_<metadata type>).", nameof(names))));
+
     public const string Text = """
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -170,18 +188,88 @@ __device__ __forceinline__ void cpAsync16(u32 dst, const void* src) {
 
 // Copies n bytes (a multiple of 16, both ends 16-byte aligned) from global to shared memory, 16 bytes a lane.
 __device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lane) {
+#pragma unroll 1  // mostly one pass (n <= 512): an unrolled loop's set-up and remainder cost more than the copies
     for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
 }
 
-// Two metadata values (channels c, c + 1) from a staged array of the given type.
-__device__ __forceinline__ float2 sm2(const u8* base, int c, int type) {
-    if (type == 0) return *(const float2*)(base + 4 * c);
+// Two metadata values (channels c, c + 1) from a staged array of type MT (0 float32, 1 float16, 2 bfloat16).
+template <int MT>
+__device__ __forceinline__ float2 sm2(const u8* base, int c) {
+    if (MT == 0) return *(const float2*)(base + 4 * c);
     const u32 w = *(const u32*)(base + 2 * c);
-    if (type == 1) return unpack2(w);
+    if (MT == 1) return unpack2(w);
     return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
 }
 
-template <int OB, int VPER>
+// One metadata value (channel c) from a staged array of type MT.
+template <int MT>
+__device__ __forceinline__ float sm1(const u8* base, int c) {
+    if (MT == 0) return *(const float*)(base + 4 * c);
+    const u16 h = *(const u16*)(base + 2 * c);
+    if (MT == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+    return __uint_as_float(((u32)h) << 16);
+}
+
+// Channels (c, c + 8), (c + 4, c + 12) of a k-step with c = 16 kk + t: the metadata of the slots a lane's fragments hold
+// where digits are read as pairs (j, j + 8) (see slotOf).
+template <int MT>
+__device__ __forceinline__ void smPairs(const u8* base, int c, float2& m0, float2& m1) {
+    m0 = make_float2(sm1<MT>(base, c), sm1<MT>(base, c + 8));
+    m1 = make_float2(sm1<MT>(base, c + 4), sm1<MT>(base, c + 12));
+}
+
+// Two digits of a packed word as an exact fp16 pair, one in each half: the bits under mask (0x00010001 for 1-bit codes,
+// 0x00030003 for 2-bit ones) put into 1024's mantissa, minus 1024.
+__device__ __forceinline__ u32 digitPair(u32 x, u32 mask) {
+    u32 r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(0x64006400u));  // (x & mask) | magic
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(r), "r"(0x64006400u));
+    return r;
+}
+
+// The slot of channel c (in its k-step of 16 channels) for codes read as digit pairs (j, j + 8): a lane with t = lane % 4
+// holds slots 2t, 2t + 1 (channels t, t + 8) and 2t + 8, 2t + 9 (channels t + 4, t + 12) of every k-step, where one
+// shift and one mask give each pair. The query is laid out in slot order, so the products see the channels they pair.
+__device__ __forceinline__ int slotOf(int c) {
+    const int j = c & 15, r = j & 7;
+    return (c & ~15) | ((r >> 2) << 3) | ((r & 3) << 1) | (j >> 3);
+}
+
+// Element i of a float32 (T = 0), float16 (1) or bfloat16 (2) array.
+template <int T>
+__device__ __forceinline__ float ldT(const void* p, i64 i) {
+    if (T == 0) return ((const float*)p)[i];
+    const unsigned short h = ((const unsigned short*)p)[i];
+    if (T == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+    return __uint_as_float(((u32)h) << 16);
+}
+
+// The query rows of this block's KV head times the softmax scale into qe [ROWS][D] (rows past nq zero): every load of a
+// thread issued before its stores, so the rows cost one trip to memory.
+template <int T>
+__device__ __forceinline__ void loadQueryRows(const Params& p, const void* q, i64 base, float* qe, int D, int nq, int tid) {
+    for (int i0 = 0; i0 < ROWS * D; i0 += 8 * THREADS) {
+        float v[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int i = i0 + k * THREADS + tid, r = i / D;
+            v[k] = i < ROWS * D && r < nq ? ldT<T>(q, base + i) : 0.f;
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int i = i0 + k * THREADS + tid;
+            if (i < ROWS * D) qe[i] = v[k] * p.scale;
+        }
+    }
+}
+
+__device__ __forceinline__ void loadQuery(const Params& p, i64 base, float* qe, int D, int nq, int tid) {
+    if (p.qType == 0) loadQueryRows<0>(p, p.q, base, qe, D, nq, tid);
+    else if (p.qType == 1) loadQueryRows<1>(p, p.q, base, qe, D, nq, tid);
+    else loadQueryRows<2>(p, p.q, base, qe, D, nq, tid);
+}
+
+template <int OB, int VPER, int MT>
 __device__ __forceinline__ void mmaBody(const Params& p) {
     extern __shared__ float4 smem4[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -199,17 +287,15 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     float* scratch = (float*)vt;                         // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
     __shared__ int isLast;
 
-    for (int i = tid; i < ROWS * D; i += THREADS) {
-        const int r = i / D, c = i % D;
-        qe[i] = r < nq ? ld(p.q, ((sq.row * (i64)gridDim.y + bh) * nq + r) * D + c, p.qType) * p.scale : 0.f;
-    }
-    __syncthreads();
+    const i64 qBase = (sq.row * (i64)gridDim.y + bh) * nq * D;  // this KV head's query rows
 
     float* myM = red;                 // [WARPS][ROWS]
     float* myL = red + WARPS * ROWS;  // [WARPS][ROWS]
 
     if (split >= sq.qSplits) {
         // A 32-token chunk of the full-precision residual, plain float32 arithmetic.
+        loadQuery(p, qBase, qe, D, nq, tid);
+        __syncthreads();
         float* sc = qs;  // [ROWS][32]
         const i64 t0 = (i64)(split - sq.qSplits) * 32;
         const int tk = tid & 31, rp = tid >> 5;
@@ -253,15 +339,57 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const Split sp = sq.splits[split];
         const Block& bk = sq.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
-        // Outlier channels gathered; the 1-bit channels gathered (into the stage area), then put through the transform.
-        float* qg = (float*)stageBase;  // [ROWS][De]
-        for (int i = tid; i < ROWS * C; i += THREADS) {
-            const int r = i / C, c = i % C;
-            if (c < dOut) qs[r * QS + c] = qe[r * D + bk.outIdx[c]];
+        const int vRB = (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
+        u16* myV = vt + warp * 16 * VSTRIDE;
+        const u32 vBase = (u32)__cvta_generic_to_shared(myV);
+        u8* stage0 = stageBase + warp * 2 * p.stage;
+        const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
+        const int groups = (int)(bk.tokens / bk.G);
+        const int chO = (int)bk.k[0].channels, chE = (int)bk.k[1].channels;
+        const int rbO = (int)bk.k[0].rowBytes, rbE = (int)bk.k[1].rowBytes;
+        const int ms = MT == 0 ? 4 : 2;
+        const float multO = bk.k[0].mult, offO = bk.k[0].offset, multE = bk.k[1].mult, offE = bk.k[1].offset;
+        const bool zeroO = bk.k[0].zero != 0, zeroE = bk.k[1].zero != 0;
+        const i64 rowBase = bh * bk.tokens;
+        const int unitsPerGroup = (int)(bk.G / 32);  // a 32-bit division per unit, none where G = 32
+
+        // Stage a unit's packed codes and its group's metadata (cp.async, one group of copies per unit).
+        auto issue = [&](i64 u, int buf) {
+            const int unit = (int)(sp.unit0 + u);
+            const i64 tok0 = (i64)unit * 32;
+            const i64 grp = unitsPerGroup == 1 ? unit : unit / unitsPerGroup;
+            const u32 d = stageS + buf * p.stage;
+            if (chO) {
+                stageCopy(d + p.offKO, bk.k[0].codes + (rowBase + tok0) * rbO, 32 * rbO, lane);
+                stageCopy(d + p.offSO, (const u8*)bk.k[0].scale + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+                if (zeroO) stageCopy(d + p.offZO, (const u8*)bk.k[0].zero + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+            }
+            if (chE) {
+                stageCopy(d + p.offKE, bk.k[1].codes + (rowBase + tok0) * rbE, 32 * rbE, lane);
+                stageCopy(d + p.offSE, (const u8*)bk.k[1].scale + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
+                if (zeroE) stageCopy(d + p.offZE, (const u8*)bk.k[1].zero + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
+            }
+            stageCopy(d + p.offV, bk.vCodes + (rowBase + tok0) * vRB, 32 * vRB, lane);
+            asm volatile("cp.async.commit_group;");
+        };
+
+        // The first unit's copies and the channel indices are in flight while the query loads.
+        if (warp < sp.units) issue(warp, 0);
+        const int outSrc = tid < dOut ? (int)bk.outIdx[tid] : 0, easySrc = tid < De ? (int)bk.easyIdx[tid] : 0;
+        loadQuery(p, qBase, qe, D, nq, tid);
+        __syncthreads();
+        // Outlier channels gathered; the 1-bit channels gathered (into the value staging area, unused until the main
+        // loop), then put through the transform.
+        float* qg = (float*)vt;  // [ROWS][De] (De <= 128: 4 KiB of the staging area's 17)
+        for (int c = tid; c < dOut; c += THREADS) {
+            const int src = c == tid ? outSrc : (int)bk.outIdx[c], dst = OB == 2 ? slotOf(c) : c;
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) qs[r * QS + dst] = qe[r * D + src];
         }
-        for (int i = tid; i < ROWS * De; i += THREADS) {
-            const int r = i / (int)De, j = i % (int)De;
-            qg[i] = qe[r * D + bk.easyIdx[j]];
+        for (int j = tid; j < De; j += THREADS) {
+            const int src = j == tid ? easySrc : (int)bk.easyIdx[j];
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) qg[r * De + j] = qe[r * D + src];
         }
         __syncthreads();
         for (int e = tid; e < comps; e += THREADS) {
@@ -272,7 +400,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 #pragma unroll
                 for (int r = 0; r < ROWS; r++) a[r] = qg[r * De + e];
             } else {
-#pragma unroll 4
+#pragma unroll 16
                 for (int j = 0; j < (int)De; j++) {
                     const float w = __ldg(bk.w + j * comps + e);
 #pragma unroll
@@ -280,7 +408,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 }
             }
 #pragma unroll
-            for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + e] = a[r];
+            for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + slotOf(e)] = a[r];
         }
         for (int i = tid; i < 512; i += THREADS) {
             const int variant = i >> 8;
@@ -302,40 +430,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 #pragma unroll
         for (int m = 0; m < 8; m++) { acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f; }
         float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.f, 0.f};
-        const int vRB = (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
-        u16* myV = vt + warp * 16 * VSTRIDE;
-        const u32 vBase = (u32)__cvta_generic_to_shared(myV);
-        u8* stage0 = stageBase + warp * 2 * p.stage;
-        const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
-        const int groups = (int)(bk.tokens / bk.G);
-        const int chO = (int)bk.k[0].channels, chE = (int)bk.k[1].channels;
-        const int rbO = (int)bk.k[0].rowBytes, rbE = (int)bk.k[1].rowBytes;
-        const int mt = (int)bk.metaType, ms = mt == 0 ? 4 : 2;
-        const float multO = bk.k[0].mult, offO = bk.k[0].offset, multE = bk.k[1].mult, offE = bk.k[1].offset;
-        const bool zeroO = bk.k[0].zero != 0, zeroE = bk.k[1].zero != 0;
-        const i64 rowBase = bh * bk.tokens;
-
-        // Stage a unit's packed codes and its group's metadata (cp.async, one group of copies per unit).
-        auto issue = [&](i64 u, int buf) {
-            const i64 tok0 = (sp.unit0 + u) * 32;
-            const i64 grp = tok0 / bk.G;
-            const u32 d = stageS + buf * p.stage;
-            if (chO) {
-                stageCopy(d + p.offKO, bk.k[0].codes + (rowBase + tok0) * rbO, 32 * rbO, lane);
-                stageCopy(d + p.offSO, (const u8*)bk.k[0].scale + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
-                if (zeroO) stageCopy(d + p.offZO, (const u8*)bk.k[0].zero + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
-            }
-            if (chE) {
-                stageCopy(d + p.offKE, bk.k[1].codes + (rowBase + tok0) * rbE, 32 * rbE, lane);
-                stageCopy(d + p.offSE, (const u8*)bk.k[1].scale + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
-                if (zeroE) stageCopy(d + p.offZE, (const u8*)bk.k[1].zero + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
-            }
-            stageCopy(d + p.offV, bk.vCodes + (rowBase + tok0) * vRB, 32 * vRB, lane);
-            asm volatile("cp.async.commit_group;");
-        };
-
         int buf = 0;
-        if (warp < sp.units) issue(warp, 0);
         for (i64 u = warp; u < sp.units; u += WARPS, buf ^= 1) {
             if (u + WARPS < sp.units) { issue(u + WARPS, buf ^ 1); asm volatile("cp.async.wait_group 1;"); }
             else asm volatile("cp.async.wait_group 0;");
@@ -351,14 +446,19 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 const u8* rows = st + p.offKO + g * rbO;
                 const u8* sc = st + p.offSO;
                 const u8* zc = st + p.offZO;
-#pragma unroll 2
+#pragma unroll (OB == 2 ? 2 : 1)
                 for (int kk = 0; kk < chO / 16; kk++) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
                     const float2 q0 = *(const float2*)(qs + g * QS + c0);
                     const float2 q1 = *(const float2*)(qs + g * QS + c1);
-                    const float2 s0 = sm2(sc, c0, mt), s1 = sm2(sc, c1, mt);
-                    float2 z0 = make_float2(0.f, 0.f), z1 = z0;
-                    if (zeroO) { z0 = sm2(zc, c0, mt); z1 = sm2(zc, c1, mt); }
+                    float2 s0, s1, z0 = make_float2(0.f, 0.f), z1 = z0;
+                    if (OB == 2) {
+                        smPairs<MT>(sc, 16 * kk + t, s0, s1);
+                        if (zeroO) smPairs<MT>(zc, 16 * kk + t, z0, z1);
+                    } else {
+                        s0 = sm2<MT>(sc, c0); s1 = sm2<MT>(sc, c1);
+                        if (zeroO) { z0 = sm2<MT>(zc, c0); z1 = sm2<MT>(zc, c1); }
+                    }
                     u32 bh0, bl0, bh1, bl1;
                     split2(q0.x * multO * s0.x, q0.y * multO * s0.y, bh0, bl0);
                     split2(q1.x * multO * s1.x, q1.y * multO * s1.y, bh1, bl1);
@@ -371,9 +471,10 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     for (int i = 0; i < 4; i++) {
                         const u8* row = rows + i * 8 * rbO;
                         if (OB == 2) {
+                            // Slots 2t, 2t + 1 hold channels t, t + 8; slots 2t + 8, 2t + 9 channels t + 4, t + 12.
                             const u32 w = *(const u32*)(row + 4 * kk);
-                            a[i][0] = digits2(w >> (4 * t), 2);
-                            a[i][1] = digits2(w >> (16 + 4 * t), 2);
+                            a[i][0] = digitPair(w >> (2 * t), 0x00030003u);
+                            a[i][1] = digitPair(w >> (2 * t + 8), 0x00030003u);
                         } else if (OB == 8) {
                             a[i][0] = digits2(*(const u16*)(row + c0), 8);
                             a[i][1] = digits2(*(const u16*)(row + c1), 8);
@@ -398,9 +499,9 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
                     const float2 q0 = *(const float2*)(qs + g * QS + chO + c0);
                     const float2 q1 = *(const float2*)(qs + g * QS + chO + c1);
-                    const float2 s0 = sm2(sc, c0, mt), s1 = sm2(sc, c1, mt);
-                    float2 z0 = make_float2(0.f, 0.f), z1 = z0;
-                    if (zeroE) { z0 = sm2(zc, c0, mt); z1 = sm2(zc, c1, mt); }
+                    float2 s0, s1, z0 = make_float2(0.f, 0.f), z1 = z0;
+                    smPairs<MT>(sc, 16 * kk + t, s0, s1);
+                    if (zeroE) smPairs<MT>(zc, 16 * kk + t, z0, z1);
                     u32 bh0, bl0, bh1, bl1;
                     split2(q0.x * multE * s0.x, q0.y * multE * s0.y, bh0, bl0);
                     split2(q1.x * multE * s1.x, q1.y * multE * s1.y, bh1, bl1);
@@ -411,9 +512,10 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     u32 a[4][2];
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
-                        const u32 w = *(const u16*)(rows + i * 8 * rbE + 2 * kk);
-                        a[i][0] = digits2(w >> (2 * t), 1);
-                        a[i][1] = digits2(w >> (2 * t + 8), 1);
+                        // The 16 channels' bits as [bits 0-7, 0, bits 8-15, 0]: channel j < 8 at bit j, j + 8 at bit 16 + j.
+                        const u32 x = __byte_perm((u32)*(const u16*)(rows + i * 8 * rbE + 2 * kk), 0u, 0x4140);
+                        a[i][0] = digitPair(x >> t, 0x00010001u);
+                        a[i][1] = digitPair(x >> (t + 4), 0x00010001u);
                     }
                     mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], bh0, bh1);
                     mma(sl[0], a[0][0], a[1][0], a[0][1], a[1][1], bl0, bl1);
@@ -426,16 +528,26 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             const float biasA = __shfl_sync(0xffffffffu, bias, (2 * t) * 4);
             const float biasB = __shfl_sync(0xffffffffu, bias, (2 * t + 1) * 4);
 
-            // Mask and online softmax per query row (columns 2t and 2t + 1 of the fragments).
+            // Mask and online softmax per query row (columns 2t and 2t + 1 of the fragments). A unit needs the mask only
+            // where the first query row's causal limit falls before its last token; elsewhere no token is masked for any
+            // row (rows past nq have zero queries: finite scores, and their outputs are never written).
             const i64 abs0 = bk.start + tok0 + g;
+            if (p.causal && bk.start + tok0 + 31 > sq.rStart + sq.rLen - p.tq) {
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
+                for (int h = 0; h < 2; h++) {
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int r = 2 * t + (e & 1);
-                    const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
-                    const bool masked = r >= nq || (p.causal && pos > sq.rStart + sq.rLen - p.tq + (r % p.tq));
-                    s[h][e] = masked ? NEG_INF : s[h][e] + sl[h][e] + ((e & 1) ? biasB : biasA);
+                    for (int e = 0; e < 4; e++) {
+                        const int r = 2 * t + (e & 1);
+                        const i64 pos = abs0 + 16 * h + 8 * (e >> 1);
+                        const bool masked = r >= nq || pos > sq.rStart + sq.rLen - p.tq + (r % p.tq);
+                        s[h][e] = masked ? NEG_INF : s[h][e] + sl[h][e] + ((e & 1) ? biasB : biasA);
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) s[h][e] += sl[h][e] + ((e & 1) ? biasB : biasA);
                 }
             }
             float corr[2];
@@ -457,9 +569,11 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 lrow[cc] = fmaf(lrow[cc], corr[cc], sum);
                 mrow[cc] = mNew;
             }
+            if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {  // most units leave every row's max as it was
 #pragma unroll
-            for (int m = 0; m < 8; m++) {
-                acc[m][0] *= corr[0]; acc[m][1] *= corr[1]; acc[m][2] *= corr[0]; acc[m][3] *= corr[1];
+                for (int m = 0; m < 8; m++) {
+                    acc[m][0] *= corr[0]; acc[m][1] *= corr[1]; acc[m][2] *= corr[0]; acc[m][3] *= corr[1];
+                }
             }
 
 #pragma unroll
@@ -472,14 +586,30 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 
                 // The 16 tokens' value digits, decoded to fp16 (through the byte table) in shared memory.
                 const u8* vrow = st + p.offV + 16 * h * vRB;
+                if ((vRB & 1) == 0) {
+                    // Even rows: item i is bytes 2i, 2i + 1 of the 16 contiguous rows, one 16-bit load; its place among
+                    // the decoded rows (row r, item it) advances by 32 items a pass without a division.
+                    const int dr = 32 / vItems, di = 32 - dr * vItems;
+                    int r = lane / vItems, it = lane - r * vItems;
 #pragma unroll 2
-                for (int i = lane; i < 16 * vItems; i += 32) {
-                    const int r = (i * vMagic) >> 16, it = i - r * vItems;
-                    const u8* src = vrow + r * vRB + 2 * it;
-                    const u32 b0 = src[0], b1 = 2 * it + 1 < vRB ? src[1] : 0u;
-                    u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
-                    const uint4 L0 = lut[b0], L1 = lut[256 + b1];
-                    dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+                    for (int i = lane; i < 16 * vItems; i += 32) {
+                        const u32 w = *(const u16*)(vrow + 2 * i);
+                        u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
+                        const uint4 L0 = lut[w & 255u], L1 = lut[256 + (w >> 8)];
+                        dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+                        r += dr; it += di;
+                        if (it >= vItems) { it -= vItems; r++; }
+                    }
+                } else {
+#pragma unroll 2
+                    for (int i = lane; i < 16 * vItems; i += 32) {
+                        const int r = (i * vMagic) >> 16, it = i - r * vItems;
+                        const u8* src = vrow + r * vRB + 2 * it;
+                        const u32 b0 = src[0], b1 = 2 * it + 1 < vRB ? src[1] : 0u;
+                        u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
+                        const uint4 L0 = lut[b0], L1 = lut[256 + b1];
+                        dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+                    }
                 }
                 __syncwarp();
                 const u32 rowSel = (u32)((lane & 7) + ((lane >> 4) << 3)), colSel = (u32)(((lane >> 3) & 1) << 3);
@@ -594,10 +724,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     if (tid == 0) sq.counters[bh] = 0;
 }
 
-#define INSTANTIATE(OB, VPER) \
-extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER(const Params p) { mmaBody<OB, VPER>(p); }
-INSTANTIATE(2, 5)
-INSTANTIATE(4, 5)
-INSTANTIATE(8, 5)
+#define INSTANTIATE(OB, VPER, MT) \
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT(const Params p) { mmaBody<OB, VPER, MT>(p); }
 """;
 }
