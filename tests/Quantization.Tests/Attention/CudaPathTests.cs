@@ -112,6 +112,23 @@ public sealed class CudaPathTests
     }
 
     /// <summary>
+    /// A launch compiles the tensor-core kernel only for the instantiations it names (outlier bits and key metadata type);
+    /// a name that is not one is refused with the allowed form.
+    /// </summary>
+    [Fact]
+    public void TensorCoreSource_InstantiatesTheNamedKernels_AndRefusesOtherNames()
+    {
+        string source = MmaKernelSource.Source([MmaKernelSource.Name(4, 2)]);
+        Assert.Contains("INSTANTIATE(4, 5, 2)", source, StringComparison.Ordinal);
+        Assert.DoesNotContain("INSTANTIATE(2, 5, 1)", source, StringComparison.Ordinal);
+        Assert.Equal("vidkv_mma_4_5_2", MmaKernelSource.Name(4, 2));
+
+        var e = Assert.Throws<ArgumentException>(() => MmaKernelSource.Source(["vidkv_mma_2_5"]));
+        Assert.Contains("'vidkv_mma_2_5'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("vidkv_mma_<outlier bits>_5_<metadata type>", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// The kernels compile with NVRTC for the H100/H200 (sm_90) and for sm_80, every tensor-core instantiation without
     /// register spills, and its parameter struct has the layout the host fills (size and the offset of the per-sequence entries),
     /// within CUDA's 4 KiB of kernel parameters. Needs libnvrtc (Debian's libnvrtc11.2, or <c>VIDKV_NVRTC</c>); without it there is nothing to
