@@ -3,7 +3,8 @@
 # Compute: one launch at each length given, LLaVA-OneVision-7B layer (28 query heads, 4 KV heads, head dim 128),
 # vidkv-1.5/1.58 Compact. Writes $OUT/mma-<n>.ncu-rep, $OUT/mma-<n>-sass.csv (every SASS instruction with its executed
 # count, from `ncu --page source --print-source sass`) and $OUT/mma-<n>-summary.txt (duration, instructions, occupancy,
-# stall reasons). Published bench folder and PyTorch as for bench/run-attention-gpu.sh.
+# stall reasons). Published bench folder and PyTorch as for bench/run-attention-gpu.sh. Summarize a CSV with
+# `python3 bench/sass_summary.py $OUT/mma-<n>-sass.csv --units <tokens / 32 x KV heads>`.
 #   OUT=/some/folder bash bench/profile-mma-gpu.sh <published bench folder> [65536,131072]
 set -euo pipefail
 dir="$1"; lengths="${2:-4096,65536}"
