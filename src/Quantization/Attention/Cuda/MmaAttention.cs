@@ -100,7 +100,7 @@ internal static class MmaAttention
     {
         try
         {
-            _ = Kernel(device, BatchKey(cache).Shape.Kernel);
+            _ = Kernel(device, ShapeOf(cache).Kernel);
             return true;
         }
         catch (InvalidOperationException)
@@ -132,7 +132,11 @@ internal static class MmaAttention
     /// with equal keys can share a launch. The cache must hold a quantized block.
     /// </summary>
     public static (LaunchShape Shape, ScalarType? ResidualType) BatchKey(QuantizedKVCache cache)
-        => ((LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b)), cache.ResidualKeys?.dtype);
+        => (ShapeOf(cache), cache.ResidualKeys?.dtype);
+
+    /// <summary>The launch shape of a cache's first block (made once per block).</summary>
+    private static LaunchShape ShapeOf(QuantizedKVCache cache)
+        => (LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b));
 
     /// <summary>The kernel instantiation for a block's outlier bits and key metadata type.</summary>
     private static string KernelName(QuantizedBlock block)
