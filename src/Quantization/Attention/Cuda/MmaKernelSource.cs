@@ -4,7 +4,8 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// CUDA C++ of the single-launch fused decode attention on tensor cores (compiled at run time by NVRTC; see
 /// <see cref="CudaFusedAttention"/>), for caches whose keys are b-bit codes per channel (b = 1, 2, 4, 8; channel counts
 /// multiples of 16), whose values are bare levels per channel (ternary without a scale, packed in base 3) and whose
-/// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>:
+/// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>, instantiated
+/// per outlier bit width and key metadata type (<see cref="Name"/>; a launch compiles the instantiations it needs):
 /// <list type="bullet">
 /// <item>Grid (split, batch item × KV head, sequence). One launch serves up to <see cref="MaxSequences"/> caches of any
 /// lengths (a batched decode step): the launch's parameters carry, per sequence, its cache's plan on the device (block
@@ -13,10 +14,12 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// block list and batch size class, enough for the cache's share of the GPU), or a 32-token chunk of the full-precision
 /// residual; blocks past a shorter sequence's splits return at once.</item>
 /// <item>Prologue: the query rows times softmax scale · log2(e), put in the block's channel order (outlier channels,
-/// then the 1-bit components through the [De, comps] transform).</item>
+/// then the 1-bit components through the [De, comps] transform), within each 16-channel k-step in slot order where
+/// codes are read as digit pairs (1- and 2-bit codes: see slotOf). The first unit's copies are already in flight.</item>
 /// <item>Scores as S^T = digits · q' on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate): the key digits are exact
 /// in fp16 and q' = q·mult·scale of the group is split into fp16 hi + lo parts (two products, about 22 bits of q');
-/// Σ q·(offset·scale + zero) is added per group as a bias. Online softmax in the fragments (exp2).</item>
+/// Σ q·(offset·scale + zero) is added per group as a bias. Online softmax in the fragments (exp2); the causal mask
+/// only in units it can touch, the output's rescale only when a row's maximum moved.</item>
 /// <item>Σ p·digit on tensor cores: value rows decoded to fp16 digits in shared memory through a byte table, read with
 /// ldmatrix.trans; the probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
 /// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache; the
