@@ -484,7 +484,6 @@ internal static class MmaAttention
             KeySource(keys.Outliers, 1, 0, words);
             KeySource(keys.Easy, easyMult, easyOffset, words);
             var rest = values.Rest;
-            long metaType = MetaType((keys.Outliers ?? keys.Easy)!.Scale?.dtype);
             long easyChannels = keys.Easy is null ? 0 : keys.EasyChannels.shape[0];
             var transform = keys.Easy is null || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, easyChannels, _device);
             words.Add(CudaRuntime.DataPointer(rest.Codes));
@@ -499,7 +498,6 @@ internal static class MmaAttention
             words.Add(keys.Easy?.Shape[^1] ?? 0);
             words.Add(block.Start);
             words.Add(block.Tokens);
-            words.Add(metaType);
             words.Add(o.GroupSize);
             words.Add(Floats(1, -1));
         }

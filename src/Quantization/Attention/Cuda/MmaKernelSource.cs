@@ -84,7 +84,7 @@ struct Block {
     const i64* outIdx;         // [dOut] or null
     const i64* easyIdx;        // [De] or null
     const float* w;            // [De, comps] or null: the components are the easy channels themselves
-    i64 vRowBytes, vPer, vRadix, dOut, De, comps, start, tokens, metaType, G;
+    i64 vRowBytes, vPer, vRadix, dOut, De, comps, start, tokens, G;  // the key metadata type is the instantiation's MT
     float vMult, vOffset;
 };
 
@@ -119,11 +119,18 @@ struct Params {
     Seq seqs[MAX_SEQS];
 };
 
-__device__ __forceinline__ float ld(const void* p, i64 i, i64 type) {
-    if (type == 0) return ((const float*)p)[i];
+// Element i of a float32 (T = 0), float16 (1) or bfloat16 (2) array.
+template <int T>
+__device__ __forceinline__ float ldT(const void* p, i64 i) {
+    if (T == 0) return ((const float*)p)[i];
     const unsigned short h = ((const unsigned short*)p)[i];
-    if (type == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+    if (T == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
     return __uint_as_float(((u32)h) << 16);
+}
+
+// The same with the type known at run time.
+__device__ __forceinline__ float ld(const void* p, i64 i, i64 type) {
+    return type == 0 ? ldT<0>(p, i) : type == 1 ? ldT<1>(p, i) : ldT<2>(p, i);
 }
 
 __device__ __forceinline__ u32 pack2(float a, float b) {
@@ -195,6 +202,15 @@ __device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lan
     for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
 }
 
+// Two value bytes (b0, then b1: 2 VPER digits) as fp16 digits at item it of a staged row: five words through the byte
+// table (its second half holds each byte's digits one half further on, so b1's first digit shares a word with b0's last).
+template <int VPER>
+__device__ __forceinline__ void storeDigits(u16* row, int it, u32 b0, u32 b1, const uint4* lut) {
+    u32* dst = (u32*)(row + 2 * VPER * it);
+    const uint4 L0 = lut[b0], L1 = lut[256 + b1];
+    dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+}
+
 // Two metadata values (channels c, c + 1) from a staged array of type MT (0 float32, 1 float16, 2 bfloat16).
 template <int MT>
 __device__ __forceinline__ float2 sm2(const u8* base, int c) {
@@ -204,21 +220,12 @@ __device__ __forceinline__ float2 sm2(const u8* base, int c) {
     return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
 }
 
-// One metadata value (channel c) from a staged array of type MT.
-template <int MT>
-__device__ __forceinline__ float sm1(const u8* base, int c) {
-    if (MT == 0) return *(const float*)(base + 4 * c);
-    const u16 h = *(const u16*)(base + 2 * c);
-    if (MT == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-    return __uint_as_float(((u32)h) << 16);
-}
-
 // Channels (c, c + 8), (c + 4, c + 12) of a k-step with c = 16 kk + t: the metadata of the slots a lane's fragments hold
 // where digits are read as pairs (j, j + 8) (see slotOf).
 template <int MT>
 __device__ __forceinline__ void smPairs(const u8* base, int c, float2& m0, float2& m1) {
-    m0 = make_float2(sm1<MT>(base, c), sm1<MT>(base, c + 8));
-    m1 = make_float2(sm1<MT>(base, c + 4), sm1<MT>(base, c + 12));
+    m0 = make_float2(ldT<MT>(base, c), ldT<MT>(base, c + 8));
+    m1 = make_float2(ldT<MT>(base, c + 4), ldT<MT>(base, c + 12));
 }
 
 // Two digits of a packed word as an exact fp16 pair, one in each half: the bits under mask (0x00010001 for 1-bit codes,
@@ -238,25 +245,16 @@ __device__ __forceinline__ int slotOf(int c) {
     return (c & ~15) | ((r >> 2) << 3) | ((r & 3) << 1) | (j >> 3);
 }
 
-// Element i of a float32 (T = 0), float16 (1) or bfloat16 (2) array.
-template <int T>
-__device__ __forceinline__ float ldT(const void* p, i64 i) {
-    if (T == 0) return ((const float*)p)[i];
-    const unsigned short h = ((const unsigned short*)p)[i];
-    if (T == 1) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-    return __uint_as_float(((u32)h) << 16);
-}
-
 // The query rows of this block's KV head times the softmax scale into qe [ROWS][D] (rows past nq zero): every load of a
 // thread issued before its stores, so the rows cost one trip to memory.
 template <int T>
-__device__ __forceinline__ void loadQueryRows(const Params& p, const void* q, i64 base, float* qe, int D, int nq, int tid) {
+__device__ __forceinline__ void loadQueryRows(const Params& p, i64 base, float* qe, int D, int nq, int tid) {
     for (int i0 = 0; i0 < ROWS * D; i0 += 8 * THREADS) {
         float v[8];
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             const int i = i0 + k * THREADS + tid, r = i / D;
-            v[k] = i < ROWS * D && r < nq ? ldT<T>(q, base + i) : 0.f;
+            v[k] = i < ROWS * D && r < nq ? ldT<T>(p.q, base + i) : 0.f;
         }
 #pragma unroll
         for (int k = 0; k < 8; k++) {
@@ -267,9 +265,9 @@ __device__ __forceinline__ void loadQueryRows(const Params& p, const void* q, i6
 }
 
 __device__ __forceinline__ void loadQuery(const Params& p, i64 base, float* qe, int D, int nq, int tid) {
-    if (p.qType == 0) loadQueryRows<0>(p, p.q, base, qe, D, nq, tid);
-    else if (p.qType == 1) loadQueryRows<1>(p, p.q, base, qe, D, nq, tid);
-    else loadQueryRows<2>(p, p.q, base, qe, D, nq, tid);
+    if (p.qType == 0) loadQueryRows<0>(p, base, qe, D, nq, tid);
+    else if (p.qType == 1) loadQueryRows<1>(p, base, qe, D, nq, tid);
+    else loadQueryRows<2>(p, base, qe, D, nq, tid);
 }
 
 template <int OB, int VPER, int MT>
@@ -597,9 +595,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 #pragma unroll 2
                     for (int i = lane; i < 16 * vItems; i += 32) {
                         const u32 w = *(const u16*)(vrow + 2 * i);
-                        u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
-                        const uint4 L0 = lut[w & 255u], L1 = lut[256 + (w >> 8)];
-                        dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+                        storeDigits<VPER>(myV + r * VSTRIDE, it, w & 255u, w >> 8, lut);
                         r += dr; it += di;
                         if (it >= vItems) { it -= vItems; r++; }
                     }
@@ -608,10 +604,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     for (int i = lane; i < 16 * vItems; i += 32) {
                         const int r = (i * vMagic) >> 16, it = i - r * vItems;
                         const u8* src = vrow + r * vRB + 2 * it;
-                        const u32 b0 = src[0], b1 = 2 * it + 1 < vRB ? src[1] : 0u;
-                        u32* dst = (u32*)(myV + r * VSTRIDE + 2 * VPER * it);
-                        const uint4 L0 = lut[b0], L1 = lut[256 + b1];
-                        dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+                        storeDigits<VPER>(myV + r * VSTRIDE, it, src[0], 2 * it + 1 < vRB ? src[1] : 0u, lut);
                     }
                 }
                 __syncwarp();
