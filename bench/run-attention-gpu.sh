@@ -2,28 +2,36 @@
 # Decode attention on a CUDA machine, side by side in one run on one GPU: PyTorch's own scaled_dot_product_attention
 # (fp16, enable_gqa=True, cuDNN / flash / memory-efficient / math; bench/sdpa_baseline.py) and the project's
 # `vidkv-bench decode --device cuda` (FP16 folded-GQA row, dequantize-then-attend, fused NVRTC kernels), after
-# `vidkv-bench cuda-check`; then Nsight Compute on the fused kernel when ncu is there. No .NET needed there.
+# `vidkv-bench cuda-check`; with --previous, the same decode benchmark of an earlier build (`--methods cuda`: its CUDA
+# kernels, for a change against the code before it in the same run); then Nsight Compute on the fused kernel when ncu is
+# there. No .NET needed there. Publish an earlier build from a `git worktree` of its commit.
 #
 # Here (with the .NET 10 SDK):
 #   dotnet publish bench/VidKV.AI.Bench -c Release -r linux-x64 --self-contained true -p:VidKVNoNativeLibTorch=true -o /tmp/vidkv-bench
 #   tar cJf vidkv-bench.tar.xz -C /tmp/vidkv-bench .
 # There (PyTorch with CUDA installed for python3):
 #   mkdir bench-bin && tar xJf vidkv-bench.tar.xz -C bench-bin
-#   OUT=/some/folder bash bench/run-attention-gpu.sh bench-bin [--tokens 4096,16384,65536,131072] [--repeats 30]
-# Writes to $OUT: cuda-check-h200.md, sdpa-h200.md (+ .json), bench-attention-h200.md, ncu-*.txt and the logs.
+#   OUT=/some/folder bash bench/run-attention-gpu.sh bench-bin [--tokens 4096,16384,65536,131072] [--repeats 30] \
+#     [--backends cudnn,flash,efficient,math] [--previous earlier-bench-bin]
+# Writes to $OUT: cuda-check-h200.md, sdpa-h200.md (+ .json), bench-attention-h200.md, with --previous
+# bench-attention-previous.md, ncu-*.txt and the logs.
 set -euo pipefail
 if [ $# -lt 1 ] || [ ! -x "$1/VidKV.AI.Bench" ]; then
-  echo "usage: OUT=<folder> $0 <published bench folder containing VidKV.AI.Bench> [--tokens N,N] [--repeats N]" >&2
+  echo "usage: OUT=<folder> $0 <published bench folder containing VidKV.AI.Bench> [--tokens N,N] [--repeats N] [--backends B,B] [--previous DIR]" >&2
   exit 2
 fi
 dir="$1"; shift
 tokens=4096,16384,65536,131072
 repeats=30
+backends=cudnn,flash,efficient,math
+previous=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --tokens) tokens="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
-    *) echo "unknown option $1 (allowed: --tokens N,N --repeats N)" >&2; exit 2 ;;
+    --backends) backends="$2"; shift 2 ;;
+    --previous) previous="$2"; shift 2 ;;
+    *) echo "unknown option $1 (allowed: --tokens N,N --repeats N --backends B,B --previous DIR)" >&2; exit 2 ;;
   esac
 done
 : "${OUT:?set OUT to the folder the reports go to}"
@@ -39,10 +47,15 @@ check=0
 grep -E "comparisons|NVRTC|tensor-core" "$OUT/cuda-check-h200.md" || tail -40 "$OUT/cuda-check-h200.log"
 grep -F "**FAIL**" "$OUT/cuda-check-h200.md" | head -20 || true
 
-python3 "$here/sdpa_baseline.py" --tokens "$tokens" --repeats "$repeats" --json "$OUT/sdpa-h200.json" 2>&1 | tee "$OUT/sdpa-h200.md"
+python3 "$here/sdpa_baseline.py" --tokens "$tokens" --repeats "$repeats" --backends "$backends" --json "$OUT/sdpa-h200.json" 2>&1 | tee "$OUT/sdpa-h200.md"
 "$dir/VidKV.AI.Bench" decode --device cuda --tokens "$tokens" --repeats "$repeats" --out "$OUT/bench-attention-h200.md" \
   > "$OUT/bench-attention-h200.log" 2>&1
 grep -E "^\| [0-9]" "$OUT/bench-attention-h200.md" | cut -d'|' -f2-6
+if [ -n "$previous" ]; then
+  "$previous/VidKV.AI.Bench" decode --device cuda --tokens "$tokens" --repeats "$repeats" --methods cuda \
+    --out "$OUT/bench-attention-previous.md" > "$OUT/bench-attention-previous.log" 2>&1
+  grep -E "^\| [0-9]" "$OUT/bench-attention-previous.md" | cut -d'|' -f2-6
+fi
 
 if command -v ncu > /dev/null; then
   for n in 4096 131072; do
