@@ -50,11 +50,11 @@ grep -F "**FAIL**" "$OUT/cuda-check-h200.md" | head -20 || true
 python3 "$here/sdpa_baseline.py" --tokens "$tokens" --repeats "$repeats" --backends "$backends" --json "$OUT/sdpa-h200.json" 2>&1 | tee "$OUT/sdpa-h200.md"
 "$dir/VidKV.AI.Bench" decode --device cuda --tokens "$tokens" --repeats "$repeats" --out "$OUT/bench-attention-h200.md" \
   > "$OUT/bench-attention-h200.log" 2>&1
-grep -E "^\| [0-9]" "$OUT/bench-attention-h200.md" | cut -d'|' -f2-6
+grep -E "^\| [0-9]" "$OUT/bench-attention-h200.md" | cut -d'|' -f2-7
 if [ -n "$previous" ]; then
   "$previous/VidKV.AI.Bench" decode --device cuda --tokens "$tokens" --repeats "$repeats" --methods cuda \
     --out "$OUT/bench-attention-previous.md" > "$OUT/bench-attention-previous.log" 2>&1
-  grep -E "^\| [0-9]" "$OUT/bench-attention-previous.md" | cut -d'|' -f2-6
+  grep -E "^\| [0-9]" "$OUT/bench-attention-previous.md" | cut -d'|' -f2-7
 fi
 
 if command -v ncu > /dev/null; then

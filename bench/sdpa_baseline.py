@@ -7,6 +7,8 @@ torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True) with 
 
 - sync per call: synchronize, read the clock, one call, synchronize, read the clock (median over --repeats calls);
 - back to back: --batch calls queued without synchronizing, divided by --batch (median over --repeats batches);
+- host per call: in the same batches, the time until the last call returned (issued, before the synchronization),
+  divided by --batch: the host's share of a call (launch included);
   launch overhead hides behind the GPU's work when the host keeps ahead.
 
 The calls rotate over --copies caches (different random data), so that at every length the bytes read come from
@@ -91,28 +93,29 @@ def main() -> int:
                         call(i % copies)
                         torch.cuda.synchronize()
                         sync.append((time.perf_counter() - t0) * 1e3)
-                    b2b = []
+                    b2b, host = [], []
                     for r in range(a.repeats):
                         torch.cuda.synchronize()
                         t0 = time.perf_counter()
                         for i in range(a.batch):
                             call((r * a.batch + i) % copies)
+                        host.append((time.perf_counter() - t0) * 1e3 / a.batch)
                         torch.cuda.synchronize()
                         b2b.append((time.perf_counter() - t0) * 1e3 / a.batch)
             except RuntimeError as e:
                 print(f"{n} {layout} {name}: not run: {str(e).splitlines()[0]}")
                 continue
             row = dict(tokens=n, layout=layout, backend=name, sync_ms=statistics.median(sync), sync_min_ms=min(sync),
-                       b2b_ms=statistics.median(b2b), rel_err=err, copies=copies, cache_mib=kv_bytes / 2**20)
+                       b2b_ms=statistics.median(b2b), host_ms=statistics.median(host), rel_err=err, copies=copies, cache_mib=kv_bytes / 2**20)
             rows.append(row)
             print(json.dumps(row), flush=True)
         del ks, vs, qs
         torch.cuda.empty_cache()
     print()
-    print("| cached tokens | PyTorch SDPA fp16: layout, backend | sync per call, median ms | min ms | back to back, ms per call | rel. error vs float64 | fp16 cache MiB (copies) |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print("| cached tokens | PyTorch SDPA fp16: layout, backend | sync per call, median ms | min ms | back to back, ms per call | host ms per call (issued) | rel. error vs float64 | fp16 cache MiB (copies) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['tokens']} | {r['layout']}, {r['backend']} | {r['sync_ms']:.3f} | {r['sync_min_ms']:.3f} | {r['b2b_ms']:.3f} | "
+        print(f"| {r['tokens']} | {r['layout']}, {r['backend']} | {r['sync_ms']:.3f} | {r['sync_min_ms']:.3f} | {r['b2b_ms']:.3f} | {r['host_ms']:.3f} | "
               f"{r['rel_err']:.1e} | {r['cache_mib']:.0f} ({r['copies']}) |")
     if a.json:
         with open(a.json, "w") as f:
