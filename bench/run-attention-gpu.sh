@@ -12,12 +12,15 @@
 # There (PyTorch with CUDA installed for python3):
 #   mkdir bench-bin && tar xJf vidkv-bench.tar.xz -C bench-bin
 #   OUT=/some/folder bash bench/run-attention-gpu.sh bench-bin [--tokens 4096,16384,65536,131072] [--repeats 30] \
-#     [--backends cudnn,flash,efficient,math] [--previous earlier-bench-bin]
+#     [--backends cudnn,flash,efficient,math] [--previous earlier-bench-bin] [--decode-step] [--no-ncu]
 # Writes to $OUT: cuda-check-h200.md, sdpa-h200.md (+ .json), bench-attention-h200.md, with --previous
-# bench-attention-previous.md, ncu-*.txt and the logs.
+# bench-attention-previous.md, ncu-*.txt and the logs. --decode-step: then the 7B-geometry decode step
+# (`vidkv-bench model-decode --device cuda --frames 32,256 --repeats 10`, model-decode-h200.md) and `layer-check`
+# (layer-check-h200.md) of the new build, so that a kernel change is checked end to end in the same call; --no-ncu: skip
+# Nsight Compute (about half of the call's time).
 set -euo pipefail
 if [ $# -lt 1 ] || [ ! -x "$1/VidKV.AI.Bench" ]; then
-  echo "usage: OUT=<folder> $0 <published bench folder containing VidKV.AI.Bench> [--tokens N,N] [--repeats N] [--backends B,B] [--previous DIR]" >&2
+  echo "usage: OUT=<folder> $0 <published bench folder containing VidKV.AI.Bench> [--tokens N,N] [--repeats N] [--backends B,B] [--previous DIR] [--decode-step] [--no-ncu]" >&2
   exit 2
 fi
 dir="$1"; shift
@@ -25,13 +28,17 @@ tokens=4096,16384,65536,131072
 repeats=30
 backends=cudnn,flash,efficient,math
 previous=""
+step=0
+ncu=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --tokens) tokens="$2"; shift 2 ;;
     --repeats) repeats="$2"; shift 2 ;;
     --backends) backends="$2"; shift 2 ;;
     --previous) previous="$2"; shift 2 ;;
-    *) echo "unknown option $1 (allowed: --tokens N,N --repeats N --backends B,B --previous DIR)" >&2; exit 2 ;;
+    --decode-step) step=1; shift ;;
+    --no-ncu) ncu=0; shift ;;
+    *) echo "unknown option $1 (allowed: --tokens N,N --repeats N --backends B,B --previous DIR --decode-step --no-ncu)" >&2; exit 2 ;;
   esac
 done
 : "${OUT:?set OUT to the folder the reports go to}"
@@ -57,7 +64,15 @@ if [ -n "$previous" ]; then
   grep -E "^\| [0-9]" "$OUT/bench-attention-previous.md" | cut -d'|' -f2-7
 fi
 
-if command -v ncu > /dev/null; then
+if [ "$step" = 1 ]; then
+  "$dir/VidKV.AI.Bench" model-decode --device cuda --frames 32,256 --repeats 10 --out "$OUT/model-decode-h200.md" \
+    > "$OUT/model-decode-h200.log" 2>&1 || check=$(( check > 0 ? check : 1 ))
+  grep -E "^\| [0-9]" "$OUT/model-decode-h200.md" | cut -d'|' -f2-6 || tail -20 "$OUT/model-decode-h200.log"
+  "$dir/VidKV.AI.Bench" layer-check --out "$OUT/layer-check-h200.md" > "$OUT/layer-check-h200.log" 2>&1 || check=$(( check > 0 ? check : 1 ))
+  grep -E "within|beyond|FAIL" "$OUT/layer-check-h200.md" | head -10 || tail -20 "$OUT/layer-check-h200.log"
+fi
+
+if [ "$ncu" = 1 ] && command -v ncu > /dev/null; then
   for n in 4096 131072; do
     ncu --clock-control none --kernel-name regex:vidkv_mma --launch-skip 20 --launch-count 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --section Occupancy \
