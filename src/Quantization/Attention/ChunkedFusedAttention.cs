@@ -28,10 +28,10 @@ internal static class ChunkedFusedAttention
         var o = cache.Options;
         int g = o.GroupSize;
         long chunk = Math.Max(1, chunkTokens / g) * g;
-        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        long b = query.size(0), hq = query.size(1), tq = query.size(2), d = query.size(3);
         using var scope = NewDisposeScope();
         var first = cache.Blocks.Count > 0 ? null : cache.ResidualKeys;
-        long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : first!.shape[1];
+        long hkv = cache.Blocks.Count > 0 ? cache.Blocks[0].Keys.Shape[1] : first!.size(1);
         long groups = hq / hkv, nq = groups * tq, n = cache.Length;
         using var factor = scale.ToScalar();
 
@@ -54,7 +54,7 @@ internal static class ChunkedFusedAttention
         {
             var rk = cache.ResidualKeys!;
             var rv = cache.ResidualValues!;
-            long r = rk.shape[2];
+            long r = rk.size(2);
             for (long c0 = 0; c0 < r; c0 += chunk)
             {
                 using var inner = NewDisposeScope();
@@ -84,7 +84,7 @@ internal static class ChunkedFusedAttention
     private static void RunBlock(QuantizedBlock block, KVCacheOptions o, Tensor q, Tensor? limits, long chunk, SoftmaxState state)
     {
         using var scope = NewDisposeScope();
-        long b = q.shape[0];
+        long b = q.size(0);
         var qb = BlockQuery(block, o, q);
         var values = block.Values;
         var main = o.Values == ValueQuantization.Asymmetric ? ValueKind.Asymmetric : o.ScaledTernary ? ValueKind.ScaledTernary : ValueKind.Ternary;
@@ -100,7 +100,7 @@ internal static class ChunkedFusedAttention
         long n = block.Tokens;
         var mask = ones(b, n, ScalarType.Bool, q.device);
         mask.scatter_(1, values.ProtectedTokens, zeros(values.ProtectedTokens.shape, ScalarType.Bool, q.device));
-        var rest = mask.nonzero().select(1, 1).reshape(b, n - values.ProtectedTokens.shape[1]);
+        var rest = mask.nonzero().select(1, 1).reshape(b, n - values.ProtectedTokens.size(1));
         RunSource(block, o, qb, values.Rest, main, rest, limits, chunk, state);
     }
 
@@ -138,7 +138,7 @@ internal static class ChunkedFusedAttention
     {
         var keys = block.Keys;
         int g = o.GroupSize;
-        long b = qb.shape[0], h = qb.shape[1], nq = qb.shape[2];
+        long b = qb.size(0), h = qb.size(1), nq = qb.size(2);
         long rows = v.Shape[2];
         for (long r0 = 0; r0 < rows; r0 += chunk)
         {
@@ -184,7 +184,7 @@ internal static class ChunkedFusedAttention
     /// <summary>Σ_t p_t·v_t over rows [r0, r0 + len) of a value tensor, from its codes.</summary>
     private static Tensor ValueRun(QuantizedTensor v, ValueKind kind, QuantizationAxis axis, Tensor p, long r0, long len, int g)
     {
-        long b = p.shape[0], h = p.shape[1], nq = p.shape[2], dv = v.Shape[3];
+        long b = p.size(0), h = p.size(1), nq = p.size(2), dv = v.Shape[3];
         var codes = CodePacking.Unpack(v.Codes.narrow(2, r0, len), dv, v.Format).to(ScalarType.Float32);
         var levels = kind == ValueKind.Asymmetric ? codes : Scalars.MinusOne(codes);
         bool hasScale = kind != ValueKind.Ternary, hasZero = kind == ValueKind.Asymmetric;
@@ -272,12 +272,12 @@ internal static class ChunkedFusedAttention
 
     /// <summary>[B, T] positions expanded to index dimension 2 of a [B, H, *, C] tensor.</summary>
     private static Tensor Expand(Tensor pos, long[] shape)
-        => pos.reshape(shape[0], 1, pos.shape[1], 1).expand(shape[0], shape[1], pos.shape[1], shape[3]);
+        => pos.reshape(shape[0], 1, pos.size(1), 1).expand(shape[0], shape[1], pos.size(1), shape[3]);
 
     /// <summary>Weights of the stored 1-bit components such that q·(channels read back) = Σ w·component (see the CPU kernel).</summary>
     private static Tensor EasyWeights(Tensor qe, OneBitKeyMode mode)
     {
-        long de = qe.shape[^1];
+        long de = qe.size(-1);
         using var inv = (1.0 / de).ToScalar();
         switch (mode)
         {
@@ -290,7 +290,7 @@ internal static class ChunkedFusedAttention
             case OneBitKeyMode.Rfft:
             {
                 var spectrum = fft.rfft(qe, -1, -1);
-                long bins = spectrum.shape[^1];
+                long bins = spectrum.size(-1);
                 long imagCount = bins - 1 - (de % 2 == 0 ? 1 : 0);
                 // Inner bins stand for two conjugate bins; bin 0 (and bin De/2 for even De) for one.
                 var w = Enumerable.Repeat(2f, (int)bins).ToArray();

@@ -48,7 +48,7 @@ internal static class CpuBatchedFusedAttention
             Parallel.For(0, total, Run);
         }
 
-        long rowFloats = output.shape[1] * output.shape[2] * output.shape[3];
+        long rowFloats = output.size(1) * output.size(2) * output.size(3);
         float* o = (float*)PackedSource.Pointer(output);
         for (int i = 0; i < runs.Length; i++)
         {

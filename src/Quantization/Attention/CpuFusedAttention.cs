@@ -49,10 +49,10 @@ internal sealed unsafe class CpuFusedAttention
         _path = path;
         _planar = path == FusedKernelPath.Avx512 && TritPlanes.IsSupported;
         var o = cache.Options;
-        _batch = (int)query.shape[0];
-        _hq = (int)query.shape[1];
-        _tq = (int)query.shape[2];
-        _d = (int)query.shape[3];
+        _batch = (int)query.size(0);
+        _hq = (int)query.size(1);
+        _tq = (int)query.size(2);
+        _d = (int)query.size(3);
         var (keys, values) = (cache.ResidualKeys, cache.ResidualValues);
         _n = cache.Length;
         _quantizedLength = cache.QuantizedLength;
@@ -89,11 +89,11 @@ internal sealed unsafe class CpuFusedAttention
             _blocks.Add(new Block(b, o));
         }
 
-        if (keys is not null && values is not null && keys.shape[2] > 0)
+        if (keys is not null && values is not null && keys.size(2) > 0)
         {
             // The residual, or the buffers it is a view of (heads ResidualStride tokens apart).
             var storage = cache.ResidualStorage;
-            _residualLength = keys.shape[2];
+            _residualLength = keys.size(2);
             _residualStride = cache.ResidualStride;
             _residualKeys = PackedSource.Pointer(storage.Keys!);
             _residualValues = PackedSource.Pointer(storage.Values!);
@@ -579,7 +579,7 @@ internal sealed unsafe class CpuFusedAttention
             {
                 ProtectedValues = PackedSource.Asymmetric(v.Protected, o.ValueAxis, o.GroupSize);
                 ProtectedTokens = (long*)PackedSource.Pointer(v.ProtectedTokens);
-                ProtectedCount = v.ProtectedTokens.shape[1];
+                ProtectedCount = v.ProtectedTokens.size(1);
             }
 
             CodeScores = (KeyOutliers is not null || KeyEasy is not null)

@@ -75,7 +75,7 @@ public static class FusedAttention
         ArgumentNullException.ThrowIfNull(cache);
         ArgumentNullException.ThrowIfNull(query);
         var device = Check(cache, query, causal);
-        double s = scale ?? (1.0 / Math.Sqrt(query.shape[3]));
+        double s = scale ?? (1.0 / Math.Sqrt(query.size(3)));
         if (path == FusedKernelPath.Chunked)
         {
             return ChunkedFusedAttention.Attend(cache, query, causal, s, ChunkedFusedAttention.DefaultChunkTokens);
@@ -134,9 +134,9 @@ public static class FusedAttention
     {
         var (device, dv) = CheckBatch(caches, queries, causal);
         using var scope = NewDisposeScope();
-        var output = empty(new[] { queries.shape[0], queries.shape[1], queries.shape[2], dv }, ScalarType.Float32, queries.device);
+        var output = empty(new[] { queries.size(0), queries.size(1), queries.size(2), dv }, ScalarType.Float32, queries.device);
         var rows = Enumerable.Range(0, caches.Count).ToArray();
-        AttendRows(caches, rows, queries.is_contiguous() ? queries : queries.contiguous(), output, causal, scale ?? (1.0 / Math.Sqrt(queries.shape[3])), path, device, matchSingleCalls);
+        AttendRows(caches, rows, queries.is_contiguous() ? queries : queries.contiguous(), output, causal, scale ?? (1.0 / Math.Sqrt(queries.size(3))), path, device, matchSingleCalls);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -163,7 +163,7 @@ public static class FusedAttention
             return;
         }
 
-        long hq = queries.shape[1], tq = queries.shape[2], d = queries.shape[3];
+        long hq = queries.size(1), tq = queries.size(2), d = queries.size(3);
         var kernels = new List<QuantizedKVCache>();
         var kernelRows = new List<int>();
         for (int i = 0; i < caches.Count; i++)
@@ -211,7 +211,7 @@ public static class FusedAttention
             throw new ArgumentException("A batch needs at least one cache.", nameof(caches));
         }
 
-        if (queries.dim() != 4 || !queries.is_floating_point() || queries.shape[0] != caches.Count)
+        if (queries.dim() != 4 || !queries.is_floating_point() || queries.size(0) != caches.Count)
         {
             throw new ArgumentException($"The queries must be a floating-point [N, Hq, Tq, D] tensor with N = {caches.Count} (one row per cache); got {queries.dtype} [{string.Join(", ", queries.shape)}].", nameof(queries));
         }
@@ -257,7 +257,7 @@ public static class FusedAttention
             throw new ArgumentException($"The query must be a floating-point [B, Hq, Tq, D] tensor; got {query.dtype} [{string.Join(", ", query.shape)}].", nameof(query));
         }
 
-        return CheckShape(cache, query, query.shape[0], causal).Device;
+        return CheckShape(cache, query, query.size(0), causal).Device;
     }
 
     /// <summary>
@@ -274,17 +274,17 @@ public static class FusedAttention
 
         var (cacheBatch, kvHeads, keyDim, valueDim, device) = cache.Blocks.Count > 0
             ? (cache.Blocks[0].Keys.Shape[0], cache.Blocks[0].Keys.Shape[1], cache.Blocks[0].Keys.Shape[3], cache.Blocks[0].Values.Shape[3], cache.Blocks[0].Keys.OutlierChannels.device)
-            : (cache.ResidualKeys!.shape[0], cache.ResidualKeys.shape[1], cache.ResidualKeys.shape[3], cache.ResidualValues!.shape[3], cache.ResidualKeys.device);
-        if ((batch is { } b && b != cacheBatch) || query.shape[3] != keyDim || query.shape[1] < 1 || query.shape[1] % kvHeads != 0 || query.shape[2] < 1)
+            : (cache.ResidualKeys!.size(0), cache.ResidualKeys.size(1), cache.ResidualKeys.size(3), cache.ResidualValues!.size(3), cache.ResidualKeys.device);
+        if ((batch is { } b && b != cacheBatch) || query.size(3) != keyDim || query.size(1) < 1 || query.size(1) % kvHeads != 0 || query.size(2) < 1)
         {
             throw new ArgumentException(
                 $"The query [{string.Join(", ", query.shape)}] does not fit the cache [B={cacheBatch}, H_kv={kvHeads}, D={keyDim}]: it needs B={cacheBatch} (per cache), a positive multiple of {kvHeads} heads, at least one token and D={keyDim}.",
                 nameof(query));
         }
 
-        if (causal && query.shape[2] > cache.Length)
+        if (causal && query.size(2) > cache.Length)
         {
-            throw new ArgumentException($"A causal query of {query.shape[2]} tokens must be the last of the cache's {cache.Length} positions.", nameof(query));
+            throw new ArgumentException($"A causal query of {query.size(2)} tokens must be the last of the cache's {cache.Length} positions.", nameof(query));
         }
 
         if (query.device_type != device.type || query.device_index != device.index)

@@ -17,7 +17,7 @@ internal sealed unsafe class PackedSource
         Codes = (byte*)Pointer(q.Codes);
         Count = (int)q.Shape[^1];
         Tokens = q.Shape[^2];
-        RowBytes = (int)q.Codes.shape[^1];
+        RowBytes = (int)q.Codes.size(-1);
         PerByte = CodePacking.CodesPerByte(q.Format);
         Table = (float*)Unsafe.AsPointer(ref CodeTables.Get(q.Format, mult, offset)[0]);
         TotalBytes = q.Codes.NumberOfElements;

@@ -25,21 +25,21 @@ internal static class ReferenceAttention
             throw new ArgumentException("Query, keys and values must be 4-dimensional [B, H, T, D].");
         }
 
-        long hq = query.shape[1], hkv = keys.shape[1], n = keys.shape[2], tq = query.shape[2];
-        if (hkv == 0 || hq % hkv != 0 || query.shape[3] != keys.shape[3] || keys.shape[2] != values.shape[2] || query.shape[0] != keys.shape[0])
+        long hq = query.size(1), hkv = keys.size(1), n = keys.size(2), tq = query.size(2);
+        if (hkv == 0 || hq % hkv != 0 || query.size(3) != keys.size(3) || keys.size(2) != values.size(2) || query.size(0) != keys.size(0))
         {
             throw new ArgumentException($"Incompatible shapes: query [{string.Join(", ", query.shape)}], keys [{string.Join(", ", keys.shape)}], values [{string.Join(", ", values.shape)}].");
         }
 
         using var scope = NewDisposeScope();
-        long groups = hq / hkv, b = query.shape[0];
+        long groups = hq / hkv, b = query.size(0);
         var k = keys.to(ScalarType.Float32);
         var v = values.to(ScalarType.Float32);
 
         // Grouped-query attention with the query heads folded: the G query heads of a key-value head are G·Tq rows of one
         // product against that head's keys [B, H_kv, G·Tq, N], so keys and values are never copied per query head.
-        var q = query.to(ScalarType.Float32).reshape(b, hkv, groups * tq, query.shape[3]);
-        using var factor = (scale ?? (1.0 / Math.Sqrt(query.shape[3]))).ToScalar();
+        var q = query.to(ScalarType.Float32).reshape(b, hkv, groups * tq, query.size(3));
+        using var factor = (scale ?? (1.0 / Math.Sqrt(query.size(3)))).ToScalar();
         var scores = matmul(q, k.transpose(2, 3)).mul(factor);
         if (causal && tq > 1)
         {
@@ -48,7 +48,7 @@ internal static class ReferenceAttention
             scores = scores.masked_fill(groups > 1 ? mask.repeat(groups, 1) : mask, Scalars.NegativeInfinity);
         }
 
-        return matmul(scores.softmax(-1), v).view(b, hq, tq, values.shape[3]).MoveToOuterDisposeScope();
+        return matmul(scores.softmax(-1), v).view(b, hq, tq, values.size(3)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -64,10 +64,10 @@ internal static class ReferenceAttention
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(values);
-        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
-        long hkv = keys.shape[1], n = keys.shape[2], dv = values.shape[3];
-        if (query.dim() != 4 || keys.dim() != 4 || values.dim() != 4 || hkv == 0 || hq % hkv != 0 || keys.shape[3] != d
-            || values.shape[2] != n || keys.shape[0] != b || (causal && tq > n))
+        long b = query.size(0), hq = query.size(1), tq = query.size(2), d = query.size(3);
+        long hkv = keys.size(1), n = keys.size(2), dv = values.size(3);
+        if (query.dim() != 4 || keys.dim() != 4 || values.dim() != 4 || hkv == 0 || hq % hkv != 0 || keys.size(3) != d
+            || values.size(2) != n || keys.size(0) != b || (causal && tq > n))
         {
             throw new ArgumentException($"Incompatible shapes: query [{string.Join(", ", query.shape)}], keys [{string.Join(", ", keys.shape)}], values [{string.Join(", ", values.shape)}].");
         }

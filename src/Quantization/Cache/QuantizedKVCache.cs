@@ -82,7 +82,7 @@ public sealed class QuantizedKVCache : IDisposable
     public long QuantizedLength => _blocks.Sum(b => b.Tokens);
 
     /// <summary>Tokens held in the full-precision residual.</summary>
-    public long ResidualLength => _residualKeys?.shape[2] ?? 0;
+    public long ResidualLength => _residualKeys?.size(2) ?? 0;
 
     /// <summary>How many times the residual was flushed into the quantized part.</summary>
     public int FlushCount { get; private set; }
@@ -213,7 +213,7 @@ public sealed class QuantizedKVCache : IDisposable
         }
 
         long residual = QuantizedTensor.Bytes(keyStore ?? residualKeys) + QuantizedTensor.Bytes(valueStore ?? residualValues);
-        long residualTokens = residualKeys?.shape[2] ?? 0;
+        long residualTokens = residualKeys?.size(2) ?? 0;
         return new CacheMemory(codes, meta, index, residual, quantized * shape.ElementsPerToken, residualTokens * shape.ElementsPerToken);
     }
 
@@ -240,7 +240,7 @@ public sealed class QuantizedKVCache : IDisposable
         }
 
         CheckKeysValues(keys, values, first: true);
-        long n = keys.shape[2];
+        long n = keys.size(2);
         using var scope = NewDisposeScope();
         Tensor? scores = importance is null ? null : CheckScores(importance, n);
         if (!Options.IsQuantized)
@@ -299,14 +299,14 @@ public sealed class QuantizedKVCache : IDisposable
         ArgumentNullException.ThrowIfNull(caches);
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(values);
-        if (keys.dim() != 4 || values.dim() != 4 || keys.shape[0] != caches.Count || values.shape[0] != caches.Count || keys.shape[2] != 1 || values.shape[2] != 1)
+        if (keys.dim() != 4 || values.dim() != 4 || keys.size(0) != caches.Count || values.size(0) != caches.Count || keys.size(2) != 1 || values.size(2) != 1)
         {
             throw new ArgumentException(
                 $"A decode step for {caches.Count} caches takes keys [{caches.Count}, H, 1, D] and values [{caches.Count}, H, 1, Dv]; got [{string.Join(", ", keys.shape)}] and [{string.Join(", ", values.shape)}].", nameof(keys));
         }
 
         using var scope = NewDisposeScope();
-        long heads = keys.shape[1], keyDim = keys.shape[3], valueDim = values.shape[3];
+        long heads = keys.size(1), keyDim = keys.size(3), valueDim = values.size(3);
         var device = keys.device;
         var seen = new HashSet<QuantizedKVCache>(ReferenceEqualityComparer.Instance);
         var inPlace = new List<(QuantizedKVCache Cache, int Row)>(caches.Count);
@@ -434,11 +434,11 @@ public sealed class QuantizedKVCache : IDisposable
         else if (ResidualLength >= Options.ResidualLength)
         {
             var (allKeys, allValues) = Materialize(ScalarType.Float32);
-            long total = allKeys.shape[2], quantized = total - (total % Options.GroupSize);
+            long total = allKeys.size(2), quantized = total - (total % Options.GroupSize);
             Tensor? scores = null;
             if (_scores is not null)
             {
-                long known = Math.Min(_scores.shape[1], quantized);
+                long known = Math.Min(_scores.size(1), quantized);
                 scores = cat(new[] { _scores.narrow(1, 0, known), full(_batch, quantized - known, Scalars.NaN, ScalarType.Float32, _scores.device) }, 1);
             }
 
@@ -545,7 +545,7 @@ public sealed class QuantizedKVCache : IDisposable
         var (device, dv) = FusedAttention.CheckBatch(caches, queries, causal);
         using var scope = NewDisposeScope();
         var q = queries.is_contiguous() ? queries : queries.contiguous();
-        var output = empty(new[] { q.shape[0], q.shape[1], q.shape[2], dv }, ScalarType.Float32, q.device);
+        var output = empty(new[] { q.size(0), q.size(1), q.size(2), dv }, ScalarType.Float32, q.device);
         var fused = new List<QuantizedKVCache>(caches.Count);
         var rows = new List<int>(caches.Count);
         for (int i = 0; i < caches.Count; i++)
@@ -564,7 +564,7 @@ public sealed class QuantizedKVCache : IDisposable
             output.narrow(0, i, 1).copy_(cache.AttendForDecode(row, causal));
         }
 
-        FusedAttention.AttendRows(fused, rows, q, output, causal, 1.0 / Math.Sqrt(q.shape[3]), FusedKernelPath.Auto, device, matchSingleCalls);
+        FusedAttention.AttendRows(fused, rows, q, output, causal, 1.0 / Math.Sqrt(q.size(3)), FusedKernelPath.Auto, device, matchSingleCalls);
         return output.MoveToOuterDisposeScope();
     }
 
@@ -612,7 +612,7 @@ public sealed class QuantizedKVCache : IDisposable
     /// </summary>
     private Tensor TailValues(Tensor values)
     {
-        if (values.shape[2] == 0 || !Options.IsQuantized || Options.Flush != FlushPolicy.RequantizeAll || Options.ValueAxis != QuantizationAxis.PerToken
+        if (values.size(2) == 0 || !Options.IsQuantized || Options.Flush != FlushPolicy.RequantizeAll || Options.ValueAxis != QuantizationAxis.PerToken
             || _valueQuantizer!.Protection is not null)
         {
             return values;
@@ -679,23 +679,23 @@ public sealed class QuantizedKVCache : IDisposable
             throw new ArgumentException($"Keys and values must be floating point; got {keys.dtype} and {values.dtype}.", nameof(keys));
         }
 
-        if (keys.shape[0] != values.shape[0] || keys.shape[1] != values.shape[1] || keys.shape[2] != values.shape[2])
+        if (keys.size(0) != values.size(0) || keys.size(1) != values.size(1) || keys.size(2) != values.size(2))
         {
             throw new ArgumentException($"Keys [{string.Join(", ", keys.shape)}] and values [{string.Join(", ", values.shape)}] must agree on B, H and N.", nameof(values));
         }
 
         if (first)
         {
-            if (keys.shape[0] < 1 || keys.shape[1] < 1 || keys.shape[3] < 1 || values.shape[3] < 1)
+            if (keys.size(0) < 1 || keys.size(1) < 1 || keys.size(3) < 1 || values.size(3) < 1)
             {
                 throw new ArgumentException($"Keys [{string.Join(", ", keys.shape)}] must have at least one batch item, head and channel.", nameof(keys));
             }
 
-            (_batch, _heads, _keyDim, _valueDim, _dtype) = (keys.shape[0], keys.shape[1], keys.shape[3], values.shape[3], keys.dtype);
+            (_batch, _heads, _keyDim, _valueDim, _dtype) = (keys.size(0), keys.size(1), keys.size(3), values.size(3), keys.dtype);
             return;
         }
 
-        if (keys.shape[0] != _batch || keys.shape[1] != _heads || keys.shape[3] != _keyDim || values.shape[3] != _valueDim)
+        if (keys.size(0) != _batch || keys.size(1) != _heads || keys.size(3) != _keyDim || values.size(3) != _valueDim)
         {
             throw new ArgumentException(
                 $"Appended keys [{string.Join(", ", keys.shape)}] / values [{string.Join(", ", values.shape)}] do not match the cache's [B={_batch}, H={_heads}, D={_keyDim}, Dv={_valueDim}].",
@@ -706,7 +706,7 @@ public sealed class QuantizedKVCache : IDisposable
     private Tensor CheckScores(Tensor importance, long n)
     {
         var s = importance.dim() == 1 ? importance.unsqueeze(0).expand(_batch, -1) : importance;
-        if (s.dim() != 2 || s.shape[0] != _batch || s.shape[1] != n)
+        if (s.dim() != 2 || s.size(0) != _batch || s.size(1) != n)
         {
             throw new ArgumentException($"Importance scores must be [N] or [B, N] = [{_batch}, {n}]; got [{string.Join(", ", importance.shape)}].", nameof(importance));
         }

@@ -52,7 +52,7 @@ public sealed class QuantizedKVCacheSnapshot : IDisposable
     public long QuantizedLength => _blocks.Sum(b => b.Tokens);
 
     /// <summary>Tokens held in the full-precision residual (copied at every fork).</summary>
-    public long ResidualLength => _residualKeys?.shape[2] ?? 0;
+    public long ResidualLength => _residualKeys?.size(2) ?? 0;
 
     /// <summary>How many times the cache had flushed its residual when the snapshot was taken.</summary>
     public int FlushCount { get; }

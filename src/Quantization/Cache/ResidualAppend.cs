@@ -49,7 +49,7 @@ internal static unsafe class ResidualAppend
         {
             foreach (var s in slots)
             {
-                long heads = s.Keys.shape[1];
+                long heads = s.Keys.size(1);
                 CopyRows(s.Keys, s.KeyStore, s, heads);
                 CopyRows(s.Values, s.ValueStore, s, heads);
             }
@@ -73,7 +73,7 @@ internal static unsafe class ResidualAppend
 
     private static void CopyRows(Tensor source, Tensor store, Slot s, long heads)
     {
-        long row = source.shape[3] * source.ElementSize;
+        long row = source.size(3) * source.ElementSize;
         byte* from = (byte*)CudaRuntime.DataPointer(source) + (s.Row * heads * row);
         byte* to = (byte*)CudaRuntime.DataPointer(store) + (s.Position * row);
         for (long h = 0; h < heads; h++)
@@ -84,7 +84,7 @@ internal static unsafe class ResidualAppend
 
     private static void Launch(IReadOnlyList<Slot> slots, IntPtr kernel, int device)
     {
-        long heads = slots[0].Keys.shape[1];
+        long heads = slots[0].Keys.size(1);
         var p = new Params { Heads = heads };
         for (int start = 0; start < slots.Count; start += MaxEntries)
         {
@@ -92,7 +92,7 @@ internal static unsafe class ResidualAppend
             for (int i = 0; i < count; i++)
             {
                 var s = slots[start + i];
-                long kRow = s.Keys.shape[3] * s.Keys.ElementSize, vRow = s.Values.shape[3] * s.Values.ElementSize;
+                long kRow = s.Keys.size(3) * s.Keys.ElementSize, vRow = s.Values.size(3) * s.Values.ElementSize;
                 p.Entries[i] = new Entry
                 {
                     SourceKeys = CudaRuntime.DataPointer(s.Keys) + (nint)(s.Row * heads * kRow),

@@ -64,7 +64,7 @@ internal sealed class Attention : nn.Module
     internal static Tensor AddProjected(Tensor residual, Tensor x, Tensor weight)
     {
         using var scope = NewDisposeScope();
-        var sum = nn.functional.linear(x.reshape(-1, x.shape[^1]), weight, residual.reshape(-1, residual.shape[^1]));
+        var sum = nn.functional.linear(x.reshape(-1, x.size(-1)), weight, residual.reshape(-1, residual.size(-1)));
         return sum.view(residual.shape).MoveToOuterDisposeScope();
     }
 
@@ -75,7 +75,7 @@ internal sealed class Attention : nn.Module
     private Tensor Attend(AttentionInput input, bool fast)
     {
         var x = input.Hidden;
-        long b = x.shape[0], t = x.shape[1];
+        long b = x.size(0), t = x.size(1);
         Tensor Heads(Tensor y, int heads) => y.view(b, t, heads, _headDim).transpose(1, 2);
         Tensor Rotate(Tensor y) => input.Rotary is { } r ? RotaryEmbedding.Apply(y, r) : y;
         Tensor q, k, v;
@@ -104,7 +104,7 @@ internal sealed class Attention : nn.Module
                 throw new ArgumentException("A hook that replaces keys and values is for attention without a cache.", nameof(input));
             }
 
-            if (replaced.QueryMask is { } m && (m.dtype != ScalarType.Bool || m.dim() != 2 || m.shape[0] != b || m.shape[1] != t))
+            if (replaced.QueryMask is { } m && (m.dtype != ScalarType.Bool || m.dim() != 2 || m.size(0) != b || m.size(1) != t))
             {
                 throw new ArgumentException($"KeyValueReplacement.QueryMask must be bool [{b}, {t}]; got {m.dtype} [{string.Join(", ", m.shape)}].", nameof(input));
             }
@@ -163,9 +163,9 @@ internal sealed class Attention : nn.Module
     /// </summary>
     private (Tensor Q, Tensor K, Tensor V) ProjectFused(Tensor x, RotaryTables? rotary, bool rowWise)
     {
-        long b = x.shape[0], t = x.shape[1];
+        long b = x.size(0), t = x.size(1);
         // Two-dimensional rows: libtorch's linear with a bias is then one addmm (a product and an add otherwise).
-        var rows = x.reshape(b * t, x.shape[2]);
+        var rows = x.reshape(b * t, x.size(2));
         var qkv = rowWise ? PerRow(rows, _qkv.Forward) : _qkv.Forward(rows); // [B·T, (H + 2 Hkv) hd]
         if (rotary is not null)
         {
@@ -173,7 +173,7 @@ internal sealed class Attention : nn.Module
         }
 
         // [B, heads, T, hd] views of qkv, one call each (a step's host time is its calls).
-        long width = qkv.shape[1], at = qkv.storage_offset();
+        long width = qkv.size(1), at = qkv.storage_offset();
         Tensor Heads(int first, int count) => qkv.as_strided([b, count, t, _headDim], [t * width, _headDim, width, 1], at + (first * _headDim));
         var q = Heads(0, _heads);
         var k = Heads(_heads, _kvHeads);
@@ -212,7 +212,7 @@ internal sealed class Attention : nn.Module
         using var scope = NewDisposeScope();
         var profile = StepProfile.Current;
         profile?.Mark("norms, residual adds, embedding (between layers)");
-        long n = hidden.shape[0];
+        long n = hidden.size(0);
         Tensor Heads(Tensor y, int heads) => y.view(n, 1, heads, _headDim).transpose(1, 2);
         Tensor Project(LinearLayer p, Tensor y) => rowWise ? PerRow(y, p.forward) : p.forward(y);
         Tensor q, k, v;
@@ -266,14 +266,14 @@ internal sealed class Attention : nn.Module
             return CpuPrefillAttention.Attend(q, keys, values, causal);
         }
 
-        long heads = q.shape[1], kvHeads = keys.shape[1];
+        long heads = q.size(1), kvHeads = keys.size(1);
         if (kvHeads == heads)
         {
             return nn.functional.scaled_dot_product_attention(q, keys, values, null, 0.0, causal);
         }
 
-        long groups = heads / kvHeads, b = q.shape[0], n = keys.shape[2];
-        Tensor Group(Tensor y, long head) => y.narrow(1, head, 1).expand(b, groups, n, y.shape[3]);
+        long groups = heads / kvHeads, b = q.size(0), n = keys.size(2);
+        Tensor Group(Tensor y, long head) => y.narrow(1, head, 1).expand(b, groups, n, y.size(3));
         if (kvHeads == 1)
         {
             return nn.functional.scaled_dot_product_attention(q, Group(keys, 0), Group(values, 0), null, 0.0, causal);
@@ -293,7 +293,7 @@ internal sealed class Attention : nn.Module
     internal static Tensor PerRow(Tensor x, Func<Tensor, Tensor> f)
     {
         using var scope = NewDisposeScope();
-        var rows = new Tensor[x.shape[0]];
+        var rows = new Tensor[x.size(0)];
         for (int i = 0; i < rows.Length; i++)
         {
             rows[i] = f(x.narrow(0, i, 1).clone());

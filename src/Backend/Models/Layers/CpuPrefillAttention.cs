@@ -23,15 +23,15 @@ internal static class CpuPrefillAttention
 
     /// <summary>Whether the blocked path serves these queries and keys: bf16 on the CPU, more than one query.</summary>
     public static bool Applies(Tensor q, Tensor keys)
-        => q.device_type == DeviceType.CPU && q.dtype == ScalarType.BFloat16 && keys.dtype == ScalarType.BFloat16 && q.shape[2] > 1;
+        => q.device_type == DeviceType.CPU && q.dtype == ScalarType.BFloat16 && keys.dtype == ScalarType.BFloat16 && q.size(2) > 1;
 
     /// <summary>Attention of q [B, H, T, hd] over keys and values [B, Hkv, N, hd] (H a multiple of Hkv); causal aligns the
     /// last query with the last key. Returns [B, H, T, hd].</summary>
     public static Tensor Attend(Tensor q, Tensor keys, Tensor values, bool causal)
     {
-        long b = q.shape[0], heads = q.shape[1], t = q.shape[2], hd = q.shape[3];
-        long kvHeads = keys.shape[1], n = keys.shape[2], dv = values.shape[3];
-        if (heads % kvHeads != 0 || keys.shape[0] != b || values.shape[0] != b || values.shape[2] != n || keys.shape[3] != hd)
+        long b = q.size(0), heads = q.size(1), t = q.size(2), hd = q.size(3);
+        long kvHeads = keys.size(1), n = keys.size(2), dv = values.size(3);
+        if (heads % kvHeads != 0 || keys.size(0) != b || values.size(0) != b || values.size(2) != n || keys.size(3) != hd)
         {
             throw new ArgumentException($"Queries [{string.Join(", ", q.shape)}] do not fit keys [{string.Join(", ", keys.shape)}] and values [{string.Join(", ", values.shape)}].", nameof(keys));
         }

@@ -20,5 +20,5 @@ internal sealed class EmbeddingLayer : nn.Module<Tensor, Tensor>
 
     public Tensor Weight => weight;
 
-    public override Tensor forward(Tensor ids) => weight.index_select(0, ids.reshape(-1)).reshape(ids.shape.Append(weight.shape[1]).ToArray());
+    public override Tensor forward(Tensor ids) => weight.index_select(0, ids.reshape(-1)).reshape(ids.shape.Append(weight.size(1)).ToArray());
 }

@@ -32,7 +32,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
         }
 
         bool tracked = is_grad_enabled() && gate_proj.Weight.requires_grad;
-        return InPlace.ByRowChunks(x, 2 * gate_proj.Weight.shape[0], down_proj.Weight.shape[0], tracked, Forward).MoveToOuterDisposeScope(); // gate and up
+        return InPlace.ByRowChunks(x, 2 * gate_proj.Weight.size(0), down_proj.Weight.size(0), tracked, Forward).MoveToOuterDisposeScope(); // gate and up
     }
 
     /// <summary>
@@ -55,7 +55,7 @@ internal sealed class GatedMlp : nn.Module<Tensor, Tensor>
     {
         var shape = x.shape;
         var rows = LayerKernels.SiluMul(_gateUp.Forward(x.reshape(-1, shape[^1])));
-        shape[^1] = rows.shape[1];
+        shape[^1] = rows.size(1);
         return rows.view(shape);
     }
 

@@ -22,7 +22,7 @@ internal static class InPlace
     /// </summary>
     public static Tensor ByRowChunks(Tensor x, long widestRow, long outputWidth, bool tracked, Func<Tensor, Tensor> f)
     {
-        long rows = x.numel() / x.shape[^1];
+        long rows = x.numel() / x.size(-1);
         long perChunk = Math.Max(1, ChunkBytes / (widestRow * x.element_size()));
         if (x.device_type != DeviceType.CPU || tracked || x.requires_grad || rows <= perChunk)
         {
@@ -30,7 +30,7 @@ internal static class InPlace
         }
 
         using var scope = NewDisposeScope();
-        var flat = x.reshape(rows, x.shape[^1]);
+        var flat = x.reshape(rows, x.size(-1));
         var output = empty(new[] { rows, outputWidth }, x.dtype, x.device);
         for (long start = 0; start < rows; start += perChunk)
         {

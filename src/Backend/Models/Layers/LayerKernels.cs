@@ -64,7 +64,7 @@ internal static unsafe class LayerKernels
     /// <summary>Qwen2's RMSNorm of each row of <paramref name="x"/> [..., D] (a CUDA tensor) with <paramref name="weight"/> [D].</summary>
     public static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
     {
-        long dim = x.shape[^1];
+        long dim = x.size(-1);
         var input = x.is_contiguous() ? x : x.contiguous();
         var output = empty_like(input);
         var args = new NormArgs
@@ -83,7 +83,7 @@ internal static unsafe class LayerKernels
     /// </summary>
     public static void RotaryInPlace(Tensor projection, long tokens, int heads, int headDim, RotaryTables tables)
     {
-        long t = tokens, width = projection.shape[^1], b = projection.numel() / (width * t);
+        long t = tokens, width = projection.size(-1), b = projection.numel() / (width * t);
         long tableRows = tables.Cos.numel() / headDim;
         if (tableRows != t && tableRows != b * t)
         {
@@ -120,7 +120,7 @@ internal static unsafe class LayerKernels
     /// <summary>silu(gate) · up of <paramref name="gateUp"/> [..., 2 · I] (gate first): [..., I].</summary>
     public static Tensor SiluMul(Tensor gateUp)
     {
-        long inter = gateUp.shape[^1] / 2;
+        long inter = gateUp.size(-1) / 2;
         if (gateUp.device_type != DeviceType.CUDA)
         {
             using var scope = NewDisposeScope();

@@ -23,5 +23,5 @@ internal sealed class LayerNormLayer : nn.Module<Tensor, Tensor>
         _eps = eps;
     }
 
-    public override Tensor forward(Tensor input) => nn.functional.layer_norm(input, new[] { weight.shape[0] }, weight, bias, _eps);
+    public override Tensor forward(Tensor input) => nn.functional.layer_norm(input, new[] { weight.size(0) }, weight, bias, _eps);
 }

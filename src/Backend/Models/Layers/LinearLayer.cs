@@ -46,7 +46,7 @@ internal sealed class FusedProjection : IDisposable
     public FusedProjection(params LinearLayer[] parts)
     {
         bool biased = parts[0].Bias is not null;
-        if (parts.Any(p => (p.Bias is not null) != biased || p.Weight.shape[1] != parts[0].Weight.shape[1]))
+        if (parts.Any(p => (p.Bias is not null) != biased || p.Weight.size(1) != parts[0].Weight.size(1)))
         {
             throw new ArgumentException("Only projections of the same input width, all with or all without a bias, can be fused.", nameof(parts));
         }
@@ -78,7 +78,7 @@ internal sealed class FusedProjection : IDisposable
             long row = 0;
             foreach (var p in _parts)
             {
-                long n = p.Weight.shape[0];
+                long n = p.Weight.size(0);
                 using (var view = weight.narrow(0, row, n))
                 {
                     SetTo(p.Weight, view);

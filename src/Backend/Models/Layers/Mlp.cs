@@ -23,7 +23,7 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         bool tracked = is_grad_enabled() && fc1.Weight.requires_grad;
-        return InPlace.ByRowChunks(x, fc1.Weight.shape[0], fc2.Weight.shape[0], tracked, Forward).MoveToOuterDisposeScope();
+        return InPlace.ByRowChunks(x, fc1.Weight.size(0), fc2.Weight.size(0), tracked, Forward).MoveToOuterDisposeScope();
     }
 
     private Tensor Forward(Tensor x)

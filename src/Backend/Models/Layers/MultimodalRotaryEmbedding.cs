@@ -19,7 +19,7 @@ internal static class MultimodalRotaryEmbedding
     {
         ArgumentNullException.ThrowIfNull(positions);
         ArgumentNullException.ThrowIfNull(sections);
-        if (positions.dim() != 2 || positions.shape[0] != 3)
+        if (positions.dim() != 2 || positions.size(0) != 3)
         {
             throw new ArgumentException($"Multimodal positions must be [3, T]; got [{string.Join(", ", positions.shape)}].", nameof(positions));
         }
@@ -44,7 +44,7 @@ internal static class MultimodalRotaryEmbedding
             }
         }
 
-        var index = tensor(rows, device: positions.device).view(1, 1, -1).expand(1, freqs.shape[1], -1);
+        var index = tensor(rows, device: positions.device).view(1, 1, -1).expand(1, freqs.size(1), -1);
         var picked = freqs.gather(0, index)[0];                                              // [T, hd/2]
         var emb = cat(new[] { picked, picked }, -1);                                         // [T, hd]
         return new RotaryTables(emb.cos().MoveToOuterDisposeScope(), emb.sin().MoveToOuterDisposeScope());

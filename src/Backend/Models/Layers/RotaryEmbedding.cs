@@ -22,7 +22,7 @@ internal static class RotaryEmbedding
     {
         using var scope = NewDisposeScope();
         var xf = x.to(ScalarType.Float32);
-        long half = x.shape[^1] / 2;
+        long half = x.size(-1) / 2;
         var rotated = cat(new[] { -xf.narrow(-1, half, half), xf.narrow(-1, 0, half) }, -1);
         return Scalars.Add(xf * tables.Cos, rotated * tables.Sin).to(x.dtype).MoveToOuterDisposeScope();
     }

@@ -55,7 +55,7 @@ internal static class CudaFusedAttention
     public static string Description => CudaRuntime.Description;
 
     /// <summary>Whether this cache and query shape fit the kernels (else callers use the chunked path).</summary>
-    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.shape[0], query.shape[1], query.shape[2], query.shape[3], query.dtype);
+    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.size(0), query.size(1), query.size(2), query.size(3), query.dtype);
 
     /// <summary>Whether this cache fits the kernels for queries [batch, Hq, Tq, D] of the given type.</summary>
     public static bool Fits(QuantizedKVCache cache, long batch, long queryHeads, long queryTokens, long dim, ScalarType queryType)
@@ -85,7 +85,7 @@ internal static class CudaFusedAttention
     /// <summary>KV heads and value channels of a non-empty cache.</summary>
     private static (long KvHeads, long ValueChannels) Geometry(QuantizedKVCache cache) => cache.Blocks.Count > 0
         ? (cache.Blocks[0].Keys.Shape[1], cache.Blocks[0].Values.Shape[3])
-        : (cache.ResidualKeys!.shape[1], cache.ResidualValues!.shape[3]);
+        : (cache.ResidualKeys!.size(1), cache.ResidualValues!.size(3));
 
     private static BlockLaunch LaunchOf(QuantizedBlock block, KVCacheOptions options) => Launches.GetValue(block, x => new BlockLaunch(x, options));
 
@@ -119,7 +119,7 @@ internal static class CudaFusedAttention
     {
         // More query rows per KV head than a launch takes (a question's tokens over a remembered video): the query's
         // tokens in slices, each slice's causal limit where its own last token is.
-        long tq = query.shape[2], perLaunch = TokensPerLaunch(cache, query.shape[1], tq);
+        long tq = query.size(2), perLaunch = TokensPerLaunch(cache, query.size(1), tq);
         if (perLaunch < tq)
         {
             using var scope = NewDisposeScope();
@@ -147,7 +147,7 @@ internal static class CudaFusedAttention
         }
 
         _lastKernel = "general (prep, attend, merge launches per block)";
-        return AttendGeneral(cache, query, causal, scale, cache.Length - query.shape[2]);
+        return AttendGeneral(cache, query, causal, scale, cache.Length - query.size(2));
     }
 
     /// <summary>Query tokens one launch of the general kernels takes: all of them when their rows per KV head fit
@@ -163,7 +163,7 @@ internal static class CudaFusedAttention
     private static Tensor AttendGeneral(QuantizedKVCache cache, Tensor query, bool causal, double scale, long causalBase)
     {
         var o = cache.Options;
-        long b = query.shape[0], hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        long b = query.size(0), hq = query.size(1), tq = query.size(2), d = query.size(3);
         int device = Math.Max(0, query.device_index);
         var module = Module(device);
         using var scope = NewDisposeScope();
@@ -205,7 +205,7 @@ internal static class CudaFusedAttention
 
         if (residualKeys is not null)
         {
-            long r = residualKeys.shape[2];
+            long r = residualKeys.size(2);
             sources.Add(new Run(r, d, (r + tps - 1) / tps, 0, 0, 0));
         }
 
@@ -316,7 +316,7 @@ internal static class CudaFusedAttention
     public static void AttendBatch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, bool matchSingleCalls)
     {
         int device = Math.Max(0, query.device_index);
-        long hq = query.shape[1], tq = query.shape[2];
+        long hq = query.size(1), tq = query.size(2);
         bool tensorCores = Environment.GetEnvironmentVariable(KernelVariable) != "general";
         var groups = new Dictionary<(MmaAttention.LaunchShape, ScalarType?), (List<QuantizedKVCache> Caches, List<int> Rows)>();
         long temporary = output.NumberOfElements * 4;
@@ -360,7 +360,7 @@ internal static class CudaFusedAttention
     /// </summary>
     internal static Tensor ValueRowMap(Tensor protectedTokens, long tokens)
     {
-        long b = protectedTokens.shape[0];
+        long b = protectedTokens.size(0);
         var isProtected = zeros(new[] { b, tokens }, ScalarType.Int64, protectedTokens.device);
         isProtected.scatter_(1, protectedTokens, ones(protectedTokens.shape, ScalarType.Int64, protectedTokens.device));
         var protectedSoFar = isProtected.cumsum(1, ScalarType.Int64); // j + 1 at the j-th protected token
@@ -459,7 +459,7 @@ internal static class CudaFusedAttention
             Scale = scaled ? CudaRuntime.DataPointer(q.Scale ?? throw new InvalidOperationException("A quantized tensor lacks the scale its quantizer reads.")) : IntPtr.Zero,
             Zero = zero ? CudaRuntime.DataPointer(q.Zero ?? throw new InvalidOperationException("A quantized tensor lacks the zero point its quantizer reads.")) : IntPtr.Zero,
             Rows = q.Shape[^2],
-            RowBytes = q.Codes.shape[^1],
+            RowBytes = q.Codes.size(-1),
             PerByte = CodePacking.CodesPerByte(q.Format),
             Radix = CodePacking.Base(q.Format),
             Mult = mult,
@@ -474,8 +474,8 @@ internal static class CudaFusedAttention
     private static Src Raw(Tensor t) => new()
     {
         Codes = CudaRuntime.DataPointer(t),
-        Rows = t.shape[2],
-        Channels = t.shape[3],
+        Rows = t.size(2),
+        Channels = t.size(3),
         MetaType = MetaType(t.dtype),
     };
 
@@ -498,15 +498,15 @@ internal static class CudaFusedAttention
             ValueProtected = Source(values.Protected, 1, 0, scaled: true, zero: true, o.ValueAxis);
             Tokens = block.Tokens;
             Channels = dOut + (keys.Easy?.Shape[^1] ?? 0);
-            ValueStride = Math.Max(values.Rest.Codes.shape[^1], values.Protected?.Codes.shape[^1] ?? 0);
-            KeyRowBytes = (keys.Outliers?.Codes.shape[^1] ?? 0) + (keys.Easy?.Codes.shape[^1] ?? 0);
+            ValueStride = Math.Max(values.Rest.Codes.size(-1), values.Protected?.Codes.size(-1) ?? 0);
+            KeyRowBytes = (keys.Outliers?.Codes.size(-1) ?? 0) + (keys.Easy?.Codes.size(-1) ?? 0);
             Bytes = keys.CodeBytes + keys.MetadataBytes + values.CodeBytes + values.MetadataBytes;
             Prep = new Prep
             {
                 OutlierIndex = keys.Outliers is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.OutlierChannels),
                 EasyIndex = keys.Easy is null ? IntPtr.Zero : CudaRuntime.DataPointer(keys.EasyChannels),
                 OutlierChannels = dOut,
-                EasyChannels = keys.Easy is null ? 0 : keys.EasyChannels.shape[0],
+                EasyChannels = keys.Easy is null ? 0 : keys.EasyChannels.size(0),
                 Components = keys.Easy?.Shape[^1] ?? 0,
             };
         }

@@ -28,7 +28,7 @@ internal static class MmaAttention
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> Shapes = new();
 
     /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
-    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.shape[0], query.shape[1], query.shape[2], query.dtype);
+    public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.size(0), query.size(1), query.size(2), query.dtype);
 
     /// <summary>Whether this cache fits the kernel for queries of <paramref name="batch"/> items, Hq heads and Tq tokens.</summary>
     public static bool Fits(QuantizedKVCache cache, long batch, long queryHeads, long queryTokens, ScalarType queryType)
@@ -120,7 +120,7 @@ internal static class MmaAttention
         using var scope = NewDisposeScope();
         var q = query.is_contiguous() ? query : query.contiguous();
         var plan = PlanOf(cache, Math.Max(0, query.device_index), 1);
-        var output = empty(new[] { query.shape[0], query.shape[1], query.shape[2], plan.ValueChannels }, ScalarType.Float32, query.device);
+        var output = empty(new[] { query.size(0), query.size(1), query.size(2), plan.ValueChannels }, ScalarType.Float32, query.device);
         temporaryBytes = (output.NumberOfElements * 4) + (ReferenceEquals(q, query) ? 0 : q.NumberOfElements * q.ElementSize) + plan.Bytes;
         Launch([cache], [0], q, output, causal, scale, 1);
         return output.MoveToOuterDisposeScope();
@@ -157,7 +157,7 @@ internal static class MmaAttention
     public static void Launch(IReadOnlyList<QuantizedKVCache> caches, IReadOnlyList<int> rows, Tensor query, Tensor output, bool causal, double scale, int share)
     {
         int device = Math.Max(0, query.device_index);
-        long hq = query.shape[1], tq = query.shape[2], d = query.shape[3];
+        long hq = query.size(1), tq = query.size(2), d = query.size(3);
         var first = PlanOf(caches[0], device, share);
         long nq = hq / first.KvHeads * tq;
         var p = new Params
@@ -379,7 +379,7 @@ internal static class MmaAttention
             }
 
             QuantSplits = splits.Count / 3;
-            EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.shape[0];
+            EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.size(0);
             KernelName = MmaAttention.KernelName(first);
             Stage = new StageLayout(first);
             var words = new List<long>();
@@ -469,7 +469,7 @@ internal static class MmaAttention
         private Tensor AllocateStates(long splits, out long capacity)
         {
             capacity = splits;
-            long bh = _counters.shape[0];
+            long bh = _counters.size(0);
             var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();
             StatesPointer = CudaRuntime.DataPointer(states);
             return states;
@@ -484,13 +484,13 @@ internal static class MmaAttention
             KeySource(keys.Outliers, 1, 0, words);
             KeySource(keys.Easy, easyMult, easyOffset, words);
             var rest = values.Rest;
-            long easyChannels = keys.Easy is null ? 0 : keys.EasyChannels.shape[0];
+            long easyChannels = keys.Easy is null ? 0 : keys.EasyChannels.size(0);
             var transform = keys.Easy is null || o.OneBitKeys == OneBitKeyMode.TimeDomain ? null : Transform(o.OneBitKeys, easyChannels, _device);
             words.Add(CudaRuntime.DataPointer(rest.Codes));
             words.Add(keys.Outliers is null ? 0 : CudaRuntime.DataPointer(keys.OutlierChannels));
             words.Add(keys.Easy is null ? 0 : CudaRuntime.DataPointer(keys.EasyChannels));
             words.Add(transform is null ? 0 : CudaRuntime.DataPointer(transform));
-            words.Add(rest.Codes.shape[^1]);
+            words.Add(rest.Codes.size(-1));
             words.Add(CodePacking.CodesPerByte(rest.Format));
             words.Add(CodePacking.Base(rest.Format));
             words.Add(keys.Outliers?.Shape[^1] ?? 0);
@@ -513,7 +513,7 @@ internal static class MmaAttention
             words.Add(CudaRuntime.DataPointer(q.Codes));
             words.Add(CudaRuntime.DataPointer(q.Scale ?? throw new InvalidOperationException("A quantized key tensor lacks its scale.")));
             words.Add(q.Zero is null ? 0 : CudaRuntime.DataPointer(q.Zero));
-            words.Add(q.Codes.shape[^1]);
+            words.Add(q.Codes.size(-1));
             words.Add(q.Format switch { CodeFormat.Bits1 => 1, CodeFormat.Bits2 => 2, CodeFormat.Bits4 => 4, _ => 8 });
             words.Add(q.Shape[^1]);
             words.Add(Floats(mult, offset));
@@ -556,10 +556,10 @@ internal static class MmaAttention
             var k = block.Keys;
             int meta = k.Outliers?.Scale?.dtype == ScalarType.Float32 || k.Easy?.Scale?.dtype == ScalarType.Float32 ? 4 : 2;
             long chO = k.Outliers?.Shape[^1] ?? 0, chE = k.Easy?.Shape[^1] ?? 0;
-            long rbV = block.Values.Rest.Codes.shape[^1];
+            long rbV = block.Values.Rest.Codes.size(-1);
             OutlierCodes = 0;
-            EasyCodes = Align16(32 * (k.Outliers?.Codes.shape[^1] ?? 0));
-            ValueCodes = EasyCodes + Align16(32 * (k.Easy?.Codes.shape[^1] ?? 0));
+            EasyCodes = Align16(32 * (k.Outliers?.Codes.size(-1) ?? 0));
+            ValueCodes = EasyCodes + Align16(32 * (k.Easy?.Codes.size(-1) ?? 0));
             OutlierScale = ValueCodes + Align16(32 * rbV);
             OutlierZero = OutlierScale + Align16(chO * meta);
             EasyScale = OutlierZero + Align16(chO * meta);
