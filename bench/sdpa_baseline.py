@@ -7,9 +7,9 @@ torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True) with 
 
 - sync per call: synchronize, read the clock, one call, synchronize, read the clock (median over --repeats calls);
 - back to back: --batch calls queued without synchronizing, divided by --batch (median over --repeats batches);
+  launch overhead hides behind the GPU's work when the host keeps ahead;
 - host per call: in the same batches, the time until the last call returned (issued, before the synchronization),
-  divided by --batch: the host's share of a call (launch included);
-  launch overhead hides behind the GPU's work when the host keeps ahead.
+  divided by --batch: the host's share of a call (launch included).
 
 The calls rotate over --copies caches (different random data), so that at every length the bytes read come from
 device memory, not from a cache that an earlier call left in the 60 MB L2 (a decode step touches 28 layers' caches).

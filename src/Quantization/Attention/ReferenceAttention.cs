@@ -64,12 +64,17 @@ internal static class ReferenceAttention
         ArgumentNullException.ThrowIfNull(query);
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(values);
+        string Shapes() => $"query [{string.Join(", ", query.shape)}], keys [{string.Join(", ", keys.shape)}], values [{string.Join(", ", values.shape)}]";
+        if (query.dim() != 4 || keys.dim() != 4 || values.dim() != 4)
+        {
+            throw new ArgumentException($"Query, keys and values must be 4-dimensional [B, H, T, D]: {Shapes()}.");
+        }
+
         long b = query.size(0), hq = query.size(1), tq = query.size(2), d = query.size(3);
         long hkv = keys.size(1), n = keys.size(2), dv = values.size(3);
-        if (query.dim() != 4 || keys.dim() != 4 || values.dim() != 4 || hkv == 0 || hq % hkv != 0 || keys.size(3) != d
-            || values.size(2) != n || keys.size(0) != b || (causal && tq > n))
+        if (hkv == 0 || hq % hkv != 0 || keys.size(3) != d || values.size(2) != n || keys.size(0) != b || (causal && tq > n))
         {
-            throw new ArgumentException($"Incompatible shapes: query [{string.Join(", ", query.shape)}], keys [{string.Join(", ", keys.shape)}], values [{string.Join(", ", values.shape)}].");
+            throw new ArgumentException($"Incompatible shapes: {Shapes()}.");
         }
 
         using var scope = NewDisposeScope();
