@@ -253,7 +253,8 @@ internal static class CudaCheck
 
         // A batched decode step's appends in place (QuantizedKVCache.AppendDecodeStep: one launch writes every cache's new
         // token into its residual buffers) against Append per cache: the same content bit for bit through a flush, and the
-        // batched attention reading the buffers (heads a buffer's capacity apart) equal bit for bit to reading compact residuals.
+        // batched attention and single calls reading the buffers (heads a buffer's capacity apart) equal bit for bit to reading
+        // compact residuals.
         void CheckInPlaceAppend(string name, KVCacheOptions options, int sequences, int steps, int seed)
         {
             using var scope = NewDisposeScope();
@@ -311,10 +312,22 @@ internal static class CudaCheck
                     reference = Math.Max(reference, (fromBuffers.narrow(0, i, 1) - inPlace[i].Attend(queries.narrow(0, i, 1), false)).abs().max().item<float>());
                 }
 
+                // The single-sequence call a decoder's step makes (float32 queries, as a float32 model's), over the same caches.
+                double single = 0;
+                string singleKernel = kernel;
+                for (int i = 0; i < sequences; i++)
+                {
+                    using var inner = NewDisposeScope();
+                    var q = queries.narrow(0, i, 1).to(ScalarType.Float32);
+                    single = Math.Max(single, (alone[i].AttendForDecode(q, causal: false) - inPlace[i].AttendForDecode(q, causal: false)).abs().max().item<float>());
+                    singleKernel = FusedAttention.LastCudaKernel;
+                }
+
                 string what = $"{name}, {sequences} sequences, {steps} steps ({inPlace.Min(c => c.Length)}..{inPlace.Max(c => c.Length)} tokens)";
                 rows.Add(($"{what}: cached keys and values after in-place appends vs Append, bit for bit{(content == 0 ? string.Empty : $": NOT ({content:E1})")}", "append", content == 0 ? 0 : double.PositiveInfinity, "append launch"));
                 rows.Add(($"{what}: attention over the residual buffers vs compact residuals, bit for bit{(attention == 0 ? string.Empty : $": NOT ({attention:E1})")}", "Auto batch", attention == 0 ? 0 : double.PositiveInfinity, kernel));
                 rows.Add(($"{what}: attention over the residual buffers vs dequantize", "Auto batch", reference, kernel));
+                rows.Add(($"{what}: single calls (AttendForDecode, float32 query) over the residual buffers vs compact residuals, bit for bit{(single == 0 ? string.Empty : $": NOT ({single:E1})")}", "Auto", single == 0 ? 0 : double.PositiveInfinity, singleKernel));
             }
             finally
             {
