@@ -33,6 +33,12 @@ internal static class Program
                    operations they replace, kernel by kernel and over two 7B-geometry layers; exit code 1 on any
                    difference beyond its limit. Needs VIDKV_LIBTORCH.
 
+          kernels [--arch sm_90] [--out FOLDER]
+                   Every CUDA kernel the library compiles at run time, compiled here with NVRTC for one architecture (no
+                   GPU needed): registers, spills and shared memory per kernel, and with cuobjdump (VIDKV_CUOBJDUMP or the
+                   search path; scripts/cuda-binutils.sh fetches it) the SASS and its instruction counts per class. Writes
+                   the sources, cubins, SASS and kernels.md to FOLDER [kernels]. Needs libnvrtc (scripts/ensure-nvrtc.sh).
+
           snapshot [--frames 32,64] [--repeats 5] [--out PATH]
                    KV cache snapshots at LLaVA-OneVision-0.5B's cache geometry after a prefill of that many frames:
                    snapshot bytes of each preset against a 16-bit cache, fork time, serialized size, write and read time.
@@ -136,6 +142,11 @@ internal static class Program
                     return LayerKernelCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "cuda-check":
                     return CudaCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "kernels":
+                    return KernelListing.Run(
+                        CommandLine(args),
+                        args.Contains("--arch") ? args[Array.IndexOf(args, "--arch") + 1] : "sm_90",
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : "kernels");
                 case "snapshot":
                     return SnapshotBenchmark.Run(
                         CommandLine(args),
@@ -180,7 +191,7 @@ internal static class Program
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, cuda-check, snapshot, batching, memory, prefill, serving, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, cuda-check, kernels, snapshot, batching, memory, prefill, serving, load.");
             }
         }
         catch (ArgumentException ex)

@@ -17,7 +17,7 @@ internal static unsafe class ResidualAppend
     /// <summary>Caches per kernel launch (the parameter struct stays within CUDA's 4 KiB).</summary>
     internal const int MaxEntries = 48;
 
-    private const string Source = """
+    internal const string Source = """
         typedef long long i64;
         struct Entry { const char* sk; const char* sv; char* dk; char* dv; i64 kHead, vHead, kRow, vRow; };
         struct Params { i64 heads, count; Entry e[48]; };

@@ -165,4 +165,26 @@ public sealed class CudaPathTests
         var (general, generalLog) = NvrtcCompiler.Compile(KernelSource.Text, "vidkv_fused_attention.cu", architecture);
         Assert.True(general > 0, generalLog);
     }
+
+    /// <summary>
+    /// <see cref="NvrtcCompiler.CompileCubin"/> returns the compiled image itself (what <c>vidkv-bench kernels</c> hands to
+    /// cuobjdump): an ELF file of the size <see cref="NvrtcCompiler.Compile"/> reports. Needs libnvrtc, as above.
+    /// </summary>
+    [Fact]
+    public void CompileCubin_ReturnsTheElfImage()
+    {
+        if (!NvrtcCompiler.TryLoad(out _, out var why))
+        {
+            Console.WriteLine($"NVRTC kernel compilation not checked: {why}");
+            return;
+        }
+
+        var (image, log) = NvrtcCompiler.CompileCubin(ResidualAppend.Source, "vidkv_append.cu", "sm_90", "--ptxas-options=-v");
+        var (bytes, _) = NvrtcCompiler.Compile(ResidualAppend.Source, "vidkv_append.cu", "sm_90");
+        Assert.Equal(bytes, image.Length);
+        Assert.Equal(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }, image.Take(4).ToArray());
+        Assert.Contains("vidkv_append_rows", log, StringComparison.Ordinal);
+        var e = Assert.Throws<InvalidOperationException>(() => NvrtcCompiler.CompileCubin("__global__ void k() { undefined_name(); }", "bad.cu", "sm_90"));
+        Assert.Contains("bad.cu", e.Message, StringComparison.Ordinal);
+    }
 }

@@ -40,6 +40,16 @@ internal static unsafe class NvrtcCompiler
     /// <exception cref="InvalidOperationException">NVRTC is missing or the source does not compile (the log is in the message).</exception>
     public static (long CubinBytes, string Log) Compile(string source, string name, string architecture, params string[] extraOptions)
     {
+        var (cubin, log) = CompileCubin(source, name, architecture, extraOptions);
+        return (cubin.Length, log);
+    }
+
+    /// <summary>
+    /// As <see cref="Compile"/>, returning the cubin itself (an ELF image: <c>cuobjdump -sass</c> lists its machine code).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">NVRTC is missing or the source does not compile (the log is in the message).</exception>
+    public static (byte[] Cubin, string Log) CompileCubin(string source, string name, string architecture, params string[] extraOptions)
+    {
         if (!TryLoad(out var lib, out var description))
         {
             throw new InvalidOperationException(description);
@@ -51,6 +61,7 @@ internal static unsafe class NvrtcCompiler
         var logSize = (delegate* unmanaged<IntPtr, nuint*, int>)N("nvrtcGetProgramLogSize");
         var getLog = (delegate* unmanaged<IntPtr, byte*, int>)N("nvrtcGetProgramLog");
         var cubinSize = (delegate* unmanaged<IntPtr, nuint*, int>)N("nvrtcGetCUBINSize");
+        var getCubin = (delegate* unmanaged<IntPtr, byte*, int>)N("nvrtcGetCUBIN");
         var destroy = (delegate* unmanaged<IntPtr*, int>)N("nvrtcDestroyProgram");
 
         IntPtr program;
@@ -105,7 +116,16 @@ internal static unsafe class NvrtcCompiler
             }
 
             nuint cubin = 0;
-            return (cubinSize(program, &cubin) == 0 ? (long)cubin : 0, log);
+            var image = cubinSize(program, &cubin) == 0 ? new byte[cubin] : [];
+            fixed (byte* b = image)
+            {
+                if (image.Length > 0 && getCubin(program, b) != 0)
+                {
+                    image = [];
+                }
+            }
+
+            return (image, log);
         }
         finally
         {
