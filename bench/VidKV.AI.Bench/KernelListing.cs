@@ -61,11 +61,14 @@ internal static partial class KernelListing
         sb.AppendLine(CultureInfo.InvariantCulture, $"# The CUDA kernels compiled for {architecture}");
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture, $"Command: `{commandLine}`; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; NVRTC: {why}; cuobjdump: {cuobjdump ?? "not found (no SASS columns)"}.");
-        sb.AppendLine("Static counts: instructions in the machine code, not executed ones (a loop's body counts once).");
+        sb.AppendLine("Static counts: instructions in the machine code, not executed ones (a loop's body counts once). Main loop: the");
+        sb.AppendLine("smallest loop (a backward branch and what it jumps over) holding the most tensor-core instructions: its");
+        sb.AppendLine("instructions, those of inner loops counted once (for the tensor-core attention kernel, about one 32-token unit's work);");
+        sb.AppendLine("'-' for kernels without tensor-core instructions.");
         sb.AppendLine();
-        sb.Append("| kernel | registers | spill stores / loads (bytes) | static shared (bytes) | SASS instructions |");
+        sb.Append("| kernel | registers | spill stores / loads (bytes) | static shared (bytes) | SASS instructions | main loop |");
         sb.AppendLine(string.Concat(Classes.Select(c => $" {c.Class} |")));
-        sb.Append("|---|---:|---:|---:|---:|");
+        sb.Append("|---|---:|---:|---:|---:|---:|");
         sb.AppendLine(string.Concat(Classes.Select(_ => "---:|")));
         foreach (var (file, text) in sources)
         {
@@ -79,21 +82,22 @@ internal static partial class KernelListing
                 File.WriteAllText(Path.Combine(outDir, file + ".sass"), sass);
             }
 
-            var counts = sass is null ? new Dictionary<string, List<string>>() : SassByFunction(sass);
+            var counts = sass is null ? new Dictionary<string, List<Instruction>>() : SassByFunction(sass);
             foreach (var entry in PtxasEntries(log))
             {
                 sb.Append(CultureInfo.InvariantCulture, $"| `{entry.Name}` | {entry.Registers} | {entry.SpillStores} / {entry.SpillLoads} | {entry.Shared} |");
-                if (counts.TryGetValue(entry.Name, out var ops))
+                if (counts.TryGetValue(entry.Name, out var code))
                 {
-                    sb.Append(CultureInfo.InvariantCulture, $" {ops.Count} |");
+                    var loop = MainLoop(code);
+                    sb.Append(CultureInfo.InvariantCulture, $" {code.Count} | {(loop.Count == 0 ? "-" : $"{loop.Count} ({loop.Count(i => IsClass(i.Opcode, Classes[0].Prefixes))} tensor core)")} |");
                     foreach (var (_, prefixes) in Classes)
                     {
-                        sb.Append(CultureInfo.InvariantCulture, $" {ops.Count(o => prefixes.Any(p => o.StartsWith(p, StringComparison.Ordinal) && (o.Length == p.Length || o[p.Length] == '.')))} |");
+                        sb.Append(CultureInfo.InvariantCulture, $" {code.Count(i => IsClass(i.Opcode, prefixes))} |");
                     }
                 }
                 else
                 {
-                    sb.Append(string.Concat(Enumerable.Repeat(" |", Classes.Length + 1)));
+                    sb.Append(string.Concat(Enumerable.Repeat(" |", Classes.Length + 2)));
                 }
 
                 sb.AppendLine();
@@ -129,11 +133,17 @@ internal static partial class KernelListing
         return process.ExitCode == 0 ? output : throw new InvalidOperationException($"{cuobjdump} -sass {cubin} failed ({process.ExitCode}): {stderr.Result}");
     }
 
-    /// <summary>Each function's opcodes (predicates dropped) in a cuobjdump -sass listing.</summary>
-    internal static Dictionary<string, List<string>> SassByFunction(string sass)
+    /// <summary>One SASS instruction: its address, opcode (predicate dropped) and, for a branch, its target.</summary>
+    internal readonly record struct Instruction(int Address, string Opcode, int? Target);
+
+    private static bool IsClass(string opcode, string[] prefixes)
+        => prefixes.Any(p => opcode.StartsWith(p, StringComparison.Ordinal) && (opcode.Length == p.Length || opcode[p.Length] == '.'));
+
+    /// <summary>Each function's instructions in a cuobjdump -sass listing.</summary>
+    internal static Dictionary<string, List<Instruction>> SassByFunction(string sass)
     {
-        var result = new Dictionary<string, List<string>>();
-        List<string>? current = null;
+        var result = new Dictionary<string, List<Instruction>>();
+        List<Instruction>? current = null;
         foreach (var line in sass.Split('\n'))
         {
             if (FunctionPattern().Match(line) is { Success: true } f)
@@ -142,12 +152,26 @@ internal static partial class KernelListing
             }
             else if (current is not null && InstructionPattern().Match(line) is { Success: true } i)
             {
-                current.Add(i.Groups[1].Value);
+                int address = int.Parse(i.Groups[1].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+                int? target = i.Groups[3].Success ? int.Parse(i.Groups[3].Value, NumberStyles.HexNumber, CultureInfo.InvariantCulture) : null;
+                current.Add(new Instruction(address, i.Groups[2].Value, target));
             }
         }
 
         return result;
     }
+
+    /// <summary>
+    /// The smallest of the loops (a backward branch and the instructions from its target to it) with the most tensor-core
+    /// instructions (out-of-line code that jumps back spans more); empty where no loop holds one.
+    /// </summary>
+    internal static IReadOnlyList<Instruction> MainLoop(IReadOnlyList<Instruction> code)
+        => code.Where(i => i.Opcode.StartsWith("BRA", StringComparison.Ordinal) && i.Target is { } t && t < i.Address)
+            .Select(b => code.Where(i => i.Address >= b.Target && i.Address <= b.Address).ToList())
+            .Where(l => l.Any(i => IsClass(i.Opcode, Classes[0].Prefixes)))
+            .OrderByDescending(l => l.Count(i => IsClass(i.Opcode, Classes[0].Prefixes)))
+            .ThenBy(l => l.Count)
+            .FirstOrDefault() ?? [];
 
     /// <summary>ptxas's report per entry function (from <c>--ptxas-options=-v</c>).</summary>
     internal static IEnumerable<(string Name, int Registers, int SpillStores, int SpillLoads, int Shared)> PtxasEntries(string log)
@@ -180,7 +204,7 @@ internal static partial class KernelListing
     [GeneratedRegex(@"Function : (\S+)")]
     private static partial Regex FunctionPattern();
 
-    [GeneratedRegex(@"^\s+/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]\s+)?([A-Z][A-Z0-9_.]*)")]
+    [GeneratedRegex(@"^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]\s+)?([A-Z][A-Z0-9_.]*)(?:\s+(?:`\(\.L_x_\d+\)|0x([0-9a-f]+)))?")]
     private static partial Regex InstructionPattern();
 
     [GeneratedRegex(@"Compiling entry function '([^']+)'")]
