@@ -4,7 +4,7 @@
 # machine code (SASS) of the kernels NVRTC compiles here:
 #   bash scripts/ensure-nvrtc.sh && bash scripts/cuda-binutils.sh
 #   VIDKV_CUOBJDUMP=$PWD/.cuda-binutils/cuobjdump dotnet run -c Release --project bench/VidKV.AI.Bench -- kernels --out /tmp/kernels
-# Needs apt-get with Debian's archive (the non-free component is added as ensure-nvrtc.sh does); about 85 MB to download.
+# Needs apt-get with Debian's archive (scripts/apt-non-free.sh adds the non-free component); about 85 MB to download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=.cuda-binutils
@@ -16,10 +16,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
   echo "error: apt-get not found; cuobjdump comes from Debian's nvidia-cuda-toolkit package" >&2
   exit 1
 fi
-sources=/etc/apt/sources.list.d/debian.sources
-extra=/etc/apt/sources.list.d/vidkv-non-free.sources
-if [ ! -f "$extra" ] && [ "$(id -u)" -eq 0 ] && [ -f "$sources" ] && grep -q '^Components:' "$sources"; then
-  sed 's/^Components:.*/Components: non-free/' "$sources" > "$extra"
+if bash scripts/apt-non-free.sh && [ "$(id -u)" -eq 0 ]; then
   apt-get update -qq
 fi
 work=$(mktemp -d)

@@ -15,16 +15,9 @@ if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 
-# Debian's own archive with the non-free component added, as a second sources file derived from the first.
-sources=/etc/apt/sources.list.d/debian.sources
-extra=/etc/apt/sources.list.d/vidkv-non-free.sources
-if [ ! -f "$extra" ]; then
-  if [ -f "$sources" ] && grep -q '^Components:' "$sources"; then
-    sed 's/^Components:.*/Components: non-free/' "$sources" > "$extra"
-  else
-    echo "note: $sources not found; libnvrtc not installed and the NVRTC compile tests will skip." >&2
-    exit 0
-  fi
+if ! why=$(bash "$(dirname "$0")/apt-non-free.sh" 2>&1); then
+  echo "note: $why; libnvrtc not installed and the NVRTC compile tests will skip." >&2
+  exit 0
 fi
 
 if apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libnvrtc11.2 >/dev/null; then

@@ -82,14 +82,14 @@ internal static partial class KernelListing
                 File.WriteAllText(Path.Combine(outDir, file + ".sass"), sass);
             }
 
-            var counts = sass is null ? new Dictionary<string, List<Instruction>>() : SassByFunction(sass);
+            var functions = sass is null ? new Dictionary<string, List<Instruction>>() : SassByFunction(sass);
             foreach (var entry in PtxasEntries(log))
             {
                 sb.Append(CultureInfo.InvariantCulture, $"| `{entry.Name}` | {entry.Registers} | {entry.SpillStores} / {entry.SpillLoads} | {entry.Shared} |");
-                if (counts.TryGetValue(entry.Name, out var code))
+                if (functions.TryGetValue(entry.Name, out var code))
                 {
                     var loop = MainLoop(code);
-                    sb.Append(CultureInfo.InvariantCulture, $" {code.Count} | {(loop.Count == 0 ? "-" : $"{loop.Count} ({loop.Count(i => IsClass(i.Opcode, Classes[0].Prefixes))} tensor core)")} |");
+                    sb.Append(CultureInfo.InvariantCulture, $" {code.Count} | {(loop.Count == 0 ? "-" : $"{loop.Count} ({loop.Count(IsTensorCore)} tensor core)")} |");
                     foreach (var (_, prefixes) in Classes)
                     {
                         sb.Append(CultureInfo.InvariantCulture, $" {code.Count(i => IsClass(i.Opcode, prefixes))} |");
@@ -139,6 +139,8 @@ internal static partial class KernelListing
     private static bool IsClass(string opcode, string[] prefixes)
         => prefixes.Any(p => opcode.StartsWith(p, StringComparison.Ordinal) && (opcode.Length == p.Length || opcode[p.Length] == '.'));
 
+    private static bool IsTensorCore(Instruction i) => IsClass(i.Opcode, Classes[0].Prefixes);
+
     /// <summary>Each function's instructions in a cuobjdump -sass listing.</summary>
     internal static Dictionary<string, List<Instruction>> SassByFunction(string sass)
     {
@@ -168,9 +170,11 @@ internal static partial class KernelListing
     internal static IReadOnlyList<Instruction> MainLoop(IReadOnlyList<Instruction> code)
         => code.Where(i => i.Opcode.StartsWith("BRA", StringComparison.Ordinal) && i.Target is { } t && t < i.Address)
             .Select(b => code.Where(i => i.Address >= b.Target && i.Address <= b.Address).ToList())
-            .Where(l => l.Any(i => IsClass(i.Opcode, Classes[0].Prefixes)))
-            .OrderByDescending(l => l.Count(i => IsClass(i.Opcode, Classes[0].Prefixes)))
-            .ThenBy(l => l.Count)
+            .Select(l => (Loop: l, TensorCore: l.Count(IsTensorCore)))
+            .Where(l => l.TensorCore > 0)
+            .OrderByDescending(l => l.TensorCore)
+            .ThenBy(l => l.Loop.Count)
+            .Select(l => l.Loop)
             .FirstOrDefault() ?? [];
 
     /// <summary>ptxas's report per entry function (from <c>--ptxas-options=-v</c>).</summary>
