@@ -62,8 +62,10 @@ internal static class LayerKernelCheck
         foreach (var preset in new[] { "fp16", "vidkv-1.5/1.58" })
         {
             var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
-            var (f32, errOff, errOn) = DecoderErrors(dev, options);
+            var (f32, errOff, errOn, again, againOff) = DecoderErrors(dev, options);
             rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative", f32, 1e-4));
+            rows.Add(($"same, float32 kernel path run twice on fresh caches: max |diff|, bit for bit (first differing step: {again.FirstStep})", again.Diff, 0));
+            rows.Add(($"same, float32 TorchSharp-ops path run twice on fresh caches: max |diff|, bit for bit (first differing step: {againOff.FirstStep})", againOff.Diff, 0));
             rows.Add(($"same in bfloat16: kernel path's relative error to the float32 model ({errOn:E2}) over the TorchSharp path's ({errOff:E2})", errOn / errOff, 1.25));
         }
 
@@ -137,19 +139,23 @@ internal static class LayerKernelCheck
 
     /// <summary>
     /// Two decoder layers of the 7B geometry with one set of random weights: (float32 kernels vs float32 ops; bf16 ops vs float32;
-    /// bf16 kernels vs float32), each the largest relative difference over the prefill's and every decode step's outputs.
+    /// bf16 kernels vs float32), each the largest relative difference over the prefill's and every decode step's outputs; and
+    /// each float32 path run a second time on fresh caches (the largest absolute difference to its first run, and the first
+    /// step that differs: -1 is the prefill, "none" where every step matched): a path must give the same bits for the same
+    /// input.
     /// </summary>
-    private static (double F32, double Bf16Off, double Bf16On) DecoderErrors(Device dev, KVCacheOptions options)
+    private static (double F32, double Bf16Off, double Bf16On, (double Diff, string FirstStep) Again, (double Diff, string FirstStep) AgainOff) DecoderErrors(Device dev, KVCacheOptions options)
     {
         var config = ModelDecodeBenchmark.SevenB().Text with { NumLayers = 2 };
         using var reference = Random(config, ScalarType.Float32, dev, null);
         using var fusedF32 = Random(config, ScalarType.Float32, dev, reference);
         using var off16 = Random(config, ScalarType.BFloat16, dev, reference);
         using var on16 = Random(config, ScalarType.BFloat16, dev, reference);
-        var caches = Enumerable.Range(0, 4).Select(_ => new ModelKVCache(2, options)).ToArray();
+        var caches = Enumerable.Range(0, 6).Select(_ => new ModelKVCache(2, options)).ToArray();
         try
         {
-            double f32 = 0, errOff = 0, errOn = 0;
+            double f32 = 0, errOff = 0, errOn = 0, again = 0, againOff = 0;
+            string first = "none", firstOff = "none";
             for (int step = -1; step < 30; step++)
             {
                 using var scope = NewDisposeScope();
@@ -170,12 +176,19 @@ internal static class LayerKernelCheck
                 }
 
                 var exact = Run(reference, caches[0], ScalarType.Float32, kernels: false);
-                f32 = Math.Max(f32, Relative(exact, Run(fusedF32, caches[1], ScalarType.Float32, kernels: true)));
+                var fused = Run(fusedF32, caches[1], ScalarType.Float32, kernels: true);
+                f32 = Math.Max(f32, Relative(exact, fused));
+                double d = (Run(fusedF32, caches[4], ScalarType.Float32, kernels: true) - fused).abs().max().item<float>();
+                double dOff = (Run(reference, caches[5], ScalarType.Float32, kernels: false) - exact).abs().max().item<float>();
+                first = first == "none" && d != 0 ? step.ToString(CultureInfo.InvariantCulture) : first;
+                firstOff = firstOff == "none" && dOff != 0 ? step.ToString(CultureInfo.InvariantCulture) : firstOff;
+                again = Math.Max(again, d);
+                againOff = Math.Max(againOff, dOff);
                 errOff = Math.Max(errOff, Relative(exact, Run(off16, caches[2], ScalarType.BFloat16, kernels: false)));
                 errOn = Math.Max(errOn, Relative(exact, Run(on16, caches[3], ScalarType.BFloat16, kernels: true)));
             }
 
-            return (f32, errOff, errOn);
+            return (f32, errOff, errOn, (again, first), (againOff, firstOff));
         }
         finally
         {
