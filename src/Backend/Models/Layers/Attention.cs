@@ -124,7 +124,10 @@ internal sealed class Attention : nn.Module
             if (fast && b * t == 1 && k.dtype is ScalarType.BFloat16 or ScalarType.Float16)
             {
                 // In place into residual buffers with room up to the next flush: one launch, no concatenation. (16-bit
-                // keys only: with float32 keys on CUDA the GPU check measured 1.7e-3 relative from Append, not yet explained.)
+                // keys only for now: a float32 layer-check once measured 1.7e-3 relative from Append; cuda-check has since
+                // found float32 in-place appends and the attention over them bit for bit Append's, and layer-check's float32
+                // rows vary from process to process by up to 8e-4 without them (docs/bench-attention-copytable-h100.md).
+                // Float32 joins once that variation is located.)
                 VidKV.AI.Quantization.Cache.QuantizedKVCache.AppendDecodeStep([cache], k, v);
             }
             else
