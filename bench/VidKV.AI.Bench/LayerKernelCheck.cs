@@ -35,7 +35,7 @@ internal static class LayerKernelCheck
             var normed = LayerKernels.RmsNorm(x, weight, 1e-6);
             var xf = x.to(ScalarType.Float32);
             var expected = weight * (xf * (xf.mul(xf).mean([-1L], keepdim: true) + 1e-6).rsqrt()).to(type);
-            rows.Add(($"RMSNorm {type}, [9, 3584]: max |diff| / max |y|", Relative(expected, normed), ulp));
+            rows.Add(($"RMSNorm {type}, [9, 3584]: max abs diff / max abs y", Relative(expected, normed), ulp));
 
             foreach (var (b, t, tableRows) in new[] { (1L, 1L, 1L), (1L, 37L, 37L), (3L, 1L, 3L), (2L, 5L, 10L) })
             {
@@ -64,8 +64,8 @@ internal static class LayerKernelCheck
             var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
             var (f32, errOff, errOn, again, againOff) = DecoderErrors(dev, options);
             rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative", f32, 1e-4));
-            rows.Add(($"same, float32 kernel path run twice on fresh caches: max |diff|, bit for bit (first differing step: {again.FirstStep})", again.Diff, 0));
-            rows.Add(($"same, float32 TorchSharp-ops path run twice on fresh caches: max |diff|, bit for bit (first differing step: {againOff.FirstStep})", againOff.Diff, 0));
+            rows.Add(($"same, float32 kernel path run twice on fresh caches: max abs diff, bit for bit (first differing step: {again.FirstStep})", again.Diff, 0));
+            rows.Add(($"same, float32 TorchSharp-ops path run twice on fresh caches: max abs diff, bit for bit (first differing step: {againOff.FirstStep})", againOff.Diff, 0));
             rows.Add(($"same in bfloat16: kernel path's relative error to the float32 model ({errOn:E2}) over the TorchSharp path's ({errOff:E2})", errOn / errOff, 1.25));
         }
 
