@@ -20,22 +20,27 @@ for trx in "$results"/*.trx; do
   counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
   p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters"); passed=$((passed + ${p:-0}))
   f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters"); failed=$((failed + ${f:-0}))
-  n=$(sed -n 's/.* notExecuted="\([0-9]*\)".*/\1/p' <<<"$counters"); skipped=$((skipped + ${n:-0}))
+  # Skipped tests are counted neither as executed nor as notExecuted in a trx: they are the total less the executed.
+  t=$(sed -n 's/.* total="\([0-9]*\)".*/\1/p' <<<"$counters"); e=$(sed -n 's/.* executed="\([0-9]*\)".*/\1/p' <<<"$counters")
+  skipped=$((skipped + ${t:-0} - ${e:-0}))
 done
-# Name every failed test with the first lines of its message, last, where a log's tail shows them.
-if [ "$failed" -gt 0 ]; then
+# Name every skipped test with its reason, and every failed test with the first lines of its message, last, where a
+# log's tail shows them.
+if [ "$failed" -gt 0 ] || [ "$skipped" -gt 0 ]; then
   python3 - "$results" <<'PY' || true
 import glob, sys, xml.etree.ElementTree as ET
 ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
 for trx in glob.glob(sys.argv[1] + "/*.trx"):
     for r in ET.parse(trx).getroot().iterfind(".//t:UnitTestResult", ns):
-        if r.get("outcome") != "Failed":
-            continue
-        message = r.findtext(".//t:Message", "", ns).strip().splitlines()[:6]
-        trace = r.findtext(".//t:StackTrace", "", ns).strip().splitlines()[:6]
-        print("FAILED:", r.get("testName"))
-        for line in message + trace:
-            print("   ", line)
+        outcome = r.get("outcome")
+        if outcome == "NotExecuted":
+            print("SKIPPED:", r.get("testName"), "--", r.findtext(".//t:Message", "", ns).strip())
+        elif outcome == "Failed":
+            message = r.findtext(".//t:Message", "", ns).strip().splitlines()[:6]
+            trace = r.findtext(".//t:StackTrace", "", ns).strip().splitlines()[:6]
+            print("FAILED:", r.get("testName"))
+            for line in message + trace:
+                print("   ", line)
 PY
 fi
 echo "Tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
