@@ -214,21 +214,11 @@ internal static unsafe class CodeTables
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> HalfToSingle(Vector256<uint> h)
     {
-        // The same steps as the 512-bit version below, eight halves at a time.
         var magnitude = h & Vector256.Create(0x7fffu);
         var value = (magnitude << 13).AsSingle() * Vector256.Create(5.192296858534828e33f);
         var special = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7c00u));
         value = Vector256.ConditionalSelect(special.AsSingle(), ((magnitude << 13) | Vector256.Create(0x7f800000u)).AsSingle(), value);
         return (value.AsUInt32() | ((h & Vector256.Create(0x8000u)) << 16)).AsSingle();
-    }
-
-    private static Vector512<float> HalfToSingle(Vector512<uint> h)
-    {
-        var magnitude = h & Vector512.Create(0x7fffu);
-        var value = (magnitude << 13).AsSingle() * Vector512.Create(5.192296858534828e33f);
-        var special = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7c00u));
-        value = Vector512.ConditionalSelect(special.AsSingle(), ((magnitude << 13) | Vector512.Create(0x7f800000u)).AsSingle(), value);
-        return (value.AsUInt32() | ((h & Vector512.Create(0x8000u)) << 16)).AsSingle();
     }
 
     /// <summary>Reads element <paramref name="index"/> of a float16, bfloat16, float32 or float64 buffer as float.</summary>
@@ -254,14 +244,7 @@ internal static unsafe class CodeTables
             {
                 Half* h = (Half*)data + index;
                 int i = 0;
-                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
-                {
-                    for (; i + 16 <= count; i += 16)
-                    {
-                        HalfToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)h + i))).Store(dst + i);
-                    }
-                }
-
+                // Eight at a time wherever AVX2 runs (AVX-512 processors too: a metadata row is a few dozen values).
                 if (Vector256.IsHardwareAccelerated && Avx2.IsSupported)
                 {
                     for (; i + 8 <= count; i += 8)
@@ -282,14 +265,6 @@ internal static unsafe class CodeTables
             {
                 ushort* b = (ushort*)data + index;
                 int i = 0;
-                if (Vector512.IsHardwareAccelerated && Avx512F.IsSupported)
-                {
-                    for (; i + 16 <= count; i += 16)
-                    {
-                        (Avx512F.ConvertToVector512UInt32(Vector256.Load(b + i)) << 16).AsSingle().Store(dst + i);
-                    }
-                }
-
                 if (Vector256.IsHardwareAccelerated && Avx2.IsSupported)
                 {
                     for (; i + 8 <= count; i += 8)
