@@ -199,7 +199,7 @@ internal static class LayerKernelCheck
         }
     }
 
-    private static Qwen2Decoder Random(Qwen2Config config, ScalarType type, Device dev, Qwen2Decoder? copyOf)
+    internal static Qwen2Decoder Random(Qwen2Config config, ScalarType type, Device dev, Qwen2Decoder? copyOf)
     {
         var decoder = new Qwen2Decoder(config, type, dev);
         var source = copyOf?.named_parameters().ToDictionary(p => p.name, p => p.parameter);

@@ -33,6 +33,12 @@ internal static class Program
                    operations they replace, kernel by kernel and over two 7B-geometry layers; exit code 1 on any
                    difference beyond its limit. Needs VIDKV_LIBTORCH.
 
+          op-hashes [--device cuda|cpu] [--repeats 3] [--out PATH]
+                   Each operation of a 7B-geometry decode (projections, prefill SDPA, layer kernels, the cache's prefill,
+                   appends and attention, two decoder layers) on fixed seeded inputs, several times: a hash of its
+                   output's bits and whether the repeats match. Compare the hashes of several processes to find an
+                   operation that is not deterministic; exit code 1 when repeats differ.
+
           kernels [--arch sm_90] [--out FOLDER]
                    Every CUDA kernel the library compiles at run time, compiled here with NVRTC for one architecture (no
                    GPU needed): registers, spills and shared memory per kernel, and with cuobjdump (VIDKV_CUOBJDUMP or the
@@ -140,6 +146,12 @@ internal static class Program
                         args.Contains("--ops"));
                 case "layer-check":
                     return LayerKernelCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "op-hashes":
+                    return OpHashes.Run(
+                        CommandLine(args),
+                        args.Contains("--device") ? args[Array.IndexOf(args, "--device") + 1] : "cuda",
+                        args.Contains("--repeats") ? Positive("--repeats (runs of each operation)", args[Array.IndexOf(args, "--repeats") + 1]) : 3,
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "cuda-check":
                     return CudaCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "kernels":
@@ -191,7 +203,7 @@ internal static class Program
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, cuda-check, kernels, snapshot, batching, memory, prefill, serving, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, op-hashes, cuda-check, kernels, snapshot, batching, memory, prefill, serving, load.");
             }
         }
         catch (ArgumentException ex)
