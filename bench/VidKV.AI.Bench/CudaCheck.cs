@@ -57,6 +57,22 @@ internal static class CudaCheck
                         var actual = cache.AttendFused(query, causal, path: path);
                         kernel = path == FusedKernelPath.Cuda ? FusedAttention.LastCudaKernel : "chunked";
                         error = !actual.shape.SequenceEqual(expected.shape) ? double.PositiveInfinity : (actual - expected).abs().max().item<float>();
+                        if (kernel.StartsWith("tensor cores", StringComparison.Ordinal))
+                        {
+                            // The instantiation specialized for the cache's geometry against the one that reads it at run
+                            // time: the same arithmetic, so the same bits.
+                            Environment.SetEnvironmentVariable(FusedAttention.CudaKernelVariable, "mma-generic");
+                            try
+                            {
+                                var generic = cache.AttendFused(query, causal, path: path);
+                                double diff = (generic - actual).abs().max().item<float>();
+                                rows.Add(($"{name}, Tq={tq}{(causal ? " causal" : string.Empty)}: specialized vs run-time geometry, bit for bit{(diff == 0 ? string.Empty : $": NOT ({diff:E1})")}", "Cuda generic", diff == 0 ? 0 : double.PositiveInfinity, FusedAttention.LastCudaKernel));
+                            }
+                            finally
+                            {
+                                Environment.SetEnvironmentVariable(FusedAttention.CudaKernelVariable, null);
+                            }
+                        }
                     }
                     catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException)
                     {

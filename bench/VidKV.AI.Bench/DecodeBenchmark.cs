@@ -194,7 +194,7 @@ internal sealed class DecodeBenchmark
                 bool nvrtc = _s.Methods.Contains("cuda");
                 if (nvrtc && FusedAttention.IsSupported(FusedKernelPath.Cuda))
                 {
-                    foreach (string kernel in new[] { "auto", "general" })
+                    foreach (string kernel in new[] { "auto", "mma-generic", "general" })
                     {
                         Environment.SetEnvironmentVariable(FusedAttention.CudaKernelVariable, kernel);
                         using (var probe = caches[0].AttendFused(queries[0], path: FusedKernelPath.Cuda))

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using TorchSharp;
 using VidKV.AI.Backend.Models.Layers;
 using VidKV.AI.Quantization.Attention.Cuda;
 using VidKV.AI.Quantization.Cache;
@@ -49,6 +50,15 @@ internal static partial class KernelListing
         Directory.CreateDirectory(outDir);
         string? cuobjdump = FindCuobjdump();
         var names = MmaKernelSource.OutlierBits.SelectMany(b => MmaKernelSource.MetadataTypes.Select(t => MmaKernelSource.Name(b, t))).ToList();
+        // And the instantiation a 7B-geometry vidkv-1.5/1.58 Compact cache (head dim 128) launches: specialized for its geometry.
+        using (var scope = torch.NewDisposeScope())
+        using (var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact)))
+        {
+            torch.manual_seed(1);
+            cache.Prefill(torch.randn(1, 4, 512, 128), torch.randn(1, 4, 512, 128));
+            names.Add(MmaAttention.KernelName(cache.Blocks[0]));
+        }
+
         var sources = new (string File, string Text)[]
         {
             ("vidkv_mma_attention", MmaKernelSource.Source(names)),

@@ -103,6 +103,11 @@ public sealed class CudaPathTests
         Assert.True(stage.OutlierZero - stage.OutlierScale >= 2 * outlierChannels);
         Assert.True(stage.Bytes - stage.EasyZero >= 2 * easyChannels);
 
+        // The launch's instantiation is specialized for exactly this geometry (what every block of the cache shares).
+        Assert.Equal(
+            MmaKernelSource.Name(2, 1, new MmaKernelSource.Geometry((int)outlierChannels, (int)easyChannels, (int)outlierRow, (int)easyRow, (int)valueRow, dim)),
+            MmaAttention.KernelName(block));
+
         // The kernel finds a value item's row as (i * magic) >> 16 instead of i / items, for the 16 rows it decodes.
         int items = (int)((valueRow + 1) / 2);
         for (int i = 0; i < 16 * items; i++)
@@ -126,6 +131,16 @@ public sealed class CudaPathTests
         var e = Assert.Throws<ArgumentException>(() => MmaKernelSource.Source(["vidkv_mma_2_5"]));
         Assert.Contains("'vidkv_mma_2_5'", e.Message, StringComparison.Ordinal);
         Assert.Contains("vidkv_mma_<outlier bits>_5_<metadata type>", e.Message, StringComparison.Ordinal);
+
+        // An instantiation specialized for one geometry: its constants in the name and in the instantiation.
+        string specialized = MmaKernelSource.Name(2, 1, new MmaKernelSource.Geometry(64, 64, 16, 8, 26, 128));
+        Assert.Equal("vidkv_mma_2_5_1_64_64_16_8_26_128", specialized);
+        Assert.Equal("vidkv_mma_2_5_1", MmaKernelSource.GenericName(specialized));
+        string both = MmaKernelSource.Source([specialized, MmaKernelSource.GenericName(specialized)]);
+        Assert.Contains("INSTANTIATE_GEOMETRY(2, 5, 1, 64, 64, 16, 8, 26, 128)", both, StringComparison.Ordinal);
+        Assert.Contains("INSTANTIATE(2, 5, 1)", both, StringComparison.Ordinal);
+        var bad = Assert.Throws<ArgumentException>(() => MmaKernelSource.Source(["vidkv_mma_2_5_1_64_64_16_8_26_x"]));
+        Assert.Contains("'vidkv_mma_2_5_1_64_64_16_8_26_x'", bad.Message, StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -154,6 +169,17 @@ public sealed class CudaPathTests
             static_assert(sizeof(Seq) == 80 && MAX_SEQS == {{MmaKernelSource.MaxSequences}}, "Seq differs from the host's");
             """;
         var names = MmaKernelSource.OutlierBits.SelectMany(b => MmaKernelSource.MetadataTypes.Select(t => MmaKernelSource.Name(b, t))).ToList();
+
+        // And instantiations specialized for the geometries of real caches: head dims 128, 64 and 112, 1.25 to 1.75 key bits,
+        // float16 and bfloat16 metadata.
+        foreach (var (dim, keyBits, metadata) in new[] { (128, 1.5, ScalarType.Float16), (128, 1.25, ScalarType.BFloat16), (64, 1.5, ScalarType.Float16), (112, 1.75, ScalarType.Float16) })
+        {
+            using var scope = NewDisposeScope();
+            using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { KeyBits = keyBits, MetadataType = metadata });
+            cache.Prefill(randn(1, 4, 64, dim), randn(1, 4, 64, dim));
+            names.Add(MmaAttention.KernelName(cache.Blocks[0]));
+        }
+
         var (cubin, log) = NvrtcCompiler.Compile(MmaKernelSource.Source(names) + layout, "vidkv_mma_attention.cu", architecture, "--ptxas-options=-v");
         Assert.True(cubin > 0, log);
 

@@ -110,8 +110,9 @@ internal static class CudaFusedAttention
     private static string? _lastKernel;
 
     /// <summary>
-    /// Set to <c>general</c> to run the general kernels even where the single-launch tensor-core kernel fits (to compare
-    /// the two in one run).
+    /// Set to <c>general</c> to run the general kernels even where the single-launch tensor-core kernel fits, or to
+    /// <c>mma-generic</c> to run the tensor-core kernel that reads the cache's geometry at run time instead of the
+    /// instantiation specialized for it (to compare them in one run).
     /// </summary>
     public const string KernelVariable = "VIDKV_CUDA_ATTENTION";
 
@@ -142,7 +143,7 @@ internal static class CudaFusedAttention
         {
             var result = MmaAttention.Attend(cache, query, causal, scale, out long bytes);
             _lastTemporaryBytes = bytes;
-            _lastKernel = "tensor cores, one launch";
+            _lastKernel = MmaAttention.Generic ? "tensor cores, one launch, geometry read at run time" : "tensor cores, one launch";
             return result;
         }
 

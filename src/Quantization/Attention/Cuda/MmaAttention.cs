@@ -138,11 +138,28 @@ internal static class MmaAttention
     private static LaunchShape ShapeOf(QuantizedKVCache cache)
         => (LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b));
 
-    /// <summary>The kernel instantiation for a block's outlier bits and key metadata type.</summary>
-    private static string KernelName(QuantizedBlock block)
+    /// <summary>
+    /// The kernel instantiation for a block's outlier bits and key metadata type, specialized for its geometry (channel
+    /// counts and packed row bytes, which every block of a cache shares: the staging layout is made from the first).
+    /// </summary>
+    internal static string KernelName(QuantizedBlock block)
         => MmaKernelSource.Name(
             block.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 },
-            (int)MetaType((block.Keys.Outliers ?? block.Keys.Easy)!.Scale?.dtype));
+            (int)MetaType((block.Keys.Outliers ?? block.Keys.Easy)!.Scale?.dtype),
+            new MmaKernelSource.Geometry(
+                (int)(block.Keys.Outliers?.Shape[^1] ?? 0),
+                (int)(block.Keys.Easy?.Shape[^1] ?? 0),
+                (int)(block.Keys.Outliers?.Codes.size(-1) ?? 0),
+                (int)(block.Keys.Easy?.Codes.size(-1) ?? 0),
+                (int)block.Values.Rest.Codes.size(-1),
+                (int)block.Values.Shape[3]));
+
+    /// <summary>
+    /// Whether <see cref="CudaFusedAttention.KernelVariable"/> asks for the tensor-core kernel that reads the cache's
+    /// geometry at run time (<c>mma-generic</c>) instead of the instantiation specialized for it: the same arithmetic, bit
+    /// for bit, to compare the two in one run.
+    /// </summary>
+    internal static bool Generic => Environment.GetEnvironmentVariable(CudaFusedAttention.KernelVariable) == "mma-generic";
 
     /// <summary>
     /// One launch (per <see cref="MmaKernelSource.MaxSequences"/> sequences) over several caches: sequence i reads rows
@@ -221,7 +238,7 @@ internal static class MmaAttention
 
             p.SequenceCount = count;
             long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
-            CudaRuntime.Launch(Kernel(device, first.KernelName), device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
+            CudaRuntime.Launch(Kernel(device, Generic ? MmaKernelSource.GenericName(first.KernelName) : first.KernelName), device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
         }
     }
 
@@ -238,7 +255,7 @@ internal static class MmaAttention
         return (4 * floats) + (512 * 16) + (warps * 16 * MmaKernelSource.ValueStride * 2) + (2 * warps * rows * 4) + stageBytes;
     }
 
-    /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name"/>) on the device: each instantiation compiles on first use.</summary>
+    /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name(int, int, MmaKernelSource.Geometry)"/> or <see cref="MmaKernelSource.Name(int, int)"/>) on the device: each instantiation compiles on first use.</summary>
     private static IntPtr Kernel(int device, string name) => Kernels.GetOrAdd((device, name), key => new Lazy<IntPtr>(() =>
     {
         var function = CudaRuntime.Compile(MmaKernelSource.Source([key.Name]), "vidkv_mma_attention.cu", key.Device, [key.Name])[key.Name];

@@ -5,7 +5,8 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <see cref="CudaFusedAttention"/>), for caches whose keys are b-bit codes per channel (b = 1, 2, 4, 8; channel counts
 /// multiples of 16), whose values are bare levels per channel (ternary without a scale, packed in base 3) and whose
 /// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>, instantiated
-/// per outlier bit width and key metadata type (<see cref="Name"/>; a launch compiles the instantiations it needs):
+/// per outlier bit width and key metadata type, and for a cache's geometry (<see cref="Name(int, int, Geometry)"/>; a launch
+/// compiles the instantiations it needs; <see cref="Name(int, int)"/> reads the geometry at run time):
 /// <list type="bullet">
 /// <item>Grid (split, batch item × KV head, sequence). One launch serves up to <see cref="MaxSequences"/> caches of any
 /// lengths (a batched decode step): the launch's parameters carry, per sequence, its cache's plan on the device (block
@@ -56,13 +57,30 @@ internal static class MmaKernelSource
     public static string Name(int outlierBits, int metadataType) => $"vidkv_mma_{outlierBits}_5_{metadataType}";
 
     /// <summary>
-    /// The source with the instantiations of <paramref name="names"/> (from <see cref="Name"/>): a launch compiles only the
-    /// ones its caches need.
+    /// The name of the instantiation specialized for one cache geometry: outlier and 1-bit key channels, their packed row
+    /// bytes, value row bytes and value channels as compile-time constants (the k-step and value loops unroll fully).
+    /// </summary>
+    public static string Name(int outlierBits, int metadataType, Geometry geometry)
+        => $"{Name(outlierBits, metadataType)}_{geometry.OutlierChannels}_{geometry.EasyChannels}_{geometry.OutlierRowBytes}_{geometry.EasyRowBytes}_{geometry.ValueRowBytes}_{geometry.ValueChannels}";
+
+    /// <summary>
+    /// The source with the instantiations of <paramref name="names"/> (from <see cref="Name(int, int)"/> or
+    /// <see cref="Name(int, int, Geometry)"/>): a launch compiles only the ones its caches need.
     /// </summary>
     public static string Source(IEnumerable<string> names)
-        => Text + "\n" + string.Concat(names.Select(n => n.Split('_') is [_, _, var ob, var per, var mt]
-            ? $"INSTANTIATE({ob}, {per}, {mt})\n"
-            : throw new ArgumentException($"'{n}' is not a tensor-core kernel name (vidkv_mma_<outlier bits>_5_<metadata type>).", nameof(names))));
+        => Text + "\n" + string.Concat(names.Select(n => n.Split('_') switch
+        {
+            [_, _, var ob, var per, var mt] => $"INSTANTIATE({ob}, {per}, {mt})\n",
+            [_, _, var ob, var per, var mt, var cho, var che, var rbo, var rbe, var vrb, var dv] when new[] { ob, per, mt, cho, che, rbo, rbe, vrb, dv }.All(x => int.TryParse(x, out _))
+                => $"INSTANTIATE_GEOMETRY({ob}, {per}, {mt}, {cho}, {che}, {rbo}, {rbe}, {vrb}, {dv})\n",
+            _ => throw new ArgumentException($"'{n}' is not a tensor-core kernel name (vidkv_mma_<outlier bits>_5_<metadata type>, optionally followed by _<outlier channels>_<1-bit channels>_<outlier row bytes>_<1-bit row bytes>_<value row bytes>_<value channels>).", nameof(names)),
+        }));
+
+    /// <summary>The name of the instantiation that reads the geometry at run time, for any name of <see cref="Name(int, int, Geometry)"/>.</summary>
+    public static string GenericName(string name) => string.Join('_', name.Split('_').Take(5));
+
+    /// <summary>A cache's geometry as a specialized instantiation fixes it (see <see cref="Name(int, int, Geometry)"/>).</summary>
+    public readonly record struct Geometry(int OutlierChannels, int EasyChannels, int OutlierRowBytes, int EasyRowBytes, int ValueRowBytes, int ValueChannels);
 
     public const string Text = """
 typedef unsigned char u8;
@@ -270,7 +288,15 @@ __device__ __forceinline__ void loadQuery(const Params& p, i64 base, float* qe, 
     else loadQueryRows<2>(p, base, qe, D, nq, tid);
 }
 
-template <int OB, int VPER, int MT>
+// GEO: RunTime reads the cache's geometry at run time (any cache the kernel fits); a Geometry<> holds one cache's as
+// compile-time constants (a specialized instantiation), so that the k-step and value loops unroll fully and their index
+// arithmetic folds. Channel and row-byte counts: outlier and 1-bit key channels, their packed row bytes, value row bytes,
+// value channels.
+template <int CHO_, int CHE_, int RBO_, int RBE_, int VRB_, int DV_>
+struct Geometry { static const bool FIXED = true; static const int CHO = CHO_, CHE = CHE_, RBO = RBO_, RBE = RBE_, VRB = VRB_, DV = DV_; };
+struct RunTime { static const bool FIXED = false; static const int CHO = 0, CHE = 0, RBO = 0, RBE = 0, VRB = 0, DV = 0; };
+
+template <int OB, int VPER, int MT, typename GEO>
 __device__ __forceinline__ void mmaBody(const Params& p) {
     extern __shared__ float4 smem4[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -278,7 +304,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     const int split = blockIdx.x;
     if (split >= sq.qSplits + (sq.rLen + 31) / 32) return;  // past a shorter sequence's splits
     const i64 bh = blockIdx.y;                                // batch item x KV head within the cache
-    const int C = (int)p.C, D = (int)p.D, dv = (int)p.dv, nq = (int)p.nq, QS = C + 8;
+    const int C = (int)p.C, D = (int)p.D, dv = GEO::FIXED ? GEO::DV : (int)p.dv, nq = (int)p.nq, QS = C + 8;
     float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
     float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
     uint4* lut = (uint4*)(qe + align4(ROWS * D));        // [2][256] value bytes -> fp16 digits
@@ -340,14 +366,14 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const Split sp = sq.splits[split];
         const Block& bk = sq.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
-        const int vRB = (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
+        const int vRB = GEO::FIXED ? GEO::VRB : (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
         u16* myV = vt + warp * 16 * VSTRIDE;
         const u32 vBase = (u32)__cvta_generic_to_shared(myV);
         u8* stage0 = stageBase + warp * 2 * p.stage;
         const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
         const int groups = (int)(bk.tokens / bk.G);
-        const int chO = (int)bk.k[0].channels, chE = (int)bk.k[1].channels;
-        const int rbO = (int)bk.k[0].rowBytes, rbE = (int)bk.k[1].rowBytes;
+        const int chO = GEO::FIXED ? GEO::CHO : (int)bk.k[0].channels, chE = GEO::FIXED ? GEO::CHE : (int)bk.k[1].channels;
+        const int rbO = GEO::FIXED ? GEO::RBO : (int)bk.k[0].rowBytes, rbE = GEO::FIXED ? GEO::RBE : (int)bk.k[1].rowBytes;
         const int ms = MT == 0 ? 4 : 2;
         const float multO = bk.k[0].mult, offO = bk.k[0].offset, multE = bk.k[1].mult, offE = bk.k[1].offset;
         const bool zeroO = bk.k[0].zero != 0, zeroE = bk.k[1].zero != 0;
@@ -447,7 +473,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 const u8* rows = st + p.offKO + g * rbO;
                 const u8* sc = st + p.offSO;
                 const u8* zc = st + p.offZO;
-#pragma unroll (OB == 2 ? 2 : 1)
+#pragma unroll (GEO::FIXED ? (GEO::CHO >= 16 ? GEO::CHO / 16 : 1) : OB == 2 ? 2 : 1)
                 for (int kk = 0; kk < chO / 16; kk++) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
                     const float2 q0 = *(const float2*)(qs + g * QS + c0);
@@ -495,7 +521,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 const u8* rows = st + p.offKE + g * rbE;
                 const u8* sc = st + p.offSE;
                 const u8* zc = st + p.offZE;
-#pragma unroll 2
+#pragma unroll (GEO::FIXED ? (GEO::CHE >= 16 ? GEO::CHE / 16 : 1) : 2)
                 for (int kk = 0; kk < chE / 16; kk++) {
                     const int c0 = 16 * kk + 2 * t, c1 = c0 + 8;
                     const float2 q0 = *(const float2*)(qs + g * QS + chO + c0);
@@ -592,7 +618,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                     // the decoded rows (row r, item it) advances by 32 items a pass without a division.
                     const int dr = 32 / vItems, di = 32 - dr * vItems;
                     int r = lane / vItems, it = lane - r * vItems;
-#pragma unroll 2
+#pragma unroll (GEO::FIXED ? (16 * ((GEO::VRB + 1) / 2) + 31) / 32 : 2)
                     for (int i = lane; i < 16 * vItems; i += 32) {
                         const u32 w = *(const u16*)(vrow + 2 * i);
                         storeDigits<VPER>(myV + r * VSTRIDE, it, w & 255u, w >> 8, lut);
@@ -721,6 +747,10 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
 }
 
 #define INSTANTIATE(OB, VPER, MT) \
-extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT(const Params p) { mmaBody<OB, VPER, MT>(p); }
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT(const Params p) { mmaBody<OB, VPER, MT, RunTime>(p); }
+
+#define INSTANTIATE_GEOMETRY(OB, VPER, MT, CHO, CHE, RBO, RBE, VRB, DV) \
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT##_##CHO##_##CHE##_##RBO##_##RBE##_##VRB##_##DV(const Params p) \
+{ mmaBody<OB, VPER, MT, Geometry<CHO, CHE, RBO, RBE, VRB, DV> >(p); }
 """;
 }
