@@ -357,7 +357,8 @@ internal static class MmaAttention
         private readonly QuantizedBlock[] _blocks;
         private readonly int _device;
         private readonly Tensor _tables;
-        private readonly Tensor _counters;
+        private readonly long _bh;
+        private Tensor _counters = null!;
         private Tensor _states;
         private long _stateSplits;
 
@@ -408,10 +409,9 @@ internal static class MmaAttention
             long descriptionWords = words.Count;
             words.AddRange(splits);
             _tables = tensor(words.ToArray(), ScalarType.Int64).to(new Device(DeviceType.CUDA, device)).DetachFromDisposeScope();
-            _counters = zeros(new[] { bh }, ScalarType.Int32, new Device(DeviceType.CUDA, device)).DetachFromDisposeScope();
+            _bh = bh;
             BlocksPointer = CudaRuntime.DataPointer(_tables);
             SplitsPointer = BlocksPointer + (nint)(8 * descriptionWords);
-            CountersPointer = CudaRuntime.DataPointer(_counters);
             _states = AllocateStates(QuantSplits + (o.ResidualLength / MmaKernelSource.UnitTokens) + 1, out _stateSplits);
         }
 
@@ -441,7 +441,7 @@ internal static class MmaAttention
 
         public IntPtr SplitsPointer { get; }
 
-        public IntPtr CountersPointer { get; }
+        public IntPtr CountersPointer { get; private set; }
 
         public IntPtr StatesPointer { get; private set; }
 
@@ -472,6 +472,7 @@ internal static class MmaAttention
             if (splits > _stateSplits)
             {
                 _states.Dispose();
+                _counters.Dispose();
                 _states = AllocateStates(splits, out _stateSplits);
             }
         }
@@ -486,7 +487,11 @@ internal static class MmaAttention
         private Tensor AllocateStates(long splits, out long capacity)
         {
             capacity = splits;
-            long bh = _counters.size(0);
+            long bh = _bh;
+
+            // Merge counters: one per KV head, then one per group of 16 splits of each (zero between calls).
+            _counters = zeros(new[] { bh * (1 + ((splits + 15) / 16)) }, ScalarType.Int32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();
+            CountersPointer = CudaRuntime.DataPointer(_counters);
             var states = empty(new[] { bh * splits * MmaKernelSource.Rows * (2 + ValueChannels) }, ScalarType.Float32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();
             StatesPointer = CudaRuntime.DataPointer(states);
             return states;

@@ -23,8 +23,10 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// only in units it can touch, the output's rescale only when a row's maximum moved.</item>
 /// <item>Σ p·digit on tensor cores: value rows decoded to fp16 digits in shared memory through a byte table, read with
 /// ldmatrix.trans; the probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
-/// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache; the
-/// last split of a KV head (an atomic counter, reset by that split) merges them into the output.</item>
+/// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache. Splits
+/// merge in groups of 16: the last split of a group to finish (an atomic counter per group, reset by that split) merges
+/// the group's states into its first state, and the last group of a KV head merges the groups' states into the output,
+/// so that no block reads more than 16 states (one group: the splits' states go straight to the output).</item>
 /// </list>
 /// </summary>
 internal static class MmaKernelSource
@@ -286,6 +288,72 @@ __device__ __forceinline__ void loadQuery(const Params& p, i64 base, float* qe, 
     if (p.qType == 0) loadQueryRows<0>(p, base, qe, D, nq, tid);
     else if (p.qType == 1) loadQueryRows<1>(p, base, qe, D, nq, tid);
     else loadQueryRows<2>(p, base, qe, D, nq, tid);
+}
+
+// Merges n run states (max, sum, Σ p·v per row; ss floats apart from first): into dst (unnormalized, as one state; dst
+// may be first) or, where dst is null, into out [nq][dv] divided by the sum. Weights in wts [ROWS][n] (shared), the
+// rows' maxima and sums in red [2][ROWS] (shared). 16 threads a row read the maxima and sums; then a thread sums 4
+// consecutive channels of rows rq and rq + 4 (16-byte loads, 16 states in flight; row rq + 4 only where it is a query row
+// or a state is written).
+__device__ __forceinline__ void mergeStates(const float* first, i64 ss, int n, int dv, int nq, float* dst, float* out, float* wts, float* red) {
+    const int tid = threadIdx.x;
+    {
+        const int r = tid >> 4, j = tid & 15;
+        float mx = NEG_INF;
+        for (int s = j; s < n; s += 16) mx = fmaxf(mx, __ldcg(first + s * ss + r));
+        for (int o = 8; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        float den = 0.f;
+        for (int s = j; s < n; s += 16) {
+            const float m = __ldcg(first + s * ss + r);
+            const float f = m == NEG_INF ? 0.f : exp2f(m - mx);
+            wts[r * n + s] = f;
+            den = fmaf(f, __ldcg(first + s * ss + ROWS + r), den);
+        }
+        for (int o = 8; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+        if (j == 0) { red[r] = mx; red[ROWS + r] = den; }
+    }
+    __syncthreads();
+    const int c4 = 4 * (tid & 31), rq = tid >> 5;
+    const bool two = dst || rq + 4 < nq;
+    for (int cb = c4; cb < dv; cb += 128) {
+        float4 n0 = make_float4(0.f, 0.f, 0.f, 0.f), n1 = n0;
+        const float* a0 = first + 2 * ROWS + rq * dv + cb;
+        const float* a1 = a0 + 4 * dv;
+        if (two) {
+#pragma unroll 16
+            for (int s = 0; s < n; s++) {
+                const float4 x = __ldcg((const float4*)(a0 + s * ss));
+                const float4 y = __ldcg((const float4*)(a1 + s * ss));
+                const float f = wts[rq * n + s], h = wts[(rq + 4) * n + s];
+                n0.x = fmaf(f, x.x, n0.x); n0.y = fmaf(f, x.y, n0.y); n0.z = fmaf(f, x.z, n0.z); n0.w = fmaf(f, x.w, n0.w);
+                n1.x = fmaf(h, y.x, n1.x); n1.y = fmaf(h, y.y, n1.y); n1.z = fmaf(h, y.z, n1.z); n1.w = fmaf(h, y.w, n1.w);
+            }
+        } else {
+#pragma unroll 16
+            for (int s = 0; s < n; s++) {
+                const float4 x = __ldcg((const float4*)(a0 + s * ss));
+                const float f = wts[rq * n + s];
+                n0.x = fmaf(f, x.x, n0.x); n0.y = fmaf(f, x.y, n0.y); n0.z = fmaf(f, x.z, n0.z); n0.w = fmaf(f, x.w, n0.w);
+            }
+        }
+        if (dst) {
+            *(float4*)(dst + 2 * ROWS + rq * dv + cb) = n0;
+            *(float4*)(dst + 2 * ROWS + (rq + 4) * dv + cb) = n1;
+        } else {
+            if (rq < nq) {
+                const float v = 1.f / red[ROWS + rq];
+                *(float4*)(out + rq * dv + cb) = make_float4(n0.x * v, n0.y * v, n0.z * v, n0.w * v);
+            }
+            if (rq + 4 < nq) {
+                const float v = 1.f / red[ROWS + rq + 4];
+                *(float4*)(out + (rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
+            }
+        }
+    }
+    if (dst) {
+        __syncthreads();  // every maximum and sum of first was read (pass one) before dst's are written
+        if (tid < 2 * ROWS) dst[tid] = red[tid];
+    }
 }
 
 // GEO: RunTime reads the cache's geometry at run time (any cache the kernel fits); a Geometry<> holds one cache's as
@@ -692,58 +760,32 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         }
     }
 
-    // The last split of this KV head to finish merges every split's state.
+    // Splits merge in groups of 16: the last split of a group to finish merges the group's states into its first state's
+    // place, the last group of this KV head to finish merges the groups' states into the output. (Counters: [BH] per
+    // KV head, then [BH][groups]; each is reset by the block that finds it full.)
     const i64 nSplits = sq.qSplits + (sq.rLen + 31) / 32;
     const i64 bq = sq.row * (i64)gridDim.y + bh;  // the query's and the output's batch item x KV head
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) isLast = atomicAdd(sq.counters + bh, 1) == (int)nSplits - 1;
-    __syncthreads();
-    if (!isLast) return;
-    __threadfence();
-    const float* base = sq.states + bh * nSplits * ROWS * (2 + dv);
-    const int stride = ROWS * (2 + dv), S = (int)nSplits;
-    float* wts = (float*)stageBase;  // [ROWS][S] each split's weight exp2(m_s - max), then the row's 1 / Σ weight·l
-    float* inv = red;                // [ROWS]
-    for (int r = warp; r < ROWS; r += WARPS) {
-        float mx = NEG_INF;
-        for (int s = lane; s < S; s += 32) mx = fmaxf(mx, __ldcg(base + s * stride + r));
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        float den = 0.f;
-        for (int s = lane; s < S; s += 32) {
-            const float m = __ldcg(base + s * stride + r);
-            const float f = m == NEG_INF ? 0.f : exp2f(m - mx);
-            wts[r * S + s] = f;
-            den = fmaf(f, __ldcg(base + s * stride + ROWS + r), den);
+    const int stride = ROWS * (2 + dv), S = (int)nSplits, nG = (S + 15) / 16, grp = split / 16;
+    float* base = sq.states + bh * nSplits * stride;
+    float* wts = (float*)stageBase;  // [ROWS][16 or groups] each state's weight exp2(m_s - max)
+    // One loop so that the merge is compiled once. Level 0 (more than one group): this split's group; level 1: the
+    // groups' states (or, with one group, the splits') into the output.
+    for (int level = nG > 1 ? 0 : 1; level < 2; level++) {
+        const bool top = level == 1;
+        int* c = top ? sq.counters + bh : sq.counters + gridDim.y + bh * nG + grp;
+        const int n = top ? (nG > 1 ? nG : S) : min(16, S - 16 * grp);
+        float* first = top ? base : base + (i64)16 * grp * stride;
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+            isLast = atomicAdd(c, 1) == n - 1;
+            if (isLast) *c = 0;
         }
-        for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
-        if (lane == 0) inv[r] = 1.f / den;
+        __syncthreads();
+        if (!isLast) return;
+        __threadfence();
+        mergeStates(first, (i64)(top && nG > 1 ? 16 : 1) * stride, n, dv, nq, top ? 0 : first, p.out + bq * nq * dv, wts, red);
     }
-    __syncthreads();
-    // Thread: 4 consecutive channels of rows rq and rq + 4; 16-byte loads, 16 splits in flight per row.
-    const int c4 = 4 * (tid & 31), rq = tid >> 5;
-    for (int cb = c4; cb < dv; cb += 128) {
-        float4 n0 = make_float4(0.f, 0.f, 0.f, 0.f), n1 = n0;
-        const float* a0 = base + 2 * ROWS + rq * dv + cb;
-        const float* a1 = a0 + 4 * dv;
-#pragma unroll 16
-        for (int s = 0; s < S; s++) {
-            const float4 x = __ldcg((const float4*)(a0 + s * stride));
-            const float4 y = __ldcg((const float4*)(a1 + s * stride));
-            const float f = wts[rq * S + s], h = wts[(rq + 4) * S + s];
-            n0.x = fmaf(f, x.x, n0.x); n0.y = fmaf(f, x.y, n0.y); n0.z = fmaf(f, x.z, n0.z); n0.w = fmaf(f, x.w, n0.w);
-            n1.x = fmaf(h, y.x, n1.x); n1.y = fmaf(h, y.y, n1.y); n1.z = fmaf(h, y.z, n1.z); n1.w = fmaf(h, y.w, n1.w);
-        }
-        if (rq < nq) {
-            const float v = inv[rq];
-            *(float4*)(p.out + (bq * nq + rq) * dv + cb) = make_float4(n0.x * v, n0.y * v, n0.z * v, n0.w * v);
-        }
-        if (rq + 4 < nq) {
-            const float v = inv[rq + 4];
-            *(float4*)(p.out + (bq * nq + rq + 4) * dv + cb) = make_float4(n1.x * v, n1.y * v, n1.z * v, n1.w * v);
-        }
-    }
-    if (tid == 0) sq.counters[bh] = 0;
 }
 
 #define INSTANTIATE(OB, VPER, MT) \
