@@ -29,7 +29,7 @@ internal static class LayerKernelCheck
         foreach (var (type, ulp) in new[] { (ScalarType.Float32, 1e-6), (ScalarType.Float16, 1.0 / 1024), (ScalarType.BFloat16, 1.0 / 128) })
         {
             using var scope = NewDisposeScope();
-            Seed(1);
+            BenchRandom.Seed(1);
             var weight = (rand(3584, device: dev) + 0.5).to(type);
             var x = (randn(9, 3584, device: dev) * 3).to(type);
             var normed = LayerKernels.RmsNorm(x, weight, 1e-6);
@@ -105,7 +105,7 @@ internal static class LayerKernelCheck
         var options = KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact);
         using var appended = new QuantizedKVCache(options);
         using var inPlace = new QuantizedKVCache(options);
-        Seed(5);
+        BenchRandom.Seed(5);
         var k = (randn(1, 4, 300, 128, device: dev) * 2).to(type);
         var v = randn(1, 4, 300, 128, device: dev).to(type);
         appended.Prefill(k, v);
@@ -199,24 +199,11 @@ internal static class LayerKernelCheck
         }
     }
 
-    /// <summary>
-    /// Seeds the CPU generator and, where CUDA is present, every CUDA generator: <c>manual_seed</c> alone leaves the CUDA
-    /// generators as the process started them, so tensors drawn on the GPU would differ from one process to the next.
-    /// </summary>
-    internal static void Seed(long seed)
-    {
-        manual_seed(seed);
-        if (cuda.is_available())
-        {
-            cuda.manual_seed_all(seed);
-        }
-    }
-
     internal static Qwen2Decoder Random(Qwen2Config config, ScalarType type, Device dev, Qwen2Decoder? copyOf)
     {
         var decoder = new Qwen2Decoder(config, type, dev);
         var source = copyOf?.named_parameters().ToDictionary(p => p.name, p => p.parameter);
-        Seed(21);
+        BenchRandom.Seed(21);
         foreach (var (name, parameter) in decoder.named_parameters())
         {
             if (source is not null)

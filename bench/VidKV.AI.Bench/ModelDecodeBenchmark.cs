@@ -53,14 +53,7 @@ internal static class ModelDecodeBenchmark
                 using var cache = full.CreateCache(options);
                 using (var scope = NewDisposeScope())
                 {
-                    if (onCuda)
-                    {
-                        cuda.manual_seed_all(7);
-                    }
-                    else
-                    {
-                        manual_seed(7);
-                    }
+                    BenchRandom.Seed(7);
 
                     var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev).mul(tensor(0.02f, dtype: dtype, device: dev));
                     var importance = rand([tokens], device: dev);

@@ -70,7 +70,7 @@ internal static class OpHashes
         foreach (var type in new[] { ScalarType.Float32, ScalarType.BFloat16 })
         {
             using var scope = NewDisposeScope();
-            LayerKernelCheck.Seed(3);
+            BenchRandom.Seed(3);
             var x300 = randn(300, 3584, device: dev).to(type);
             var x1 = randn(1, 3584, device: dev).to(type);
             var h1 = randn(1, 18944, device: dev).to(type);
@@ -194,7 +194,7 @@ internal static class OpHashes
         var config = ModelDecodeBenchmark.SevenB().Text with { NumLayers = 2 };
         using var decoder = LayerKernelCheck.Random(config, ScalarType.Float32, dev, null);
         using var cache = new ModelKVCache(2, KVCacheOptions.FromPreset(preset, CacheProfile.Compact));
-        LayerKernelCheck.Seed(11);
+        BenchRandom.Seed(11);
         var outputs = new List<Tensor>();
         LayerKernels.Off = !kernels;
         try

@@ -120,7 +120,7 @@ internal static class ServingBenchmark
         for (int run = 0; run < 4; run++)
         {
             using var scope = NewDisposeScope();
-            Seed(onCuda, 11 + run);
+            BenchRandom.Seed(11 + run);
             var pixels = rand([frames, 3, 384, 384], dtype: dtype, device: dev).mul(tensor(2f, dtype: dtype, device: dev)).sub(tensor(1f, dtype: dtype, device: dev));
             var system = randint(1000, 100000, [1, SystemTokens], device: dev);
             var question = randint(1000, 100000, [1, QuestionTokens], device: dev);
@@ -161,7 +161,7 @@ internal static class ServingBenchmark
         long perConversation, workspace;
         using (var scope = NewDisposeScope())
         {
-            Seed(onCuda, 7);
+            BenchRandom.Seed(7);
             using var cache = model.CreateCache(options);
             var embeds = randn([1, tokens, config.Text.HiddenSize], dtype: dtype, device: dev).mul(tensor(0.02f, dtype: dtype, device: dev));
             model.Forward(new DecoderInput(embeds) { Cache = cache, Importance = rand([tokens], device: dev) });
@@ -297,7 +297,7 @@ internal static class ServingBenchmark
             using var questionsScope = NewDisposeScope();
             var first = new double[n];
             var joined = new List<ModelKVCache>();
-            Seed(onCuda, 5);
+            BenchRandom.Seed(5);
             var questions = Enumerable.Range(0, n).Select(_ => randint(1000, 100000, [1, QuestionTokens], device: dev)).ToArray();
             ModelDecodeBenchmark.Sync(onCuda);
             var clock = Stopwatch.StartNew();
@@ -368,15 +368,4 @@ internal static class ServingBenchmark
     }
 
 
-    private static void Seed(bool onCuda, long seed)
-    {
-        if (onCuda)
-        {
-            cuda.manual_seed_all(seed);
-        }
-        else
-        {
-            manual_seed(seed);
-        }
-    }
 }

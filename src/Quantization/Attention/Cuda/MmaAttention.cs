@@ -357,7 +357,6 @@ internal static class MmaAttention
         private readonly QuantizedBlock[] _blocks;
         private readonly int _device;
         private readonly Tensor _tables;
-        private readonly long _bh;
         private Tensor _counters = null!;
         private Tensor _states;
         private long _stateSplits;
@@ -409,7 +408,6 @@ internal static class MmaAttention
             long descriptionWords = words.Count;
             words.AddRange(splits);
             _tables = tensor(words.ToArray(), ScalarType.Int64).to(new Device(DeviceType.CUDA, device)).DetachFromDisposeScope();
-            _bh = bh;
             BlocksPointer = CudaRuntime.DataPointer(_tables);
             SplitsPointer = BlocksPointer + (nint)(8 * descriptionWords);
             _states = AllocateStates(QuantSplits + (o.ResidualLength / MmaKernelSource.UnitTokens) + 1, out _stateSplits);
@@ -487,7 +485,7 @@ internal static class MmaAttention
         private Tensor AllocateStates(long splits, out long capacity)
         {
             capacity = splits;
-            long bh = _bh;
+            long bh = Batch * KvHeads;
 
             // Merge counters: one per KV head, then one per group of 16 splits of each (zero between calls).
             _counters = zeros(new[] { bh * (1 + ((splits + 15) / 16)) }, ScalarType.Int32, new Device(DeviceType.CUDA, _device)).DetachFromDisposeScope();

@@ -294,7 +294,8 @@ __device__ __forceinline__ void loadQuery(const Params& p, i64 base, float* qe, 
 // may be first) or, where dst is null, into out [nq][dv] divided by the sum. Weights in wts [ROWS][n] (shared), the
 // rows' maxima and sums in red [2][ROWS] (shared). 16 threads a row read the maxima and sums; then a thread sums 4
 // consecutive channels of rows rq and rq + 4 (16-byte loads, 16 states in flight; row rq + 4 only where it is a query row
-// or a state is written).
+// or a state is written). The two loops are kept apart: one loop with row rq + 4 under a condition costs the specialized
+// kernel's main loop 120 more instructions and a register (`vidkv-bench kernels`).
 __device__ __forceinline__ void mergeStates(const float* first, i64 ss, int n, int dv, int nq, float* dst, float* out, float* wts, float* red) {
     const int tid = threadIdx.x;
     {
