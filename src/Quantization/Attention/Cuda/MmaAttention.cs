@@ -196,7 +196,6 @@ internal static class MmaAttention
             OffsetOutlierZero = first.Stage.OutlierZero,
             OffsetEasyScale = first.Stage.EasyScale,
             OffsetEasyZero = first.Stage.EasyZero,
-            ValueMagic = first.Stage.ValueMagic,
             Scale = (float)(scale / Math.Log(2)),
         };
 
@@ -252,7 +251,7 @@ internal static class MmaAttention
         static long Align4(long f) => (f + 3) & ~3L;
         const long rows = MmaKernelSource.Rows, warps = MmaKernelSource.Threads / 32;
         long floats = Align4(Math.Max(rows * (channels + 8), rows * 32)) + Align4(rows * dim);
-        return (4 * floats) + (512 * 16) + (warps * 16 * MmaKernelSource.ValueStride * 2) + (2 * warps * rows * 4) + stageBytes;
+        return (4 * floats) + (warps * MmaKernelSource.ValueAreaBytes) + (2 * warps * rows * 4) + stageBytes;
     }
 
     /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name(int, int, MmaKernelSource.Geometry)"/> or <see cref="MmaKernelSource.Name(int, int)"/>) on the device: each instantiation compiles on first use.</summary>
@@ -585,7 +584,6 @@ internal static class MmaAttention
             EasyScale = OutlierZero + Align16(chO * meta);
             EasyZero = EasyScale + Align16(chE * meta);
             Bytes = EasyZero + Align16(chE * meta);
-            ValueMagic = (65536 / (int)((rbV + 1) / 2)) + 1;
         }
 
         public int OutlierCodes { get; }
@@ -603,9 +601,6 @@ internal static class MmaAttention
         public int EasyZero { get; }
 
         public int Bytes { get; }
-
-        /// <summary>ceil(65536 / items of a value row) + 1 (an item is 2 bytes): row = (item index · magic) >> 16.</summary>
-        public int ValueMagic { get; }
     }
 
     /// <summary>One sequence of a launch (layout shared with the CUDA struct <c>Seq</c>).</summary>
@@ -655,7 +650,7 @@ internal static class MmaAttention
         public int OffsetOutlierZero;
         public int OffsetEasyScale;
         public int OffsetEasyZero;
-        public int ValueMagic;
+        public int Padding0;
         public int Padding;
         public float Scale;
         public int Padding2;

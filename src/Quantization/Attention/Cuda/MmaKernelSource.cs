@@ -21,8 +21,9 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// in fp16 and q' = q·mult·scale of the group is split into fp16 hi + lo parts (two products, about 22 bits of q');
 /// Σ q·(offset·scale + zero) is added per group as a bias. Online softmax in the fragments (exp2); the causal mask
 /// only in units it can touch, the output's rescale only when a row's maximum moved.</item>
-/// <item>Σ p·digit on tensor cores: value rows decoded to fp16 digits in shared memory through a byte table, read with
-/// ldmatrix.trans; the probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
+/// <item>Σ p·digit on tensor cores: each packed value byte of two tokens divided by 3 in the halves of one word, its digit
+/// pairs (exact fp16) stored channel-major in shared memory and read with ldmatrix as the A operand; the probabilities'
+/// fragments transposed in registers (movmatrix), hi + lo parts again.</item>
 /// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache. Splits
 /// merge in groups of 16: the last split of a group to finish (an atomic counter per group, reset by that split) merges
 /// the group's states into its first state, and the last group of a KV head merges the groups' states into the output,
@@ -46,8 +47,12 @@ internal static class MmaKernelSource
     /// <summary>Sequences one launch serves (the kernel's parameters carry one entry of 80 bytes each, within CUDA's 4 KiB).</summary>
     public const int MaxSequences = 48;
 
-    /// <summary>Halves per staged value row (128 plus padding against bank conflicts).</summary>
-    public const int ValueStride = 136;
+    /// <summary>Bytes between a warp's decoded value rows (one per channel: 16 tokens' fp16 digits, 32 bytes, and padding
+    /// so that the 8 rows an ldmatrix phase reads fall in distinct banks).</summary>
+    public const int ValueRowBytes = 48;
+
+    /// <summary>Bytes of a warp's decoded values: a row for each of the 5 channels of each packed byte (26 bytes at 128 channels).</summary>
+    public const int ValueAreaBytes = 5 * 26 * ValueRowBytes;
 
     /// <summary>Outlier bit widths the kernel is instantiated for.</summary>
     public static readonly int[] OutlierBits = [2, 4, 8];
@@ -93,7 +98,8 @@ typedef long long i64;
 #define WARPS 4
 #define THREADS 128
 #define ROWS 8
-#define VSTRIDE 136
+#define VROW 48
+#define VAREA (5 * 26 * VROW)
 #define NEG_INF __int_as_float(0xff800000)
 
 struct KSrc { const u8* codes; const void* scale; const void* zero; i64 rowBytes, bits, channels; float mult, offset; };
@@ -133,7 +139,7 @@ struct Params {
     i64 qType, rType, nq, tq, causal, D, dv, C, nSeqs;
     // A warp's staging buffer for one 32-token unit (bytes, 16-byte aligned offsets): outlier codes, 1-bit codes,
     // value codes, then outlier scale and zero, 1-bit scale and zero of the unit's group.
-    int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE, vMagic, pad;
+    int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE, pad0, pad;
     float scale;               // softmax scale · log2(e)
     int pad2;
     Seq seqs[MAX_SEQS];
@@ -198,8 +204,8 @@ __device__ __forceinline__ u32 transpose8x8(u32 a) {
     return r;
 }
 
-__device__ __forceinline__ void ldsmT(u32 addr, u32& a0, u32& a1, u32& a2, u32& a3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+__device__ __forceinline__ void ldsm(u32 addr, u32& a0, u32& a1, u32& a2, u32& a3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
         : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3) : "r"(addr));
 }
 
@@ -222,13 +228,33 @@ __device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lan
     for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
 }
 
-// Two value bytes (b0, then b1: 2 VPER digits) as fp16 digits at item it of a staged row: five words through the byte
-// table (its second half holds each byte's digits one half further on, so b1's first digit shares a word with b0's last).
-template <int VPER>
-__device__ __forceinline__ void storeDigits(u16* row, int it, u32 b0, u32 b1, const uint4* lut) {
-    u32* dst = (u32*)(row + 2 * VPER * it);
-    const uint4 L0 = lut[b0], L1 = lut[256 + b1];
-    dst[0] = L0.x; dst[1] = L0.y; dst[2] = L0.z | L1.x; dst[3] = L1.y; dst[4] = L1.z;
+// Byte j of two tokens' packed value rows (base 3, channel 5j + k is digit k of byte j), as their 5 digit pairs in the
+// decoded area: row 5j + k (VROW bytes apart) gets the pair (first token, second token), exact in fp16, at shared address
+// dst. Both bytes are divided by 3 at once in the 16-bit halves of one word ((x · 171) >> 9 = x / 3 for x < 256), with no
+// table lookups (random 16-byte reads of a byte table were most of the kernel's shared-memory traffic). Raw digit patterns
+// (d · 2^-24, fp16 subnormals, without the conversion) were tried: the tensor cores' sums then differ in the last bits.
+// Two digits in the halves of a word as exact fp16 values (1024 + d minus 1024).
+__device__ __forceinline__ u32 exactDigits(u32 d) {
+    u32 r;
+    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(d | 0x64006400u), "r"(0x64006400u));
+    return r;
+}
+
+__device__ __forceinline__ void decodeTritPair(u32 dst, u32 b0, u32 b1) {
+    u32 x = __byte_perm(b0, b1, 0x5410);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const u32 q = ((x * 171u) >> 9) & 0x007F007Fu;
+        asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + k * VROW), "r"(exactDigits(x - 3u * q)));
+        x = q;
+    }
+    asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + 4 * VROW), "r"(exactDigits(x)));
+}
+
+__device__ __forceinline__ u32 lds8(u32 addr) {
+    u32 r;
+    asm volatile("ld.shared.u8 %0, [%1];" : "=r"(r) : "r"(addr));
+    return r;
 }
 
 // Two metadata values (channels c, c + 1) from a staged array of type MT (0 float32, 1 float16, 2 bfloat16).
@@ -376,9 +402,8 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     const int C = (int)p.C, D = (int)p.D, dv = GEO::FIXED ? GEO::DV : (int)p.dv, nq = (int)p.nq, QS = C + 8;
     float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
     float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
-    uint4* lut = (uint4*)(qe + align4(ROWS * D));        // [2][256] value bytes -> fp16 digits
-    u16* vt = (u16*)(lut + 512);                         // [WARPS][16][VSTRIDE] staged value digits
-    float* red = (float*)(vt + WARPS * 16 * VSTRIDE);    // [2][WARPS][ROWS]
+    u8* vt = (u8*)(qe + align4(ROWS * D));               // [WARPS][VAREA] decoded value digits, channel-major
+    float* red = (float*)(vt + WARPS * VAREA);           // [2][WARPS][ROWS]
     u8* stageBase = (u8*)(red + 2 * WARPS * ROWS);       // [WARPS][2][stage] staged units (16-byte aligned)
     float* scratch = (float*)vt;                         // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
     __shared__ int isLast;
@@ -435,8 +460,8 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const Split sp = sq.splits[split];
         const Block& bk = sq.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
-        const int vRB = GEO::FIXED ? GEO::VRB : (int)bk.vRowBytes, vItems = (vRB + 1) / 2, vMagic = p.vMagic;
-        u16* myV = vt + warp * 16 * VSTRIDE;
+        const int vRB = GEO::FIXED ? GEO::VRB : (int)bk.vRowBytes;
+        u8* myV = vt + warp * VAREA;
         const u32 vBase = (u32)__cvta_generic_to_shared(myV);
         u8* stage0 = stageBase + warp * 2 * p.stage;
         const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
@@ -476,7 +501,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         __syncthreads();
         // Outlier channels gathered; the 1-bit channels gathered (into the value staging area, unused until the main
         // loop), then put through the transform.
-        float* qg = (float*)vt;  // [ROWS][De] (De <= 128: 4 KiB of the staging area's 17)
+        float* qg = (float*)vt;  // [ROWS][De] (De <= 128: 4 KiB of the decoded values' 24)
         for (int c = tid; c < dOut; c += THREADS) {
             const int src = c == tid ? outSrc : (int)bk.outIdx[c], dst = OB == 2 ? slotOf(c) : c;
 #pragma unroll
@@ -505,20 +530,6 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             }
 #pragma unroll
             for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + slotOf(e)] = a[r];
-        }
-        for (int i = tid; i < 512; i += THREADS) {
-            const int variant = i >> 8;
-            u32 b = (u32)(i & 255);
-            u16 h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            const int per = (int)bk.vPer;
-            for (int k = 0; k < per; k++) {
-                u32 d;
-                if (bk.vRadix == 3) { d = b % 3u; b /= 3u; } else { d = b & (u32)(bk.vRadix - 1); b >>= (bk.vRadix == 4 ? 2 : bk.vRadix == 16 ? 4 : bk.vRadix == 2 ? 1 : 8); }
-                const float f = (float)d;
-                u16 hv; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(hv) : "f"(f));
-                h[k + variant] = hv;
-            }
-            lut[i] = make_uint4(h[0] | ((u32)h[1] << 16), h[2] | ((u32)h[3] << 16), h[4] | ((u32)h[5] << 16), h[6] | ((u32)h[7] << 16));
         }
         __syncthreads();
 
@@ -680,35 +691,27 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 split2(s[h][2], s[h][3], h1, l1);
                 const u32 ph0 = transpose8x8(h0), ph1 = transpose8x8(h1), pl0 = transpose8x8(l0), pl1 = transpose8x8(l1);
 
-                // The 16 tokens' value digits, decoded to fp16 (through the byte table) in shared memory.
-                const u8* vrow = st + p.offV + 16 * h * vRB;
-                if ((vRB & 1) == 0) {
-                    // Even rows: item i is bytes 2i, 2i + 1 of the 16 contiguous rows, one 16-bit load; its place among
-                    // the decoded rows (row r, item it) advances by 32 items a pass without a division.
-                    const int dr = 32 / vItems, di = 32 - dr * vItems;
-                    int r = lane / vItems, it = lane - r * vItems;
-#pragma unroll (GEO::FIXED ? (16 * ((GEO::VRB + 1) / 2) + 31) / 32 : 2)
-                    for (int i = lane; i < 16 * vItems; i += 32) {
-                        const u32 w = *(const u16*)(vrow + 2 * i);
-                        storeDigits<VPER>(myV + r * VSTRIDE, it, w & 255u, w >> 8, lut);
-                        r += dr; it += di;
-                        if (it >= vItems) { it -= vItems; r++; }
-                    }
-                } else {
-#pragma unroll 2
-                    for (int i = lane; i < 16 * vItems; i += 32) {
-                        const int r = (i * vMagic) >> 16, it = i - r * vItems;
-                        const u8* src = vrow + r * vRB + 2 * it;
-                        storeDigits<VPER>(myV + r * VSTRIDE, it, src[0], 2 * it + 1 < vRB ? src[1] : 0u, lut);
+                // The 16 tokens' value digits decoded into shared memory channel-major: lane (pair tp, column jj) decodes
+                // byte j of tokens 2tp and 2tp + 1, with j = pass + 6 jj (then 24 + jj), so that each store of a pass
+                // writes 32 distinct banks (rows 5 · 6 · 48 bytes apart across columns).
+                {
+                    const int tp = lane & 7, jj = (lane >> 3) & 3;
+                    const u32 src = stageS + buf * p.stage + p.offV + (16 * h + 2 * tp) * vRB, dst = vBase + 4 * tp;
+#pragma unroll (GEO::FIXED ? 7 : 1)
+                    for (int pass = 0; pass < 7; pass++) {
+                        const int j = pass < 6 ? pass + 6 * jj : 24 + jj;
+                        const bool inRow = GEO::FIXED && pass < 6 && GEO::VRB >= 24;  // known at compile time: j <= 23
+                        if (inRow || j < vRB) decodeTritPair(dst + j * (5 * VROW), lds8(src + j), lds8(src + vRB + j));
                     }
                 }
                 __syncwarp();
-                const u32 rowSel = (u32)((lane & 7) + ((lane >> 4) << 3)), colSel = (u32)(((lane >> 3) & 1) << 3);
+                // A fragments (channels x tokens) with ldmatrix: lane l gives row 16m + (l & 15), token half l >> 4.
+                const u32 aBase = vBase + (u32)((lane & 15) * VROW + (lane >> 4) * 16);
 #pragma unroll
                 for (int m = 0; m < 8; m++) {
                     if (16 * m < dv) {
                         u32 a0, a1, a2, a3;
-                        ldsmT(vBase + 2u * (rowSel * VSTRIDE + 16u * m + colSel), a0, a1, a2, a3);
+                        ldsm(aBase + (u32)(16 * m * VROW), a0, a1, a2, a3);
                         mma(acc[m], a0, a1, a2, a3, ph0, ph1);
                         mma(acc[m], a0, a1, a2, a3, pl0, pl1);
                     }
