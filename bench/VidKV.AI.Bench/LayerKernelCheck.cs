@@ -62,8 +62,9 @@ internal static class LayerKernelCheck
         foreach (var preset in new[] { "fp16", "vidkv-1.5/1.58" })
         {
             var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
-            var (f32, errOff, errOn, again, againOff) = DecoderErrors(dev, options);
-            rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative", f32, 1e-4));
+            var (f32, errOff, errOn, again, againOff, codes) = DecoderErrors(dev, options);
+            string differing = codes.Total > 0 ? $" (quantized codes that differ between the two paths' caches: {codes.Differing} of {codes.Total})" : string.Empty;
+            rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative{differing}", f32, 1e-4));
             rows.Add(($"same, float32 kernel path run twice on fresh caches: max abs diff, bit for bit (first differing step: {again.FirstStep})", again.Diff, 0));
             rows.Add(($"same, float32 TorchSharp-ops path run twice on fresh caches: max abs diff, bit for bit (first differing step: {againOff.FirstStep})", againOff.Diff, 0));
             rows.Add(($"same in bfloat16: kernel path's relative error to the float32 model ({errOn:E2}) over the TorchSharp path's ({errOff:E2})", errOn / errOff, 1.25));
@@ -142,9 +143,11 @@ internal static class LayerKernelCheck
     /// bf16 kernels vs float32), each the largest relative difference over the prefill's and every decode step's outputs; and
     /// each float32 path run a second time on fresh caches (the largest absolute difference to its first run, and the first
     /// step that differs: -1 is the prefill, "none" where every step matched): a path must give the same bits for the same
-    /// input.
+    /// input. Codes: the quantized key and value codes (unpacked) that differ between the float32 paths' caches after the
+    /// last step, of all they hold: where the two paths' keys and values differ by rounding, a code near a boundary can
+    /// fall on either side.
     /// </summary>
-    private static (double F32, double Bf16Off, double Bf16On, (double Diff, string FirstStep) Again, (double Diff, string FirstStep) AgainOff) DecoderErrors(Device dev, KVCacheOptions options)
+    private static (double F32, double Bf16Off, double Bf16On, (double Diff, string FirstStep) Again, (double Diff, string FirstStep) AgainOff, (long Differing, long Total) Codes) DecoderErrors(Device dev, KVCacheOptions options)
     {
         var config = ModelDecodeBenchmark.SevenB().Text with { NumLayers = 2 };
         using var reference = Random(config, ScalarType.Float32, dev, null);
@@ -188,7 +191,7 @@ internal static class LayerKernelCheck
                 errOn = Math.Max(errOn, Relative(exact, Run(on16, caches[3], ScalarType.BFloat16, kernels: true)));
             }
 
-            return (f32, errOff, errOn, (again, first), (againOff, firstOff));
+            return (f32, errOff, errOn, (again, first), (againOff, firstOff), CodeDifferences(caches[0], caches[1]));
         }
         finally
         {
@@ -197,6 +200,30 @@ internal static class LayerKernelCheck
                 c.Dispose();
             }
         }
+    }
+
+    /// <summary>Quantized codes (unpacked) that differ between two caches of the same block structure, and how many they hold.</summary>
+    private static (long Differing, long Total) CodeDifferences(ModelKVCache a, ModelKVCache b)
+    {
+        long differing = 0, total = 0;
+        for (int l = 0; l < a.Layers.Count; l++)
+        {
+            var (x, y) = (a.Layers[l].Blocks, b.Layers[l].Blocks);
+            for (int i = 0; i < Math.Min(x.Count, y.Count); i++)
+            {
+                foreach (var (p, q) in new[] { (x[i].Keys.Outliers, y[i].Keys.Outliers), (x[i].Keys.Easy, y[i].Keys.Easy), (x[i].Values.Rest, y[i].Values.Rest) })
+                {
+                    if (p is not null && q is not null)
+                    {
+                        using var scope = NewDisposeScope();
+                        differing += p.UnpackCodes().ne(q.UnpackCodes()).sum().item<long>();
+                        total += p.UnpackCodes().NumberOfElements;
+                    }
+                }
+            }
+        }
+
+        return (differing, total);
     }
 
     internal static Qwen2Decoder Random(Qwen2Config config, ScalarType type, Device dev, Qwen2Decoder? copyOf)
