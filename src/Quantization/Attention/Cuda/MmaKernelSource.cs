@@ -228,11 +228,6 @@ __device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lan
     for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
 }
 
-// Byte j of two tokens' packed value rows (base 3, channel 5j + k is digit k of byte j), as their 5 digit pairs in the
-// decoded area: row 5j + k (VROW bytes apart) gets the pair (first token, second token), exact in fp16, at shared address
-// dst. Both bytes are divided by 3 at once in the 16-bit halves of one word ((x · 171) >> 9 = x / 3 for x < 256), with no
-// table lookups (random 16-byte reads of a byte table were most of the kernel's shared-memory traffic). Raw digit patterns
-// (d · 2^-24, fp16 subnormals, without the conversion) were tried: the tensor cores' sums then differ in the last bits.
 // Two digits in the halves of a word as exact fp16 values (1024 + d minus 1024).
 __device__ __forceinline__ u32 exactDigits(u32 d) {
     u32 r;
@@ -240,6 +235,12 @@ __device__ __forceinline__ u32 exactDigits(u32 d) {
     return r;
 }
 
+// Byte j of two tokens' packed value rows (base 3, channel 5j + k is digit k of byte j), as their 5 digit pairs in the
+// decoded area: row 5j + k (VROW bytes apart) gets the pair (first token, second token), exact in fp16, at shared address
+// dst. Both bytes are divided by 3 at once in the 16-bit halves of one word ((x · 171) >> 9 = x / 3 for x < 256), with no
+// table lookups (random 16-byte reads of a byte table were the largest part of the kernel's shared-memory traffic). Raw
+// digit patterns (d · 2^-24, fp16 subnormals, without the conversion) were tried: the tensor cores' sums then differ in
+// the last bits.
 __device__ __forceinline__ void decodeTritPair(u32 dst, u32 b0, u32 b1) {
     u32 x = __byte_perm(b0, b1, 0x5410);
 #pragma unroll
@@ -251,6 +252,7 @@ __device__ __forceinline__ void decodeTritPair(u32 dst, u32 b0, u32 b1) {
     asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + 4 * VROW), "r"(exactDigits(x)));
 }
 
+// One byte of shared memory at a 32-bit shared address.
 __device__ __forceinline__ u32 lds8(u32 addr) {
     u32 r;
     asm volatile("ld.shared.u8 %0, [%1];" : "=r"(r) : "r"(addr));
