@@ -216,8 +216,9 @@ internal static class LayerKernelCheck
                     if (p is not null && q is not null)
                     {
                         using var scope = NewDisposeScope();
-                        differing += p.UnpackCodes().ne(q.UnpackCodes()).sum().item<long>();
-                        total += p.UnpackCodes().NumberOfElements;
+                        var codes = p.UnpackCodes();
+                        differing += codes.ne(q.UnpackCodes()).sum().item<long>();
+                        total += codes.NumberOfElements;
                     }
                 }
             }

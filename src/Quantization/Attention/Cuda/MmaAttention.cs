@@ -510,8 +510,6 @@ internal static class MmaAttention
             words.Add(keys.Easy is null ? 0 : CudaRuntime.DataPointer(keys.EasyChannels));
             words.Add(transform is null ? 0 : CudaRuntime.DataPointer(transform));
             words.Add(rest.Codes.size(-1));
-            words.Add(CodePacking.CodesPerByte(rest.Format));
-            words.Add(CodePacking.Base(rest.Format));
             words.Add(keys.Outliers?.Shape[^1] ?? 0);
             words.Add(easyChannels);
             words.Add(keys.Easy?.Shape[^1] ?? 0);
@@ -650,8 +648,6 @@ internal static class MmaAttention
         public int OffsetOutlierZero;
         public int OffsetEasyScale;
         public int OffsetEasyZero;
-        public int Padding0;
-        public int Padding;
         public float Scale;
         public int Padding2;
         public Sequences Sequences;

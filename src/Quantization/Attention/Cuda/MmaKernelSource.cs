@@ -51,8 +51,9 @@ internal static class MmaKernelSource
     /// so that the 8 rows an ldmatrix phase reads fall in distinct banks).</summary>
     public const int ValueRowBytes = 48;
 
-    /// <summary>Bytes of a warp's decoded values: a row for each of the 5 channels of each packed byte (26 bytes at 128 channels).</summary>
-    public const int ValueAreaBytes = 5 * 26 * ValueRowBytes;
+    /// <summary>Bytes of a warp's decoded values: a row for each of the 5 channels of each packed byte (26 bytes at 128 channels;
+    /// the kernel's VAREA).</summary>
+    public const int ValueAreaBytes = 5 * ((MaxValueChannels + 4) / 5) * ValueRowBytes;
 
     /// <summary>Outlier bit widths the kernel is instantiated for.</summary>
     public static readonly int[] OutlierBits = [2, 4, 8];
@@ -110,7 +111,7 @@ struct Block {
     const i64* outIdx;         // [dOut] or null
     const i64* easyIdx;        // [De] or null
     const float* w;            // [De, comps] or null: the components are the easy channels themselves
-    i64 vRowBytes, vPer, vRadix, dOut, De, comps, start, tokens, G;  // the key metadata type is the instantiation's MT
+    i64 vRowBytes, dOut, De, comps, start, tokens, G;  // the key metadata type is the instantiation's MT
     float vMult, vOffset;
 };
 
@@ -139,7 +140,7 @@ struct Params {
     i64 qType, rType, nq, tq, causal, D, dv, C, nSeqs;
     // A warp's staging buffer for one 32-token unit (bytes, 16-byte aligned offsets): outlier codes, 1-bit codes,
     // value codes, then outlier scale and zero, 1-bit scale and zero of the unit's group.
-    int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE, pad0, pad;
+    int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE;
     float scale;               // softmax scale · log2(e)
     int pad2;
     Seq seqs[MAX_SEQS];
