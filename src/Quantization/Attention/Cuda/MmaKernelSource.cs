@@ -76,7 +76,7 @@ internal static class MmaKernelSource
     /// <see cref="Name(int, int, Geometry)"/>): a launch compiles only the ones its caches need.
     /// </summary>
     public static string Source(IEnumerable<string> names)
-        => Text + "\n" + string.Concat(names.Select(n => n.Split('_') switch
+        => Layout + Text + "\n" + string.Concat(names.Select(n => n.Split('_') switch
         {
             [_, _, var ob, var per, var mt] => $"INSTANTIATE({ob}, {per}, {mt})\n",
             [_, _, var ob, var per, var mt, var cho, var che, var rbo, var rbe, var vrb, var dv] when new[] { ob, per, mt, cho, che, rbo, rbe, vrb, dv }.All(x => int.TryParse(x, out _))
@@ -90,6 +90,9 @@ internal static class MmaKernelSource
     /// <summary>A cache's geometry as a specialized instantiation fixes it (see <see cref="Name(int, int, Geometry)"/>).</summary>
     public readonly record struct Geometry(int OutlierChannels, int EasyChannels, int OutlierRowBytes, int EasyRowBytes, int ValueRowBytes, int ValueChannels);
 
+    // The decoded-value area's geometry as the host lays out shared memory (SharedBytes): one definition for both sides.
+    private static readonly string Layout = $"#define VROW {ValueRowBytes}\n#define VAREA {ValueAreaBytes}\n";
+
     public const string Text = """
 typedef unsigned char u8;
 typedef unsigned short u16;
@@ -99,8 +102,6 @@ typedef long long i64;
 #define WARPS 4
 #define THREADS 128
 #define ROWS 8
-#define VROW 48
-#define VAREA (5 * 26 * VROW)
 #define NEG_INF __int_as_float(0xff800000)
 
 struct KSrc { const u8* codes; const void* scale; const void* zero; i64 rowBytes, bits, channels; float mult, offset; };
