@@ -9,7 +9,9 @@
 #
 # Here (with the .NET 10 SDK), per build (a `git worktree` of its commit for an earlier one):
 #   the publish of bench/run-serving-gpu.sh's header into /tmp/vidkv-bench, then
-#   mkdir -p .gpu && cp /tmp/vidkv-bench/VidKV.AI.Quantization.dll .gpu/<name>.dll
+#   mkdir -p .gpu/<name> && cp /tmp/vidkv-bench/VidKV.AI.{Backend,Bench,Quantization}.dll .gpu/<name>/
+# (the benchmark's own assemblies go with the build: a Bench.dll of another commit may call what this Quantization.dll
+# lacks; a lone .gpu/<name>.dll, replacing VidKV.AI.Quantization.dll only, is still taken, for builds of one API)
 # and once, from any of them (the tree every build runs in):
 #   tar cf - -C /tmp/vidkv-bench . | xz -6 -T2 > .gpu/base.tar.xz          # .gpu/ is git-ignored: carry it
 # There (PyTorch with CUDA installed for python3; `run` with carry [".gpu"]):
@@ -20,7 +22,7 @@
 # the call has run less than their share of it.
 set -uo pipefail
 if [ $# -lt 2 ] || [ ! -f .gpu/base.tar.xz ]; then
-  echo "usage: OUT=<folder> $0 <baseline build> <build>... (.gpu/base.tar.xz and .gpu/<build>.dll for each)" >&2
+  echo "usage: OUT=<folder> $0 <baseline build> <build>... (.gpu/base.tar.xz and .gpu/<build>/ or .gpu/<build>.dll for each)" >&2
   exit 2
 fi
 : "${OUT:?set OUT to the folder the reports go to}"
@@ -29,8 +31,10 @@ budget=${BUDGET:-540}
 builds=("$@")
 mkdir -p /tmp/vk/base && tar xJf .gpu/base.tar.xz -C /tmp/vk/base
 for b in "${builds[@]}"; do
-  [ -f ".gpu/$b.dll" ] || { echo "no .gpu/$b.dll" >&2; exit 2; }
-  rm -rf "/tmp/vk/$b" && cp -al /tmp/vk/base "/tmp/vk/$b" && cp --remove-destination ".gpu/$b.dll" "/tmp/vk/$b/VidKV.AI.Quantization.dll"
+  rm -rf "/tmp/vk/$b" && cp -al /tmp/vk/base "/tmp/vk/$b"
+  if [ -d ".gpu/$b" ]; then cp --remove-destination ".gpu/$b"/*.dll "/tmp/vk/$b/"
+  elif [ -f ".gpu/$b.dll" ]; then cp --remove-destination ".gpu/$b.dll" "/tmp/vk/$b/VidKV.AI.Quantization.dll"
+  else echo "no .gpu/$b/ or .gpu/$b.dll" >&2; exit 2; fi
 done
 export VIDKV_LIBTORCH="${VIDKV_LIBTORCH:-python}" DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 PYTHONUNBUFFERED=1
 R=$OUT/r
