@@ -49,14 +49,14 @@ internal static partial class KernelListing
 
         Directory.CreateDirectory(outDir);
         string? cuobjdump = FindCuobjdump();
-        var names = MmaKernelSource.OutlierBits.SelectMany(b => MmaKernelSource.MetadataTypes.Select(t => MmaKernelSource.Name(b, t))).ToList();
+        var names = MmaKernelSource.GenericNames.ToList();
         // And the instantiation a 7B-geometry vidkv-1.5/1.58 Compact cache (head dim 128) launches: specialized for its geometry.
         using (var scope = torch.NewDisposeScope())
         using (var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact)))
         {
             torch.manual_seed(1);
             cache.Prefill(torch.randn(1, 4, 512, 128), torch.randn(1, 4, 512, 128));
-            names.Add(MmaAttention.KernelName(cache.Blocks[0]));
+            names.Add(MmaAttention.KernelName(cache.Blocks[0], cache.Options));
         }
 
         var sources = new (string File, string Text)[]

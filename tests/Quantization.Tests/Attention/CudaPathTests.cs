@@ -103,10 +103,18 @@ public sealed class CudaPathTests
         Assert.True(stage.OutlierZero - stage.OutlierScale >= 2 * outlierChannels);
         Assert.True(stage.Bytes - stage.EasyZero >= 2 * easyChannels);
 
-        // The launch's instantiation is specialized for exactly this geometry (what every block of the cache shares).
-        Assert.Equal(
-            MmaKernelSource.Name(2, 1, new MmaKernelSource.Geometry((int)outlierChannels, (int)easyChannels, (int)outlierRow, (int)easyRow, (int)valueRow, dim)),
-            MmaAttention.KernelName(block));
+        // The launch's instantiation is specialized for exactly this geometry (what every block of the cache shares), with
+        // the 1-bit keys' scale on the A side (float16 metadata, codes reconstructed as 0 or the scale, no zero point).
+        var geometry = new MmaKernelSource.Geometry((int)outlierChannels, (int)easyChannels, (int)outlierRow, (int)easyRow, (int)valueRow, dim);
+        Assert.Equal(MmaKernelSource.Name(2, 1, geometry, scaledBits: true), MmaAttention.KernelName(block, cache.Options));
+
+        // Not where a 1-bit code reads as minus or plus the scale, or with bfloat16 metadata: there the scale goes into B.
+        using var plusMinus = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { KeyBits = keyBits, SignReconstruction = SignReconstruction.PlusMinusScale });
+        plusMinus.Prefill(randn(1, 4, 64, dim), randn(1, 4, 64, dim));
+        Assert.Equal(MmaKernelSource.Name(2, 1, geometry), MmaAttention.KernelName(plusMinus.Blocks[0], plusMinus.Options));
+        using var bf16 = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { KeyBits = keyBits, MetadataType = ScalarType.BFloat16 });
+        bf16.Prefill(randn(1, 4, 64, dim), randn(1, 4, 64, dim));
+        Assert.StartsWith("vidkv_mma_2_5_2_", MmaAttention.KernelName(bf16.Blocks[0], bf16.Options), StringComparison.Ordinal);
 
         // The kernel decodes a value row's bytes into 5 channel rows each, within a warp's area.
         Assert.True(5 * valueRow * MmaKernelSource.ValueRowBytes <= MmaKernelSource.ValueAreaBytes);
@@ -120,9 +128,13 @@ public sealed class CudaPathTests
     public void TensorCoreSource_InstantiatesTheNamedKernels_AndRefusesOtherNames()
     {
         string source = MmaKernelSource.Source([MmaKernelSource.Name(4, 2)]);
-        Assert.Contains("INSTANTIATE(4, 5, 2)", source, StringComparison.Ordinal);
-        Assert.DoesNotContain("INSTANTIATE(2, 5, 1)", source, StringComparison.Ordinal);
+        Assert.Contains("INSTANTIATE(4, 5, 2, 0, )", source, StringComparison.Ordinal);
+        Assert.DoesNotContain("INSTANTIATE(2, 5, 1", source, StringComparison.Ordinal);
         Assert.Equal("vidkv_mma_4_5_2", MmaKernelSource.Name(4, 2));
+        Assert.Equal("vidkv_mma_2_5_1a", MmaKernelSource.Name(2, 1, scaledBits: true));
+        Assert.Contains("INSTANTIATE(2, 5, 1, 1, a)", MmaKernelSource.Source([MmaKernelSource.Name(2, 1, scaledBits: true)]), StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => MmaKernelSource.Name(2, 2, scaledBits: true));
+        Assert.Throws<ArgumentOutOfRangeException>(() => MmaKernelSource.Name(4, 1, scaledBits: true));
 
         var e = Assert.Throws<ArgumentException>(() => MmaKernelSource.Source(["vidkv_mma_2_5"]));
         Assert.Contains("'vidkv_mma_2_5'", e.Message, StringComparison.Ordinal);
@@ -133,8 +145,13 @@ public sealed class CudaPathTests
         Assert.Equal("vidkv_mma_2_5_1_64_64_16_8_26_128", specialized);
         Assert.Equal("vidkv_mma_2_5_1", MmaKernelSource.GenericName(specialized));
         string both = MmaKernelSource.Source([specialized, MmaKernelSource.GenericName(specialized)]);
-        Assert.Contains("INSTANTIATE_GEOMETRY(2, 5, 1, 64, 64, 16, 8, 26, 128)", both, StringComparison.Ordinal);
-        Assert.Contains("INSTANTIATE(2, 5, 1)", both, StringComparison.Ordinal);
+        Assert.Contains("INSTANTIATE_GEOMETRY(2, 5, 1, 0, , 64, 64, 16, 8, 26, 128)", both, StringComparison.Ordinal);
+        Assert.Contains("INSTANTIATE(2, 5, 1, 0, )", both, StringComparison.Ordinal);
+        string scaled = MmaKernelSource.Name(2, 1, new MmaKernelSource.Geometry(64, 64, 16, 8, 26, 128), scaledBits: true);
+        Assert.Equal("vidkv_mma_2_5_1a_64_64_16_8_26_128", scaled);
+        Assert.Equal("vidkv_mma_2_5_1a", MmaKernelSource.GenericName(scaled));
+        Assert.Contains("INSTANTIATE_GEOMETRY(2, 5, 1, 1, a, 64, 64, 16, 8, 26, 128)", MmaKernelSource.Source([scaled]), StringComparison.Ordinal);
+        Assert.Throws<ArgumentException>(() => MmaKernelSource.Source(["vidkv_mma_2_5_2a"]));
         var bad = Assert.Throws<ArgumentException>(() => MmaKernelSource.Source(["vidkv_mma_2_5_1_64_64_16_8_26_x"]));
         Assert.Contains("'vidkv_mma_2_5_1_64_64_16_8_26_x'", bad.Message, StringComparison.Ordinal);
     }
@@ -164,7 +181,7 @@ public sealed class CudaPathTests
             static_assert(sizeof(Params) - sizeof(((Params*)0)->seqs) == {{sequencesOffset}}, "Params.seqs (last) starts elsewhere than on the host");
             static_assert(sizeof(Seq) == 80 && MAX_SEQS == {{MmaKernelSource.MaxSequences}}, "Seq differs from the host's");
             """;
-        var names = MmaKernelSource.OutlierBits.SelectMany(b => MmaKernelSource.MetadataTypes.Select(t => MmaKernelSource.Name(b, t))).ToList();
+        var names = MmaKernelSource.GenericNames.ToList();
 
         // And instantiations specialized for the geometries of real caches: head dims 128, 64 and 112, 1.25 to 1.75 key bits,
         // float16 and bfloat16 metadata.
@@ -173,7 +190,7 @@ public sealed class CudaPathTests
             using var scope = NewDisposeScope();
             using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact) with { KeyBits = keyBits, MetadataType = metadata });
             cache.Prefill(randn(1, 4, 64, dim), randn(1, 4, 64, dim));
-            names.Add(MmaAttention.KernelName(cache.Blocks[0]));
+            names.Add(MmaAttention.KernelName(cache.Blocks[0], cache.Options));
         }
 
         var (cubin, log) = NvrtcCompiler.Compile(MmaKernelSource.Source(names) + layout, "vidkv_mma_attention.cu", architecture, "--ptxas-options=-v");
@@ -208,5 +225,50 @@ public sealed class CudaPathTests
         Assert.Contains("vidkv_append_rows", log, StringComparison.Ordinal);
         var e = Assert.Throws<InvalidOperationException>(() => NvrtcCompiler.CompileCubin("__global__ void k() { undefined_name(); }", "bad.cu", "sm_90"));
         Assert.Contains("bad.cu", e.Message, StringComparison.Ordinal);
+    }
+    /// <summary>
+    /// The tensor-core kernel divides packed value bytes by 3 in fp16 (one fma per digit with fp16(1/3) and the constants
+    /// 683.5, then 683, above 1024 where the fp16 grid is the integers): with the constants as they stand in its source,
+    /// every byte 0 to 242 gives its five base-3 digits, exactly. Each fp16 step is emulated with one rounding of the exact
+    /// result (fp16 products and sums of these sizes are exact in double), as fma.rn.f16x2 and add.rn.f16x2 compute.
+    /// </summary>
+    [Fact]
+    public void TensorCoreValueDecode_ConstantsGiveEveryBytesFiveDigits()
+    {
+        string text = MmaKernelSource.Text;
+        string body = text[text.IndexOf("void decodeTritPair", StringComparison.Ordinal)..];
+        body = body[..body.IndexOf("\n}\n", StringComparison.Ordinal)];
+        Half Constant(string name)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(body, name + @" = 0x([0-9A-Fa-f]{4})\1u");
+            Assert.True(m.Success, $"{name} (an fp16 pair of equal halves) not found in decodeTritPair");
+            return BitConverter.UInt16BitsToHalf(Convert.ToUInt16(m.Groups[1].Value, 16));
+        }
+
+        var steps = System.Text.RegularExpressions.Regex.Match(body, @"k == 0 \? 0x([0-9A-Fa-f]{4})\1u : 0x([0-9A-Fa-f]{4})\2u");
+        Assert.True(steps.Success, "the per-step constants not found in decodeTritPair");
+        Half first = BitConverter.UInt16BitsToHalf(Convert.ToUInt16(steps.Groups[1].Value, 16));
+        Half next = BitConverter.UInt16BitsToHalf(Convert.ToUInt16(steps.Groups[2].Value, 16));
+        Half third = Constant("third"), minus3 = Constant("minus3"), minus1025 = Constant("minus1025");
+        Assert.Contains("0x64006400u", body, StringComparison.Ordinal);
+        Assert.Contains("hadd2(t, 0xE400E400u)", body, StringComparison.Ordinal);
+        static Half Fma(Half a, Half b, Half c) => (Half)(((double)a * (double)b) + (double)c);
+        static Half Add(Half a, Half b) => (Half)((double)a + (double)b);
+
+        for (int x = 0; x < 243; x++)
+        {
+            Half t = (Half)(1024 + x), digits = Add(t, (Half)(-1024));
+            var got = new double[5];
+            for (int k = 0; k < 4; k++)
+            {
+                t = Fma(t, third, k == 0 ? first : next);
+                Half q = Add(t, minus1025);
+                got[k] = (double)Fma(q, minus3, digits);
+                digits = q;
+            }
+
+            got[4] = (double)digits;
+            Assert.Equal(Enumerable.Range(0, 5).Select(k => (double)(x / (int)Math.Pow(3, k) % 3)).ToArray(), got);
+        }
     }
 }

@@ -136,23 +136,38 @@ internal static class MmaAttention
 
     /// <summary>The launch shape of a cache's first block (made once per block).</summary>
     private static LaunchShape ShapeOf(QuantizedKVCache cache)
-        => (LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b));
+        => (LaunchShape)Shapes.GetValue(cache.Blocks[0], b => new LaunchShape(b, cache.Options));
 
     /// <summary>
     /// The kernel instantiation for a block's outlier bits and key metadata type, specialized for its geometry (channel
     /// counts and packed row bytes, which every block of a cache shares: the staging layout is made from the first).
     /// </summary>
-    internal static string KernelName(QuantizedBlock block)
-        => MmaKernelSource.Name(
-            block.Keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 },
-            (int)MetaType((block.Keys.Outliers ?? block.Keys.Easy)!.Scale?.dtype),
+    internal static string KernelName(QuantizedBlock block, KVCacheOptions options)
+    {
+        var keys = block.Keys;
+        int metadata = (int)MetaType((keys.Outliers ?? keys.Easy)!.Scale?.dtype);
+        return MmaKernelSource.Name(
+            keys.Outliers?.Format switch { CodeFormat.Bits4 => 4, CodeFormat.Bits8 => 8, _ => 2 },
+            metadata,
             new MmaKernelSource.Geometry(
-                (int)(block.Keys.Outliers?.Shape[^1] ?? 0),
-                (int)(block.Keys.Easy?.Shape[^1] ?? 0),
-                (int)(block.Keys.Outliers?.Codes.size(-1) ?? 0),
-                (int)(block.Keys.Easy?.Codes.size(-1) ?? 0),
+                (int)(keys.Outliers?.Shape[^1] ?? 0),
+                (int)(keys.Easy?.Shape[^1] ?? 0),
+                (int)(keys.Outliers?.Codes.size(-1) ?? 0),
+                (int)(keys.Easy?.Codes.size(-1) ?? 0),
                 (int)block.Values.Rest.Codes.size(-1),
-                (int)block.Values.Shape[3]));
+                (int)block.Values.Shape[3]),
+            scaledBits: ScaledBits(block, options, metadata));
+    }
+
+    /// <summary>
+    /// Whether the block's 1-bit keys can take their scale on the tensor cores' A side (exact: bit ? scale : 0): float16
+    /// metadata, codes reconstructed as 0 or the scale with no zero point, at most as many components as the keys have
+    /// channels (their B fragments take the scaled query's place in shared memory), and 2-bit outliers or none (see
+    /// <see cref="MmaKernelSource.Name(int, int, bool)"/>).
+    /// </summary>
+    private static bool ScaledBits(QuantizedBlock block, KVCacheOptions options, int metadata)
+        => block.Keys.Easy is { Zero: null } easy && metadata == 1 && options.SignReconstruction == SignReconstruction.ZeroOrScale
+            && easy.Shape[^1] <= block.Keys.Shape[3] && block.Keys.Outliers?.Format is null or CodeFormat.Bits2;
 
     /// <summary>
     /// Whether <see cref="CudaFusedAttention.KernelVariable"/> asks for the tensor-core kernel that reads the cache's
@@ -254,7 +269,7 @@ internal static class MmaAttention
         return (4 * floats) + (warps * MmaKernelSource.ValueAreaBytes) + (2 * warps * rows * 4) + stageBytes;
     }
 
-    /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name(int, int, MmaKernelSource.Geometry)"/> or <see cref="MmaKernelSource.Name(int, int)"/>) on the device: each instantiation compiles on first use.</summary>
+    /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name(int, int, MmaKernelSource.Geometry, bool)"/> or <see cref="MmaKernelSource.Name(int, int, bool)"/>) on the device: each instantiation compiles on first use.</summary>
     private static IntPtr Kernel(int device, string name) => Kernels.GetOrAdd((device, name), key => new Lazy<IntPtr>(() =>
     {
         var function = CudaRuntime.Compile(MmaKernelSource.Source([key.Name]), "vidkv_mma_attention.cu", key.Device, [key.Name])[key.Name];
@@ -396,7 +411,7 @@ internal static class MmaAttention
 
             QuantSplits = splits.Count / 3;
             EasyChannels = first.Keys.Easy is null ? 0 : first.Keys.EasyChannels.size(0);
-            KernelName = MmaAttention.KernelName(first);
+            KernelName = MmaAttention.KernelName(first, o);
             Stage = new StageLayout(first);
             var words = new List<long>();
             foreach (var block in _blocks)
@@ -500,7 +515,7 @@ internal static class MmaAttention
             var values = block.Values;
             float easyMult = o.SignReconstruction == SignReconstruction.ZeroOrScale ? 1 : 2;
             float easyOffset = o.SignReconstruction == SignReconstruction.ZeroOrScale ? 0 : -1;
-            KeySource(keys.Outliers, 1, 0, words);
+            KeySource(keys.Outliers, 1, 0, words);  // asymmetric codes: the tensor-core kernel takes (1, 0) as given
             KeySource(keys.Easy, easyMult, easyOffset, words);
             var rest = values.Rest;
             long easyChannels = keys.Easy is null ? 0 : keys.EasyChannels.size(0);
@@ -540,10 +555,10 @@ internal static class MmaAttention
     /// <summary>What a launch holds in common for its caches, from a cache's first block (made once per block).</summary>
     internal sealed record LaunchShape
     {
-        public LaunchShape(QuantizedBlock first)
+        public LaunchShape(QuantizedBlock first, KVCacheOptions options)
         {
             var keys = first.Keys;
-            Kernel = KernelName(first);
+            Kernel = KernelName(first, options);
             Batch = keys.Shape[0];
             KvHeads = keys.Shape[1];
             ValueChannels = first.Values.Shape[3];

@@ -5,8 +5,8 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// <see cref="CudaFusedAttention"/>), for caches whose keys are b-bit codes per channel (b = 1, 2, 4, 8; channel counts
 /// multiples of 16), whose values are bare levels per channel (ternary without a scale, packed in base 3) and whose
 /// groups are multiples of 32 tokens, with at most 8 query rows per KV head. One kernel, <c>vidkv_mma</c>, instantiated
-/// per outlier bit width and key metadata type, and for a cache's geometry (<see cref="Name(int, int, Geometry)"/>; a launch
-/// compiles the instantiations it needs; <see cref="Name(int, int)"/> reads the geometry at run time):
+/// per outlier bit width and key metadata type, and for a cache's geometry (<see cref="Name(int, int, Geometry, bool)"/>; a launch
+/// compiles the instantiations it needs; <see cref="Name(int, int, bool)"/> reads the geometry at run time):
 /// <list type="bullet">
 /// <item>Grid (split, batch item × KV head, sequence). One launch serves up to <see cref="MaxSequences"/> caches of any
 /// lengths (a batched decode step): the launch's parameters carry, per sequence, its cache's plan on the device (block
@@ -61,33 +61,60 @@ internal static class MmaKernelSource
     /// <summary>Key metadata types the kernel is instantiated for (0 float32, 1 float16, 2 bfloat16).</summary>
     public static readonly int[] MetadataTypes = [0, 1, 2];
 
-    /// <summary>The kernel's name for keys with <paramref name="outlierBits"/>-bit outlier codes and metadata of <paramref name="metadataType"/>.</summary>
-    public static string Name(int outlierBits, int metadataType) => $"vidkv_mma_{outlierBits}_5_{metadataType}";
+    /// <summary>
+    /// The kernel's name for keys with <paramref name="outlierBits"/>-bit outlier codes and metadata of
+    /// <paramref name="metadataType"/>; <paramref name="scaledBits"/>: the 1-bit keys' scale goes on the tensor cores' A side
+    /// (suffix <c>a</c>; float16 metadata, 1-bit codes reconstructed as 0 or the scale without a zero point, at most as
+    /// many 1-bit components as query channels, 2-bit outliers: with 4- or 8-bit ones the instantiation reading the
+    /// geometry at run time spills a register on sm_80), so that their B operand is made once per block rather than per group.
+    /// </summary>
+    public static string Name(int outlierBits, int metadataType, bool scaledBits = false)
+    {
+        if (scaledBits && (metadataType != 1 || outlierBits != 2))
+        {
+            throw new ArgumentOutOfRangeException(nameof(scaledBits), scaledBits, $"1-bit keys scaled on the A side need float16 metadata (type 1, here {metadataType}) and 2-bit outliers (here {outlierBits}).");
+        }
+
+        return $"vidkv_mma_{outlierBits}_5_{metadataType}{(scaledBits ? "a" : "")}";
+    }
+
+    /// <summary>Every instantiation that reads the geometry at run time: each outlier bit width and metadata type, and the
+    /// one with 1-bit keys scaled on the A side (2-bit outliers, float16 metadata).</summary>
+    public static IEnumerable<string> GenericNames
+        => OutlierBits.SelectMany(b => MetadataTypes.Select(t => Name(b, t))).Append(Name(2, 1, scaledBits: true));
 
     /// <summary>
     /// The name of the instantiation specialized for one cache geometry: outlier and 1-bit key channels, their packed row
     /// bytes, value row bytes and value channels as compile-time constants (the k-step and value loops unroll fully).
     /// </summary>
-    public static string Name(int outlierBits, int metadataType, Geometry geometry)
-        => $"{Name(outlierBits, metadataType)}_{geometry.OutlierChannels}_{geometry.EasyChannels}_{geometry.OutlierRowBytes}_{geometry.EasyRowBytes}_{geometry.ValueRowBytes}_{geometry.ValueChannels}";
+    public static string Name(int outlierBits, int metadataType, Geometry geometry, bool scaledBits = false)
+        => $"{Name(outlierBits, metadataType, scaledBits)}_{geometry.OutlierChannels}_{geometry.EasyChannels}_{geometry.OutlierRowBytes}_{geometry.EasyRowBytes}_{geometry.ValueRowBytes}_{geometry.ValueChannels}";
 
     /// <summary>
-    /// The source with the instantiations of <paramref name="names"/> (from <see cref="Name(int, int)"/> or
-    /// <see cref="Name(int, int, Geometry)"/>): a launch compiles only the ones its caches need.
+    /// The source with the instantiations of <paramref name="names"/> (from <see cref="Name(int, int, bool)"/> or
+    /// <see cref="Name(int, int, Geometry, bool)"/>): a launch compiles only the ones its caches need.
     /// </summary>
     public static string Source(IEnumerable<string> names)
         => Layout + Text + "\n" + string.Concat(names.Select(n => n.Split('_') switch
         {
-            [_, _, var ob, var per, var mt] => $"INSTANTIATE({ob}, {per}, {mt})\n",
-            [_, _, var ob, var per, var mt, var cho, var che, var rbo, var rbe, var vrb, var dv] when new[] { ob, per, mt, cho, che, rbo, rbe, vrb, dv }.All(x => int.TryParse(x, out _))
-                => $"INSTANTIATE_GEOMETRY({ob}, {per}, {mt}, {cho}, {che}, {rbo}, {rbe}, {vrb}, {dv})\n",
-            _ => throw new ArgumentException($"'{n}' is not a tensor-core kernel name (vidkv_mma_<outlier bits>_5_<metadata type>, optionally followed by _<outlier channels>_<1-bit channels>_<outlier row bytes>_<1-bit row bytes>_<value row bytes>_<value channels>).", nameof(names)),
+            [_, _, var ob, var per, var mt] when Numbers(ob, per, Type(mt)) => $"INSTANTIATE({ob}, {per}, {Type(mt)}, {Scaled(mt)})\n",
+            [_, _, var ob, var per, var mt, var cho, var che, var rbo, var rbe, var vrb, var dv] when Numbers(ob, per, Type(mt), cho, che, rbo, rbe, vrb, dv)
+                => $"INSTANTIATE_GEOMETRY({ob}, {per}, {Type(mt)}, {Scaled(mt)}, {cho}, {che}, {rbo}, {rbe}, {vrb}, {dv})\n",
+            _ => throw new ArgumentException($"'{n}' is not a tensor-core kernel name (vidkv_mma_<outlier bits>_5_<metadata type>, the type 1a for float16 with 1-bit keys scaled on the A side, optionally followed by _<outlier channels>_<1-bit channels>_<outlier row bytes>_<1-bit row bytes>_<value row bytes>_<value channels>).", nameof(names)),
         }));
 
-    /// <summary>The name of the instantiation that reads the geometry at run time, for any name of <see cref="Name(int, int, Geometry)"/>.</summary>
+    // The name's metadata field: a type (0, 1, 2), or 1a (float16, 1-bit keys scaled on the A side; the macro's ES and
+    // name suffix).
+    private static string Type(string field) => field == "1a" ? "1" : field;
+
+    private static string Scaled(string field) => field == "1a" ? "1, a" : "0, ";
+
+    private static bool Numbers(params string[] fields) => fields.All(x => int.TryParse(x, out _));
+
+    /// <summary>The name of the instantiation that reads the geometry at run time, for any name of <see cref="Name(int, int, Geometry, bool)"/>.</summary>
     public static string GenericName(string name) => string.Join('_', name.Split('_').Take(5));
 
-    /// <summary>A cache's geometry as a specialized instantiation fixes it (see <see cref="Name(int, int, Geometry)"/>).</summary>
+    /// <summary>A cache's geometry as a specialized instantiation fixes it (see <see cref="Name(int, int, Geometry, bool)"/>).</summary>
     public readonly record struct Geometry(int OutlierChannels, int EasyChannels, int OutlierRowBytes, int EasyRowBytes, int ValueRowBytes, int ValueChannels);
 
     // The decoded-value area's geometry as the host lays out shared memory (SharedBytes): one definition for both sides.
@@ -230,28 +257,42 @@ __device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lan
     for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
 }
 
-// Two digits in the halves of a word as exact fp16 values (1024 + d minus 1024).
-__device__ __forceinline__ u32 exactDigits(u32 d) {
+// fp16 pair arithmetic (round to nearest): a · b + c, and a + b.
+__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
     u32 r;
-    asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(d | 0x64006400u), "r"(0x64006400u));
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+__device__ __forceinline__ u32 hadd2(u32 a, u32 b) {
+    u32 r;
+    asm("add.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
     return r;
 }
 
 // Byte j of two tokens' packed value rows (base 3, channel 5j + k is digit k of byte j), as their 5 digit pairs in the
 // decoded area: row 5j + k (VROW bytes apart) gets the pair (first token, second token), exact in fp16, at shared address
-// dst. Both bytes are divided by 3 at once in the 16-bit halves of one word ((x · 171) >> 9 = x / 3 for x < 256), with no
-// table lookups (random 16-byte reads of a byte table were the largest part of the kernel's shared-memory traffic). Raw
-// digit patterns (d · 2^-24, fp16 subnormals, without the conversion) were tried: the tensor cores' sums then differ in
-// the last bits.
+// dst. Both bytes are divided by 3 at once in the fp16 halves of one word, with no table lookups (random 16-byte reads of
+// a byte table were the largest part of the kernel's shared-memory traffic) and no integer-to-fp16 conversion per
+// digit: with T = 1025 + x (x = the byte's value over 3^k), T' = round(T · fp16(1/3) + 683) = 1025 + floor(x / 3) (one
+// fma: T · (1/3) + 683 = 1025 + (x - 1) / 3, whose fraction is 0 or ±1/3; fp16(1/3) is 8.1e-5 low, which moves it by at
+// most 0.11, and from 1024 on the fp16 grid is the integers), then x' = T' - 1025 and the digit x - 3x', all exact. The
+// first step starts from 1024 + x (the byte put into 1024's mantissa) with 683.5 for 683 (1025 - 1025 / 3 rounded to the
+// fp16 grid). Every byte 0 to 242 gives its 5 digits (checked exhaustively); the digits are the same fp16 values as
+// before, so the products are too. Raw digit patterns (d · 2^-24, fp16 subnormals, without the subtraction) were
+// tried: the tensor cores' sums then differ in the last bits.
 __device__ __forceinline__ void decodeTritPair(u32 dst, u32 b0, u32 b1) {
-    u32 x = __byte_perm(b0, b1, 0x5410);
+    const u32 third = 0x35553555u, minus3 = 0xC200C200u, minus1025 = 0xE401E401u;
+    u32 t = __byte_perm(b0, b1, 0x5410) | 0x64006400u;  // 1024 + x
+    u32 x = hadd2(t, 0xE400E400u);                      // x
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        const u32 q = ((x * 171u) >> 9) & 0x007F007Fu;
-        asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + k * VROW), "r"(exactDigits(x - 3u * q)));
+        t = hfma2(t, third, k == 0 ? 0x61576157u : 0x61566156u);  // 1025 + x / 3 (683.5, then 683)
+        const u32 q = hadd2(t, minus1025);
+        asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + k * VROW), "r"(hfma2(q, minus3, x)));
         x = q;
     }
-    asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + 4 * VROW), "r"(exactDigits(x)));
+    asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + 4 * VROW), "r"(x));
 }
 
 // One byte of shared memory at a 32-bit shared address.
@@ -285,6 +326,15 @@ __device__ __forceinline__ u32 digitPair(u32 x, u32 mask) {
     asm("lop3.b32 %0, %1, %2, %3, 0xea;" : "=r"(r) : "r"(x), "r"(mask), "r"(0x64006400u));  // (x & mask) | magic
     asm("sub.f16x2 %0, %1, %2;" : "=r"(r) : "r"(r), "r"(0x64006400u));
     return r;
+}
+
+// A 1-bit code pair's A value with the scale on the A side: y holds the two codes' bits at bits 7 and 15, s the two
+// channels' float16 scales; prmt spreads bit 7 over the low half and bit 15 over the high half (sign replication), the
+// mask keeps each scale or makes it 0.
+__device__ __forceinline__ u32 bitScale(u32 y, u32 s) {
+    u32 m;
+    asm("prmt.b32 %0, %1, 0, 0x9988;" : "=r"(m) : "r"(y));
+    return m & s;
 }
 
 // The slot of channel c (in its k-step of 16 channels) for codes read as digit pairs (j, j + 8): a lane with t = lane % 4
@@ -395,8 +445,9 @@ template <int CHO_, int CHE_, int RBO_, int RBE_, int VRB_, int DV_>
 struct Geometry { static const bool FIXED = true; static const int CHO = CHO_, CHE = CHE_, RBO = RBO_, RBE = RBE_, VRB = VRB_, DV = DV_; };
 struct RunTime { static const bool FIXED = false; static const int CHO = 0, CHE = 0, RBO = 0, RBE = 0, VRB = 0, DV = 0; };
 
-template <int OB, int VPER, int MT, typename GEO>
+template <int OB, int VPER, int MT, int ES, typename GEO>
 __device__ __forceinline__ void mmaBody(const Params& p) {
+    static_assert(!ES || MT == 1, "1-bit keys scaled on the A side need float16 metadata");
     extern __shared__ float4 smem4[];
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     const Seq& sq = p.seqs[blockIdx.z];
@@ -473,7 +524,9 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const int chO = GEO::FIXED ? GEO::CHO : (int)bk.k[0].channels, chE = GEO::FIXED ? GEO::CHE : (int)bk.k[1].channels;
         const int rbO = GEO::FIXED ? GEO::RBO : (int)bk.k[0].rowBytes, rbE = GEO::FIXED ? GEO::RBE : (int)bk.k[1].rowBytes;
         const int ms = MT == 0 ? 4 : 2;
-        const float multO = bk.k[0].mult, offO = bk.k[0].offset, multE = bk.k[1].mult, offE = bk.k[1].offset;
+        // Outlier codes are asymmetric (code · scale + zero: the host describes them with mult 1 and offset 0), so their
+        // q' is q · scale and their bias Σ q · zero, with no products by 1 or 0 in the k-steps.
+        const float multE = bk.k[1].mult, offE = bk.k[1].offset;
         const bool zeroO = bk.k[0].zero != 0, zeroE = bk.k[1].zero != 0;
         const i64 rowBase = bh * bk.tokens;
         const int unitsPerGroup = (int)(bk.G / 32);  // a 32-bit division per unit, none where G = 32
@@ -536,6 +589,19 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + slotOf(e)] = a[r];
         }
         __syncthreads();
+        // ES: the 1-bit k-steps' B fragments, q · mult as fp16 hi + lo parts, made once per block into the scaled query
+        // rows' place (read only before this point; chE <= D, so they fit): lane l of k-step kk at bq[4 (32 kk + l)].
+        u32* bq = (u32*)qe;
+        if (ES) {
+            for (int i = tid; i < chE / 16 * 32; i += THREADS) {
+                const float* q = qs + ((i & 31) >> 2) * QS + chO + 16 * (i >> 5) + 2 * (i & 3);
+                u32 h0, l0, h1, l1;
+                split2(q[0] * multE, q[1] * multE, h0, l0);
+                split2(q[8] * multE, q[9] * multE, h1, l1);
+                *(uint4*)(bq + 4 * i) = make_uint4(h0, h1, l0, l1);
+            }
+            __syncthreads();
+        }
 
         float acc[8][4];
 #pragma unroll
@@ -571,12 +637,12 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                         if (zeroO) { z0 = sm2<MT>(zc, c0); z1 = sm2<MT>(zc, c1); }
                     }
                     u32 bh0, bl0, bh1, bl1;
-                    split2(q0.x * multO * s0.x, q0.y * multO * s0.y, bh0, bl0);
-                    split2(q1.x * multO * s1.x, q1.y * multO * s1.y, bh1, bl1);
-                    bias = fmaf(q0.x, fmaf(offO, s0.x, z0.x), bias);
-                    bias = fmaf(q0.y, fmaf(offO, s0.y, z0.y), bias);
-                    bias = fmaf(q1.x, fmaf(offO, s1.x, z1.x), bias);
-                    bias = fmaf(q1.y, fmaf(offO, s1.y, z1.y), bias);
+                    split2(q0.x * s0.x, q0.y * s0.y, bh0, bl0);
+                    split2(q1.x * s1.x, q1.y * s1.y, bh1, bl1);
+                    bias = fmaf(q0.x, z0.x, bias);
+                    bias = fmaf(q0.y, z0.y, bias);
+                    bias = fmaf(q1.x, z1.x, bias);
+                    bias = fmaf(q1.y, z1.y, bias);
                     u32 a[4][2];
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
@@ -601,7 +667,30 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 }
             }
             // 1-bit components.
-            {
+            if (ES) {
+                // The scale on the A side (float16 metadata, no offset, no zero point): a code's A value is its
+                // channel's scale where the bit is set, else 0 (exact), times the block's B = q · mult. A lane's bits
+                // for channels (t, t + 8) are shifted to bits 7 and 15, and prmt spreads each one's sign over a half.
+                const u8* rows = st + p.offKE + g * rbE;
+                const unsigned short* sc = (const unsigned short*)(st + p.offSE) + t;
+                const u32 sh0 = 7 - t, sh1 = 3 - t;
+#pragma unroll (GEO::FIXED ? (GEO::CHE >= 16 ? GEO::CHE / 16 : 1) : 2)
+                for (int kk = 0; kk < chE / 16; kk++) {
+                    const uint4 b = *(const uint4*)(bq + 4 * (32 * kk + lane));
+                    const u32 s0 = __byte_perm(sc[16 * kk], sc[16 * kk + 8], 0x5410), s1 = __byte_perm(sc[16 * kk + 4], sc[16 * kk + 12], 0x5410);
+                    u32 a[4][2];
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const u32 w = *(const unsigned short*)(rows + i * 8 * rbE + 2 * kk);
+                        a[i][0] = bitScale(w << sh0, s0);
+                        a[i][1] = bitScale(w << sh1, s1);
+                    }
+                    mma(s[0], a[0][0], a[1][0], a[0][1], a[1][1], b.x, b.y);
+                    mma(sl[0], a[0][0], a[1][0], a[0][1], a[1][1], b.z, b.w);
+                    mma(s[1], a[2][0], a[3][0], a[2][1], a[3][1], b.x, b.y);
+                    mma(sl[1], a[2][0], a[3][0], a[2][1], a[3][1], b.z, b.w);
+                }
+            } else {
                 const u8* rows = st + p.offKE + g * rbE;
                 const u8* sc = st + p.offSE;
                 const u8* zc = st + p.offZE;
@@ -796,11 +885,12 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     }
 }
 
-#define INSTANTIATE(OB, VPER, MT) \
-extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT(const Params p) { mmaBody<OB, VPER, MT, RunTime>(p); }
+// ES 1 (name suffix a after the metadata type): 1-bit keys scaled on the A side (see the main loop).
+#define INSTANTIATE(OB, VPER, MT, ES, SUF) \
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT##SUF(const Params p) { mmaBody<OB, VPER, MT, ES, RunTime>(p); }
 
-#define INSTANTIATE_GEOMETRY(OB, VPER, MT, CHO, CHE, RBO, RBE, VRB, DV) \
-extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT##_##CHO##_##CHE##_##RBO##_##RBE##_##VRB##_##DV(const Params p) \
-{ mmaBody<OB, VPER, MT, Geometry<CHO, CHE, RBO, RBE, VRB, DV> >(p); }
+#define INSTANTIATE_GEOMETRY(OB, VPER, MT, ES, SUF, CHO, CHE, RBO, RBE, VRB, DV) \
+extern "C" __global__ void __launch_bounds__(THREADS, 4) vidkv_mma_##OB##_##VPER##_##MT##SUF##_##CHO##_##CHE##_##RBO##_##RBE##_##VRB##_##DV(const Params p) \
+{ mmaBody<OB, VPER, MT, ES, Geometry<CHO, CHE, RBO, RBE, VRB, DV> >(p); }
 """;
 }
