@@ -19,11 +19,13 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// codes are read as digit pairs (1- and 2-bit codes: see slotOf). The first unit's copies are already in flight.</item>
 /// <item>Scores as S^T = digits · q' on tensor cores (mma.m16n8k16, fp16 in, fp32 accumulate): the key digits are exact
 /// in fp16 and q' = q·mult·scale of the group is split into fp16 hi + lo parts (two products, about 22 bits of q');
-/// Σ q·(offset·scale + zero) is added per group as a bias. Online softmax in the fragments (exp2); the causal mask
-/// only in units it can touch, the output's rescale only when a row's maximum moved.</item>
-/// <item>Σ p·digit on tensor cores: each packed value byte of two tokens divided by 3 in the halves of one word, its digit
-/// pairs (exact fp16) stored channel-major in shared memory and read with ldmatrix as the A operand; the probabilities'
-/// fragments transposed in registers (movmatrix), hi + lo parts again.</item>
+/// Σ q·(offset·scale + zero) is added per group as a bias. 1-bit keys with float16 metadata, reconstructed as 0 or the
+/// scale (the instantiations named ..._1a): the scale goes on the A side instead (bit ? scale : 0, exact) and their B
+/// = q·mult (hi + lo) is made once per block. Online softmax in the fragments (exp2); the causal mask only in units it
+/// can touch, the output's rescale only when a row's maximum moved.</item>
+/// <item>Σ p·digit on tensor cores: each packed value byte of two tokens divided by 3 in the fp16 halves of one word (one
+/// fma per digit, see decodeTritPair), its digit pairs (exact fp16) stored channel-major in shared memory and read with
+/// ldmatrix as the A operand; the probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
 /// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache. Splits
 /// merge in groups of 16: the last split of a group to finish (an atomic counter per group, reset by that split) merges
 /// the group's states into its first state, and the last group of a KV head merges the groups' states into the output,
