@@ -251,7 +251,9 @@ internal static class MmaAttention
             }
 
             p.SequenceCount = count;
-            long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * 2L * (MmaKernelSource.Threads / 32), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
+            // The staging area: a double buffer per warp and the block's table of 16-byte copies (at most one buffer's bytes), or
+            // the merge's weights and the gathered 1-bit query channels where those need more.
+            long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * ((2L * (MmaKernelSource.Threads / 32)) + 1), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
             CudaRuntime.Launch(Kernel(device, Generic ? MmaKernelSource.GenericName(first.KernelName) : first.KernelName), device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
         }
     }

@@ -253,12 +253,6 @@ __device__ __forceinline__ void cpAsync16(u32 dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(dst), "l"(src));
 }
 
-// Copies n bytes (a multiple of 16, both ends 16-byte aligned) from global to shared memory, 16 bytes a lane.
-__device__ __forceinline__ void stageCopy(u32 dst, const u8* src, int n, int lane) {
-#pragma unroll 1  // mostly one pass (n <= 512): an unrolled loop's set-up and remainder cost more than the copies
-    for (int i = 16 * lane; i < n; i += 512) cpAsync16(dst + i, src + i);
-}
-
 // fp16 pair arithmetic (round to nearest): a · b + c, and a + b.
 __device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
     u32 r;
@@ -461,7 +455,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
     u8* vt = (u8*)(qe + align4(ROWS * D));               // [WARPS][VAREA] decoded value digits, channel-major
     float* red = (float*)(vt + WARPS * VAREA);           // [2][WARPS][ROWS]
-    u8* stageBase = (u8*)(red + 2 * WARPS * ROWS);       // [WARPS][2][stage] staged units (16-byte aligned)
+    u8* stageBase = (u8*)(red + 2 * WARPS * ROWS);       // [WARPS][2][stage] staged units (16-byte aligned), then the copy table
     float* scratch = (float*)vt;                         // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
     __shared__ int isLast;
 
@@ -533,23 +527,44 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const i64 rowBase = bh * bk.tokens;
         const int unitsPerGroup = (int)(bk.G / 32);  // a 32-bit division per unit, none where G = 32
 
+        // What a unit stages, as one table of 16-byte copies for the block (made once; its copies' sources at unit or
+        // group 0 and their strides): the codes of the unit's tokens (outlier, 1-bit, value rows; stride per unit) and its
+        // group's metadata (outlier scale and zero, 1-bit scale and zero; stride per group). A unit's copies are then a
+        // few table reads and cp.asyncs a lane, with none of the block description's loads and 64-bit products per unit.
+        uint4* copies = (uint4*)(stageBase + WARPS * 2 * p.stage);  // [chunks]: source (2 words), destination, stride | per group << 31
+        int chunks = 0;
+        {
+            const u8* src[7] = {
+                chO ? bk.k[0].codes + rowBase * rbO : 0, chO ? (const u8*)bk.k[0].scale + bh * groups * chO * ms : 0,
+                chO && zeroO ? (const u8*)bk.k[0].zero + bh * groups * chO * ms : 0,
+                chE ? bk.k[1].codes + rowBase * rbE : 0, chE ? (const u8*)bk.k[1].scale + bh * groups * chE * ms : 0,
+                chE && zeroE ? (const u8*)bk.k[1].zero + bh * groups * chE * ms : 0, bk.vCodes + rowBase * vRB};
+            const int bytes[7] = {32 * rbO, chO * ms, chO * ms, 32 * rbE, chE * ms, chE * ms, 32 * vRB};
+            const int dst[7] = {p.offKO, p.offSO, p.offZO, p.offKE, p.offSE, p.offZE, p.offV};
+#pragma unroll
+            for (int i = 0; i < 7; i++) {
+                if (!src[i]) continue;
+                const u32 stride = (u32)bytes[i] | ((i == 1 || i == 2 || i == 4 || i == 5) ? 0x80000000u : 0u);
+                for (int c = tid; c < bytes[i] / 16; c += THREADS) {
+                    const unsigned long long a = (unsigned long long)(src[i] + 16 * c);
+                    copies[chunks + c] = make_uint4((u32)a, (u32)(a >> 32), (u32)(dst[i] + 16 * c), stride);
+                }
+                chunks += bytes[i] / 16;
+            }
+        }
+        __syncthreads();
+
         // Stage a unit's packed codes and its group's metadata (cp.async, one group of copies per unit).
         auto issue = [&](i64 u, int buf) {
             const int unit = (int)(sp.unit0 + u);
-            const i64 tok0 = (i64)unit * 32;
-            const i64 grp = unitsPerGroup == 1 ? unit : unit / unitsPerGroup;
+            const int grp = unitsPerGroup == 1 ? unit : unit / unitsPerGroup;
             const u32 d = stageS + buf * p.stage;
-            if (chO) {
-                stageCopy(d + p.offKO, bk.k[0].codes + (rowBase + tok0) * rbO, 32 * rbO, lane);
-                stageCopy(d + p.offSO, (const u8*)bk.k[0].scale + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
-                if (zeroO) stageCopy(d + p.offZO, (const u8*)bk.k[0].zero + ((bh * groups + grp) * chO) * ms, chO * ms, lane);
+#pragma unroll 1
+            for (int c = lane; c < chunks; c += 32) {
+                const uint4 e = copies[c];
+                const u8* from = (const u8*)(((unsigned long long)e.y << 32) | e.x);
+                cpAsync16(d + e.z, from + (unsigned long long)(u32)((int)e.w < 0 ? grp : unit) * (e.w & 0x7FFFFFFFu));
             }
-            if (chE) {
-                stageCopy(d + p.offKE, bk.k[1].codes + (rowBase + tok0) * rbE, 32 * rbE, lane);
-                stageCopy(d + p.offSE, (const u8*)bk.k[1].scale + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
-                if (zeroE) stageCopy(d + p.offZE, (const u8*)bk.k[1].zero + ((bh * groups + grp) * chE) * ms, chE * ms, lane);
-            }
-            stageCopy(d + p.offV, bk.vCodes + (rowBase + tok0) * vRB, 32 * vRB, lane);
             asm volatile("cp.async.commit_group;");
         };
 
