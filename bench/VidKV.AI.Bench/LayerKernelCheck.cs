@@ -62,9 +62,15 @@ internal static class LayerKernelCheck
         foreach (var preset in new[] { "fp16", "vidkv-1.5/1.58" })
         {
             var options = KVCacheOptions.FromPreset(preset, CacheProfile.Compact);
-            var (f32, errOff, errOn, again, againOff, codes) = DecoderErrors(dev, options);
-            string differing = codes.Total > 0 ? $" (quantized codes that differ between the two paths' caches: {codes.Differing} of {codes.Total})" : string.Empty;
-            rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops, prefill 300 + 30 decode steps, max relative{differing}", f32, 1e-4));
+            var (f32, apart, errOff, errOn, again, againOff, codes) = DecoderErrors(dev, options);
+            rows.Add(($"2 layers of 7B geometry, {preset}, float32: kernels vs TorchSharp ops on the same cache (each step's ops run on a fork of the kernel path's cache), prefill 300 + 30 decode steps, max relative", f32, 1e-4));
+            if (codes.Total > 0)
+            {
+                // Run apart, the two paths' keys and values differ by float32 rounding, so a code on a quantization
+                // boundary can fall either way (and the outputs then differ by what that code changes): such codes must stay rare.
+                rows.Add(($"same, each path on its own cache: quantized codes that differ after the last step ({codes.Differing} of {codes.Total}; outputs' max relative {apart:E2}, not limited), share", (double)codes.Differing / codes.Total, 1e-5));
+            }
+
             rows.Add(($"same, float32 kernel path run twice on fresh caches: max abs diff, bit for bit (first differing step: {again.FirstStep})", again.Diff, 0));
             rows.Add(($"same, float32 TorchSharp-ops path run twice on fresh caches: max abs diff, bit for bit (first differing step: {againOff.FirstStep})", againOff.Diff, 0));
             rows.Add(($"same in bfloat16: kernel path's relative error to the float32 model ({errOn:E2}) over the TorchSharp path's ({errOff:E2})", errOn / errOff, 1.25));
@@ -139,7 +145,9 @@ internal static class LayerKernelCheck
     }
 
     /// <summary>
-    /// Two decoder layers of the 7B geometry with one set of random weights: (float32 kernels vs float32 ops; bf16 ops vs float32;
+    /// Two decoder layers of the 7B geometry with one set of random weights: (float32 kernels vs float32 ops, the ops run
+    /// each step on a fork of the kernel path's cache as it was before the step, so both read the same codes; the same two
+    /// paths each on its own cache (Apart); bf16 ops vs float32;
     /// bf16 kernels vs float32), each the largest relative difference over the prefill's and every decode step's outputs; and
     /// each float32 path run a second time on fresh caches (the largest absolute difference to its first run, and the first
     /// step that differs: -1 is the prefill, "none" where every step matched): a path must give the same bits for the same
@@ -147,7 +155,7 @@ internal static class LayerKernelCheck
     /// last step, of all they hold: where the two paths' keys and values differ by rounding, a code near a boundary can
     /// fall on either side.
     /// </summary>
-    private static (double F32, double Bf16Off, double Bf16On, (double Diff, string FirstStep) Again, (double Diff, string FirstStep) AgainOff, (long Differing, long Total) Codes) DecoderErrors(Device dev, KVCacheOptions options)
+    private static (double F32, double Apart, double Bf16Off, double Bf16On, (double Diff, string FirstStep) Again, (double Diff, string FirstStep) AgainOff, (long Differing, long Total) Codes) DecoderErrors(Device dev, KVCacheOptions options)
     {
         var config = ModelDecodeBenchmark.SevenB().Text with { NumLayers = 2 };
         using var reference = Random(config, ScalarType.Float32, dev, null);
@@ -157,7 +165,7 @@ internal static class LayerKernelCheck
         var caches = Enumerable.Range(0, 6).Select(_ => new ModelKVCache(2, options)).ToArray();
         try
         {
-            double f32 = 0, errOff = 0, errOn = 0, again = 0, againOff = 0;
+            double f32 = 0, apart = 0, errOff = 0, errOn = 0, again = 0, againOff = 0;
             string first = "none", firstOff = "none";
             for (int step = -1; step < 30; step++)
             {
@@ -179,8 +187,12 @@ internal static class LayerKernelCheck
                 }
 
                 var exact = Run(reference, caches[0], ScalarType.Float32, kernels: false);
+                var snapshots = step < 0 ? [] : caches[1].Layers.Select(l => l.CreateSnapshot()).ToArray();
+                using var same = step < 0 ? new ModelKVCache(2, options) : new ModelKVCache(snapshots.Select(s => s.Fork()).ToArray(), options);
                 var fused = Run(fusedF32, caches[1], ScalarType.Float32, kernels: true);
-                f32 = Math.Max(f32, Relative(exact, fused));
+                f32 = Math.Max(f32, Relative(Run(reference, same, ScalarType.Float32, kernels: false), fused));
+                apart = Math.Max(apart, Relative(exact, fused));
+                Array.ForEach(snapshots, s => s.Dispose());
                 double d = (Run(fusedF32, caches[4], ScalarType.Float32, kernels: true) - fused).abs().max().item<float>();
                 double dOff = (Run(reference, caches[5], ScalarType.Float32, kernels: false) - exact).abs().max().item<float>();
                 first = first == "none" && d != 0 ? step.ToString(CultureInfo.InvariantCulture) : first;
@@ -191,7 +203,7 @@ internal static class LayerKernelCheck
                 errOn = Math.Max(errOn, Relative(exact, Run(on16, caches[3], ScalarType.BFloat16, kernels: true)));
             }
 
-            return (f32, errOff, errOn, (again, first), (againOff, firstOff), CodeDifferences(caches[0], caches[1]));
+            return (f32, apart, errOff, errOn, (again, first), (againOff, firstOff), CodeDifferences(caches[0], caches[1]));
         }
         finally
         {
