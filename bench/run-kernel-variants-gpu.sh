@@ -16,7 +16,8 @@
 #   tar cf - -C /tmp/vidkv-bench . | xz -6 -T2 > .gpu/base.tar.xz          # .gpu/ is git-ignored: carry it
 # There (PyTorch with CUDA installed for python3; `run` with carry [".gpu"]):
 #   set -o pipefail; OUT=$OUT bash bench/run-kernel-variants-gpu.sh main new 2>&1 | tee $OUT/run.log
-# Writes $OUT/r/: cuda-check-<build>.md, decode-<n>-<build>.md, sdpa.md, op-hashes-<build>.md, layer-check-<last>.md,
+# Writes $OUT/reports.tar.gz, packed on exit (the GPU machine returns at most 8 files from $OUT), holding r/:
+# cuda-check-<build>.md, decode-<n>-<build>.md, sdpa.md, op-hashes-<build>.md, layer-check-<last>.md,
 # model-decode-<last>.md and their logs; prints the tensor-core rows of each decode run (tokens, sync ms, back to back
 # ms, ...), the SDPA table and the op-hash comparison. BUDGET (seconds, default 540): optional steps start only while
 # the call has run less than their share of it.
@@ -37,8 +38,9 @@ for b in "${builds[@]}"; do
   else echo "no .gpu/$b/ or .gpu/$b.dll" >&2; exit 2; fi
 done
 export VIDKV_LIBTORCH="${VIDKV_LIBTORCH:-python}" DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 PYTHONUNBUFFERED=1
-R=$OUT/r
+R=/tmp/vk/r
 mkdir -p "$R"
+trap 'tar czf "$OUT/reports.tar.gz" -C /tmp/vk r' EXIT
 left() { [ $((SECONDS - S)) -lt $(($1 * budget / 100)) ] || { echo "skipped (time): $2"; return 1; }; }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 check=0

@@ -187,12 +187,10 @@ internal static class LayerKernelCheck
                 }
 
                 var exact = Run(reference, caches[0], ScalarType.Float32, kernels: false);
-                var snapshots = step < 0 ? [] : caches[1].Layers.Select(l => l.CreateSnapshot()).ToArray();
-                using var same = step < 0 ? new ModelKVCache(2, options) : new ModelKVCache(snapshots.Select(s => s.Fork()).ToArray(), options);
+                using var same = step < 0 ? new ModelKVCache(2, options) : ForkOf(caches[1]);
                 var fused = Run(fusedF32, caches[1], ScalarType.Float32, kernels: true);
                 f32 = Math.Max(f32, Relative(Run(reference, same, ScalarType.Float32, kernels: false), fused));
                 apart = Math.Max(apart, Relative(exact, fused));
-                Array.ForEach(snapshots, s => s.Dispose());
                 double d = (Run(fusedF32, caches[4], ScalarType.Float32, kernels: true) - fused).abs().max().item<float>();
                 double dOff = (Run(reference, caches[5], ScalarType.Float32, kernels: false) - exact).abs().max().item<float>();
                 first = first == "none" && d != 0 ? step.ToString(CultureInfo.InvariantCulture) : first;
@@ -212,6 +210,13 @@ internal static class LayerKernelCheck
                 c.Dispose();
             }
         }
+    }
+
+    /// <summary>A new cache with what <paramref name="cache"/> holds now (its blocks shared, its residual copied).</summary>
+    private static ModelKVCache ForkOf(ModelKVCache cache)
+    {
+        using var snapshot = KVCacheSnapshot.Create(cache.Layers);
+        return new ModelKVCache(snapshot.Fork(), cache.Options);
     }
 
     /// <summary>Quantized codes (unpacked) that differ between two caches of the same block structure, and how many they hold.</summary>

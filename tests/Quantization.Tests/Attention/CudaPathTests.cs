@@ -226,6 +226,7 @@ public sealed class CudaPathTests
         var e = Assert.Throws<InvalidOperationException>(() => NvrtcCompiler.CompileCubin("__global__ void k() { undefined_name(); }", "bad.cu", "sm_90"));
         Assert.Contains("bad.cu", e.Message, StringComparison.Ordinal);
     }
+
     /// <summary>
     /// The tensor-core kernel divides packed value bytes by 3 in fp16 (one fma per digit with fp16(1/3) and the constants
     /// 683.5, then 683, above 1024 where the fp16 grid is the integers): with the constants as they stand in its source,
