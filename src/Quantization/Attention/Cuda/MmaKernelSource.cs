@@ -366,6 +366,28 @@ __device__ __forceinline__ void loadQuery(const Params& p, i64 base, float* qe, 
     else loadQueryRows<2>(p, base, qe, D, nq, tid);
 }
 
+// The query rows of this block's KV head times the softmax scale, gathered in the block's channel order: outlier
+// channel c (in slot order for 2-bit codes) into qs [ROWS][QS], 1-bit channel j into qg [ROWS][De]; rows past nq zero.
+// A thread's loads are all issued before its stores.
+template <int T, int OB>
+__device__ __forceinline__ void gatherQuery(const Params& p, i64 base, float* qs, int QS, float* qg, const Block& bk, int dOut, int De, int D, int nq, int tid) {
+    for (int c = tid; c < dOut + De; c += THREADS) {
+        const bool outlier = c < dOut;
+        const int src = outlier ? (int)bk.outIdx[c] : (int)bk.easyIdx[c - dOut];
+        float v[ROWS];
+#pragma unroll
+        for (int r = 0; r < ROWS; r++) v[r] = r < nq ? ldT<T>(p.q, base + r * D + src) : 0.f;
+        if (outlier) {
+            const int dst = OB == 2 ? slotOf(c) : c;
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) qs[r * QS + dst] = v[r] * p.scale;
+        } else {
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) qg[r * De + c - dOut] = v[r] * p.scale;
+        }
+    }
+}
+
 // Merges n run states (max, sum, Σ p·v per row; ss floats apart from first): into dst (unnormalized, as one state; dst
 // may be first) or, where dst is null, into out [nq][dv] divided by the sum. Weights in wts [ROWS][n] (shared), the
 // rows' maxima and sums in red [2][ROWS] (shared). 16 threads a row read the maxima and sums; then a thread sums 4
@@ -568,42 +590,50 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             asm volatile("cp.async.commit_group;");
         };
 
-        // The first unit's copies and the channel indices are in flight while the query loads.
+        // The first unit's copies and the channel indices are in flight while the query rows load. The rows are read
+        // straight from the query in the block's channel order (times the softmax scale, rows past nq zero): outlier
+        // channels into qs, the 1-bit channels into qg, ahead of the transform.
         if (warp < sp.units) issue(warp, 0);
-        const int outSrc = tid < dOut ? (int)bk.outIdx[tid] : 0, easySrc = tid < De ? (int)bk.easyIdx[tid] : 0;
-        loadQuery(p, qBase, qe, D, nq, tid);
-        __syncthreads();
-        // Outlier channels gathered; the 1-bit channels gathered (into the value staging area, unused until the main
-        // loop), then put through the transform.
         float* qg = (float*)vt;  // [ROWS][De] (De <= 128: 4 KiB of the decoded values' 24)
-        for (int c = tid; c < dOut; c += THREADS) {
-            const int src = c == tid ? outSrc : (int)bk.outIdx[c], dst = OB == 2 ? slotOf(c) : c;
-#pragma unroll
-            for (int r = 0; r < ROWS; r++) qs[r * QS + dst] = qe[r * D + src];
-        }
-        for (int j = tid; j < De; j += THREADS) {
-            const int src = j == tid ? easySrc : (int)bk.easyIdx[j];
-#pragma unroll
-            for (int r = 0; r < ROWS; r++) qg[r * De + j] = qe[r * D + src];
-        }
+        if (p.qType == 0) gatherQuery<0, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
+        else if (p.qType == 1) gatherQuery<1, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
+        else gatherQuery<2, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
         __syncthreads();
-        for (int e = tid; e < comps; e += THREADS) {
-            float a[ROWS];
+        // The 1-bit components through the transform: a thread per component and half of the rows (4 rows), the rows'
+        // channels read 4 at a time (one broadcast 16-byte read a row) where De allows; each sum in channel order.
+        for (int i = tid; i < 2 * comps; i += THREADS) {
+            const int half = i >= comps, e = half ? i - (int)comps : i;
+            const float* qr = qg + 4 * half * De;
+            float a[4];
 #pragma unroll
-            for (int r = 0; r < ROWS; r++) a[r] = 0.f;
+            for (int r = 0; r < 4; r++) a[r] = 0.f;
             if (!bk.w) {
 #pragma unroll
-                for (int r = 0; r < ROWS; r++) a[r] = qg[r * De + e];
+                for (int r = 0; r < 4; r++) a[r] = qr[r * De + e];
+            } else if ((De & 3) == 0) {
+#pragma unroll 4
+                for (int j = 0; j < (int)De; j += 4) {
+                    const float w0 = __ldg(bk.w + j * comps + e), w1 = __ldg(bk.w + (j + 1) * comps + e);
+                    const float w2 = __ldg(bk.w + (j + 2) * comps + e), w3 = __ldg(bk.w + (j + 3) * comps + e);
+#pragma unroll
+                    for (int r = 0; r < 4; r++) {
+                        const float4 x = *(const float4*)(qr + r * De + j);
+                        a[r] = fmaf(x.x, w0, a[r]);
+                        a[r] = fmaf(x.y, w1, a[r]);
+                        a[r] = fmaf(x.z, w2, a[r]);
+                        a[r] = fmaf(x.w, w3, a[r]);
+                    }
+                }
             } else {
-#pragma unroll 16
+#pragma unroll 4
                 for (int j = 0; j < (int)De; j++) {
                     const float w = __ldg(bk.w + j * comps + e);
 #pragma unroll
-                    for (int r = 0; r < ROWS; r++) a[r] = fmaf(qg[r * De + j], w, a[r]);
+                    for (int r = 0; r < 4; r++) a[r] = fmaf(qr[r * De + j], w, a[r]);
                 }
             }
 #pragma unroll
-            for (int r = 0; r < ROWS; r++) qs[r * QS + dOut + slotOf(e)] = a[r];
+            for (int r = 0; r < 4; r++) qs[(4 * half + r) * QS + dOut + slotOf(e)] = a[r];
         }
         __syncthreads();
         // ES: the 1-bit k-steps' B fragments, q · mult as fp16 hi + lo parts, made once per block into the scaled query
