@@ -132,6 +132,7 @@ typedef long long i64;
 #define THREADS 128
 #define ROWS 8
 #define NEG_INF __int_as_float(0xff800000)
+#define VT 10                      // value tiles: 5 digits x 2 byte pairs of a lane's 4 value bytes
 
 struct KSrc { const u8* codes; const void* scale; const void* zero; i64 rowBytes, bits, channels; float mult, offset; };
 
@@ -289,6 +290,13 @@ __device__ __forceinline__ void decodeTritPair(u32 dst, u32 b0, u32 b1) {
         x = q;
     }
     asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + 4 * VROW), "r"(x));
+}
+
+// A 32-bit word of shared memory at a 32-bit shared address (4-byte aligned).
+__device__ __forceinline__ u32 lds32(u32 addr) {
+    u32 r;
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(r) : "r"(addr));
+    return r;
 }
 
 // One byte of shared memory at a 32-bit shared address.
@@ -650,9 +658,11 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             __syncthreads();
         }
 
-        float acc[8][4];
+        // Σ p·digit in VT tiles of 16 channel slots (see the value products): tile m = 2k + b, row g holds digit k of
+        // value byte 4g + 2b, row g + 8 digit k of byte 4g + 2b + 1.
+        float acc[VT][4];
 #pragma unroll
-        for (int m = 0; m < 8; m++) { acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f; }
+        for (int m = 0; m < VT; m++) { acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f; }
         float mrow[2] = {NEG_INF, NEG_INF}, lrow[2] = {0.f, 0.f};
         int buf = 0;
         for (i64 u = warp; u < sp.units; u += WARPS, buf ^= 1) {
@@ -818,7 +828,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             }
             if (__any_sync(0xffffffffu, corr[0] != 1.f || corr[1] != 1.f)) {  // most units leave every row's max as it was
 #pragma unroll
-                for (int m = 0; m < 8; m++) {
+                for (int m = 0; m < VT; m++) {
                     acc[m][0] *= corr[0]; acc[m][1] *= corr[1]; acc[m][2] *= corr[0]; acc[m][3] *= corr[1];
                 }
             }
@@ -831,32 +841,60 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 split2(s[h][2], s[h][3], h1, l1);
                 const u32 ph0 = transpose8x8(h0), ph1 = transpose8x8(h1), pl0 = transpose8x8(l0), pl1 = transpose8x8(l1);
 
-                // The 16 tokens' value digits decoded into shared memory channel-major: lane (pair tp, column jj) decodes
-                // byte j of tokens 2tp and 2tp + 1, with j = pass + 6 jj (then 24 + jj), so that each store of a pass
-                // writes 32 distinct banks (rows 5 · 6 · 48 bytes apart across columns).
+                // The 16 tokens' value bytes decoded straight into A fragments (channel slots x tokens): a lane's rows g
+                // and g + 8 of every tile are the digits of its value bytes 4g .. 4g + 3 (tile 2k + b: digit k of bytes
+                // 4g + 2b and 4g + 2b + 1), its columns the tokens 2t, 2t + 1, 2t + 8, 2t + 9 of the half, so that each
+                // decoded digit pair is a fragment register as it is (no shared-memory round trip). Bytes divided by 3
+                // as in decodeTritPair: four chains (two bytes x two token pairs) a step, one tile's fragment a step.
+                // Bytes past a row (4g + s >= vRB) are the next row's or padding: their digits land in rows of channels
+                // 5 (4g + s) + k >= dv, which no MMA row mixes with others' and the state never reads.
                 {
-                    const int tp = lane & 7, jj = (lane >> 3) & 3;
-                    const u32 src = stageS + buf * p.stage + p.offV + (16 * h + 2 * tp) * vRB, dst = vBase + 4 * tp;
-#pragma unroll (GEO::FIXED ? 7 : 1)
-                    for (int pass = 0; pass < 7; pass++) {
-                        const int j = pass < 6 ? pass + 6 * jj : 24 + jj;
-                        const bool inRow = GEO::FIXED && pass < 6 && GEO::VRB >= 24;  // known at compile time: j <= 23
-                        if (inRow || j < vRB) decodeTritPair(dst + j * (5 * VROW), lds8(src + j), lds8(src + vRB + j));
-                    }
-                }
-                __syncwarp();
-                // A fragments (channels x tokens) with ldmatrix: lane l gives row 16m + (l & 15), token half l >> 4.
-                const u32 aBase = vBase + (u32)((lane & 15) * VROW + (lane >> 4) * 16);
+                    const u32 vS = stageS + buf * p.stage + p.offV + 4 * g + (u32)((16 * h + 2 * t) * vRB);
+                    // Tokens 2t and 2t + 8 (even rows; 4-byte aligned where vRB is even) as one word each; tokens 2t + 1
+                    // and 2t + 9 as words wo[pr][0] (bytes 0, 1 of the lane's 4) and wo[pr][1] (bytes 2, 3), at
+                    // positions 2 + s and s - 2 where the odd rows sit 2 bytes off (VOFF 2), else one word.
+                    constexpr int VOFF = GEO::FIXED && GEO::VRB % 2 == 0 ? GEO::VRB % 4 : -1;
+                    u32 we[2], wo[2][2];
 #pragma unroll
-                for (int m = 0; m < 8; m++) {
-                    if (16 * m < dv) {
-                        u32 a0, a1, a2, a3;
-                        ldsm(aBase + (u32)(16 * m * VROW), a0, a1, a2, a3);
-                        mma(acc[m], a0, a1, a2, a3, ph0, ph1);
-                        mma(acc[m], a0, a1, a2, a3, pl0, pl1);
+                    for (int pr = 0; pr < 2; pr++) {
+                        const u32 ae = vS + (u32)(8 * pr * vRB), ao = ae + (u32)vRB;
+                        if (VOFF == 0) { we[pr] = lds32(ae); wo[pr][0] = wo[pr][1] = lds32(ao); }
+                        else if (VOFF == 2) { we[pr] = lds32(ae); wo[pr][0] = lds32(ao - 2); wo[pr][1] = lds32(ao + 2); }
+                        else {
+                            we[pr] = __funnelshift_r(lds32(ae & ~3u), lds32((ae & ~3u) + 4), 8 * (ae & 3u));
+                            wo[pr][0] = wo[pr][1] = __funnelshift_r(lds32(ao & ~3u), lds32((ao & ~3u) + 4), 8 * (ao & 3u));
+                        }
+                    }
+#pragma unroll
+                    for (int b = 0; b < 2; b++) {
+                        u32 tt[4], xx[4];
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            // Chain c: byte sl = 2b + (c & 1) of the token pair c >> 1, first token in the low half.
+                            const int sl = 2 * b + (c & 1), so = VOFF == 2 ? (sl < 2 ? sl + 2 : sl - 2) : sl;
+                            const u32 v = __byte_perm(we[c >> 1], wo[c >> 1][VOFF == 2 && sl >= 2], sl | ((4 + so) << 8));
+                            tt[c] = (v & 0x00ff00ffu) | 0x64006400u;  // 1024 + x
+                            xx[c] = hadd2(tt[c], 0xE400E400u);         // x
+                        }
+#pragma unroll
+                        for (int k = 0; k < 5; k++) {
+                            u32 a[4];
+#pragma unroll
+                            for (int c = 0; c < 4; c++) {
+                                if (k < 4) {
+                                    tt[c] = hfma2(tt[c], 0x35553555u, k == 0 ? 0x61576157u : 0x61566156u);  // 1025 + x / 3
+                                    const u32 q = hadd2(tt[c], 0xE401E401u);
+                                    a[c] = hfma2(q, 0xC200C200u, xx[c]);
+                                    xx[c] = q;
+                                } else {
+                                    a[c] = xx[c];
+                                }
+                            }
+                            mma(acc[2 * k + b], a[0], a[1], a[2], a[3], ph0, ph1);
+                            mma(acc[2 * k + b], a[0], a[1], a[2], a[3], pl0, pl1);
+                        }
                     }
                 }
-                __syncwarp();
             }
         }
 
@@ -876,13 +914,10 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         }
         float* ws = scratch + warp * ROWS * dv;
 #pragma unroll
-        for (int m = 0; m < 8; m++) {
-            if (16 * m < dv) {
-                ws[(2 * t) * dv + 16 * m + g] = acc[m][0];
-                ws[(2 * t + 1) * dv + 16 * m + g] = acc[m][1];
-                ws[(2 * t) * dv + 16 * m + g + 8] = acc[m][2];
-                ws[(2 * t + 1) * dv + 16 * m + g + 8] = acc[m][3];
-            }
+        for (int m = 0; m < VT; m++) {
+            const int c0 = 5 * (4 * g + 2 * (m & 1)) + (m >> 1), c1 = c0 + 5;  // rows g and g + 8 of tile m
+            if (c0 < dv) { ws[(2 * t) * dv + c0] = acc[m][0]; ws[(2 * t + 1) * dv + c0] = acc[m][1]; }
+            if (c1 < dv) { ws[(2 * t) * dv + c1] = acc[m][2]; ws[(2 * t + 1) * dv + c1] = acc[m][3]; }
         }
         __syncthreads();
         float* st = sq.states + (bh * (sq.qSplits + (sq.rLen + 31) / 32) + split) * ROWS * (2 + dv);
