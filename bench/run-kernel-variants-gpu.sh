@@ -20,7 +20,7 @@
 # cuda-check-<build>.md, decode-<n>-<build>.md, sdpa.md, op-hashes-<build>.md, layer-check-<last>.md,
 # model-decode-<last>.md and their logs; prints the tensor-core rows of each decode run (tokens, sync ms, back to back
 # ms, ...), the SDPA table and the op-hash comparison. BUDGET (seconds, default 540): optional steps start only while
-# the call has run less than their share of it.
+# the call has run less than their share of it. CHECKED: builds whose cuda-check an earlier call already passed (skipped).
 set -uo pipefail
 if [ $# -lt 2 ] || [ ! -f .gpu/base.tar.xz ]; then
   echo "usage: OUT=<folder> $0 <baseline build> <build>... (.gpu/base.tar.xz and .gpu/<build>/ or .gpu/<build>.dll for each)" >&2
@@ -45,6 +45,7 @@ left() { [ $((SECONDS - S)) -lt $(($1 * budget / 100)) ] || { echo "skipped (tim
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader | tee "$R/gpu.txt"
 check=0
 for b in "${builds[@]:1}"; do
+  case " ${CHECKED:-} " in *" $b "*) echo "cuda-check $b: skipped (CHECKED: checked in an earlier call)"; continue;; esac
   timeout 120 "/tmp/vk/$b/VidKV.AI.Bench" cuda-check --out "$R/cuda-check-$b.md" > "$R/cuda-check-$b.log" 2>&1 || check=1
   echo "cuda-check $b t=$((SECONDS - S))"
   grep -E "comparisons|tensor-core|batched" "$R/cuda-check-$b.md" | grep -v "^|" | head -6
