@@ -116,8 +116,10 @@ public sealed class CudaPathTests
         bf16.Prefill(randn(1, 4, 64, dim), randn(1, 4, 64, dim));
         Assert.StartsWith("vidkv_mma_2_5_2_", MmaAttention.KernelName(bf16.Blocks[0], bf16.Options), StringComparison.Ordinal);
 
-        // The kernel decodes a value row's bytes into 5 channel rows each, within a warp's area.
-        Assert.True(5 * valueRow * MmaKernelSource.ValueRowBytes <= MmaKernelSource.ValueAreaBytes);
+        // The kernel's lanes decode 4 value bytes of a row each (8 lane groups: at most 32 bytes, 160 channels), and its
+        // work area holds the 4 warps' Σ p·digit for 8 rows of float32.
+        Assert.True(valueRow <= 8 * 4);
+        Assert.True(4 * MmaKernelSource.Rows * dim * 4 <= MmaKernelSource.WorkAreaBytes);
     }
 
     /// <summary>
@@ -237,22 +239,27 @@ public sealed class CudaPathTests
     public void TensorCoreValueDecode_ConstantsGiveEveryBytesFiveDigits()
     {
         string text = MmaKernelSource.Text;
-        string body = text[text.IndexOf("void decodeTritPair", StringComparison.Ordinal)..];
-        body = body[..body.IndexOf("\n}\n", StringComparison.Ordinal)];
+        static string Function(string text, string signature)
+        {
+            string body = text[text.IndexOf(signature, StringComparison.Ordinal)..];
+            return body[..body.IndexOf("\n}\n", StringComparison.Ordinal)];
+        }
+
+        string body = Function(text, "u32 tritDigit("), start = Function(text, "void tritStart(");
         Half Constant(string name)
         {
             var m = System.Text.RegularExpressions.Regex.Match(body, name + @" = 0x([0-9A-Fa-f]{4})\1u");
-            Assert.True(m.Success, $"{name} (an fp16 pair of equal halves) not found in decodeTritPair");
+            Assert.True(m.Success, $"{name} (an fp16 pair of equal halves) not found in tritDigit");
             return BitConverter.UInt16BitsToHalf(Convert.ToUInt16(m.Groups[1].Value, 16));
         }
 
         var steps = System.Text.RegularExpressions.Regex.Match(body, @"k == 0 \? 0x([0-9A-Fa-f]{4})\1u : 0x([0-9A-Fa-f]{4})\2u");
-        Assert.True(steps.Success, "the per-step constants not found in decodeTritPair");
+        Assert.True(steps.Success, "the per-step constants not found in tritDigit");
         Half first = BitConverter.UInt16BitsToHalf(Convert.ToUInt16(steps.Groups[1].Value, 16));
         Half next = BitConverter.UInt16BitsToHalf(Convert.ToUInt16(steps.Groups[2].Value, 16));
         Half third = Constant("third"), minus3 = Constant("minus3"), minus1025 = Constant("minus1025");
-        Assert.Contains("0x64006400u", body, StringComparison.Ordinal);
-        Assert.Contains("hadd2(t, 0xE400E400u)", body, StringComparison.Ordinal);
+        Assert.Contains("0x64006400u", start, StringComparison.Ordinal);
+        Assert.Contains("hadd2(t, 0xE400E400u)", start, StringComparison.Ordinal);
         static Half Fma(Half a, Half b, Half c) => (Half)(((double)a * (double)b) + (double)c);
         static Half Add(Half a, Half b) => (Half)((double)a + (double)b);
 

@@ -268,7 +268,7 @@ internal static class MmaAttention
         static long Align4(long f) => (f + 3) & ~3L;
         const long rows = MmaKernelSource.Rows, warps = MmaKernelSource.Threads / 32;
         long floats = Align4(Math.Max(rows * (channels + 8), rows * 32)) + Align4(rows * dim);
-        return (4 * floats) + (warps * MmaKernelSource.ValueAreaBytes) + (2 * warps * rows * 4) + stageBytes;
+        return (4 * floats) + MmaKernelSource.WorkAreaBytes + (2 * warps * rows * 4) + stageBytes;
     }
 
     /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name(int, int, MmaKernelSource.Geometry, bool)"/> or <see cref="MmaKernelSource.Name(int, int, bool)"/>) on the device: each instantiation compiles on first use.</summary>

@@ -23,9 +23,10 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// scale (the instantiations named ..._1a): the scale goes on the A side instead (bit ? scale : 0, exact) and their B
 /// = q·mult (hi + lo) is made once per block. Online softmax in the fragments (exp2); the causal mask only in units it
 /// can touch, the output's rescale only when a row's maximum moved.</item>
-/// <item>Σ p·digit on tensor cores: each packed value byte of two tokens divided by 3 in the fp16 halves of one word (one
-/// fma per digit, see decodeTritPair), its digit pairs (exact fp16) stored channel-major in shared memory and read with
-/// ldmatrix as the A operand; the probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
+/// <item>Σ p·digit on tensor cores: a lane's rows of the A operand are the digits of its own 4 value bytes (10 tiles of 16
+/// channel slots: tile 2k + b holds digit k of bytes 4g + 2b and 4g + 2b + 1), so each byte pair of two tokens, divided
+/// by 3 in the fp16 halves of one word (an fma and two adds per digit pair), gives fragment registers as they are; the
+/// probabilities' fragments transposed in registers (movmatrix), hi + lo parts again.</item>
 /// <item>Warps merge in shared memory; each split writes (max, sum, Σ p·v) to a workspace allocated once per cache. Splits
 /// merge in groups of 16: the last split of a group to finish (an atomic counter per group, reset by that split) merges
 /// the group's states into its first state, and the last group of a KV head merges the groups' states into the output,
@@ -49,13 +50,11 @@ internal static class MmaKernelSource
     /// <summary>Sequences one launch serves (the kernel's parameters carry one entry of 80 bytes each, within CUDA's 4 KiB).</summary>
     public const int MaxSequences = 48;
 
-    /// <summary>Bytes between a warp's decoded value rows (one per channel: 16 tokens' fp16 digits, 32 bytes, and padding
-    /// so that the 8 rows an ldmatrix phase reads fall in distinct banks).</summary>
-    public const int ValueRowBytes = 48;
-
-    /// <summary>Bytes of a warp's decoded values: a row for each of the 5 channels of each packed byte (26 bytes at 128 channels;
-    /// the kernel's VAREA).</summary>
-    public const int ValueAreaBytes = 5 * ((MaxValueChannels + 4) / 5) * ValueRowBytes;
+    /// <summary>Bytes of the block's work area (the kernel's WORK): the gathered 1-bit query channels in the prologue (at
+    /// most 8 rows x 128 channels of float32, 4 KiB), the 4 warps' Σ p·digit after the main loop (8 rows x 128 channels of
+    /// float32 each, 16 KiB). Its size is still the one of the per-warp decoded-value areas it replaced (4 x 6,240 bytes),
+    /// as the kernel's GPU runs were made with it.</summary>
+    public const int WorkAreaBytes = 24960;
 
     /// <summary>Outlier bit widths the kernel is instantiated for.</summary>
     public static readonly int[] OutlierBits = [2, 4, 8];
@@ -119,8 +118,8 @@ internal static class MmaKernelSource
     /// <summary>A cache's geometry as a specialized instantiation fixes it (see <see cref="Name(int, int, Geometry, bool)"/>).</summary>
     public readonly record struct Geometry(int OutlierChannels, int EasyChannels, int OutlierRowBytes, int EasyRowBytes, int ValueRowBytes, int ValueChannels);
 
-    // The decoded-value area's geometry as the host lays out shared memory (SharedBytes): one definition for both sides.
-    private static readonly string Layout = $"#define VROW {ValueRowBytes}\n#define VAREA {ValueAreaBytes}\n";
+    // The work area's size as the host lays out shared memory (SharedBytes): one definition for both sides.
+    private static readonly string Layout = $"#define WORK {WorkAreaBytes}\n";
 
     public const string Text = """
 typedef unsigned char u8;
@@ -236,11 +235,6 @@ __device__ __forceinline__ u32 transpose8x8(u32 a) {
     return r;
 }
 
-__device__ __forceinline__ void ldsm(u32 addr, u32& a0, u32& a1, u32& a2, u32& a3) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-        : "=r"(a0), "=r"(a1), "=r"(a2), "=r"(a3) : "r"(addr));
-}
-
 __device__ __forceinline__ float2 ld2(const void* p, i64 i, i64 type) {
     if (type == 0) return *(const float2*)((const float*)p + i);
     const u32 w = *(const u32*)((const unsigned short*)p + i);
@@ -267,42 +261,28 @@ __device__ __forceinline__ u32 hadd2(u32 a, u32 b) {
     return r;
 }
 
-// Byte j of two tokens' packed value rows (base 3, channel 5j + k is digit k of byte j), as their 5 digit pairs in the
-// decoded area: row 5j + k (VROW bytes apart) gets the pair (first token, second token), exact in fp16, at shared address
-// dst. Both bytes are divided by 3 at once in the fp16 halves of one word, with no table lookups (random 16-byte reads of
-// a byte table were the largest part of the kernel's shared-memory traffic) and no integer-to-fp16 conversion per
-// digit: with T = 1025 + x (x = the byte's value over 3^k), T' = round(T · fp16(1/3) + 683) = 1025 + floor(x / 3) (one
-// fma: T · (1/3) + 683 = 1025 + (x - 1) / 3, whose fraction is 0 or ±1/3; fp16(1/3) is 8.1e-5 low, which moves it by at
-// most 0.11, and from 1024 on the fp16 grid is the integers), then x' = T' - 1025 and the digit x - 3x', all exact. The
-// first step starts from 1024 + x (the byte put into 1024's mantissa) with 683.5 for 683 (1025 - 1025 / 3 rounded to the
-// fp16 grid). Every byte 0 to 242 gives its 5 digits (checked exhaustively); the digits are the same fp16 values as
-// before, so the products are too. Raw digit patterns (d · 2^-24, fp16 subnormals, without the subtraction) were
-// tried: the tensor cores' sums then differ in the last bits.
-__device__ __forceinline__ void decodeTritPair(u32 dst, u32 b0, u32 b1) {
+// Two tokens' value bytes (bytes 0 and 2 of v; the other bytes are ignored) in the fp16 halves of one word, as the start
+// of their division by 3 (see the main loop's value products): t = 1024 + x (the byte put into 1024's mantissa), x.
+__device__ __forceinline__ void tritStart(u32 v, u32& t, u32& x) {
+    t = (v & 0x00ff00ffu) | 0x64006400u;
+    x = hadd2(t, 0xE400E400u);
+}
+
+// Digit k of both bytes (k = 0 to 3; digit 4 is x after four steps) as an exact fp16 pair: t becomes 1025 + floor(x / 3),
+// x becomes floor(x / 3).
+__device__ __forceinline__ u32 tritDigit(u32& t, u32& x, int k) {
     const u32 third = 0x35553555u, minus3 = 0xC200C200u, minus1025 = 0xE401E401u;
-    u32 t = __byte_perm(b0, b1, 0x5410) | 0x64006400u;  // 1024 + x
-    u32 x = hadd2(t, 0xE400E400u);                      // x
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        t = hfma2(t, third, k == 0 ? 0x61576157u : 0x61566156u);  // 1025 + x / 3 (683.5, then 683)
-        const u32 q = hadd2(t, minus1025);
-        asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + k * VROW), "r"(hfma2(q, minus3, x)));
-        x = q;
-    }
-    asm volatile("st.shared.b32 [%0], %1;" :: "r"(dst + 4 * VROW), "r"(x));
+    t = hfma2(t, third, k == 0 ? 0x61576157u : 0x61566156u);  // 1025 + x / 3 (683.5, then 683)
+    const u32 q = hadd2(t, minus1025);
+    const u32 d = hfma2(q, minus3, x);
+    x = q;
+    return d;
 }
 
 // A 32-bit word of shared memory at a 32-bit shared address (4-byte aligned).
 __device__ __forceinline__ u32 lds32(u32 addr) {
     u32 r;
     asm volatile("ld.shared.b32 %0, [%1];" : "=r"(r) : "r"(addr));
-    return r;
-}
-
-// One byte of shared memory at a 32-bit shared address.
-__device__ __forceinline__ u32 lds8(u32 addr) {
-    u32 r;
-    asm volatile("ld.shared.u8 %0, [%1];" : "=r"(r) : "r"(addr));
     return r;
 }
 
@@ -483,10 +463,10 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     const int C = (int)p.C, D = (int)p.D, dv = GEO::FIXED ? GEO::DV : (int)p.dv, nq = (int)p.nq, QS = C + 8;
     float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
     float* qe = qs + align4(max(ROWS * QS, ROWS * 32));                  // [ROWS][D] scaled query rows
-    u8* vt = (u8*)(qe + align4(ROWS * D));               // [WARPS][VAREA] decoded value digits, channel-major
-    float* red = (float*)(vt + WARPS * VAREA);           // [2][WARPS][ROWS]
+    u8* work = (u8*)(qe + align4(ROWS * D));             // [WORK] bytes: the prologue's 1-bit channels, then the warps' Σ p·digit
+    float* red = (float*)(work + WORK);                  // [2][WARPS][ROWS]
     u8* stageBase = (u8*)(red + 2 * WARPS * ROWS);       // [WARPS][2][stage] staged units (16-byte aligned), then the copy table
-    float* scratch = (float*)vt;                         // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
+    float* scratch = (float*)work;                       // [WARPS][ROWS][dv] after the main loop (fits: dv <= 128)
     __shared__ int isLast;
 
     const i64 qBase = (sq.row * (i64)gridDim.y + bh) * nq * D;  // this KV head's query rows
@@ -542,8 +522,6 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         const Block& bk = sq.blocks[sp.block];
         const i64 dOut = bk.dOut, comps = bk.comps, De = bk.De;
         const int vRB = GEO::FIXED ? GEO::VRB : (int)bk.vRowBytes;
-        u8* myV = vt + warp * VAREA;
-        const u32 vBase = (u32)__cvta_generic_to_shared(myV);
         u8* stage0 = stageBase + warp * 2 * p.stage;
         const u32 stageS = (u32)__cvta_generic_to_shared(stage0);
         const int groups = (int)(bk.tokens / bk.G);
@@ -602,7 +580,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         // straight from the query in the block's channel order (times the softmax scale, rows past nq zero): outlier
         // channels into qs, the 1-bit channels into qg, ahead of the transform.
         if (warp < sp.units) issue(warp, 0);
-        float* qg = (float*)vt;  // [ROWS][De] (De <= 128: 4 KiB of the decoded values' 24)
+        float* qg = (float*)work;  // [ROWS][De] (De <= 128: at most 4 KiB)
         if (p.qType == 0) gatherQuery<0, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
         else if (p.qType == 1) gatherQuery<1, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
         else gatherQuery<2, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
@@ -844,8 +822,17 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                 // The 16 tokens' value bytes decoded straight into A fragments (channel slots x tokens): a lane's rows g
                 // and g + 8 of every tile are the digits of its value bytes 4g .. 4g + 3 (tile 2k + b: digit k of bytes
                 // 4g + 2b and 4g + 2b + 1), its columns the tokens 2t, 2t + 1, 2t + 8, 2t + 9 of the half, so that each
-                // decoded digit pair is a fragment register as it is (no shared-memory round trip). Bytes divided by 3
-                // as in decodeTritPair: four chains (two bytes x two token pairs) a step, one tile's fragment a step.
+                // decoded digit pair is a fragment register as it is (no shared-memory round trip). Four chains (two
+                // bytes x two token pairs) a step, one tile's fragment a step; each chain holds two tokens' bytes in the
+                // fp16 halves of one word and divides both by 3 at once (tritStart, tritDigit), with no table lookups and
+                // no integer-to-fp16 conversion per digit: with T = 1025 + x (x = the byte's value over 3^k),
+                // T' = round(T · fp16(1/3) + 683) = 1025 + floor(x / 3) (one fma: T · (1/3) + 683 = 1025 + (x - 1) / 3,
+                // whose fraction is 0 or ±1/3; fp16(1/3) is 8.1e-5 low, which moves it by at most 0.11, and from 1024 on
+                // the fp16 grid is the integers), then x' = T' - 1025 and the digit x - 3x', all exact. The first step
+                // starts from 1024 + x (the byte put into 1024's mantissa) with 683.5 for 683 (1025 - 1025 / 3 rounded to
+                // the fp16 grid). Every byte 0 to 242 gives its 5 digits (checked exhaustively). Raw digit patterns
+                // (d · 2^-24, fp16 subnormals, without the subtraction) were tried: the tensor cores' sums then differ
+                // in the last bits.
                 // Bytes past a row (4g + s >= vRB) are the next row's or padding: their digits land in rows of channels
                 // 5 (4g + s) + k >= dv, which no MMA row mixes with others' and the state never reads.
                 {
@@ -873,23 +860,13 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
                             // Chain c: byte sl = 2b + (c & 1) of the token pair c >> 1, first token in the low half.
                             const int sl = 2 * b + (c & 1), so = VOFF == 2 ? (sl < 2 ? sl + 2 : sl - 2) : sl;
                             const u32 v = __byte_perm(we[c >> 1], wo[c >> 1][VOFF == 2 && sl >= 2], sl | ((4 + so) << 8));
-                            tt[c] = (v & 0x00ff00ffu) | 0x64006400u;  // 1024 + x
-                            xx[c] = hadd2(tt[c], 0xE400E400u);         // x
+                            tritStart(v, tt[c], xx[c]);
                         }
 #pragma unroll
                         for (int k = 0; k < 5; k++) {
                             u32 a[4];
 #pragma unroll
-                            for (int c = 0; c < 4; c++) {
-                                if (k < 4) {
-                                    tt[c] = hfma2(tt[c], 0x35553555u, k == 0 ? 0x61576157u : 0x61566156u);  // 1025 + x / 3
-                                    const u32 q = hadd2(tt[c], 0xE401E401u);
-                                    a[c] = hfma2(q, 0xC200C200u, xx[c]);
-                                    xx[c] = q;
-                                } else {
-                                    a[c] = xx[c];
-                                }
-                            }
+                            for (int c = 0; c < 4; c++) a[c] = k < 4 ? tritDigit(tt[c], xx[c], k) : xx[c];
                             mma(acc[2 * k + b], a[0], a[1], a[2], a[3], ph0, ph1);
                             mma(acc[2 * k + b], a[0], a[1], a[2], a[3], pl0, pl1);
                         }
