@@ -47,24 +47,23 @@ def main() -> None:
         extra = f" | {ex / a.units:,.0f}" if a.units else ""
         print(f"{n:>20,} | {count:>12} | {ex:>12,} | {ex / total:5.1%} | {smp / total_samples:5.1%}{extra}")
 
-    by_op = collections.defaultdict(lambda: [0, 0])
-    for r in data:
+    def opcode(r):
+        """The instruction's opcode without its modifiers or predicate ("" for a row with no instruction)."""
         words = r[src].split()
         if not words:
+            return ""
+        return (words[1] if words[0].startswith("@") and len(words) > 1 else words[0]).split(".")[0]
+
+    by_op = collections.defaultdict(lambda: [0, 0])
+    for r in data:
+        op = opcode(r)
+        if not op:
             continue
-        op = words[1] if words[0].startswith("@") and len(words) > 1 else words[0]
-        op = op.split(".")[0]
         by_op[op][0] += int(r[executed])
         by_op[op][1] += int(r[samples])
     print("\nopcode | executed | share | stall samples")
     for op, (ex, smp) in sorted(by_op.items(), key=lambda kv: -kv[1][0])[:a.top]:
         print(f"{op:10} | {ex:>12,} | {ex / total:5.1%} | {smp / total_samples:5.1%}")
-
-    def opcode(r):
-        words = r[src].split()
-        if not words:
-            return ""
-        return (words[1] if words[0].startswith("@") and len(words) > 1 else words[0]).split(".")[0]
 
     if a.regions:
         marks = ("BAR", "MEMBAR", "ATOMG", "HMMA", "LDGSTS", "DEPBAR", "LDG", "STG", "SHFL", "MUFU", "EXIT")
@@ -80,13 +79,13 @@ def main() -> None:
             print(f"{k:>17} | {smp / total_samples:13.1%} | {ex:>8,} | {runs} | {dict(m)}")
 
     if a.stalls:
-        reasons = [c for c in header if c.startswith("stall_") and "Not Issued" not in c]
+        reasons = [(c, header.index(c)) for c in header if c.startswith("stall_") and "Not Issued" not in c]
         for part in a.stalls.split(","):
             lo, hi = (int(x) for x in part.split("-"))
             tally = collections.Counter()
             for r in data[lo:hi]:
-                for c in reasons:
-                    tally[c] += int(r[header.index(c)] or 0)
+                for c, i in reasons:
+                    tally[c] += int(r[i] or 0)
             n = max(1, sum(tally.values()))
             top = ", ".join(f"{c[6:]} {v / n:.0%}" for c, v in tally.most_common(7))
             print(f"[{lo}, {hi}): {sum(tally.values()):,} samples: {top}")

@@ -623,7 +623,8 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         }
         __syncthreads();
         // ES: the 1-bit k-steps' B fragments, q · mult as fp16 hi + lo parts, made once per block into the scaled query
-        // rows' place (read only before this point; chE <= D, so they fit): lane l of k-step kk at bq[4 (32 kk + l)].
+        // rows' place (qe: only the residual's splits use those rows; chE <= D, so they fit): lane l of k-step kk at
+        // bq[4 (32 kk + l)].
         u32* bq = (u32*)qe;
         if (ES) {
             for (int i = tid; i < chE / 16 * 32; i += THREADS) {
