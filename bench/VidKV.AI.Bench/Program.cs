@@ -39,6 +39,12 @@ internal static class Program
                    output's bits and whether the repeats match. Compare the hashes of several processes to find an
                    operation that is not deterministic; exit code 1 when repeats differ.
 
+          timeline [--tokens 4096,65536,131072] [--launches 20] [--out PATH]
+                   Where one launch of the tensor-core attention kernel spends its time (7B layer, vidkv-1.5/1.58 Compact):
+                   the kernel compiled with VIDKV_TIMELINE writes each block's global timer and SM clock at each part of
+                   its work (entry, copy table, query, transform, main loop, state, merges, exit); launch skew, each
+                   part's duration per block and the path of the blocks that wrote the output. Needs VIDKV_LIBTORCH.
+
           kernels [--arch sm_90] [--out FOLDER]
                    Every CUDA kernel the library compiles at run time, compiled here with NVRTC for one architecture (no
                    GPU needed): registers, spills and shared memory per kernel, and with cuobjdump (VIDKV_CUOBJDUMP or the
@@ -154,6 +160,12 @@ internal static class Program
                         args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "cuda-check":
                     return CudaCheck.Run(CommandLine(args), args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
+                case "timeline":
+                    return KernelTimeline.Run(
+                        CommandLine(args),
+                        args.Contains("--tokens") ? args[Array.IndexOf(args, "--tokens") + 1].Split(',').Select(f => Positive("--tokens (comma-separated cached token counts, multiples of 32)", f)).ToArray() : new[] { 4096, 65536, 131072 },
+                        args.Contains("--launches") ? Positive("--launches (launches before the one read back)", args[Array.IndexOf(args, "--launches") + 1]) : 20,
+                        args.Contains("--out") ? args[Array.IndexOf(args, "--out") + 1] : null);
                 case "kernels":
                     return KernelListing.Run(
                         CommandLine(args),
@@ -203,7 +215,7 @@ internal static class Program
                 case "load":
                     return LoadBenchmark.Run(CommandLine(args), args.Length > 1 ? args[1] : "bfloat16");
                 default:
-                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, op-hashes, cuda-check, kernels, snapshot, batching, memory, prefill, serving, load.");
+                    throw new ArgumentException($"Unknown command '{args[0]}'. Allowed: cache, decode, model-decode, layer-check, op-hashes, cuda-check, timeline, kernels, snapshot, batching, memory, prefill, serving, load.");
             }
         }
         catch (ArgumentException ex)

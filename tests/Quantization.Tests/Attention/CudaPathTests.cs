@@ -208,6 +208,30 @@ public sealed class CudaPathTests
     }
 
     /// <summary>
+    /// The diagnostic build of the tensor-core kernel (<c>VIDKV_TIMELINE</c>, what <c>vidkv-bench timeline</c> launches)
+    /// compiles for sm_90 without spills, and writes as many slots per block as the host reads
+    /// (<see cref="MmaAttention.TimelineSlots"/>). Needs libnvrtc, as above.
+    /// </summary>
+    [Fact]
+    public void TimelineBuild_CompilesWithTheHostsSlotCount()
+    {
+        if (!NvrtcCompiler.TryLoad(out _, out var why))
+        {
+            Console.WriteLine($"NVRTC kernel compilation not checked: {why}");
+            return;
+        }
+
+        using var scope = NewDisposeScope();
+        using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact));
+        cache.Prefill(randn(1, 4, 64, 128), randn(1, 4, 64, 128));
+        string name = MmaAttention.KernelName(cache.Blocks[0], cache.Options);
+        string check = $"\nstatic_assert(TL_SLOTS == {MmaAttention.TimelineSlots}, \"timeline slots differ from the host's\");\n";
+        var (cubin, log) = NvrtcCompiler.Compile("#define VIDKV_TIMELINE\n" + MmaKernelSource.Source([name]) + check, "vidkv_mma_attention.cu", "sm_90", "--ptxas-options=-v");
+        Assert.True(cubin > 0, log);
+        Assert.Contains("0 bytes spill stores, 0 bytes spill loads", log, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// <see cref="NvrtcCompiler.CompileCubin"/> returns the compiled image itself (what <c>vidkv-bench kernels</c> hands to
     /// cuobjdump): an ELF file of the size <see cref="NvrtcCompiler.Compile"/> reports. Needs libnvrtc, as above.
     /// </summary>

@@ -21,11 +21,24 @@ namespace VidKV.AI.Quantization.Attention.Cuda;
 /// </summary>
 internal static class MmaAttention
 {
-    private static readonly ConcurrentDictionary<(int Device, string Name), Lazy<IntPtr>> Kernels = new();
+    private static readonly ConcurrentDictionary<(int Device, string Name, bool Timeline), Lazy<IntPtr>> Kernels = new();
     private static readonly ConcurrentDictionary<(OneBitKeyMode Mode, long Channels, int Device), Tensor> Transforms = new();
     private static readonly Lock PlanLock = new();
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> BlockFit = new();
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<QuantizedBlock, object> Shapes = new();
+
+    /// <summary>
+    /// Diagnostics only (<c>vidkv-bench timeline</c>): while set (an int64 CUDA tensor of at least
+    /// <see cref="TimelineSlots"/> per thread block of a launch, zeroed by the caller), launches run the kernel compiled with
+    /// <c>VIDKV_TIMELINE</c>, which writes when each block reaches each part of its work into it (see the kernel's TL). Not
+    /// thread-safe; null (the default) runs the kernel as measured.
+    /// </summary>
+    internal static Tensor? Timeline { get; set; }
+
+    /// <summary>Slots of <see cref="Timeline"/> per thread block: global timer and SM clock of each of the kernel's 10
+    /// events (entry, copy table, query gathered, transform, main loop, state stored, group counter, group merged, head
+    /// counter, exit; 0 where the block did not reach it), then its block index (x | y &lt;&lt; 20 | z &lt;&lt; 40) and SM.</summary>
+    internal const int TimelineSlots = 22;
 
     /// <summary>Whether this cache and query fit the kernel (else the general kernels run).</summary>
     public static bool Fits(QuantizedKVCache cache, Tensor query) => Fits(cache, query.size(0), query.size(1), query.size(2), query.dtype);
@@ -212,6 +225,7 @@ internal static class MmaAttention
             OffsetEasyScale = first.Stage.EasyScale,
             OffsetEasyZero = first.Stage.EasyZero,
             Scale = (float)(scale / Math.Log(2)),
+            Timeline = Timeline is { } timeline ? CudaRuntime.DataPointer(timeline) : IntPtr.Zero,
         };
 
         for (int start = 0; start < caches.Count; start += MmaKernelSource.MaxSequences)
@@ -254,7 +268,7 @@ internal static class MmaAttention
             // The staging area: a double buffer per warp and the block's table of 16-byte copies (at most one buffer's bytes), or
             // the merge's weights and the gathered 1-bit query channels where those need more.
             long shared = SharedBytes(first.Channels, d, Math.Max(first.Stage.Bytes * ((2L * (MmaKernelSource.Threads / 32)) + 1), 4L * MmaKernelSource.Rows * Math.Max(easyChannels, maxSplits)));
-            CudaRuntime.Launch(Kernel(device, Generic ? MmaKernelSource.GenericName(first.KernelName) : first.KernelName), device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
+            CudaRuntime.Launch(Kernel(device, Generic ? MmaKernelSource.GenericName(first.KernelName) : first.KernelName, p.Timeline != IntPtr.Zero), device, ((uint)maxSplits, (uint)(first.Batch * first.KvHeads), (uint)count), MmaKernelSource.Threads, (uint)shared, ref p);
         }
     }
 
@@ -272,9 +286,10 @@ internal static class MmaAttention
     }
 
     /// <summary>The compiled kernel <paramref name="name"/> (from <see cref="MmaKernelSource.Name(int, int, MmaKernelSource.Geometry, bool)"/> or <see cref="MmaKernelSource.Name(int, int, bool)"/>) on the device: each instantiation compiles on first use.</summary>
-    private static IntPtr Kernel(int device, string name) => Kernels.GetOrAdd((device, name), key => new Lazy<IntPtr>(() =>
+    private static IntPtr Kernel(int device, string name, bool timeline = false) => Kernels.GetOrAdd((device, name, timeline), key => new Lazy<IntPtr>(() =>
     {
-        var function = CudaRuntime.Compile(MmaKernelSource.Source([key.Name]), "vidkv_mma_attention.cu", key.Device, [key.Name])[key.Name];
+        var source = (key.Timeline ? "#define VIDKV_TIMELINE\n" : string.Empty) + MmaKernelSource.Source([key.Name]);
+        var function = CudaRuntime.Compile(source, "vidkv_mma_attention.cu", key.Device, [key.Name])[key.Name];
         CudaRuntime.SetMaxDynamicSharedMemory(function, 200 * 1024, key.Device);
         return function;
     })).Value;
@@ -667,6 +682,7 @@ internal static class MmaAttention
         public int OffsetEasyZero;
         public float Scale;
         public int Padding2;
+        public IntPtr Timeline;
         public Sequences Sequences;
     }
 }

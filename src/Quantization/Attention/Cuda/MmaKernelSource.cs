@@ -173,8 +173,28 @@ struct Params {
     int stage, offKO, offKE, offV, offSO, offZO, offSE, offZE;
     float scale;               // softmax scale · log2(e)
     int pad2;
+    unsigned long long* timeline;  // [blocks][TL_SLOTS] or null: read only where VIDKV_TIMELINE is defined (see TL)
     Seq seqs[MAX_SEQS];
 };
+
+// A diagnostic build (VIDKV_TIMELINE defined; `vidkv-bench timeline`): thread 0 of each block writes the global timer and
+// its SM's cycle counter when the block reaches event k (0 entry, 1 copy table, 2 query gathered, 3 transform, 4 main
+// loop, 5 state stored, 6 group counter, 7 group merged, 8 head counter, 9 exit), then its block index and SM in the last
+// two slots. Without the define TL is nothing and the kernel is the one measured.
+#define TL_EVENTS 10
+#define TL_SLOTS (2 * TL_EVENTS + 2)
+#ifdef VIDKV_TIMELINE
+#define TL(k) do { if (threadIdx.x == 0 && p.timeline) { \
+    unsigned long long g_, c_; u32 sm_; \
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g_)); asm volatile("mov.u64 %0, %%clock64;" : "=l"(c_)); \
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_)); \
+    unsigned long long* e_ = p.timeline + (((i64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * TL_SLOTS; \
+    e_[2 * (k)] = g_; e_[2 * (k) + 1] = c_; \
+    e_[2 * TL_EVENTS] = blockIdx.x | ((unsigned long long)blockIdx.y << 20) | ((unsigned long long)blockIdx.z << 40); e_[2 * TL_EVENTS + 1] = sm_; \
+} } while (0)
+#else
+#define TL(k) do { } while (0)
+#endif
 
 // Element i of a float32 (T = 0), float16 (1) or bfloat16 (2) array.
 template <int T>
@@ -459,6 +479,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
     const Seq& sq = p.seqs[blockIdx.z];
     const int split = blockIdx.x;
     if (split >= sq.qSplits + (sq.rLen + 31) / 32) return;  // past a shorter sequence's splits
+    TL(0);
     const i64 bh = blockIdx.y;                                // batch item x KV head within the cache
     const int C = (int)p.C, D = (int)p.D, dv = GEO::FIXED ? GEO::DV : (int)p.dv, nq = (int)p.nq, QS = C + 8;
     float* qs = (float*)smem4;                           // [ROWS][C + 8] query in the block's channel order
@@ -517,6 +538,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             st[ROWS * 2 + r * dv + c] = a;
         }
         if (tid < ROWS) { st[tid] = myM[tid]; st[ROWS + tid] = myL[tid]; }
+        TL(4);
     } else {
         const Split sp = sq.splits[split];
         const Block& bk = sq.blocks[sp.block];
@@ -561,6 +583,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             }
         }
         __syncthreads();
+        TL(1);
 
         // Stage a unit's packed codes and its group's metadata (cp.async, one group of copies per unit).
         auto issue = [&](i64 u, int buf) {
@@ -585,6 +608,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         else if (p.qType == 1) gatherQuery<1, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
         else gatherQuery<2, OB>(p, qBase, qs, QS, qg, bk, (int)dOut, (int)De, D, nq, tid);
         __syncthreads();
+        TL(2);
         // The 1-bit components through the transform: a thread per component and half of the rows (4 rows), the rows'
         // channels read 4 at a time (one broadcast 16-byte read a row) where De allows; each sum in channel order.
         for (int i = tid; i < 2 * comps; i += THREADS) {
@@ -636,6 +660,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             }
             __syncthreads();
         }
+        TL(3);
 
         // Σ p·digit in VT tiles of 16 channel slots (see the value products): tile m = 2k + b, row g holds digit k of
         // value byte 4g + 2b, row g + 8 digit k of byte 4g + 2b + 1.
@@ -886,6 +911,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             lrow[cc] = l;
         }
         __syncthreads();  // every warp is done with its staged values: scratch reuses them
+        TL(4);
         if (g == 0) {
             myM[warp * ROWS + 2 * t] = mrow[0]; myM[warp * ROWS + 2 * t + 1] = mrow[1];
             myL[warp * ROWS + 2 * t] = lrow[0]; myL[warp * ROWS + 2 * t + 1] = lrow[1];
@@ -934,15 +960,19 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
         float* first = top ? base : base + (i64)16 * grp * stride;
         __threadfence();
         __syncthreads();
+        if (!top || nG == 1) TL(5);
         if (tid == 0) {
             isLast = atomicAdd(c, 1) == n - 1;
             if (isLast) *c = 0;
         }
         __syncthreads();
-        if (!isLast) return;
+        TL(top ? 8 : 6);
+        if (!isLast) { TL(9); return; }
         __threadfence();
         mergeStates(first, (i64)(top && nG > 1 ? 16 : 1) * stride, n, dv, nq, top ? 0 : first, p.out + bq * nq * dv, wts, red);
+        if (!top) TL(7);
     }
+    TL(9);
 }
 
 // ES 1 (name suffix a after the metadata type): 1-bit keys scaled on the A side (see the main loop).
