@@ -62,7 +62,10 @@ internal static class KernelTimeline
             {
                 for (int i = 0; i < launches; i++)
                 {
+                    // Zeroed and synchronized first: a launch that may overlap the previous kernel (programmatic
+                    // dependent launch) writes its first events before it waits for that kernel.
                     timeline.zero_();
+                    cuda.synchronize();
                     cache.AttendFused(query, path: FusedKernelPath.Cuda).Dispose();
                 }
 
