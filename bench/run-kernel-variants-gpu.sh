@@ -21,7 +21,8 @@
 # model-decode-<last>.md and their logs; prints the tensor-core rows of each decode run (tokens, sync ms, back to back
 # ms, ...), the SDPA table and the op-hash comparison. BUDGET (seconds, default 540): optional steps start only while
 # the call has run less than their share of it. CHECKED: builds whose cuda-check an earlier call already passed (skipped).
-# TIMELINE: builds whose `vidkv-bench timeline` (one launch part by part, 4k/64k/128k) runs last, while time is left.
+# TIMELINE: builds whose `vidkv-bench timeline` (one launch part by part, 4k/64k/128k) runs after the op-hashes, while
+# time is left.
 set -uo pipefail
 if [ $# -lt 2 ] || [ ! -f .gpu/base.tar.xz ]; then
   echo "usage: OUT=<folder> $0 <baseline build> <build>... (.gpu/base.tar.xz and .gpu/<build>/ or .gpu/<build>.dll for each)" >&2
@@ -87,11 +88,11 @@ for b in builds[1:]:
     if base and h:
         print(f"op-hashes {b}: {len(h)} operations, differing from {builds[0]}: {[k for k in base if h.get(k) != base[k]]}")
 PY
+for b in ${TIMELINE:-}; do
+  left 76 "timeline $b" && { timeout 60 "/tmp/vk/$b/VidKV.AI.Bench" timeline --out "$R/timeline-$b.md" > "$R/timeline-$b.log" 2>&1; echo "timeline $b rc $?"; grep -E "^[0-9]+ blocks|^\| (entry|main loop|state stored|exit) " "$R/timeline-$b.md"; }
+done
 last="${builds[-1]}"
 left 78 "layer-check $last" && { timeout 100 "/tmp/vk/$last/VidKV.AI.Bench" layer-check --out "$R/layer-check-$last.md" > "$R/layer-check-$last.log" 2>&1; echo "layer-check $last rc $?"; grep -E "comparisons|FAIL|2 layers" "$R/layer-check-$last.md"; }
 left 80 "model-decode $last" && { timeout 90 "/tmp/vk/$last/VidKV.AI.Bench" model-decode --device cuda --frames 32,256 --repeats 10 --out "$R/model-decode-$last.md" > "$R/model-decode-$last.log" 2>&1; echo "model-decode $last rc $?"; grep -E "^\| [0-9]" "$R/model-decode-$last.md" | cut -d"|" -f2-6; }
-for b in ${TIMELINE:-}; do
-  left 92 "timeline $b" && { timeout 60 "/tmp/vk/$b/VidKV.AI.Bench" timeline --out "$R/timeline-$b.md" > "$R/timeline-$b.log" 2>&1; echo "timeline $b rc $?"; grep -E "^[0-9]+ blocks|^\| (entry|main loop|state stored|exit) " "$R/timeline-$b.md"; }
-done
 echo "total t=$((SECONDS - S))"
 exit $check
