@@ -177,21 +177,27 @@ struct Params {
     Seq seqs[MAX_SEQS];
 };
 
-// A diagnostic build (VIDKV_TIMELINE defined; `vidkv-bench timeline`): thread 0 of each block writes the global timer and
+// A diagnostic build (VIDKV_TIMELINE defined; `vidkv-bench timeline`): thread 0 of each block notes the global timer and
 // its SM's cycle counter when the block reaches event k (0 entry, 1 copy table, 2 query gathered, 3 transform, 4 main
-// loop, 5 state stored, 6 group counter, 7 group merged, 8 head counter, 9 exit), then its block index and SM in the last
-// two slots. Without the define TL is nothing and the kernel is the one measured.
+// loop, 5 state stored, 6 group counter, 7 group merged, 8 head counter, 9 exit) in shared memory (two registers at each
+// event, so that the kernel around it keeps its registers), and at exit writes them, its block index and SM to timeline.
+// Without the define TL is nothing and the kernel is the one measured.
 #define TL_EVENTS 10
 #define TL_SLOTS (2 * TL_EVENTS + 2)
 #ifdef VIDKV_TIMELINE
+__shared__ unsigned long long tlNotes[2 * TL_EVENTS];
 #define TL(k) do { if (threadIdx.x == 0 && p.timeline) { \
-    unsigned long long g_, c_; u32 sm_; \
+    unsigned long long g_, c_; \
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g_)); asm volatile("mov.u64 %0, %%clock64;" : "=l"(c_)); \
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_)); \
-    unsigned long long* e_ = p.timeline + (((i64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * TL_SLOTS; \
-    e_[2 * (k)] = g_; e_[2 * (k) + 1] = c_; \
-    e_[2 * TL_EVENTS] = blockIdx.x | ((unsigned long long)blockIdx.y << 20) | ((unsigned long long)blockIdx.z << 40); e_[2 * TL_EVENTS + 1] = sm_; \
-} } while (0)
+    if ((k) == 0) for (int i_ = 0; i_ < 2 * TL_EVENTS; i_++) tlNotes[i_] = 0; \
+    tlNotes[2 * (k)] = g_; tlNotes[2 * (k) + 1] = c_; \
+    if ((k) == TL_EVENTS - 1) { \
+        u32 sm_; asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_)); \
+        unsigned long long* e_ = p.timeline + (((i64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * TL_SLOTS; \
+        for (int i_ = 0; i_ < 2 * TL_EVENTS; i_++) e_[i_] = tlNotes[i_]; \
+        e_[2 * TL_EVENTS] = blockIdx.x | ((unsigned long long)blockIdx.y << 20) | ((unsigned long long)blockIdx.z << 40); \
+        e_[2 * TL_EVENTS + 1] = sm_; \
+    } } } while (0)
 #else
 #define TL(k) do { } while (0)
 #endif
