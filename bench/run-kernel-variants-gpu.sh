@@ -60,7 +60,7 @@ decode() {
   local f="$R/decode-$n-$1"
   timeout 70 "/tmp/vk/$1/VidKV.AI.Bench" decode --device cuda --methods cuda --tokens $T --repeats 30 --out "$f.md" > "$f.log" 2>&1
   echo "== $1 rc $? t=$((SECONDS - S))"
-  grep -E "^\| [0-9]+ \| fused .*tensor cores, one launch \|" "$f.md" | cut -d"|" -f2,4,6,7,12
+  grep -E "^\| [0-9]+ \| fused .*tensor cores, one launch( \(dependent launch\))? \|" "$f.md" | cut -d"|" -f2,4,6,7,12
 }
 for b in "${builds[@]}"; do decode "$b"; done
 timeout 60 python3 bench/sdpa_baseline.py --tokens $T --repeats 30 --backends cudnn,flash > "$R/sdpa.md" 2>&1
