@@ -69,7 +69,7 @@ internal static class KernelTimeline
                     cache.AttendFused(query, path: FusedKernelPath.Cuda).Dispose();
                 }
 
-                if (!FusedAttention.LastCudaKernel.StartsWith("vidkv_mma", StringComparison.Ordinal))
+                if (!FusedAttention.LastCudaKernel.StartsWith("tensor cores", StringComparison.Ordinal))
                 {
                     throw new InvalidOperationException($"the launch ran {FusedAttention.LastCudaKernel}, not the tensor-core kernel");
                 }
