@@ -124,9 +124,7 @@ internal sealed class DecodeBenchmark
             int copies = 1;
             for (int c = 0; c < copies; c++)
             {
-                var offset = randn(d) * 0.5;
-                offset.index_copy_(0, randperm(d).narrow(0, 0, 8), randn(8) * 10);
-                keys.Add((randn(new[] { b, h, n, d }, device: device) + offset.to(device)).to(ScalarType.Float16));
+                keys.Add(BenchRandom.OutlierKeys(b, h, n, d, device));
                 values.Add(randn(new[] { b, h, n, d }, device: device).to(ScalarType.Float16));
                 var importance = randn(new[] { (long)n }, device: device);
                 queries.Add(randn(new[] { b, _s.QHeads, 1, d }, device: device).to(ScalarType.Float16));

@@ -45,9 +45,7 @@ internal static class KernelTimeline
             using var scope = NewDisposeScope();
             BenchRandom.Seed(n);
             const long h = 4, hq = 28, d = 128;
-            var offset = randn(d) * 0.5;
-            offset.index_copy_(0, randperm(d).narrow(0, 0, 8), randn(8) * 10);
-            var keys = (randn(new[] { 1, h, (long)n, d }, device: dev) + offset.to(dev)).to(ScalarType.Float16);
+            var keys = BenchRandom.OutlierKeys(1, h, n, d, dev);
             var values = randn(new[] { 1, h, (long)n, d }, device: dev).to(ScalarType.Float16);
             var query = randn(new[] { 1, hq, 1, d }, device: dev).to(ScalarType.Float16);
             using var cache = new QuantizedKVCache(KVCacheOptions.FromPreset("vidkv-1.5/1.58", CacheProfile.Compact));
@@ -175,13 +173,14 @@ internal static class KernelTimeline
             }
         }
 
-        // The block that wrote the output of each KV head (it reached the head counter and merged): its events.
         sb.AppendLine();
         sb.AppendLine("The blocks that wrote the output (last at their KV head's counter), µs from the first entry:");
         sb.AppendLine();
         sb.AppendLine("| split, head | SM | " + string.Join(" | ", Events) + " |");
         sb.AppendLine("|---|---:|" + string.Concat(Enumerable.Repeat("---:|", events)));
-        foreach (var b in blocks.Where(b => b.Time[8] != 0 && b.Time[9] != 0 && b.Time[9] >= b.Time[8] && IsFinal(b, blocks)).OrderBy(b => b.Y))
+        // The last block of each KV head to reach the head counter: the one that merged into the output.
+        var finals = blocks.Where(b => b.Time[8] != 0 && b.Time[9] >= b.Time[8]).GroupBy(b => b.Y).Select(g => g.MaxBy(b => b.Time[8]));
+        foreach (var b in finals.OrderBy(b => b.Y))
         {
             var at = b.Time.Select(t => t == 0 ? "-" : ((t - t0) / 1000.0).ToString("F2", CultureInfo.InvariantCulture));
             sb.AppendLine($"| {b.X.ToString(CultureInfo.InvariantCulture)}, {b.Y.ToString(CultureInfo.InvariantCulture)} | {b.Sm.ToString(CultureInfo.InvariantCulture)} | {string.Join(" | ", at)} |");
@@ -189,8 +188,4 @@ internal static class KernelTimeline
 
         return sb.ToString();
     }
-
-    // The last block of its KV head to reach the head counter: the one that merged into the output.
-    private static bool IsFinal(BlockEvents b, List<BlockEvents> all)
-        => b.Time[8] == all.Where(o => o.Y == b.Y && o.Time[8] != 0).Max(o => o.Time[8]);
 }

@@ -186,18 +186,26 @@ struct Params {
 #define TL_SLOTS (2 * TL_EVENTS + 2)
 #ifdef VIDKV_TIMELINE
 __shared__ unsigned long long tlNotes[2 * TL_EVENTS];
-#define TL(k) do { if (threadIdx.x == 0 && p.timeline) { \
-    unsigned long long g_, c_; \
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g_)); asm volatile("mov.u64 %0, %%clock64;" : "=l"(c_)); \
-    if ((k) == 0) for (int i_ = 0; i_ < 2 * TL_EVENTS; i_++) tlNotes[i_] = 0; \
-    tlNotes[2 * (k)] = g_; tlNotes[2 * (k) + 1] = c_; \
-    if ((k) == TL_EVENTS - 1) { \
-        u32 sm_; asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_)); \
-        unsigned long long* e_ = p.timeline + (((i64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * TL_SLOTS; \
-        for (int i_ = 0; i_ < 2 * TL_EVENTS; i_++) e_[i_] = tlNotes[i_]; \
-        e_[2 * TL_EVENTS] = blockIdx.x | ((unsigned long long)blockIdx.y << 20) | ((unsigned long long)blockIdx.z << 40); \
-        e_[2 * TL_EVENTS + 1] = sm_; \
-    } } } while (0)
+
+template <int K>
+__device__ __forceinline__ void timelineNote(const Params& p) {
+    if (threadIdx.x != 0 || !p.timeline) return;
+    unsigned long long g, c;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(g));
+    asm volatile("mov.u64 %0, %%clock64;" : "=l"(c));
+    if (K == 0) for (int i = 0; i < 2 * TL_EVENTS; i++) tlNotes[i] = 0;
+    tlNotes[2 * K] = g;
+    tlNotes[2 * K + 1] = c;
+    if (K == TL_EVENTS - 1) {
+        u32 sm;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        unsigned long long* e = p.timeline + (((i64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * TL_SLOTS;
+        for (int i = 0; i < 2 * TL_EVENTS; i++) e[i] = tlNotes[i];
+        e[2 * TL_EVENTS] = blockIdx.x | ((unsigned long long)blockIdx.y << 20) | ((unsigned long long)blockIdx.z << 40);
+        e[2 * TL_EVENTS + 1] = sm;
+    }
+}
+#define TL(k) timelineNote<k>(p)
 #else
 #define TL(k) do { } while (0)
 #endif
@@ -972,7 +980,7 @@ __device__ __forceinline__ void mmaBody(const Params& p) {
             if (isLast) *c = 0;
         }
         __syncthreads();
-        TL(top ? 8 : 6);
+        if (top) TL(8); else TL(6);
         if (!isLast) { TL(9); return; }
         __threadfence();
         mergeStates(first, (i64)(top && nG > 1 ? 16 : 1) * stride, n, dv, nq, top ? 0 : first, p.out + bq * nq * dv, wts, red);
